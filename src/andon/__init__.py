@@ -1,0 +1,96 @@
+"""Andon: background jobs that really stop when you press Cancel.
+
+The public API. Everything else in the package is private and may change.
+"""
+
+from __future__ import annotations
+
+from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
+from andon._client import Client, connect
+from andon._clock import Clock, ManualClock, SystemClock
+from andon._context import Context
+from andon._errors import (
+    AndonError,
+    ConfigurationError,
+    InvalidParams,
+    InvalidTransition,
+    JobFinished,
+    JobNotFound,
+    LifecycleError,
+    StorageError,
+    StorageUnavailable,
+    UnknownKind,
+    UsageError,
+    WaitTimeout,
+)
+from andon._jobs import (
+    CancelInfo,
+    CancelOutcome,
+    ErrorInfo,
+    Job,
+    JobEvent,
+    JobStatus,
+    ResultItem,
+)
+from andon._registry import DEFAULT, App, Isolation, JobKind, Retry
+from andon._storage import CancelResult, JobFilter, KindStats, Page, Store, open_store
+from andon._storage._sqlite import SqliteStore
+from andon._storage._url import DEFAULT_DATABASE_URL, database_url
+from andon._worker import Worker, WorkerState
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT",
+    "DEFAULT_DATABASE_URL",
+    "AndonError",
+    "App",
+    "CancelInfo",
+    "CancelOutcome",
+    "CancelReason",
+    "CancelResult",
+    "CancelToken",
+    "Cancelled",
+    "Client",
+    "Clock",
+    "ConfigurationError",
+    "Context",
+    "ErrorInfo",
+    "InvalidParams",
+    "InvalidTransition",
+    "Isolation",
+    "Job",
+    "JobEvent",
+    "JobFilter",
+    "JobFinished",
+    "JobKind",
+    "JobNotFound",
+    "JobStatus",
+    "KindStats",
+    "LifecycleError",
+    "ManualClock",
+    "Page",
+    "ResultItem",
+    "Retry",
+    "SqliteStore",
+    "StopMethod",
+    "StorageError",
+    "StorageUnavailable",
+    "Store",
+    "SystemClock",
+    "UnknownKind",
+    "UsageError",
+    "WaitTimeout",
+    "Worker",
+    "WorkerState",
+    "__version__",
+    "connect",
+    "database_url",
+    "open_store",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) and _obj.__module__.startswith("andon."):
+        _obj.__module__ = "andon"
+del _name, _obj

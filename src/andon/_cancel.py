@@ -1,0 +1,143 @@
+"""The cancellation vocabulary: reasons, stop methods, the token and the exception.
+
+Words used the same way everywhere in andon:
+
+* a cancel is **requested** (someone asked; :class:`CancelReason` says why),
+* the work **acknowledges** it (a checkpoint saw the request), and
+* the work has **stopped** (the handler returned, or was stopped by force;
+  :class:`StopMethod` says which step stopped it).
+
+A :class:`CancelToken` is level-triggered: once requested it stays requested, and every
+checkpoint after that raises :class:`Cancelled` again, so a handler cannot miss a cancel by
+catching it once in some inner loop.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+from typing import final
+
+__all__ = ["CancelReason", "CancelToken", "Cancelled", "StopMethod"]
+
+
+class CancelReason(enum.StrEnum):
+    """Why a cancel was requested. Stored in databases and sent over the API: values are stable."""
+
+    USER = "user"
+    """Someone asked (CLI, API, dashboard, library call)."""
+    TIMEOUT = "timeout"
+    """The job ran past its timeout."""
+    SHUTDOWN = "shutdown"
+    """The worker is shutting down; the job goes back to the queue."""
+    DELETED = "deleted"
+    """The job is being deleted."""
+    FORCED = "forced"
+    """Force-fail: stop the work and record the job as failed."""
+    LEASE_LOST = "lease_lost"
+    """The worker could not renew its lease and stopped its own work (fencing)."""
+    WORKER_LOST = "worker_lost"
+    """The worker running the job disappeared; its lease expired."""
+
+
+class StopMethod(enum.StrEnum):
+    """Which step actually stopped the work. Values are stable (stored and sent)."""
+
+    WITHDRAWN = "withdrawn"
+    """The job was still queued: it never started."""
+    COOPERATIVE = "cooperative"
+    """The handler saw the request at a checkpoint (``ctx.check()``, ``ctx.sleep()``...)."""
+    ASYNC = "async"
+    """The asyncio task was cancelled at its current ``await``."""
+    INJECTED = "injected"
+    """``Cancelled`` was raised inside the handler's thread after the grace period."""
+    TERMINATED = "terminated"
+    """The handler's process stopped on SIGTERM."""
+    KILLED = "killed"
+    """The handler's process was killed with SIGKILL."""
+    ABANDONED = "abandoned"
+    """The thread could not be stopped (blocked in C code); andon stopped waiting for it."""
+
+
+class Cancelled(BaseException):
+    """Raised at a checkpoint when the job has been asked to stop.
+
+    It derives from ``BaseException`` so that a handler's ``except Exception:`` cannot
+    swallow it by accident. Handlers may catch it to clean up, but must re-raise it.
+
+    It can be created without arguments, because CPython's thread injection
+    instantiates the class itself.
+    """
+
+    def __init__(self, reason: CancelReason | None = None, message: str | None = None) -> None:
+        self.reason = reason
+        self.message = message
+        text = f"job cancelled ({reason.value})" if reason else "job cancelled"
+        super().__init__(f"{text}: {message}" if message else text)
+
+
+@final
+class CancelToken:
+    """A thread-safe, level-triggered cancel flag with wake-ups and callbacks.
+
+    Reading :attr:`requested` is a plain attribute read (cheap enough to call in a tight
+    loop). :meth:`request` is idempotent: the first call wins and fixes the reason.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._callbacks: list[Callable[[CancelReason], None]] = []
+        self.requested = False
+        self.reason: CancelReason | None = None
+        self.message: str | None = None
+        self.acknowledged_at: float | None = None
+
+    def request(self, reason: CancelReason, message: str | None = None) -> bool:
+        """Ask the work to stop. Returns ``True`` if this call was the first request."""
+        with self._lock:
+            if self.requested:
+                return False
+            self.reason = reason
+            self.message = message
+            self.requested = True
+            callbacks, self._callbacks = self._callbacks, []
+        self._event.set()
+        for callback in callbacks:
+            callback(reason)
+        return True
+
+    def acknowledge(self) -> None:
+        """Note the first moment the work observed the request."""
+        if self.acknowledged_at is None:
+            self.acknowledged_at = time.time()
+
+    def raise_if_requested(self) -> None:
+        """Raise :class:`Cancelled` if a cancel was requested (a checkpoint)."""
+        if self.requested:
+            self.acknowledge()
+            raise Cancelled(self.reason, self.message)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until a cancel is requested or ``timeout`` seconds pass; ``True`` if requested."""
+        return self._event.wait(timeout)
+
+    def on_request(self, callback: Callable[[CancelReason], None]) -> Callable[[], None]:
+        """Call ``callback(reason)`` once a cancel is requested (at once if it already was).
+
+        Returns a function that removes the callback again.
+        """
+        with self._lock:
+            if not self.requested:
+                self._callbacks.append(callback)
+                return lambda: self._remove(callback)
+        assert self.reason is not None
+        callback(self.reason)
+        return lambda: None
+
+    def _remove(self, callback: Callable[[CancelReason], None]) -> None:
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)

@@ -1,0 +1,212 @@
+"""The context object every handler receives first: checkpoints, progress, results, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol, TypeVar
+
+from andon._cancel import Cancelled, CancelToken
+from andon._children import ChildGroup
+
+__all__ = ["Context", "ContextSink"]
+
+T = TypeVar("T")
+
+MAX_ITEM_BYTES = 1024 * 1024
+
+
+class ContextSink(Protocol):
+    """Where a context sends what the handler produces (a buffer in the worker, or a pipe)."""
+
+    def emit(self, at: float, encoded: str) -> None: ...
+
+    def progress(self, done: float, total: float | None, message: str | None) -> None: ...
+
+    def child_started(self, pid: int) -> None: ...
+
+
+class Context:
+    """What a handler gets as its first argument.
+
+    Checkpoints - calls where the handler may observe a cancel and get :class:`Cancelled` -
+    are :meth:`check`, :meth:`sleep`, :meth:`wait`, :meth:`run` and their async twins.
+    :attr:`cancelled` only reads the flag. :meth:`emit` and :meth:`progress` are not
+    checkpoints: work finished before the stop is kept, even when reported late.
+    """
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        kind: str,
+        attempt: int,
+        params: dict[str, Any],  # Any: the job's JSON params
+        token: CancelToken,
+        sink: ContextSink,
+        child_grace_s: float,
+    ) -> None:
+        self.job_id = job_id
+        self.kind = kind
+        self.attempt = attempt
+        self.params = params
+        self._token = token
+        self._sink = sink
+        self._cleanups: list[Callable[[], object]] = []
+        self._children = ChildGroup(child_grace_s, sink.child_started)
+        self._unsubscribe = token.on_request(lambda _reason: self._children.stop())
+
+    # -- cancellation ---------------------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        """``True`` once a cancel was requested. Cheap; not a checkpoint (it never raises)."""
+        if self._token.requested:
+            self._token.acknowledge()
+            return True
+        return False
+
+    def check(self) -> None:
+        """Checkpoint: raise :class:`Cancelled` if the job was asked to stop."""
+        if self._token.requested:
+            self._token.raise_if_requested()
+
+    def sleep(self, seconds: float) -> None:
+        """Checkpoint: sleep, waking at once and raising :class:`Cancelled` on a cancel."""
+        self.check()
+        if self._token.wait(max(0.0, seconds)):
+            self._token.raise_if_requested()
+
+    def wait(self, waitable: threading.Event | concurrent.futures.Future[T], timeout: float | None = None) -> Any:
+        """Checkpoint: wait for an event to be set or a future to finish, or for a cancel.
+
+        Returns the future's result (or the event's flag). Raises :class:`Cancelled` on a
+        cancel (a future is cancelled too), ``TimeoutError`` if ``timeout`` passes first.
+        """
+        self.check()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if isinstance(waitable, threading.Event):
+            # An Event has no callback to hook, so wait in short slices; 2 ms keeps the
+            # cancel latency of this checkpoint far below what users notice.
+            while not waitable.wait(0.002):
+                self.check()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"the event was not set within {timeout} s")
+            return True
+        done = threading.Event()
+        waitable.add_done_callback(lambda _f: done.set())
+        unsubscribe = self._token.on_request(lambda _reason: done.set())
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            finished = done.wait(remaining)
+        finally:
+            unsubscribe()
+        if self._token.requested:
+            waitable.cancel()
+            self._token.raise_if_requested()
+        if not finished:
+            raise TimeoutError(f"the future did not finish within {timeout} s")
+        return waitable.result()
+
+    async def sleep_async(self, seconds: float) -> None:
+        """Checkpoint for async handlers: like :meth:`sleep` without blocking the loop."""
+        self.check()
+        await asyncio.sleep(seconds)
+        self.check()
+
+    # -- output ------------------------------------------------------------------
+
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress (only the latest report is stored). Not a checkpoint."""
+        self._sink.progress(done, total, message)
+
+    def emit(self, item: Any) -> None:  # Any: any JSON value
+        """Store one partial result, in order. Cheap (written in batches); not a checkpoint.
+
+        Every item emitted before the job stops is kept, whichever way it stops.
+
+        Raises:
+            TypeError: the item is not JSON-serialisable.
+            ValueError: the item is larger than 1 MiB once encoded.
+        """
+        encoded = json.dumps(item, separators=(",", ":"))
+        if len(encoded) > MAX_ITEM_BYTES:
+            raise ValueError(f"a result item may take at most {MAX_ITEM_BYTES} bytes")
+        self._sink.emit(time.time(), encoded)
+
+    # -- resources ---------------------------------------------------------------
+
+    def on_cleanup(self, function: Callable[[], object]) -> None:
+        """Call ``function`` when the job ends, whichever way; cleanups run in reverse order."""
+        self._cleanups.append(function)
+
+    def enter(self, manager: AbstractContextManager[T]) -> T:
+        """Enter a context manager now and exit it when the job ends (in reverse order)."""
+        value = manager.__enter__()
+        self._cleanups.append(lambda: manager.__exit__(None, None, None))
+        return value
+
+    def popen(self, args: Any, **kwargs: Any) -> subprocess.Popen[Any]:  # Any: as Popen
+        """Start a child process in its own process group, stopped with the job.
+
+        On a cancel the whole group gets SIGTERM at once and SIGKILL after the grace period;
+        when the job ends, whatever is left is killed and reaped. The child also dies if the
+        thread that started it exits (``PR_SET_PDEATHSIG``), so call it from the handler's
+        own thread, not from a short-lived helper thread.
+        """
+        self.check()
+        return self._children.popen(args, **kwargs)
+
+    def run(
+        self, args: Any, *, check: bool = False, timeout: float | None = None, **kwargs: Any
+    ) -> subprocess.CompletedProcess[Any]:
+        """Checkpoint: run a child process to completion, like :func:`subprocess.run`.
+
+        A cancel stops the child (SIGTERM, then SIGKILL) and raises :class:`Cancelled`.
+        """
+        if "input" in kwargs and kwargs["input"] is not None:
+            kwargs["stdin"] = subprocess.PIPE
+        stdin_data = kwargs.pop("input", None)
+        if kwargs.pop("capture_output", False):
+            kwargs["stdout"] = subprocess.PIPE
+            kwargs["stderr"] = subprocess.PIPE
+        child = self.popen(args, **kwargs)
+        try:
+            stdout, stderr = child.communicate(stdin_data, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.communicate()
+            raise
+        self.check()
+        completed = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
+        if check:
+            completed.check_returncode()
+        return completed
+
+    # -- for runtimes ------------------------------------------------------------
+
+    def _close(self) -> list[BaseException]:
+        """Run cleanups in reverse order and reap child processes; returns cleanup errors."""
+        errors: list[BaseException] = []
+        while self._cleanups:
+            cleanup = self._cleanups.pop()
+            try:
+                cleanup()
+            except Cancelled:
+                continue
+            except Exception as exc:
+                errors.append(exc)
+        self._unsubscribe()
+        with contextlib.suppress(Exception):
+            self._children.close()
+        return errors
+
+    def _kill_children(self) -> None:
+        self._children.kill()

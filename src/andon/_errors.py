@@ -1,0 +1,129 @@
+"""Errors raised by andon.
+
+Every error andon raises on purpose derives from :class:`AndonError`, grouped by who
+has to react::
+
+    AndonError
+    ├── UsageError                 the caller did something andon cannot do
+    │   ├── UnknownKind            no handler is registered under that kind
+    │   ├── InvalidParams          params do not fit the kind's signature
+    │   ├── InvalidTransition      the job is in a state that forbids the operation
+    │   │   └── JobFinished        e.g. cancelling a job that already succeeded
+    │   └── LifecycleError         a worker/store used before open or after close
+    ├── JobNotFound                no job has that id
+    ├── WaitTimeout                a wait_* call gave up (also a TimeoutError)
+    ├── ConfigurationError         a bad database URL, app reference or setting
+    └── StorageError               the store could not do what was asked
+        └── StorageUnavailable     the database cannot be reached or opened
+
+The signal that tells a handler to stop, :class:`andon.Cancelled`, is deliberately
+*not* here: it derives from ``BaseException`` (see ``_cancel.py``).
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+__all__ = [
+    "AndonError",
+    "ConfigurationError",
+    "InvalidParams",
+    "InvalidTransition",
+    "JobFinished",
+    "JobNotFound",
+    "LifecycleError",
+    "StorageError",
+    "StorageUnavailable",
+    "UnknownKind",
+    "UsageError",
+    "WaitTimeout",
+]
+
+
+class AndonError(Exception):
+    """Root of every error andon raises on purpose."""
+
+
+class UsageError(AndonError):
+    """The caller asked for something andon cannot do; fix the call."""
+
+
+@final
+class UnknownKind(UsageError):
+    """No handler is registered for ``kind``."""
+
+    def __init__(self, kind: str, known: list[str] | None = None) -> None:
+        self.kind = kind
+        hint = f" (registered kinds: {', '.join(sorted(known))})" if known else ""
+        super().__init__(f"unknown job kind {kind!r}{hint}")
+
+
+@final
+class InvalidParams(UsageError):
+    """The params given for a job do not match its handler's signature."""
+
+    def __init__(self, kind: str, problems: list[str]) -> None:
+        self.kind = kind
+        self.problems = problems
+        super().__init__(f"invalid params for {kind!r}: " + "; ".join(problems))
+
+
+class InvalidTransition(UsageError):
+    """The job's current state does not allow the requested operation."""
+
+    def __init__(self, job_id: str, state: str, operation: str, message: str | None = None) -> None:
+        self.job_id = job_id
+        self.state = state
+        self.operation = operation
+        super().__init__(message or f"cannot {operation} job {job_id}: it is {state}")
+
+
+@final
+class JobFinished(InvalidTransition):
+    """The job already reached a terminal state, so it cannot be cancelled or failed."""
+
+    def __init__(self, job_id: str, state: str, operation: str) -> None:
+        super().__init__(
+            job_id,
+            state,
+            operation,
+            f"cannot {operation} job {job_id}: it already finished as {state}",
+        )
+
+
+@final
+class LifecycleError(UsageError):
+    """An object with an open/close lifecycle was used in the wrong phase."""
+
+
+@final
+class JobNotFound(AndonError):
+    """No job has this id (it never existed, or it was deleted)."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job with id {job_id!r}")
+
+
+@final
+class ConfigurationError(AndonError):
+    """A setting, database URL or app reference is wrong."""
+
+
+class StorageError(AndonError):
+    """The store failed to carry out an operation."""
+
+
+@final
+class StorageUnavailable(StorageError):
+    """The database could not be opened or reached."""
+
+
+@final
+class WaitTimeout(AndonError, TimeoutError):
+    """A ``wait_*`` call gave up before the job reached the awaited state."""
+
+    def __init__(self, job_id: str, state: str, timeout: float) -> None:
+        self.job_id = job_id
+        self.state = state
+        super().__init__(f"job {job_id} is still {state} after {timeout:g} s")

@@ -1,0 +1,317 @@
+"""Job records, states and the rules for moving between states (pure functions).
+
+Every store calls these functions inside its own transaction, so the rules live in one
+place and the SQLite and PostgreSQL stores cannot disagree about them.
+
+State machine (``*`` marks terminal states; a terminal state never changes again)::
+
+    from        to            trigger
+    ----------  ------------  --------------------------------------------------------
+    queued      running       a worker claims the job
+    queued      cancelled*    cancel requested before it started (withdrawn; never runs)
+    queued      failed*       force-fail before it started
+    running     succeeded*    the handler returned
+    running     failed*       the handler raised, no retry left / worker lost, no retry
+    running     queued        the handler raised and the retry policy allows another
+                              attempt; or the worker shut down (the attempt starts over)
+                              or was lost, and the policy allows another attempt
+    running     cancelling    cancel requested (user, timeout, deleted, forced)
+    cancelling  cancelled*    the work stopped because of the cancel
+    cancelling  succeeded*    the work finished before it saw the cancel
+    cancelling  failed*       the work failed before it saw the cancel; or a force-fail
+                              stopped it and no retry is left
+    cancelling  queued        a force-fail stopped it and the retry policy allows more
+
+A cancel of a ``cancelling`` or ``cancelled`` job is a no-op that reports the current state;
+a cancel of a ``succeeded`` or ``failed`` job raises :class:`~andon.JobFinished`.
+A cancelled job is never retried automatically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any, Final
+
+from andon._cancel import CancelReason, StopMethod
+from andon._errors import InvalidTransition, JobFinished
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "TERMINAL_STATUSES",
+    "CancelInfo",
+    "CancelOutcome",
+    "ErrorInfo",
+    "Job",
+    "JobEvent",
+    "JobStatus",
+    "Outcome",
+    "OutcomeKind",
+    "ResultItem",
+    "Settlement",
+    "decide_cancel",
+    "decide_settlement",
+    "retry_delay",
+]
+
+
+class JobStatus(enum.StrEnum):
+    """Where a job is in its life. Values are stored and sent over the API: keep them stable."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    CANCELLING = "cancelling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATUSES
+
+
+TERMINAL_STATUSES: Final = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+ACTIVE_STATUSES: Final = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING})
+
+ALLOWED_TRANSITIONS: Final[frozenset[tuple[JobStatus, JobStatus]]] = frozenset(
+    {
+        (JobStatus.QUEUED, JobStatus.RUNNING),
+        (JobStatus.QUEUED, JobStatus.CANCELLED),
+        (JobStatus.QUEUED, JobStatus.FAILED),
+        (JobStatus.RUNNING, JobStatus.SUCCEEDED),
+        (JobStatus.RUNNING, JobStatus.FAILED),
+        (JobStatus.RUNNING, JobStatus.QUEUED),
+        (JobStatus.RUNNING, JobStatus.CANCELLING),
+        (JobStatus.CANCELLING, JobStatus.CANCELLED),
+        (JobStatus.CANCELLING, JobStatus.SUCCEEDED),
+        (JobStatus.CANCELLING, JobStatus.FAILED),
+        (JobStatus.CANCELLING, JobStatus.QUEUED),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """Why an attempt failed."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelInfo:
+    """The life of one cancel: who asked and why, when the work saw it, when and how it stopped."""
+
+    requested_at: float
+    reason: CancelReason
+    by: str | None = None
+    message: str | None = None
+    retry: bool = True
+    acknowledged_at: float | None = None
+    stopped_at: float | None = None
+    stop_method: StopMethod | None = None
+
+    @property
+    def stop_seconds(self) -> float | None:
+        """Seconds from the request to the work having stopped, once it has."""
+        if self.stopped_at is None:
+            return None
+        return max(0.0, self.stopped_at - self.requested_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A snapshot of one job as the store holds it."""
+
+    id: str
+    kind: str
+    params: dict[str, Any]
+    status: JobStatus
+    created_at: float
+    attempt: int = 0
+    failures: int = 0
+    max_attempts: int = 1
+    retry_backoff_s: float = 0.0
+    priority: int = 0
+    timeout_s: float | None = None
+    available_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    lease_expires_at: float | None = None
+    progress_done: float | None = None
+    progress_total: float | None = None
+    progress_message: str | None = None
+    items_count: int = 0
+    result: Any = None  # any JSON value the handler returned
+    error: ErrorInfo | None = None
+    cancel: CancelInfo | None = None
+    retry_of: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel is not None
+
+    def replace(self, **changes: Any) -> Job:  # Any: mirrors dataclasses.replace
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One entry of a job's history: a transition or a cancel request, with time and actor."""
+
+    job_id: str
+    seq: int
+    at: float
+    type: str
+    from_status: JobStatus | None
+    to_status: JobStatus | None
+    actor: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    attempt: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResultItem:
+    """One partial result a handler emitted with ``ctx.emit``."""
+
+    job_id: str
+    seq: int
+    attempt: int
+    at: float
+    data: Any  # any JSON value the handler emitted
+
+
+class CancelOutcome(enum.StrEnum):
+    """What a cancel request did."""
+
+    WITHDRAWN = "withdrawn"
+    """The job was queued; it is now terminal and will never start."""
+    REQUESTED = "requested"
+    """The job was running; it is now ``cancelling`` until the work stops."""
+    ESCALATED = "escalated"
+    """A force-fail replaced an earlier cancel request of a ``cancelling`` job."""
+    ALREADY = "already"
+    """Nothing changed: the job was already cancelling or cancelled."""
+
+
+def decide_cancel(job: Job, reason: CancelReason) -> tuple[CancelOutcome, JobStatus]:
+    """Decide what a cancel request does to ``job``; returns the outcome and the new status.
+
+    Raises:
+        JobFinished: the job already succeeded or failed (or is cancelled and this is a
+            force-fail, which cannot change a terminal state).
+    """
+    operation = "force-fail" if reason is CancelReason.FORCED else "cancel"
+    status = job.status
+    if status is JobStatus.QUEUED:
+        final = JobStatus.FAILED if reason is CancelReason.FORCED else JobStatus.CANCELLED
+        return CancelOutcome.WITHDRAWN, final
+    if status is JobStatus.RUNNING:
+        return CancelOutcome.REQUESTED, JobStatus.CANCELLING
+    if status is JobStatus.CANCELLING:
+        current = job.cancel.reason if job.cancel else None
+        if reason is CancelReason.FORCED and current is not CancelReason.FORCED:
+            return CancelOutcome.ESCALATED, status
+        return CancelOutcome.ALREADY, status
+    if status is JobStatus.CANCELLED and reason is not CancelReason.FORCED:
+        return CancelOutcome.ALREADY, status
+    raise JobFinished(job.id, status.value, operation)
+
+
+class OutcomeKind(enum.StrEnum):
+    """How an attempt ended, as seen by the worker."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"
+    """The work stopped because it was asked to (any :class:`StopMethod`)."""
+    LOST = "lost"
+    """The worker disappeared (its lease expired); found by recovery, not by a worker."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a worker reports when an attempt ends."""
+
+    kind: OutcomeKind
+    result: Any = None  # the handler's JSON return value
+    error: ErrorInfo | None = None
+    stop_method: StopMethod | None = None
+    stop_reason: CancelReason | None = None
+    """The reason the worker stopped the work for (shutdown is known only to the worker)."""
+    acknowledged_at: float | None = None
+    stopped_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What the store writes when an attempt ends."""
+
+    status: JobStatus
+    event: str
+    requeue_delay: float | None = None
+    """Seconds until the requeued job may be claimed again (``None`` unless ``queued``)."""
+    counts_as_failure: bool = False
+
+
+def retry_delay(job: Job, failures: int) -> float | None:
+    """Seconds until the next attempt after ``failures`` failures, or ``None`` for no retry."""
+    if failures >= job.max_attempts:
+        return None
+    return float(job.retry_backoff_s * 2 ** max(0, failures - 1))
+
+
+def decide_settlement(job: Job, outcome: Outcome) -> Settlement:
+    """Decide the one state an attempt ends in; called by stores inside their transaction.
+
+    Raises:
+        InvalidTransition: the job is not running (it was already settled).
+    """
+    status = job.status
+    if status not in (JobStatus.RUNNING, JobStatus.CANCELLING):
+        raise InvalidTransition(job.id, status.value, "settle")
+    kind = outcome.kind
+    cancel = job.cancel if status is JobStatus.CANCELLING else None
+    if kind is OutcomeKind.SUCCEEDED:
+        return Settlement(JobStatus.SUCCEEDED, "succeeded")
+    if cancel is not None and kind in (OutcomeKind.STOPPED, OutcomeKind.LOST):
+        if cancel.reason is CancelReason.FORCED:
+            return _failure(job, "force-failed", allow_retry=cancel.retry)
+        return Settlement(JobStatus.CANCELLED, "cancelled")
+    if cancel is not None and kind is OutcomeKind.FAILED:
+        # The work failed before it saw the cancel: a failure, but never retried, because
+        # someone asked for this job to stop (unless it was a force-fail, which is a failure
+        # on purpose and keeps its retry rules).
+        forced = cancel.reason is CancelReason.FORCED
+        return _failure(job, "failed", allow_retry=forced and cancel.retry)
+    if kind is OutcomeKind.FAILED:
+        return _failure(job, "failed", allow_retry=True)
+    if kind is OutcomeKind.LOST:
+        return _failure(job, "worker lost", allow_retry=True)
+    # Stopped while still ``running`` in the store: the worker stopped it on its own
+    # (shutdown or lost lease). The attempt starts over later and is not a failure.
+    return Settlement(JobStatus.QUEUED, "requeued", requeue_delay=0.0)
+
+
+def _failure(job: Job, event: str, *, allow_retry: bool) -> Settlement:
+    delay = retry_delay(job, job.failures + 1) if allow_retry else None
+    if delay is None:
+        return Settlement(JobStatus.FAILED, event, counts_as_failure=True)
+    return Settlement(JobStatus.QUEUED, "retry scheduled", requeue_delay=delay, counts_as_failure=True)
+
+
+def check_transition(old: JobStatus, new: JobStatus) -> None:
+    """Internal invariant: every status change a store writes is in the table above."""
+    assert (old, new) in ALLOWED_TRANSITIONS or old == new, f"illegal transition {old} -> {new}"

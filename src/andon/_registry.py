@@ -1,0 +1,194 @@
+"""The app: a registry mapping job kinds to handlers, with per-kind settings."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeVar, final
+
+import pydantic
+
+from andon._errors import ConfigurationError, InvalidParams, UnknownKind
+
+__all__ = ["App", "Isolation", "JobKind", "Retry"]
+
+Handler = Callable[..., Any]  # Any: handlers take the context plus their own typed params
+F = TypeVar("F", bound=Handler)
+
+MAX_PARAMS_BYTES: Final = 64 * 1024
+
+
+class Isolation(enum.StrEnum):
+    """How a handler runs, and so which stop it is guaranteed.
+
+    * ``async`` - an asyncio task; cancelled at its current ``await`` at once.
+    * ``thread`` - a worker thread; cooperative, then ``Cancelled`` injected after the
+      grace period (pure-Python code only), then abandoned if it is stuck in C code.
+    * ``process`` - a child process; cooperative, then SIGTERM, then SIGKILL: always stops.
+    """
+
+    ASYNC = "async"
+    THREAD = "thread"
+    PROCESS = "process"
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Retry policy: ``max_attempts`` failed attempts in all, waiting ``backoff_s * 2**(n-1)``."""
+
+    max_attempts: int = 1
+    backoff_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.backoff_s < 0:
+            raise ConfigurationError("Retry needs max_attempts >= 1 and backoff_s >= 0")
+
+
+class _Default(enum.Enum):
+    TOKEN = "default"
+
+
+DEFAULT: Final = _Default.TOKEN
+"""Sentinel: "use the app's default" (as opposed to ``None``, meaning "no timeout")."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class JobKind:
+    """A registered handler and its settings."""
+
+    kind: str
+    handler: Handler
+    isolation: Isolation
+    timeout_s: float | None
+    grace_s: float
+    retry: Retry
+    description: str
+    params_model: type[pydantic.BaseModel] = field(repr=False)
+
+    def params_schema(self) -> dict[str, Any]:  # Any: a JSON schema document
+        """The JSON schema of this kind's params (for forms and API docs)."""
+        return self.params_model.model_json_schema()
+
+    def validate(self, params: Mapping[str, Any]) -> dict[str, Any]:  # Any: JSON values
+        """Check params against the handler's signature; returns them with defaults filled in.
+
+        Raises:
+            InvalidParams: a param is missing, unknown, of the wrong type, or too large.
+        """
+        try:
+            model = self.params_model.model_validate(dict(params))
+            clean: dict[str, Any] = model.model_dump(mode="json")
+            size = len(json.dumps(clean))
+        except pydantic.ValidationError as exc:
+            raise InvalidParams(self.kind, [_describe(e) for e in exc.errors()]) from None
+        except (TypeError, ValueError) as exc:
+            raise InvalidParams(self.kind, [f"params must be JSON values ({exc})"]) from None
+        if size > MAX_PARAMS_BYTES:
+            raise InvalidParams(self.kind, [f"params take {size} bytes, the limit is {MAX_PARAMS_BYTES}"])
+        return clean
+
+
+def _describe(error: Any) -> str:  # Any: pydantic's ErrorDetails TypedDict
+    where = ".".join(str(part) for part in error["loc"]) or "params"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown param"
+    if error["type"] == "missing":
+        return f"{where}: required"
+    return f"{where}: {error['msg']}"
+
+
+@final
+class App:
+    """A set of job kinds. Register handlers with :meth:`job`.
+
+    Args:
+        default_timeout: seconds a job may run before it is cancelled with reason
+            ``timeout``, for kinds that do not set their own; ``None`` for no limit.
+        default_grace: seconds a handler gets to stop cooperatively before andon escalates.
+    """
+
+    def __init__(self, *, default_timeout: float | None = None, default_grace: float = 2.0) -> None:
+        self.default_timeout = default_timeout
+        self.default_grace = default_grace
+        self._kinds: dict[str, JobKind] = {}
+
+    def job(
+        self,
+        kind: str | None = None,
+        *,
+        isolation: Isolation | str | None = None,
+        timeout: float | _Default | None = DEFAULT,
+        grace: float | None = None,
+        retry: Retry | None = None,
+        description: str | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function as the handler of ``kind`` (default: its name).
+
+        The handler takes a :class:`~andon.Context` first, then its params as keyword
+        arguments with type annotations (they are validated before a job is created).
+        ``isolation`` defaults to ``async`` for coroutine functions and ``thread`` otherwise.
+        """
+
+        def register(function: F) -> F:
+            name = kind or function.__name__
+            if name in self._kinds:
+                raise ConfigurationError(f"job kind {name!r} is registered twice")
+            is_async = inspect.iscoroutinefunction(function)
+            chosen = Isolation(isolation) if isolation else (Isolation.ASYNC if is_async else Isolation.THREAD)
+            if chosen is Isolation.ASYNC and not is_async:
+                raise ConfigurationError(f"{name}: isolation='async' needs an async def handler")
+            if chosen is not Isolation.ASYNC and is_async:
+                raise ConfigurationError(f"{name}: an async def handler needs isolation='async'")
+            self._kinds[name] = JobKind(
+                kind=name,
+                handler=function,
+                isolation=chosen,
+                timeout_s=self.default_timeout if timeout is DEFAULT else timeout,
+                grace_s=self.default_grace if grace is None else grace,
+                retry=retry or Retry(),
+                description=description or inspect.getdoc(function) or "",
+                params_model=_params_model(name, function),
+            )
+            return function
+
+        return register
+
+    def get(self, kind: str) -> JobKind:
+        """The registered kind. Raises :class:`~andon.UnknownKind`."""
+        try:
+            return self._kinds[kind]
+        except KeyError:
+            raise UnknownKind(kind, list(self._kinds)) from None
+
+    @property
+    def kinds(self) -> list[JobKind]:
+        return sorted(self._kinds.values(), key=lambda k: k.kind)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._kinds
+
+
+def _params_model(kind: str, function: Handler) -> type[pydantic.BaseModel]:
+    """A pydantic model of the handler's keyword params (everything after the context)."""
+    try:
+        hints = inspect.get_annotations(function, eval_str=True)
+    except Exception as exc:
+        raise ConfigurationError(f"{kind}: cannot read the handler's annotations: {exc}") from exc
+    parameters = list(inspect.signature(function).parameters.values())
+    if not parameters:
+        raise ConfigurationError(f"{kind}: a handler takes the job context as its first argument")
+    fields: dict[str, Any] = {}  # Any: pydantic's (type, default) field definitions
+    for parameter in parameters[1:]:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise ConfigurationError(f"{kind}: *args/**kwargs cannot be described as params")
+        annotation = hints.get(parameter.name, Any)
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[parameter.name] = (annotation, default)
+    config = pydantic.ConfigDict(extra="forbid", title=kind)
+    model: type[pydantic.BaseModel] = pydantic.create_model(f"{kind}_params", __config__=config, **fields)
+    return model

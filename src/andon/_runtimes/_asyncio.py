@@ -1,0 +1,103 @@
+"""Async handlers, each on an event loop owned by the worker's slot thread.
+
+Guarantee: **immediate at an await.** A cancel cancels the handler's task, so it stops at
+the ``await`` it is suspended on (``asyncio.CancelledError``, recorded as stop method
+``async``); ``ctx.check()`` raises too (``cooperative``). A handler that swallows the
+cancellation or blocks the loop with sync code gets ``Cancelled`` injected into the loop's
+thread after ``grace`` seconds, and is abandoned after another grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, final
+
+from andon._attempt import Attempt, failure, stopped, succeeded
+from andon._cancel import Cancelled, StopMethod
+from andon._context import Context
+from andon._jobs import Outcome
+from andon._runtimes import Escalation
+from andon._runtimes._inject import InjectedCancel, InjectionGuard
+
+__all__ = ["AsyncExecution"]
+
+_loops = threading.local()
+
+
+def _slot_loop() -> asyncio.AbstractEventLoop:
+    """The slot thread's own loop, reused from job to job (made anew after an injection)."""
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _loops.loop = loop
+    return loop
+
+
+@final
+class AsyncExecution:
+    def __init__(self, attempt: Attempt) -> None:
+        self._attempt = attempt
+        self._guard = InjectionGuard()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[Any] | None = None
+
+    async def _main(self, ctx: Context) -> Any:  # Any: the handler's JSON result
+        attempt = self._attempt
+        with self._lock:
+            self._task = asyncio.current_task()
+        # A cancel that arrived before the task existed could not cancel it; look again.
+        attempt.token.raise_if_requested()
+        return await attempt.spec.handler(ctx, **attempt.job.params)
+
+    def run(self) -> Outcome:
+        attempt = self._attempt
+        token = attempt.token
+        loop = _slot_loop()
+        self._loop = loop
+        ctx = attempt.context()
+        outcome: Outcome | None = None
+        try:
+            self._guard.enter()
+            try:
+                outcome = succeeded(loop.run_until_complete(self._main(ctx)))
+            except InjectedCancel:
+                outcome = stopped(token, StopMethod.INJECTED)
+            except asyncio.CancelledError as exc:
+                outcome = stopped(token, StopMethod.ASYNC) if token.requested else failure(exc, token)
+            except Cancelled as exc:
+                outcome = stopped(token, StopMethod.COOPERATIVE) if token.requested else failure(exc, token)
+            except BaseException as exc:
+                outcome = failure(exc, token)
+        except InjectedCancel:
+            outcome = outcome or stopped(token, StopMethod.INJECTED)
+        finally:
+            self._guard.leave()
+        if outcome.stop_method is StopMethod.INJECTED:
+            _discard(loop)
+        errors = ctx._close()
+        if errors and outcome.error is None and not token.requested:
+            outcome = failure(errors[0], token)
+        return outcome
+
+    def deliver(self) -> None:
+        with self._lock:
+            loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            loop.call_soon_threadsafe(task.cancel)
+
+    def escalate(self, step: int) -> Escalation:
+        if step == 1 and self._guard.inject():
+            return Escalation.APPLIED
+        return Escalation.ABANDON
+
+
+def _discard(loop: asyncio.AbstractEventLoop) -> None:
+    """An injection interrupted the loop itself; cancel what is left and close it."""
+    try:
+        for task in asyncio.all_tasks(loop):
+            task.cancel()
+        loop.close()
+    except Exception:
+        _loops.loop = None

@@ -1,0 +1,72 @@
+"""Raising an exception inside another thread (CPython only, pure-Python code only).
+
+``PyThreadState_SetAsyncExc`` makes the target thread raise at its next bytecode. A
+thread blocked in C code (a ``time.sleep``, a socket read, a C extension's loop) raises
+only when that call returns, which may be never: that is why injection is followed by
+abandonment, and why hard stops need ``isolation="process"``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+
+from andon._cancel import Cancelled
+
+__all__ = ["InjectedCancel", "InjectionGuard"]
+
+
+class InjectedCancel(Cancelled):
+    """The :class:`~andon.Cancelled` that andon raised inside a handler's thread."""
+
+
+_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_set_async_exc.argtypes = [ctypes.c_ulong, ctypes.py_object]
+_set_async_exc.restype = ctypes.c_int
+_clear_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
+_clear_async_exc.restype = ctypes.c_int
+
+
+class InjectionGuard:
+    """Allows injection only while the handler runs, never into andon's own bookkeeping.
+
+    The slot thread calls :meth:`enter` before the handler and :meth:`leave` after it;
+    :meth:`inject` (from another thread) only fires between the two. An exception injected
+    just before :meth:`leave` may still be pending; :meth:`leave` clears it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._thread_id: int | None = None
+        self._pending = False
+
+    def enter(self) -> None:
+        with self._lock:
+            self._thread_id = threading.get_ident()
+
+    def leave(self) -> None:
+        # An injected exception can land on any bytecode, including inside this method
+        # before the lock is taken; retry until the guard is down (see
+        # tests/unit/test_runtimes.py::test_injection_never_escapes_bookkeeping).
+        while True:
+            try:
+                with self._lock:
+                    thread_id, self._thread_id = self._thread_id, None
+                    if self._pending and thread_id is not None:
+                        _clear(thread_id)
+                    self._pending = False
+                return
+            except InjectedCancel:
+                continue
+
+    def inject(self) -> bool:
+        """Raise :class:`InjectedCancel` in the handler's thread; ``False`` if it is not in one."""
+        with self._lock:
+            if self._thread_id is None:
+                return False
+            self._pending = True
+            return bool(_set_async_exc(self._thread_id, InjectedCancel) == 1)
+
+
+def _clear(thread_id: int) -> None:
+    _clear_async_exc(ctypes.c_ulong(thread_id), None)

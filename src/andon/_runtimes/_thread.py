@@ -1,0 +1,61 @@
+"""Sync handlers on the worker's slot thread.
+
+Guarantee: **cooperative, then best effort.** A cancel sets the flag that checkpoints
+(``ctx.check()``, ``ctx.sleep()``, ``ctx.wait()``, ``ctx.run()``) raise on, and stops the
+job's child processes. After ``grace`` seconds andon raises ``Cancelled`` inside the thread;
+that works for pure-Python code. A thread stuck in C code cannot be stopped: after another
+grace period the job is settled ``cancelled`` with stop method ``abandoned`` and the worker
+replaces the slot thread. Use ``isolation="process"`` when you need a hard stop.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+from andon._attempt import Attempt, failure, stopped, succeeded
+from andon._cancel import Cancelled, StopMethod
+from andon._jobs import Outcome
+from andon._runtimes import Escalation
+from andon._runtimes._inject import InjectedCancel, InjectionGuard
+
+__all__ = ["ThreadExecution"]
+
+
+@final
+class ThreadExecution:
+    def __init__(self, attempt: Attempt) -> None:
+        self._attempt = attempt
+        self._guard = InjectionGuard()
+
+    def run(self) -> Outcome:
+        attempt = self._attempt
+        token = attempt.token
+        ctx = attempt.context()
+        outcome: Outcome | None = None
+        try:
+            self._guard.enter()
+            try:
+                outcome = succeeded(attempt.spec.handler(ctx, **attempt.job.params))
+            except InjectedCancel:
+                outcome = stopped(token, StopMethod.INJECTED)
+            except Cancelled as exc:
+                outcome = stopped(token, StopMethod.COOPERATIVE) if token.requested else failure(exc, token)
+            except BaseException as exc:
+                outcome = failure(exc, token)
+        except InjectedCancel:
+            # Landed between the handler's return and the assignment above.
+            outcome = outcome or stopped(token, StopMethod.INJECTED)
+        finally:
+            self._guard.leave()
+        errors = ctx._close()
+        if errors and outcome.error is None and not token.requested:
+            outcome = failure(errors[0], token)
+        return outcome
+
+    def deliver(self) -> None:
+        """Nothing to push: the token is the flag checkpoints read."""
+
+    def escalate(self, step: int) -> Escalation:
+        if step == 1 and self._guard.inject():
+            return Escalation.APPLIED
+        return Escalation.ABANDON

@@ -1,0 +1,227 @@
+"""The storage port: the only storage type the core sees.
+
+Every method is one atomic operation; the rules for what a state change means live in
+``andon._jobs`` and are applied by each store inside its own transaction. Methods block
+(they are plain function calls); callers that must not block run them in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from andon._cancel import CancelReason
+from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, ResultItem
+
+__all__ = [
+    "CancelNotice",
+    "CancelResult",
+    "ChangeWatcher",
+    "JobFilter",
+    "KindStats",
+    "NewJob",
+    "Page",
+    "ProgressUpdate",
+    "Store",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to create; ``params`` are already validated."""
+
+    id: str
+    kind: str
+    params: dict[str, Any]  # Any: JSON values
+    max_attempts: int = 1
+    retry_backoff_s: float = 0.0
+    timeout_s: float | None = None
+    priority: int = 0
+    retry_of: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs a listing or a bulk operation applies to; empty means all."""
+
+    statuses: Collection[JobStatus] = ()
+    kinds: Collection[str] = ()
+    ids: Collection[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a listing, newest first; pass ``next_cursor`` to get the next page."""
+
+    items: list[Job]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelResult:
+    """What a cancel request did and the job as it is after it."""
+
+    job: Job
+    outcome: CancelOutcome
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome is not CancelOutcome.ALREADY
+
+
+@dataclass(frozen=True, slots=True)
+class CancelNotice:
+    """A cancel request for a job a worker holds."""
+
+    job_id: str
+    attempt: int
+    reason: CancelReason
+    message: str | None
+
+
+@dataclass(slots=True)
+class ProgressUpdate:
+    """What a running attempt produced since the last write (items are already JSON)."""
+
+    job_id: str
+    attempt: int
+    items: list[tuple[int, float, str]] = field(default_factory=list)
+    """``(seq, at, encoded JSON)``, in order."""
+    progress: tuple[float, float | None, str | None] | None = None
+    acknowledged_at: float | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.items and self.progress is None and self.acknowledged_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class KindStats:
+    """History figures for one kind, so a handler that ignores cancels is visible."""
+
+    kind: str
+    counts: dict[str, int]
+    stops: int
+    """How many running jobs of this kind were stopped by a cancel (withdrawn ones excluded)."""
+    stop_p50_s: float | None
+    stop_max_s: float | None
+    stop_methods: dict[str, int]
+
+
+class ChangeWatcher(Protocol):
+    """Wakes a waiter when the store may have changed (a commit by anyone, anywhere)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; ``True`` if something may have changed."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Store(Protocol):
+    """A job store. Implementations: ``SqliteStore`` (and later PostgreSQL)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def open(self) -> None:
+        """Connect and create or upgrade the schema. Idempotent."""
+        ...
+
+    def close(self) -> None: ...
+
+    # -- clients --------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+        """Create jobs, all or none, in the ``queued`` state."""
+        ...
+
+    def get(self, job_id: str) -> Job:
+        """Raises :class:`~andon.JobNotFound`."""
+        ...
+
+    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None) -> Page: ...
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        """The job's history, oldest first. Raises :class:`~andon.JobNotFound`."""
+        ...
+
+    def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
+        """Partial results in emit order. Raises :class:`~andon.JobNotFound`."""
+        ...
+
+    def request_cancel(
+        self,
+        job_id: str,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None = None,
+        retry: bool = True,
+    ) -> CancelResult:
+        """Atomically apply :func:`andon._jobs.decide_cancel`.
+
+        Raises:
+            JobNotFound: unknown id.
+            JobFinished: the job already succeeded or failed.
+        """
+        ...
+
+    def request_cancel_many(
+        self, where: JobFilter, reason: CancelReason, by: str | None, message: str | None = None
+    ) -> list[CancelResult]:
+        """Cancel every active job matching ``where`` (queued ones in one statement)."""
+        ...
+
+    def delete(self, job_id: str) -> None:
+        """Delete a finished job with its events and results.
+
+        Raises:
+            JobNotFound: unknown id.
+            InvalidTransition: the job is still active (cancel it and wait first).
+        """
+        ...
+
+    def kind_stats(self) -> list[KindStats]: ...
+
+    def watch(self) -> ChangeWatcher:
+        """A watcher for changes made by any process; the caller closes it."""
+        ...
+
+    # -- workers --------------------------------------------------------------
+
+    def claim(self, worker_id: str, kinds: Collection[str], lease_s: float) -> Job | None:
+        """Atomically move the next available queued job of ``kinds`` to ``running``.
+
+        Order: highest priority first, then oldest. ``None`` when nothing is available.
+        """
+        ...
+
+    def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        """Store partial results and progress of running attempts, all in one transaction."""
+        ...
+
+    def settle(
+        self,
+        worker_id: str,
+        attempt: int,
+        job_id: str,
+        outcome: Outcome,
+        update: ProgressUpdate | None,
+    ) -> Job:
+        """End an attempt: write its last output and the one state it ends in, atomically.
+
+        Raises:
+            InvalidTransition: this worker no longer holds this attempt (it was recovered).
+        """
+        ...
+
+    def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
+        """Cancel requests for the jobs ``worker_id`` holds."""
+        ...
+
+    def renew_leases(self, worker_id: str, lease_s: float) -> None: ...
+
+    def recover_lost(self) -> list[Job]:
+        """Settle attempts whose worker's lease expired (reason ``worker_lost``)."""
+        ...

@@ -1,0 +1,826 @@
+"""The embedded store: one SQLite file in WAL mode, shared by any number of processes.
+
+Every write is one short ``BEGIN IMMEDIATE`` transaction, retried when another process
+holds the write lock, so callers never see "database is locked". The state rules come
+from ``andon._jobs``; the SQL that applies them is all in this file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+import threading
+import time
+from collections.abc import Callable, Collection, Sequence
+from importlib import resources
+from typing import Any, Final, TypeVar, final
+
+from andon._cancel import CancelReason, StopMethod
+from andon._clock import Clock, SystemClock
+from andon._errors import (
+    InvalidTransition,
+    JobNotFound,
+    LifecycleError,
+    StorageError,
+    StorageUnavailable,
+)
+from andon._jobs import (
+    CancelInfo,
+    CancelOutcome,
+    ErrorInfo,
+    Job,
+    JobEvent,
+    JobStatus,
+    Outcome,
+    OutcomeKind,
+    ResultItem,
+    check_transition,
+    decide_cancel,
+    decide_settlement,
+)
+from andon._storage._port import (
+    CancelNotice,
+    CancelResult,
+    JobFilter,
+    KindStats,
+    NewJob,
+    Page,
+    ProgressUpdate,
+)
+
+__all__ = ["SqliteStore"]
+
+T = TypeVar("T")
+
+_BUSY_TIMEOUT_MS: Final = 5_000
+_MAX_BUSY_RETRIES: Final = 50
+_ACTIVE_RUN: Final = ("running", "cancelling")
+
+
+@final
+class SqliteStore:
+    """A :class:`~andon._storage.Store` on one SQLite file (``path`` or ``":memory:"``).
+
+    Thread-safe: each thread gets its own connection. ``poll_interval_s`` is how often a
+    :meth:`watch` watcher looks for commits by other connections (``PRAGMA data_version``,
+    which costs no disk read).
+    """
+
+    def __init__(self, path: str, *, clock: Clock | None = None, poll_interval_s: float = 0.002) -> None:
+        self.path = path
+        self._clock = clock or SystemClock()
+        self._poll_interval_s = poll_interval_s
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._opened = False
+        self._closed = False
+        if path == ":memory:":
+            # A private in-memory database shared by this store's connections.
+            self._target = f"file:andon-{id(self)}?mode=memory&cache=shared"
+        else:
+            self._target = f"file:{path}"
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def open(self) -> None:
+        if self._closed:
+            raise LifecycleError("this store was closed; open a new one")
+        if self._opened:
+            return
+        conn = self._connect()
+        schema = resources.files("andon._storage").joinpath("schema_sqlite.sql").read_text()
+        self._retry_busy(lambda: conn.executescript(schema))
+        self._opened = True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        self.open()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self._target,
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=_BUSY_TIMEOUT_MS / 1000,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            if self.path != ":memory:":
+                self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
+                conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        conn.row_factory = sqlite3.Row
+        with self._lock:
+            if self._closed:
+                conn.close()
+                raise LifecycleError("this store is closed")
+            self._connections.append(conn)
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if not self._opened:
+                raise LifecycleError("open the store first (store.open() or a with block)")
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _retry_busy(self, action: Callable[[], T]) -> T:
+        for attempt in range(_MAX_BUSY_RETRIES):
+            try:
+                return action()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise StorageError(f"SQLite error: {exc}") from exc
+                time.sleep(min(0.05, 0.001 * 2**attempt))
+        raise StorageError(f"the database {self.path!r} stayed locked; another process holds it too long")
+
+    def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction, retrying on lock contention."""
+        conn = self._conn()
+
+        def attempt() -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                value = body(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return value
+
+        return self._retry_busy(attempt)
+
+    def _read(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        conn = self._conn()
+        return self._retry_busy(lambda: conn.execute(sql, args).fetchall())
+
+    # -- clients --------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+        now = self._clock.now()
+        rows = [
+            (
+                j.id,
+                j.kind,
+                json.dumps(j.params),
+                j.priority,
+                now,
+                now,
+                j.max_attempts,
+                j.retry_backoff_s,
+                j.timeout_s,
+                j.retry_of,
+            )
+            for j in jobs
+        ]
+        events = [(j.id, 1, now, "submitted", None, "queued", actor, None, None, 0) for j in jobs]
+
+        def body(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,"
+                " max_attempts, retry_backoff_s, timeout_s, retry_of, events_count)"
+                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, 1)",
+                rows,
+            )
+            conn.executemany(_INSERT_EVENT, events)
+
+        self._write(body)
+        return [
+            Job(
+                id=j.id,
+                kind=j.kind,
+                params=j.params,
+                status=JobStatus.QUEUED,
+                created_at=now,
+                available_at=now,
+                max_attempts=j.max_attempts,
+                retry_backoff_s=j.retry_backoff_s,
+                timeout_s=j.timeout_s,
+                priority=j.priority,
+                retry_of=j.retry_of,
+            )
+            for j in jobs
+        ]
+
+    def get(self, job_id: str) -> Job:
+        rows = self._read("SELECT * FROM andon_jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JobNotFound(job_id)
+        return _job(rows[0])
+
+    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None) -> Page:
+        clause, args = _where(where)
+        if cursor is not None:
+            clause += " AND id < :cursor"
+        rows = self._read(
+            f"SELECT * FROM andon_jobs WHERE {clause} ORDER BY id DESC LIMIT :limit",
+            {**args, "cursor": cursor, "limit": limit + 1},
+        )
+        jobs = [_job(r) for r in rows[:limit]]
+        return Page(jobs, jobs[-1].id if len(rows) > limit else None)
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        self._require(job_id)
+        rows = self._read("SELECT * FROM andon_events WHERE job_id = ? ORDER BY seq", (job_id,))
+        return [_event(r) for r in rows]
+
+    def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
+        self._require(job_id)
+        rows = self._read(
+            "SELECT * FROM andon_items WHERE job_id = ? ORDER BY seq LIMIT ? OFFSET ?",
+            (job_id, -1 if limit is None else limit, offset),
+        )
+        return [ResultItem(r["job_id"], r["seq"], r["attempt"], r["at"], json.loads(r["data"])) for r in rows]
+
+    def _require(self, job_id: str) -> None:
+        if not self._read("SELECT 1 FROM andon_jobs WHERE id = ?", (job_id,)):
+            raise JobNotFound(job_id)
+
+    def request_cancel(
+        self,
+        job_id: str,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None = None,
+        retry: bool = True,
+    ) -> CancelResult:
+        def body(conn: sqlite3.Connection) -> CancelResult:
+            row = conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            job = _job(row)
+            outcome, status = decide_cancel(job, reason)
+            if outcome is not CancelOutcome.ALREADY:
+                self._apply_cancel(conn, job, outcome, status, reason, by, message, retry)
+                job = _job(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone())
+            return CancelResult(job, outcome)
+
+        return self._write(body)
+
+    def _apply_cancel(
+        self,
+        conn: sqlite3.Connection,
+        job: Job,
+        outcome: CancelOutcome,
+        status: JobStatus,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None,
+        retry: bool,
+    ) -> None:
+        now = self._clock.now()
+        check_transition(job.status, status)
+        self._event(conn, job, "cancel requested", job.status, status, by, reason.value, message, now)
+        if outcome is CancelOutcome.WITHDRAWN:
+            error = (
+                ("ForcedFailure", f"force-failed before it started{_by(by)}")
+                if status is JobStatus.FAILED
+                else (None, None)
+            )
+            conn.execute(
+                "UPDATE andon_jobs SET status = ?, finished_at = ?, cancel_requested_at = ?, cancel_reason = ?,"
+                " cancel_by = ?, cancel_message = ?, cancel_retry = 0, cancel_stopped_at = ?,"
+                " cancel_stop_method = 'withdrawn', error_type = ?, error_message = ? WHERE id = ?",
+                (status.value, now, now, reason.value, by, message, now, *error, job.id),
+            )
+            self._event(
+                conn,
+                job,
+                status.value,
+                job.status,
+                status,
+                by,
+                reason.value,
+                "withdrawn before it started",
+                now,
+            )
+        elif outcome is CancelOutcome.REQUESTED:
+            conn.execute(
+                "UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = ?, cancel_reason = ?,"
+                " cancel_by = ?, cancel_message = ?, cancel_retry = ? WHERE id = ?",
+                (now, reason.value, by, message, int(retry), job.id),
+            )
+        else:  # ESCALATED: a force-fail takes over an earlier cancel request
+            conn.execute(
+                "UPDATE andon_jobs SET cancel_reason = ?, cancel_by = ?, cancel_message = ?, cancel_retry = ?"
+                " WHERE id = ?",
+                (reason.value, by, message, int(retry), job.id),
+            )
+
+    def request_cancel_many(
+        self, where: JobFilter, reason: CancelReason, by: str | None, message: str | None = None
+    ) -> list[CancelResult]:
+        clause, args = _where(where)
+        now = self._clock.now()
+
+        def body(conn: sqlite3.Connection) -> list[CancelResult]:
+            # The same rule as decide_cancel, as two set-based statements: queued jobs are
+            # withdrawn, running ones move to cancelling; everything else is left alone.
+            withdrawn = conn.execute(
+                f"UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested_at = :now,"
+                f" cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 0,"
+                f" cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 2"
+                f" WHERE status = 'queued' AND {clause} RETURNING *",
+                {**args, "now": now, "reason": reason.value, "by": by, "message": message},
+            ).fetchall()
+            requested = conn.execute(
+                f"UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now,"
+                f" cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 1,"
+                f" events_count = events_count + 1 WHERE status = 'running' AND {clause} RETURNING *",
+                {**args, "now": now, "reason": reason.value, "by": by, "message": message},
+            ).fetchall()
+            events: list[tuple[Any, ...]] = []
+            for row in withdrawn:
+                n, attempt = row["events_count"], row["attempt"]
+                events.append(
+                    (
+                        row["id"],
+                        n - 1,
+                        now,
+                        "cancel requested",
+                        "queued",
+                        "cancelled",
+                        by,
+                        reason.value,
+                        message,
+                        attempt,
+                    )
+                )
+                events.append(
+                    (
+                        row["id"],
+                        n,
+                        now,
+                        "cancelled",
+                        "queued",
+                        "cancelled",
+                        by,
+                        reason.value,
+                        "withdrawn before it started",
+                        attempt,
+                    )
+                )
+            for row in requested:
+                events.append(
+                    (
+                        row["id"],
+                        row["events_count"],
+                        now,
+                        "cancel requested",
+                        "running",
+                        "cancelling",
+                        by,
+                        reason.value,
+                        message,
+                        row["attempt"],
+                    )
+                )
+            conn.executemany(_INSERT_EVENT, events)
+            return [CancelResult(_job(r), CancelOutcome.WITHDRAWN) for r in withdrawn] + [
+                CancelResult(_job(r), CancelOutcome.REQUESTED) for r in requested
+            ]
+
+        return self._write(body)
+
+    def delete(self, job_id: str) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT status FROM andon_jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if JobStatus(row["status"]).is_active:
+                raise InvalidTransition(
+                    job_id,
+                    row["status"],
+                    "delete",
+                    f"job {job_id} is {row['status']}; cancel it first",
+                )
+            for table in ("andon_items", "andon_events", "andon_jobs"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE {'id' if table == 'andon_jobs' else 'job_id'} = ?",
+                    (job_id,),
+                )
+
+        self._write(body)
+
+    def kind_stats(self) -> list[KindStats]:
+        counts: dict[str, dict[str, int]] = {}
+        for row in self._read("SELECT kind, status, COUNT(*) AS n FROM andon_jobs GROUP BY kind, status"):
+            counts.setdefault(row["kind"], {})[row["status"]] = row["n"]
+        stops: dict[str, list[float]] = {}
+        methods: dict[str, dict[str, int]] = {}
+        rows = self._read(
+            "SELECT kind, cancel_stop_method AS method, cancel_stopped_at - cancel_requested_at AS seconds"
+            " FROM andon_jobs WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'"
+        )
+        for row in rows:
+            stops.setdefault(row["kind"], []).append(max(0.0, row["seconds"]))
+            per_kind = methods.setdefault(row["kind"], {})
+            per_kind[row["method"]] = per_kind.get(row["method"], 0) + 1
+        result = []
+        for kind in sorted(counts):
+            seconds = stops.get(kind, [])
+            result.append(
+                KindStats(
+                    kind=kind,
+                    counts=counts[kind],
+                    stops=len(seconds),
+                    stop_p50_s=statistics.median(seconds) if seconds else None,
+                    stop_max_s=max(seconds) if seconds else None,
+                    stop_methods=methods.get(kind, {}),
+                )
+            )
+        return result
+
+    def watch(self) -> _DataVersionWatcher:
+        return _DataVersionWatcher(self._connect(), self._poll_interval_s, self._retry_busy, self._release)
+
+    def _release(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        conn.close()
+
+    # -- workers --------------------------------------------------------------
+
+    def claim(self, worker_id: str, kinds: Collection[str], lease_s: float) -> Job | None:
+        now = self._clock.now()
+
+        def body(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(
+                "UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :now,"
+                " worker_id = :worker, lease_expires_at = :lease, events_count = events_count + 1,"
+                " progress_done = NULL, progress_total = NULL, progress_message = NULL"
+                " WHERE id = (SELECT id FROM andon_jobs WHERE status = 'queued' AND available_at <= :now"
+                " AND kind IN (SELECT value FROM json_each(:kinds)) ORDER BY priority DESC, id LIMIT 1)"
+                " RETURNING *",
+                {
+                    "now": now,
+                    "worker": worker_id,
+                    "lease": now + lease_s,
+                    "kinds": json.dumps(list(kinds)),
+                },
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                _INSERT_EVENT,
+                (
+                    row["id"],
+                    row["events_count"],
+                    now,
+                    "started",
+                    "queued",
+                    "running",
+                    f"worker:{worker_id}",
+                    None,
+                    None,
+                    row["attempt"],
+                ),
+            )
+            return _job(row)
+
+        return self._write(body)
+
+    def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        updates = [u for u in updates if not u.is_empty]
+        if updates:
+            self._write(lambda conn: self._write_updates(conn, updates))
+
+    def _write_updates(self, conn: sqlite3.Connection, updates: Sequence[ProgressUpdate]) -> None:
+        for update in updates:
+            if update.items:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO andon_items (job_id, seq, attempt, at, data) VALUES (?, ?, ?, ?, ?)",
+                    [(update.job_id, seq, update.attempt, at, data) for seq, at, data in update.items],
+                )
+            progress = update.progress or (None, None, None)
+            conn.execute(
+                "UPDATE andon_jobs SET items_count = MAX(items_count, ?),"
+                " progress_done = CASE WHEN ? THEN ? ELSE progress_done END,"
+                " progress_total = CASE WHEN ? THEN ? ELSE progress_total END,"
+                " progress_message = CASE WHEN ? THEN ? ELSE progress_message END,"
+                " cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, ?)"
+                " WHERE id = ? AND attempt = ?",
+                (
+                    update.items[-1][0] + 1 if update.items else 0,
+                    update.progress is not None,
+                    progress[0],
+                    update.progress is not None,
+                    progress[1],
+                    update.progress is not None,
+                    progress[2],
+                    update.acknowledged_at,
+                    update.job_id,
+                    update.attempt,
+                ),
+            )
+
+    def settle(
+        self,
+        worker_id: str,
+        attempt: int,
+        job_id: str,
+        outcome: Outcome,
+        update: ProgressUpdate | None,
+    ) -> Job:
+        def body(conn: sqlite3.Connection) -> Job:
+            row = conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            job = _job(row)
+            if job.worker_id != worker_id or job.attempt != attempt or job.status.value not in _ACTIVE_RUN:
+                raise InvalidTransition(
+                    job_id,
+                    job.status.value,
+                    "settle",
+                    f"worker {worker_id} no longer holds job {job_id}",
+                )
+            if update is not None:
+                self._write_updates(conn, [update])
+            return self._settle(conn, job, outcome, f"worker:{worker_id}")
+
+        return self._write(body)
+
+    def _settle(self, conn: sqlite3.Connection, job: Job, outcome: Outcome, actor: str) -> Job:
+        now = self._clock.now()
+        settlement = decide_settlement(job, outcome)
+        check_transition(job.status, settlement.status)
+        status = settlement.status
+        cancel = job.cancel if job.status is JobStatus.CANCELLING else None
+        if cancel is not None or outcome.kind is OutcomeKind.STOPPED:
+            how = outcome.stop_method.value if outcome.stop_method else None
+            why = (cancel.reason.value if cancel else None) or (
+                outcome.stop_reason.value if outcome.stop_reason else None
+            )
+            self._event(
+                conn,
+                job,
+                "stopped",
+                job.status,
+                job.status,
+                actor,
+                why,
+                f"stopped by: {how}" if how else None,
+                now,
+            )
+        error = outcome.error
+        if outcome.kind is OutcomeKind.LOST:
+            error = ErrorInfo("WorkerLost", f"worker {job.worker_id} stopped renewing its lease")
+        elif status is JobStatus.FAILED and error is None and cancel is not None:
+            error = ErrorInfo("ForcedFailure", f"force-failed{_by(cancel.by)}")
+        requeue = status is JobStatus.QUEUED
+        conn.execute(
+            "UPDATE andon_jobs SET status = :status, finished_at = :finished,"
+            " worker_id = NULL, lease_expires_at = NULL,"
+            " result = :result, error_type = :etype, error_message = :emsg, error_traceback = :etb,"
+            " failures = failures + :failed, available_at = :available,"
+            " cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, :ack),"
+            " cancel_stopped_at = CASE WHEN :has_cancel THEN :stopped ELSE cancel_stopped_at END,"
+            " cancel_stop_method = CASE WHEN :has_cancel THEN :method ELSE cancel_stop_method END"
+            " WHERE id = :id",
+            {
+                "status": status.value,
+                "finished": None if requeue else now,
+                "result": json.dumps(outcome.result) if status is JobStatus.SUCCEEDED else None,
+                "etype": error.type if error else None,
+                "emsg": error.message if error else None,
+                "etb": error.traceback if error else None,
+                "failed": int(settlement.counts_as_failure),
+                "available": now + (settlement.requeue_delay or 0.0),
+                "ack": outcome.acknowledged_at if cancel is not None else None,
+                "has_cancel": cancel is not None,
+                "stopped": outcome.stopped_at or now,
+                "method": outcome.stop_method.value if outcome.stop_method else None,
+                "id": job.id,
+            },
+        )
+        message = f"{error.type}: {error.message}" if error and status is not JobStatus.SUCCEEDED else None
+        if settlement.requeue_delay:
+            message = f"{message or ''}; next attempt in {settlement.requeue_delay:g} s".lstrip("; ")
+        reason = outcome.stop_reason.value if outcome.stop_reason and cancel is None else None
+        if outcome.kind is OutcomeKind.LOST:
+            reason = CancelReason.WORKER_LOST.value
+        self._event(conn, job, settlement.event, job.status, status, actor, reason, message, now)
+        return _job(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job.id,)).fetchone())
+
+    def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
+        rows = self._read(
+            "SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs"
+            " WHERE worker_id = ? AND status = 'cancelling'",
+            (worker_id,),
+        )
+        return [
+            CancelNotice(r["id"], r["attempt"], CancelReason(r["cancel_reason"]), r["cancel_message"]) for r in rows
+        ]
+
+    def renew_leases(self, worker_id: str, lease_s: float) -> None:
+        now = self._clock.now()
+        self._write(
+            lambda conn: conn.execute(
+                "UPDATE andon_jobs SET lease_expires_at = ?"
+                " WHERE worker_id = ? AND status IN ('running', 'cancelling')",
+                (now + lease_s, worker_id),
+            )
+        )
+
+    def recover_lost(self) -> list[Job]:
+        def body(conn: sqlite3.Connection) -> list[Job]:
+            rows = conn.execute(
+                "SELECT * FROM andon_jobs WHERE status IN ('running', 'cancelling') AND lease_expires_at < ?",
+                (self._clock.now(),),
+            ).fetchall()
+            return [self._settle(conn, _job(r), Outcome(OutcomeKind.LOST), "andon") for r in rows]
+
+        return self._write(body)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _event(
+        self,
+        conn: sqlite3.Connection,
+        job: Job,
+        type_: str,
+        from_status: JobStatus,
+        to_status: JobStatus,
+        actor: str | None,
+        reason: str | None,
+        message: str | None,
+        at: float,
+    ) -> None:
+        seq = conn.execute(
+            "UPDATE andon_jobs SET events_count = events_count + 1 WHERE id = ? RETURNING events_count",
+            (job.id,),
+        ).fetchone()[0]
+        conn.execute(
+            _INSERT_EVENT,
+            (
+                job.id,
+                seq,
+                at,
+                type_,
+                from_status.value,
+                to_status.value,
+                actor,
+                reason,
+                message,
+                job.attempt,
+            ),
+        )
+
+
+_INSERT_EVENT: Final = (
+    "INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _by(actor: str | None) -> str:
+    return f" by {actor}" if actor else ""
+
+
+def _where(where: JobFilter) -> tuple[str, dict[str, Any]]:
+    """A SQL condition (with ``:fN`` placeholders) for a filter; ``1`` when it is empty."""
+    parts: list[str] = ["1"]
+    args: dict[str, Any] = {}
+    for column, values in (
+        ("status", [str(s) for s in where.statuses]),
+        ("kind", where.kinds),
+        ("id", where.ids),
+    ):
+        if values:
+            name = f"f{len(args)}"
+            parts.append(f"{column} IN (SELECT value FROM json_each(:{name}))")
+            args[name] = json.dumps(list(values))
+    return " AND ".join(parts), args
+
+
+def _job(row: sqlite3.Row) -> Job:
+    cancel = None
+    if row["cancel_requested_at"] is not None:
+        cancel = CancelInfo(
+            requested_at=row["cancel_requested_at"],
+            reason=CancelReason(row["cancel_reason"]),
+            by=row["cancel_by"],
+            message=row["cancel_message"],
+            retry=bool(row["cancel_retry"]),
+            acknowledged_at=row["cancel_acknowledged_at"],
+            stopped_at=row["cancel_stopped_at"],
+            stop_method=StopMethod(row["cancel_stop_method"]) if row["cancel_stop_method"] else None,
+        )
+    error = None
+    if row["error_type"] is not None:
+        error = ErrorInfo(row["error_type"], row["error_message"] or "", row["error_traceback"])
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        params=json.loads(row["params"]),
+        status=JobStatus(row["status"]),
+        created_at=row["created_at"],
+        attempt=row["attempt"],
+        failures=row["failures"],
+        max_attempts=row["max_attempts"],
+        retry_backoff_s=row["retry_backoff_s"],
+        priority=row["priority"],
+        timeout_s=row["timeout_s"],
+        available_at=row["available_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        worker_id=row["worker_id"],
+        lease_expires_at=row["lease_expires_at"],
+        progress_done=row["progress_done"],
+        progress_total=row["progress_total"],
+        progress_message=row["progress_message"],
+        items_count=row["items_count"],
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        error=error,
+        cancel=cancel,
+        retry_of=row["retry_of"],
+    )
+
+
+def _event(row: sqlite3.Row) -> JobEvent:
+    return JobEvent(
+        job_id=row["job_id"],
+        seq=row["seq"],
+        at=row["at"],
+        type=row["type"],
+        from_status=JobStatus(row["from_status"]) if row["from_status"] else None,
+        to_status=JobStatus(row["to_status"]) if row["to_status"] else None,
+        actor=row["actor"],
+        reason=row["reason"],
+        message=row["message"],
+        attempt=row["attempt"],
+    )
+
+
+@final
+class _DataVersionWatcher:
+    """Sees commits by any other connection through ``PRAGMA data_version``."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        interval_s: float,
+        retry: Callable[[Callable[[], Any]], Any],
+        release: Callable[[sqlite3.Connection], None],
+    ) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._interval_s = interval_s
+        self._retry = retry
+        self._release = release
+        # Held while a wait() reads from the connection, so close() from another thread
+        # never closes it under the reader; whoever finishes last releases it.
+        self._busy = threading.Lock()
+        self._closed = threading.Event()
+        self._version = self._read(conn)
+
+    def _read(self, conn: sqlite3.Connection) -> int:
+        return int(self._retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
+
+    def wait(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._busy:
+            while not self._closed.is_set() and self._conn is not None:
+                version = self._read(self._conn)
+                if version != self._version:
+                    self._version = version
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._closed.wait(min(self._interval_s, remaining))
+            self._drop()
+        return False
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._busy.acquire(blocking=False):
+            try:
+                self._drop()
+            finally:
+                self._busy.release()
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self._release(conn)

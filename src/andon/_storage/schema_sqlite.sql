@@ -1,0 +1,67 @@
+-- andon schema for SQLite, version 1. Timestamps are unix seconds (REAL).
+CREATE TABLE IF NOT EXISTS andon_jobs (
+    id                     TEXT PRIMARY KEY,
+    kind                   TEXT NOT NULL,
+    params                 TEXT NOT NULL,
+    status                 TEXT NOT NULL,
+    priority               INTEGER NOT NULL DEFAULT 0,
+    created_at             REAL NOT NULL,
+    available_at           REAL NOT NULL,
+    attempt                INTEGER NOT NULL DEFAULT 0,
+    failures               INTEGER NOT NULL DEFAULT 0,
+    max_attempts           INTEGER NOT NULL DEFAULT 1,
+    retry_backoff_s        REAL NOT NULL DEFAULT 0,
+    timeout_s              REAL,
+    started_at             REAL,
+    finished_at            REAL,
+    worker_id              TEXT,
+    lease_expires_at       REAL,
+    progress_done          REAL,
+    progress_total         REAL,
+    progress_message       TEXT,
+    items_count            INTEGER NOT NULL DEFAULT 0,
+    events_count           INTEGER NOT NULL DEFAULT 0,
+    result                 TEXT,
+    error_type             TEXT,
+    error_message          TEXT,
+    error_traceback        TEXT,
+    cancel_requested_at    REAL,
+    cancel_reason          TEXT,
+    cancel_by              TEXT,
+    cancel_message         TEXT,
+    cancel_retry           INTEGER,
+    cancel_acknowledged_at REAL,
+    cancel_stopped_at      REAL,
+    cancel_stop_method     TEXT,
+    retry_of               TEXT
+);
+CREATE INDEX IF NOT EXISTS andon_jobs_queue ON andon_jobs (priority DESC, id) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS andon_jobs_held ON andon_jobs (worker_id) WHERE status IN ('running', 'cancelling');
+CREATE INDEX IF NOT EXISTS andon_jobs_status ON andon_jobs (status, id);
+CREATE INDEX IF NOT EXISTS andon_jobs_kind ON andon_jobs (kind, id);
+CREATE TABLE IF NOT EXISTS andon_events (
+    job_id      TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    at          REAL NOT NULL,
+    type        TEXT NOT NULL,
+    from_status TEXT,
+    to_status   TEXT,
+    actor       TEXT,
+    reason      TEXT,
+    message     TEXT,
+    attempt     INTEGER NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS andon_items (
+    job_id  TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    at      REAL NOT NULL,
+    data    TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS andon_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '1');

@@ -1,0 +1,412 @@
+"""The worker: claim -> run -> record, with cancel delivery, timeouts, escalation and shutdown.
+
+Threads of one worker:
+
+* ``slot-N`` (``concurrency`` of them): claim a job, run it in its runtime, settle it.
+* ``control``: wakes on every commit to the store (``Store.watch``) and on its own
+  schedule; delivers cancel requests to running attempts, fires timeouts, escalates stops
+  that were ignored, abandons threads that cannot be stopped, renews leases.
+* ``flusher``: writes buffered results and progress in batches.
+
+Every attempt is settled exactly once, either by its slot when the handler returns or by
+the control thread when it abandons the attempt (``Attempt.take_settlement`` decides);
+the store then decides the one terminal state (``andon._jobs.decide_settlement``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Final, final
+
+from andon._attempt import Attempt, AttemptState, stopped
+from andon._cancel import CancelReason, StopMethod
+from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError
+from andon._jobs import JobStatus, Outcome
+from andon._registry import App
+from andon._runtimes import Escalation, Execution, execution_for
+from andon._storage import ChangeWatcher, ProgressUpdate, Store
+
+__all__ = ["Worker", "WorkerState", "deliver_locally", "wake_local_workers"]
+
+log = logging.getLogger("andon.worker")
+
+_CONTROL_TICK_S: Final = 0.25
+_MIN_SECOND_STEP_S: Final = 0.5
+_local_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+
+class WorkerState(enum.Enum):
+    NEW = "new"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class _Running:
+    attempt: Attempt
+    execution: Execution
+    timeout_sent: bool = False
+
+
+@final
+class Worker:
+    """Runs jobs of ``app`` from ``store`` on ``concurrency`` slots.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+
+    Args:
+        app: the handlers this worker can run; it claims only kinds ``app`` knows.
+        store: an open store.
+        concurrency: how many jobs run at once.
+        lease_s: how long a claim stays valid without renewal; renewed every third of it.
+        shutdown_grace_s: on :meth:`stop`, how long running jobs may go on before they
+            are cancelled with reason ``shutdown`` and put back in the queue.
+        flush_interval_s: how often buffered results and progress are written.
+    """
+
+    def __init__(
+        self,
+        app: App,
+        store: Store,
+        *,
+        concurrency: int = 4,
+        worker_id: str | None = None,
+        lease_s: float = 30.0,
+        shutdown_grace_s: float = 10.0,
+        flush_interval_s: float = 0.05,
+        idle_poll_s: float = 1.0,
+        kinds: Collection[str] | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise LifecycleError("a worker needs concurrency >= 1")
+        self.app = app
+        self.store = store
+        self.concurrency = concurrency
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.lease_s = lease_s
+        self.shutdown_grace_s = shutdown_grace_s
+        self.flush_interval_s = flush_interval_s
+        self.idle_poll_s = idle_poll_s
+        self.kinds = list(kinds) if kinds is not None else [k.kind for k in app.kinds]
+        for kind in self.kinds:
+            app.get(kind)
+        self.state = WorkerState.NEW
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._generation = 0
+        self._running: dict[str, _Running] = {}
+        self._stopping = threading.Event()
+        self._halt = threading.Event()
+        self._flush_wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._watcher: ChangeWatcher | None = None
+        self.jobs_done = 0
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.state is not WorkerState.NEW:
+            raise LifecycleError(f"this worker is {self.state.value}; a worker starts once")
+        self.state = WorkerState.RUNNING
+        self._watcher = self.store.watch()
+        self._spawn("control", self._control_loop)
+        self._spawn("flusher", self._flush_loop)
+        for index in range(self.concurrency):
+            self._spawn(f"slot-{index}", self._slot_loop)
+        _local_workers.add(self)
+        log.info(
+            "worker %s started: %d slots, kinds %s",
+            self.id,
+            self.concurrency,
+            ", ".join(self.kinds),
+        )
+
+    def stop(self, grace_s: float | None = None) -> None:
+        """Graceful shutdown: stop claiming, let running jobs finish for ``grace_s``, then
+        cancel them with reason ``shutdown`` (they go back to the queue) and wait for them.
+
+        Blocks until every attempt is settled. Not a checkpoint.
+        """
+        if self.state is not WorkerState.RUNNING:
+            return
+        self.state = WorkerState.STOPPING
+        grace = self.shutdown_grace_s if grace_s is None else grace_s
+        self._stopping.set()
+        self._notify()
+        if not self._wait_idle(time.monotonic() + grace):
+            with self._lock:
+                running = list(self._running)
+            log.info("worker %s: interrupting %d running job(s) for shutdown", self.id, len(running))
+            for job_id in running:
+                self.deliver(job_id, CancelReason.SHUTDOWN, "the worker is shutting down")
+            self._wait_idle(None)
+        self._halt.set()
+        self._flush_wake.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()
+        if self._watcher is not None:
+            self._watcher.close()
+        _local_workers.discard(self)
+        self.state = WorkerState.STOPPED
+        log.info("worker %s stopped", self.id)
+
+    def __enter__(self) -> Worker:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, target: object) -> threading.Thread:
+        thread = threading.Thread(target=target, name=f"andon-{name}", daemon=True)  # type: ignore[arg-type]  # target is a bound method
+        self._threads.append(thread)
+        thread.start()
+        return thread
+
+    def _wait_idle(self, deadline: float | None) -> bool:
+        with self._changed:
+            while self._running:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(0.05 if remaining is None else min(0.05, remaining))
+        return True
+
+    @property
+    def running_job_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._running)
+
+    # -- delivery -------------------------------------------------------------
+
+    def deliver(self, job_id: str, reason: CancelReason, message: str | None) -> bool:
+        """Tell a running attempt to stop. ``True`` if it runs here and this was news to it."""
+        with self._lock:
+            running = self._running.get(job_id)
+        if running is None or not running.attempt.request_stop(reason, message):
+            return False
+        running.execution.deliver()
+        return True
+
+    def _notify(self) -> None:
+        with self._changed:
+            self._generation += 1
+            self._changed.notify_all()
+
+    # -- slots ----------------------------------------------------------------
+
+    def _slot_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._lock:
+                generation = self._generation
+            try:
+                job = self.store.claim(self.id, self.kinds, self.lease_s)
+            except AndonError as exc:
+                log.warning("worker %s: claim failed: %s", self.id, exc)
+                job = None
+            if job is None:
+                with self._changed:
+                    if self._generation == generation and not self._stopping.is_set():
+                        self._changed.wait(self.idle_poll_s)
+                continue
+            if not self._run(Attempt(job, self.app.get(job.kind), self._flush_wake.set)):
+                return  # this slot's thread was abandoned and replaced; it ends here
+
+    def _run(self, attempt: Attempt) -> bool:
+        """Run one attempt; ``False`` if it was abandoned meanwhile (the thread must end)."""
+        execution = execution_for(attempt)
+        with self._lock:
+            self._running[attempt.job.id] = _Running(attempt, execution)
+        outcome = execution.run()
+        if not attempt.take_settlement(AttemptState.SETTLING):
+            return False
+        self._settle(attempt, outcome)
+        return True
+
+    def _settle(self, attempt: Attempt, outcome: Outcome) -> None:
+        job = attempt.job
+        update = attempt.buffer.close(attempt.token.acknowledged_at)
+        for delay in (0.05, 0.2, 1.0, 2.0, 5.0, None):
+            try:
+                settled = self.store.settle(self.id, job.attempt, job.id, outcome, update)
+                log.info(
+                    "job %s (%s) attempt %d: %s",
+                    job.id,
+                    job.kind,
+                    job.attempt,
+                    settled.status.value,
+                )
+                break
+            except InvalidTransition as exc:
+                log.warning("job %s: not settled: %s", job.id, exc)
+                break
+            except AndonError as exc:
+                if delay is None:
+                    log.error("job %s: could not record its end (%s); its lease will expire", job.id, exc)
+                    break
+                log.warning("job %s: recording its end failed (%s); retrying", job.id, exc)
+                time.sleep(delay)
+        with self._changed:
+            self._running.pop(job.id, None)
+            self.jobs_done += 1
+            self._changed.notify_all()
+
+    # -- control --------------------------------------------------------------
+
+    def _control_loop(self) -> None:
+        assert self._watcher is not None
+        next_lease = time.monotonic() + self.lease_s / 3
+        while not self._halt.is_set():
+            try:
+                if self._watcher.wait(self._next_due()):
+                    self._notify()
+                with self._lock:
+                    busy = bool(self._running)
+                if busy:
+                    self._deliver_notices()
+                    self._fire_timeouts()
+                    self._escalate()
+                if time.monotonic() >= next_lease:
+                    next_lease = time.monotonic() + self.lease_s / 3
+                    self.store.renew_leases(self.id, self.lease_s)
+                    for job in self.store.recover_lost():
+                        log.warning("job %s: its worker was lost; now %s", job.id, job.status.value)
+            except AndonError as exc:
+                log.warning("worker %s: control step failed: %s", self.id, exc)
+                self._halt.wait(0.1)
+
+    def _next_due(self) -> float:
+        """Seconds until the next timeout or escalation is due (at most one control tick)."""
+        now = time.monotonic()
+        due = now + _CONTROL_TICK_S
+        with self._lock:
+            for running in self._running.values():
+                attempt = running.attempt
+                if attempt.deadline is not None and not running.timeout_sent:
+                    due = min(due, attempt.deadline)
+                step_at = _escalation_due(attempt)
+                if step_at is not None:
+                    due = min(due, step_at)
+        return max(0.0, due - now)
+
+    def _deliver_notices(self) -> None:
+        for notice in self.store.cancel_notices(self.id):
+            self.deliver(notice.job_id, notice.reason, notice.message)
+
+    def _fire_timeouts(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [
+                r
+                for r in self._running.values()
+                if not r.timeout_sent and r.attempt.deadline is not None and now >= r.attempt.deadline
+            ]
+        for running in late:
+            running.timeout_sent = True
+            job = running.attempt.job
+            try:
+                result = self.store.request_cancel(
+                    job.id,
+                    CancelReason.TIMEOUT,
+                    "andon",
+                    f"ran longer than its timeout of {job.timeout_s:g} s",
+                )
+            except JobFinished:
+                continue
+            if result.job.status is JobStatus.CANCELLING and result.job.cancel is not None:
+                self.deliver(job.id, result.job.cancel.reason, result.job.cancel.message)
+
+    def _escalate(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            candidates = list(self._running.values())
+        for running in candidates:
+            attempt = running.attempt
+            step_at = _escalation_due(attempt)
+            if step_at is None or now < step_at or attempt.state is not AttemptState.RUNNING:
+                continue
+            attempt.escalations += 1
+            action = running.execution.escalate(attempt.escalations)
+            log.info("job %s: escalation step %d: %s", attempt.job.id, attempt.escalations, action.value)
+            if action is Escalation.ABANDON:
+                self._abandon(attempt)
+
+    def _abandon(self, attempt: Attempt) -> None:
+        if not attempt.take_settlement(AttemptState.ABANDONED):
+            return
+        log.warning(
+            "job %s: its thread did not stop within %.1f s of the cancel; abandoning it",
+            attempt.job.id,
+            time.monotonic() - (attempt.stop_requested_at or time.monotonic()),
+        )
+        self._settle(attempt, stopped(attempt.token, StopMethod.ABANDONED))
+        if not self._stopping.is_set():
+            self._spawn("slot-replacement", self._slot_loop)
+
+    # -- flushing -------------------------------------------------------------
+
+    def _flush_loop(self) -> None:
+        while True:
+            self._flush_wake.wait(self.flush_interval_s)
+            self._flush_wake.clear()
+            if self._halt.is_set():
+                return
+            self._flush_once()
+
+    def _flush_once(self) -> None:
+        with self._lock:
+            attempts = [r.attempt for r in self._running.values()]
+        held: list[Attempt] = []
+        pending: list[tuple[Attempt, ProgressUpdate]] = []
+        try:
+            for attempt in attempts:
+                attempt.buffer.flush_lock.acquire()
+                held.append(attempt)
+                update = attempt.buffer.take(attempt.token.acknowledged_at)
+                if not update.is_empty:
+                    pending.append((attempt, update))
+            if pending:
+                try:
+                    self.store.write_progress([update for _, update in pending])
+                except AndonError as exc:
+                    log.warning(
+                        "worker %s: writing results failed (%s); keeping them for the next try",
+                        self.id,
+                        exc,
+                    )
+                    for attempt, update in pending:
+                        attempt.buffer.restore(update)
+        finally:
+            for attempt in held:
+                attempt.buffer.flush_lock.release()
+
+
+def _escalation_due(attempt: Attempt) -> float | None:
+    """When the next escalation step is due (monotonic), or ``None`` if none is."""
+    if attempt.stop_requested_at is None or attempt.escalations >= 2 or attempt.state is not AttemptState.RUNNING:
+        return None
+    grace = attempt.spec.grace_s
+    return attempt.stop_requested_at + grace + attempt.escalations * max(grace, _MIN_SECOND_STEP_S)
+
+
+def deliver_locally(job_id: str, reason: CancelReason, message: str | None) -> None:
+    """Tell workers in this process about a cancel at once (others see it in the store)."""
+    for worker in list(_local_workers):
+        worker.deliver(job_id, reason, message)
+
+
+def wake_local_workers() -> None:
+    """New jobs were submitted in this process: wake idle slots without waiting for a poll."""
+    for worker in list(_local_workers):
+        worker._notify()

@@ -1,0 +1,53 @@
+"""The built-in example app: kinds used by ``andon demo``, the tests and the benchmarks.
+
+Each handler is written the way we recommend users write theirs.
+"""
+
+from __future__ import annotations
+
+import time
+
+from andon import App, Context
+
+__all__ = ["app"]
+
+app = App(default_grace=2.0)
+
+
+@app.job("count")
+def count(ctx: Context, n: int = 10, interval_s: float = 0.5) -> dict[str, int]:
+    """Count to n, one step every interval_s seconds; cooperative (stops within a checkpoint)."""
+    for i in range(n):
+        ctx.sleep(interval_s)
+        ctx.emit({"i": i, "at": time.time()})
+        ctx.progress(i + 1, n, f"counted to {i + 1}")
+    return {"counted": n}
+
+
+@app.job("spin", isolation="process", grace=0.5)
+def spin(ctx: Context, seconds: float = 3600.0) -> dict[str, int]:
+    """Burn CPU in a pure-Python loop that never checks for a cancel: only a process stop ends it."""
+    import os
+
+    ctx.emit({"pid": os.getpid()})
+    ctx.progress(0, None, "spinning")
+    deadline = time.monotonic() + seconds
+    loops = 0
+    while time.monotonic() < deadline:
+        loops += 1
+    return {"loops": loops}
+
+
+@app.job("fail")
+def fail(ctx: Context, message: str = "this job fails on purpose", after_items: int = 0) -> None:
+    """Emit after_items items, then raise (to see failures, errors and tracebacks in history)."""
+    for i in range(after_items):
+        ctx.emit({"i": i})
+    raise RuntimeError(message)
+
+
+@app.job("sleeper", grace=1.0)
+def sleeper(ctx: Context, seconds: float = 30.0) -> dict[str, int]:
+    """Run `sleep` as a child process; a cancel stops the child's whole process group at once."""
+    completed = ctx.run(["sleep", str(seconds)])
+    return {"returncode": completed.returncode}
