@@ -55,6 +55,7 @@ class WorkerState(enum.Enum):
 class _Running:
     attempt: Attempt
     execution: Execution
+    thread: threading.Thread
     timeout_sent: bool = False
 
 
@@ -152,11 +153,14 @@ class Worker:
             self._wait_idle(None)
         self._halt.set()
         self._flush_wake.set()
-        for thread in self._threads:
+        if self._watcher is not None:
+            self._watcher.close()  # wakes the control thread at once
+        self._notify()
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
             if thread is not threading.current_thread():
                 thread.join()
-        if self._watcher is not None:
-            self._watcher.close()
         _local_workers.discard(self)
         self.state = WorkerState.STOPPED
         log.info("worker %s stopped", self.id)
@@ -170,7 +174,8 @@ class Worker:
 
     def _spawn(self, name: str, target: object) -> threading.Thread:
         thread = threading.Thread(target=target, name=f"andon-{name}", daemon=True)  # type: ignore[arg-type]  # target is a bound method
-        self._threads.append(thread)
+        with self._lock:
+            self._threads.append(thread)
         thread.start()
         return thread
 
@@ -227,7 +232,7 @@ class Worker:
         """Run one attempt; ``False`` if it was abandoned meanwhile (the thread must end)."""
         execution = execution_for(attempt)
         with self._lock:
-            self._running[attempt.job.id] = _Running(attempt, execution)
+            self._running[attempt.job.id] = _Running(attempt, execution, threading.current_thread())
         outcome = execution.run()
         if not attempt.take_settlement(AttemptState.SETTLING):
             return False
@@ -340,11 +345,17 @@ class Worker:
             action = running.execution.escalate(attempt.escalations)
             log.info("job %s: escalation step %d: %s", attempt.job.id, attempt.escalations, action.value)
             if action is Escalation.ABANDON:
-                self._abandon(attempt)
+                self._abandon(running)
 
-    def _abandon(self, attempt: Attempt) -> None:
+    def _abandon(self, running: _Running) -> None:
+        attempt = running.attempt
         if not attempt.take_settlement(AttemptState.ABANDONED):
             return
+        # The stuck thread is no longer ours to wait for: stop() must not join it.
+        with self._lock:
+            if running.thread in self._threads:
+                self._threads.remove(running.thread)
+        running.thread.name = f"andon-abandoned-{attempt.job.id}"
         log.warning(
             "job %s: its thread did not stop within %.1f s of the cancel; abandoning it",
             attempt.job.id,

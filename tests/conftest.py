@@ -1,0 +1,50 @@
+"""Shared fixtures: a real SQLite store in a temporary folder, a client, a worker factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import andon
+from andon.examples import app as example_app
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "andon.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[andon.SqliteStore]:
+    with andon.SqliteStore(str(db_path)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def app() -> andon.App:
+    return example_app
+
+
+@pytest.fixture
+def client(store: andon.SqliteStore, app: andon.App) -> andon.Client:
+    return andon.Client(store, app, actor="test")
+
+
+@pytest.fixture
+def make_worker(store: andon.SqliteStore) -> Iterator[Callable[..., andon.Worker]]:
+    """Start workers that are stopped (with a short grace) when the test ends."""
+    workers: list[andon.Worker] = []
+
+    def make(app: andon.App = example_app, **options: Any) -> andon.Worker:
+        options.setdefault("shutdown_grace_s", 0.5)
+        worker = andon.Worker(app, store, **options)
+        worker.start()
+        workers.append(worker)
+        return worker
+
+    yield make
+    for worker in workers:
+        worker.stop()
