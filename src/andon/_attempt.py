@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 import time
@@ -135,6 +136,11 @@ class Attempt:
                 return False
             self.state = state
             return True
+
+
+def ended_now(outcome: Outcome) -> Outcome:
+    """Stamp the moment the work was entirely over (handler, cleanups, children, process)."""
+    return dataclasses.replace(outcome, stopped_at=time.time())
 
 
 def succeeded(result: Any) -> Outcome:  # Any: the handler's JSON result

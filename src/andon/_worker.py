@@ -27,7 +27,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final, final
 
-from andon._attempt import Attempt, AttemptState, stopped
+from andon._attempt import Attempt, AttemptState, ended_now, stopped
 from andon._cancel import CancelReason, StopMethod
 from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError
 from andon._jobs import JobStatus, Outcome
@@ -242,6 +242,8 @@ class Worker:
     def _settle(self, attempt: Attempt, outcome: Outcome) -> None:
         job = attempt.job
         update = attempt.buffer.close(attempt.token.acknowledged_at)
+        if outcome.stop_method is StopMethod.ABANDONED:
+            outcome = ended_now(outcome)  # the buffer is closed: nothing it emits now counts
         for delay in (0.05, 0.2, 1.0, 2.0, 5.0, None):
             try:
                 settled = self.store.settle(self.id, job.attempt, job.id, outcome, update)

@@ -13,12 +13,12 @@ import asyncio
 import threading
 from typing import Any, final
 
-from andon._attempt import Attempt, failure, stopped, succeeded
-from andon._cancel import Cancelled, StopMethod
+from andon._attempt import Attempt, ended_now, failure
+from andon._cancel import StopMethod
 from andon._context import Context
 from andon._jobs import Outcome
 from andon._runtimes import Escalation
-from andon._runtimes._inject import InjectedCancel, InjectionGuard
+from andon._runtimes._inject import InjectionGuard, run_injectable
 
 __all__ = ["AsyncExecution"]
 
@@ -57,29 +57,13 @@ class AsyncExecution:
         loop = _slot_loop()
         self._loop = loop
         ctx = attempt.context()
-        outcome: Outcome | None = None
-        try:
-            self._guard.enter()
-            try:
-                outcome = succeeded(loop.run_until_complete(self._main(ctx)))
-            except InjectedCancel:
-                outcome = stopped(token, StopMethod.INJECTED)
-            except asyncio.CancelledError as exc:
-                outcome = stopped(token, StopMethod.ASYNC) if token.requested else failure(exc, token)
-            except Cancelled as exc:
-                outcome = stopped(token, StopMethod.COOPERATIVE) if token.requested else failure(exc, token)
-            except BaseException as exc:
-                outcome = failure(exc, token)
-        except InjectedCancel:
-            outcome = outcome or stopped(token, StopMethod.INJECTED)
-        finally:
-            self._guard.leave()
+        outcome = run_injectable(self._guard, token, lambda: loop.run_until_complete(self._main(ctx)))
         if outcome.stop_method is StopMethod.INJECTED:
             _discard(loop)
         errors = ctx._close()
         if errors and outcome.error is None and not token.requested:
             outcome = failure(errors[0], token)
-        return outcome
+        return ended_now(outcome)
 
     def deliver(self) -> None:
         with self._lock:

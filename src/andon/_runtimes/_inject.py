@@ -8,12 +8,17 @@ abandonment, and why hard stops need ``isolation="process"``.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import threading
+from collections.abc import Callable
+from typing import Any
 
-from andon._cancel import Cancelled
+from andon._attempt import failure, stopped, succeeded
+from andon._cancel import Cancelled, CancelToken, StopMethod
+from andon._jobs import Outcome
 
-__all__ = ["InjectedCancel", "InjectionGuard"]
+__all__ = ["InjectedCancel", "InjectionGuard", "run_injectable"]
 
 
 class InjectedCancel(Cancelled):
@@ -70,3 +75,26 @@ class InjectionGuard:
 
 def _clear(thread_id: int) -> None:
     _clear_async_exc(ctypes.c_ulong(thread_id), None)
+
+
+def run_injectable(guard: InjectionGuard, token: CancelToken, call: Callable[[], Any]) -> Outcome:
+    """Run ``call`` on this thread with injection allowed, and say how it ended."""
+    outcome: Outcome | None = None
+    try:
+        guard.enter()
+        try:
+            outcome = succeeded(call())
+        except InjectedCancel:
+            outcome = stopped(token, StopMethod.INJECTED)
+        except asyncio.CancelledError as exc:
+            outcome = stopped(token, StopMethod.ASYNC) if token.requested else failure(exc, token)
+        except Cancelled as exc:
+            outcome = stopped(token, StopMethod.COOPERATIVE) if token.requested else failure(exc, token)
+        except BaseException as exc:
+            outcome = failure(exc, token)
+    except InjectedCancel:
+        # Landed between the call's end and the assignment of its outcome.
+        outcome = outcome or stopped(token, StopMethod.INJECTED)
+    finally:
+        guard.leave()
+    return outcome

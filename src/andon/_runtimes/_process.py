@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any, Final, final
 
-from andon._attempt import Attempt, error_outcome, stopped, succeeded
+from andon._attempt import Attempt, ended_now, error_outcome, stopped, succeeded
 from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
 from andon._children import set_parent_death_signal
 from andon._context import Context
@@ -88,7 +88,7 @@ class ProcessExecution:
                 _signal_group(pid, signal.SIGKILL)
             parent_conn.close()
             process.close()
-        return outcome
+        return ended_now(outcome)
 
     def _pump(self, conn: Connection) -> Outcome | None:
         """Relay the child's messages until it reports its end (or dies: ``None``)."""

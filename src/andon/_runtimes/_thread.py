@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from typing import final
 
-from andon._attempt import Attempt, failure, stopped, succeeded
-from andon._cancel import Cancelled, StopMethod
+from andon._attempt import Attempt, ended_now, failure
 from andon._jobs import Outcome
 from andon._runtimes import Escalation
-from andon._runtimes._inject import InjectedCancel, InjectionGuard
+from andon._runtimes._inject import InjectionGuard, run_injectable
 
 __all__ = ["ThreadExecution"]
 
@@ -31,26 +30,11 @@ class ThreadExecution:
         attempt = self._attempt
         token = attempt.token
         ctx = attempt.context()
-        outcome: Outcome | None = None
-        try:
-            self._guard.enter()
-            try:
-                outcome = succeeded(attempt.spec.handler(ctx, **attempt.job.params))
-            except InjectedCancel:
-                outcome = stopped(token, StopMethod.INJECTED)
-            except Cancelled as exc:
-                outcome = stopped(token, StopMethod.COOPERATIVE) if token.requested else failure(exc, token)
-            except BaseException as exc:
-                outcome = failure(exc, token)
-        except InjectedCancel:
-            # Landed between the handler's return and the assignment above.
-            outcome = outcome or stopped(token, StopMethod.INJECTED)
-        finally:
-            self._guard.leave()
+        outcome = run_injectable(self._guard, token, lambda: attempt.spec.handler(ctx, **attempt.job.params))
         errors = ctx._close()
         if errors and outcome.error is None and not token.requested:
             outcome = failure(errors[0], token)
-        return outcome
+        return ended_now(outcome)
 
     def deliver(self) -> None:
         """Nothing to push: the token is the flag checkpoints read."""

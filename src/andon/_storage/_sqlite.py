@@ -152,6 +152,8 @@ class SqliteStore:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise StorageError(f"SQLite error: {exc}") from exc
                 time.sleep(min(0.05, 0.001 * 2**attempt))
+            except sqlite3.Error as exc:
+                raise StorageError(f"SQLite error: {exc}") from exc
         raise StorageError(f"the database {self.path!r} stayed locked; another process holds it too long")
 
     def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
@@ -317,7 +319,8 @@ class SqliteStore:
         elif outcome is CancelOutcome.REQUESTED:
             conn.execute(
                 "UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = ?, cancel_reason = ?,"
-                " cancel_by = ?, cancel_message = ?, cancel_retry = ? WHERE id = ?",
+                " cancel_by = ?, cancel_message = ?, cancel_retry = ?, cancel_acknowledged_at = NULL,"
+                " cancel_stopped_at = NULL, cancel_stop_method = NULL WHERE id = ?",
                 (now, reason.value, by, message, int(retry), job.id),
             )
         else:  # ESCALATED: a force-fail takes over an earlier cancel request
@@ -330,6 +333,8 @@ class SqliteStore:
     def request_cancel_many(
         self, where: JobFilter, reason: CancelReason, by: str | None, message: str | None = None
     ) -> list[CancelResult]:
+        if reason is CancelReason.FORCED:
+            return self._force_fail_many(where, by, message)
         clause, args = _where(where)
         now = self._clock.now()
 
@@ -346,6 +351,7 @@ class SqliteStore:
             requested = conn.execute(
                 f"UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now,"
                 f" cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 1,"
+                f" cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL,"
                 f" events_count = events_count + 1 WHERE status = 'running' AND {clause} RETURNING *",
                 {**args, "now": now, "reason": reason.value, "by": by, "message": message},
             ).fetchall()
@@ -399,6 +405,26 @@ class SqliteStore:
             return [CancelResult(_job(r), CancelOutcome.WITHDRAWN) for r in withdrawn] + [
                 CancelResult(_job(r), CancelOutcome.REQUESTED) for r in requested
             ]
+
+        return self._write(body)
+
+    def _force_fail_many(self, where: JobFilter, by: str | None, message: str | None) -> list[CancelResult]:
+        """Bulk force-fail, job by job through ``decide_cancel`` (rare; no set-based shortcut)."""
+        clause, args = _where(where)
+
+        def body(conn: sqlite3.Connection) -> list[CancelResult]:
+            rows = conn.execute(
+                f"SELECT * FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {clause}", args
+            ).fetchall()
+            results = []
+            for row in rows:
+                job = _job(row)
+                outcome, status = decide_cancel(job, CancelReason.FORCED)
+                if outcome is not CancelOutcome.ALREADY:
+                    self._apply_cancel(conn, job, outcome, status, CancelReason.FORCED, by, message, True)
+                    job = _job(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job.id,)).fetchone())
+                    results.append(CancelResult(job, outcome))
+            return results
 
         return self._write(body)
 
@@ -508,6 +534,14 @@ class SqliteStore:
 
     def _write_updates(self, conn: sqlite3.Connection, updates: Sequence[ProgressUpdate]) -> None:
         for update in updates:
+            held = conn.execute(
+                "SELECT 1 FROM andon_jobs WHERE id = ? AND attempt = ? AND status IN ('running', 'cancelling')",
+                (update.job_id, update.attempt),
+            ).fetchone()
+            if held is None:
+                # The attempt lost the job (recovered, requeued, settled): what it still sends
+                # must not change a finished job or mix into the next attempt's results.
+                continue
             if update.items:
                 conn.executemany(
                     "INSERT OR IGNORE INTO andon_items (job_id, seq, attempt, at, data) VALUES (?, ?, ?, ?, ?)",
@@ -614,6 +648,15 @@ class SqliteStore:
                 "id": job.id,
             },
         )
+        if requeue and cancel is not None:
+            # A force-fail that leads to a retry: that cancel belonged to the attempt that
+            # just ended (its events keep it); the next attempt starts with none.
+            conn.execute(
+                "UPDATE andon_jobs SET cancel_requested_at = NULL, cancel_reason = NULL, cancel_by = NULL,"
+                " cancel_message = NULL, cancel_retry = NULL, cancel_acknowledged_at = NULL,"
+                " cancel_stopped_at = NULL, cancel_stop_method = NULL WHERE id = ?",
+                (job.id,),
+            )
         message = f"{error.type}: {error.message}" if error and status is not JobStatus.SUCCEEDED else None
         if settlement.requeue_delay:
             message = f"{message or ''}; next attempt in {settlement.requeue_delay:g} s".lstrip("; ")

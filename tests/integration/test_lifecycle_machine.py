@@ -1,0 +1,361 @@
+"""The job lifecycle against a real SQLite store, driven by random sequences of operations.
+
+Two workers claim, emit, settle and get lost; clients cancel, force-fail and delete. After
+every step the whole store is checked against the state table in ``andon._jobs``: only
+allowed transitions, terminal states never change, a job is terminal at most once, a
+cancelled job never runs again, no attempt is handed out twice, and the item counts add up.
+Workers keep believing they hold attempts that were recovered from them (as real ones do
+until they notice), so fencing is exercised as well.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+import andon
+from andon import CancelReason, InvalidTransition, JobFinished, JobNotFound, JobStatus, ManualClock, StopMethod
+from andon._ids import new_job_id
+from andon._jobs import (
+    ACTIVE_STATUSES,
+    ALLOWED_TRANSITIONS,
+    TERMINAL_STATUSES,
+    CancelOutcome,
+    ErrorInfo,
+    Outcome,
+    OutcomeKind,
+    decide_cancel,
+    decide_settlement,
+)
+from andon._storage import JobFilter, NewJob, ProgressUpdate
+
+KINDS = ("a", "b")
+WORKERS = ("w1", "w2")
+LEASE_S = 10.0
+HELD = (JobStatus.RUNNING, JobStatus.CANCELLING)
+CANCEL_REASONS = (CancelReason.USER, CancelReason.TIMEOUT, CancelReason.DELETED, CancelReason.FORCED)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """An attempt a worker believes it holds (it may have been recovered meanwhile)."""
+
+    worker: str
+    job_id: str
+    number: int
+
+
+class Lifecycle(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = tempfile.mkdtemp(prefix="andon-machine-")
+        self.clock = ManualClock()
+        self.store = andon.SqliteStore(str(Path(self.folder) / "m.db"), clock=self.clock)
+        self.store.open()
+        self.ids: list[str] = []
+        self.deleted: set[str] = set()
+        self.attempts: dict[Attempt, int] = {}  # -> the next item seq this worker will emit
+        self.handed_out: set[tuple[str, int]] = set()
+        self.last: dict[str, andon.Job] = {}  # every live job as of the end of the last step
+        self.finished: dict[str, andon.Job] = {}  # the first snapshot of each terminal job
+
+    def teardown(self) -> None:
+        self.store.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _before(self, job_id: str) -> andon.Job | None:
+        try:
+            return self.store.get(job_id)
+        except JobNotFound:
+            assert job_id in self.deleted or job_id not in self.ids
+            return None
+
+    # -- clients -------------------------------------------------------------------
+
+    @rule(
+        kind=st.sampled_from(KINDS),
+        max_attempts=st.integers(1, 3),
+        backoff=st.sampled_from([0.0, 1.0, 4.0]),
+        priority=st.integers(0, 2),
+        count=st.integers(1, 2),
+    )
+    def submit(self, kind: str, max_attempts: int, backoff: float, priority: int, count: int) -> None:
+        new = [
+            NewJob(new_job_id(), kind, {"n": i}, max_attempts=max_attempts, retry_backoff_s=backoff, priority=priority)
+            for i in range(count)
+        ]
+        jobs = self.store.submit(new, actor="client")
+        assert [j.status for j in jobs] == [JobStatus.QUEUED] * count
+        self.ids.extend(j.id for j in jobs)
+
+    @precondition(lambda self: bool(self.ids))
+    @rule(
+        data=st.data(),
+        reason=st.sampled_from(CANCEL_REASONS),
+        retry=st.booleans(),
+        unknown=st.booleans(),
+    )
+    def cancel(self, data: st.DataObject, reason: CancelReason, retry: bool, unknown: bool) -> None:
+        job_id = new_job_id() if unknown else data.draw(st.sampled_from(self.ids))
+        before = self._before(job_id)
+        if before is None:
+            try:
+                self.store.request_cancel(job_id, reason, by="client", retry=retry)
+            except JobNotFound:
+                return
+            raise AssertionError("cancel of a missing job did not raise JobNotFound")
+        try:
+            expected = decide_cancel(before, reason)
+        except JobFinished:
+            try:
+                self.store.request_cancel(job_id, reason, by="client", retry=retry)
+            except JobFinished:
+                return
+            raise AssertionError(f"cancel of a {before.status} job did not raise JobFinished") from None
+        result = self.store.request_cancel(job_id, reason, by="client", retry=retry)
+        assert (result.outcome, result.job.status) == expected
+        if result.outcome is CancelOutcome.ALREADY:
+            assert result.job == before
+
+    @precondition(lambda self: bool(self.ids))
+    @rule(
+        data=st.data(),
+        by=st.sampled_from(["status", "kind", "ids", "all"]),
+        reason=st.sampled_from([CancelReason.USER, CancelReason.TIMEOUT, CancelReason.DELETED]),
+    )
+    def cancel_many(self, data: st.DataObject, by: str, reason: CancelReason) -> None:
+        if by == "status":
+            where = JobFilter(statuses=data.draw(st.sets(st.sampled_from(list(JobStatus)), min_size=1)))
+        elif by == "kind":
+            where = JobFilter(kinds=data.draw(st.sets(st.sampled_from(KINDS), min_size=1)))
+        elif by == "ids":
+            where = JobFilter(ids=data.draw(st.sets(st.sampled_from(self.ids), min_size=1)))
+        else:
+            where = JobFilter()
+        before = {j.id: j for j in self.store.list_jobs(JobFilter(), limit=10_000).items}
+        expected = {
+            job.id: decide_cancel(job, reason)
+            for job in before.values()
+            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+            and (not where.statuses or job.status in where.statuses)
+            and (not where.kinds or job.kind in where.kinds)
+            and (not where.ids or job.id in where.ids)
+        }
+        results = self.store.request_cancel_many(where, reason, by="client")
+        assert {r.job.id: (r.outcome, r.job.status) for r in results} == expected
+        for job_id, job in before.items():
+            if job_id not in expected:
+                assert self.store.get(job_id) == job
+
+    @precondition(lambda self: bool(self.ids))
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        job_id = data.draw(st.sampled_from(self.ids))
+        before = self._before(job_id)
+        if before is None:
+            try:
+                self.store.delete(job_id)
+            except JobNotFound:
+                return
+            raise AssertionError("delete of a missing job did not raise JobNotFound")
+        if before.status.is_active:
+            try:
+                self.store.delete(job_id)
+            except JobFinished:
+                raise AssertionError("delete of an active job raised JobFinished") from None
+            except InvalidTransition:
+                assert self.store.get(job_id) == before
+                return
+            raise AssertionError(f"delete of a {before.status} job did not raise InvalidTransition")
+        self.store.delete(job_id)
+        self.deleted.add(job_id)
+        self.last.pop(job_id, None)
+        self.finished.pop(job_id, None)
+        try:
+            self.store.get(job_id)
+        except JobNotFound:
+            return
+        raise AssertionError("a deleted job is still there")
+
+    # -- workers ---------------------------------------------------------------------
+
+    @rule(worker=st.sampled_from(WORKERS), kinds=st.sampled_from([("a",), ("b",), ("a", "b")]))
+    def claim(self, worker: str, kinds: tuple[str, ...]) -> None:
+        now = self.clock.now()
+        available = [
+            j
+            for j in self.last.values()
+            if j.status is JobStatus.QUEUED and j.kind in kinds and j.available_at is not None and j.available_at <= now
+        ]
+        job = self.store.claim(worker, kinds, LEASE_S)
+        if job is None:
+            assert available == [], "claim found nothing although jobs were available"
+            return
+        before = self.last.get(job.id)
+        assert before is not None, "claimed a job the test never saw queued"
+        assert before.status is JobStatus.QUEUED, f"claimed a {before.status} job"
+        first = min(available, key=lambda j: (-j.priority, j.id))
+        assert job.id == first.id, "claim did not take the highest priority, oldest job"
+        assert (job.status, job.worker_id, job.attempt) == (JobStatus.RUNNING, worker, before.attempt + 1)
+        assert (job.id, job.attempt) not in self.handed_out, "an attempt was handed out twice"
+        self.handed_out.add((job.id, job.attempt))
+        self.attempts[Attempt(worker, job.id, job.attempt)] = job.items_count
+
+    @precondition(lambda self: bool(self.attempts))
+    @rule(data=st.data(), count=st.integers(0, 3), progress=st.booleans())
+    def emit(self, data: st.DataObject, count: int, progress: bool) -> None:
+        attempt = data.draw(st.sampled_from(sorted(self.attempts, key=repr)))
+        update = self._update(attempt, count, progress)
+        self.store.write_progress([update])
+
+    def _update(self, attempt: Attempt, count: int, progress: bool) -> ProgressUpdate:
+        start = self.attempts[attempt]
+        self.attempts[attempt] = start + count
+        return ProgressUpdate(
+            attempt.job_id,
+            attempt.number,
+            items=[(seq, self.clock.now(), f'{{"seq": {seq}}}') for seq in range(start, start + count)],
+            progress=(float(start + count), None, attempt.worker) if progress else None,
+        )
+
+    @precondition(lambda self: bool(self.attempts))
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from([OutcomeKind.SUCCEEDED, OutcomeKind.FAILED, OutcomeKind.STOPPED]),
+        stop_reason=st.sampled_from([None, CancelReason.SHUTDOWN, CancelReason.LEASE_LOST]),
+        stop_method=st.sampled_from(list(StopMethod)),
+        count=st.integers(0, 2),
+    )
+    def settle(
+        self,
+        data: st.DataObject,
+        kind: OutcomeKind,
+        stop_reason: CancelReason | None,
+        stop_method: StopMethod,
+        count: int,
+    ) -> None:
+        attempt = data.draw(st.sampled_from(sorted(self.attempts, key=repr)))
+        outcome = Outcome(
+            kind,
+            result={"by": attempt.worker} if kind is OutcomeKind.SUCCEEDED else None,
+            error=ErrorInfo("RuntimeError", "boom", "Traceback ...") if kind is OutcomeKind.FAILED else None,
+            stop_method=stop_method if kind is OutcomeKind.STOPPED else None,
+            stop_reason=stop_reason if kind is OutcomeKind.STOPPED else None,
+            stopped_at=self.clock.now() if kind is OutcomeKind.STOPPED else None,
+        )
+        update = self._update(attempt, count, progress=False)
+        del self.attempts[attempt]  # the worker is done with it, whatever the store says
+        before = self._before(attempt.job_id)
+        holds = (
+            before is not None
+            and before.status in HELD
+            and (before.worker_id, before.attempt) == (attempt.worker, attempt.number)
+        )
+        try:
+            after = self.store.settle(attempt.worker, attempt.number, attempt.job_id, outcome, update)
+        except JobNotFound:
+            assert before is None
+            return
+        except InvalidTransition:
+            assert not holds, "the holder of an attempt could not settle it"
+            return
+        assert holds, "an attempt was settled by a worker that does not hold it"
+        assert before is not None
+        assert after.status is decide_settlement(before, outcome).status
+        assert after.worker_id is None
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def renew(self, worker: str) -> None:
+        self.store.renew_leases(worker, LEASE_S)
+        for job in self.store.list_jobs(JobFilter(statuses=HELD), limit=10_000).items:
+            if job.worker_id == worker:
+                assert job.lease_expires_at == self.clock.now() + LEASE_S
+
+    @rule(seconds=st.sampled_from([0.5, 2.0, 6.0, 11.0]))
+    def advance_and_recover(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        now = self.clock.now()
+        expected = {
+            job.id: decide_settlement(job, Outcome(OutcomeKind.LOST)).status
+            for job in self.last.values()
+            if job.status in HELD and job.lease_expires_at is not None and job.lease_expires_at < now
+        }
+        recovered = self.store.recover_lost()
+        assert {j.id: j.status for j in recovered} == expected
+        for job in recovered:
+            assert job.worker_id is None
+            assert job.error is not None or job.status is JobStatus.CANCELLED
+
+    # -- invariants --------------------------------------------------------------------
+
+    @invariant()
+    def store_is_consistent(self) -> None:
+        jobs = {j.id: j for j in self.store.list_jobs(JobFilter(), limit=10_000).items}
+        assert set(jobs) == set(self.ids) - self.deleted
+        for job_id, job in jobs.items():
+            assert isinstance(job.status, JobStatus)
+            self._check_job(job)
+            self._check_history(job)
+            items = self.store.items(job_id)
+            assert job.items_count == len(items), f"items_count {job.items_count} but {len(items)} items"
+            assert [i.seq for i in items] == list(range(len(items)))
+            assert all(1 <= i.attempt <= job.attempt for i in items)
+            if job.status in TERMINAL_STATUSES:
+                first = self.finished.setdefault(job_id, job)
+                assert job == first, "a terminal job changed"
+            else:
+                assert job_id not in self.finished, "a terminal job became active again"
+        self.last = jobs
+
+    def _check_job(self, job: andon.Job) -> None:
+        held = job.status in HELD
+        assert (job.worker_id is not None) == held
+        assert (job.lease_expires_at is not None) == held
+        assert (job.finished_at is not None) == (job.status in TERMINAL_STATUSES)
+        assert 0 <= job.failures <= job.max_attempts
+        assert job.failures <= job.attempt
+        if job.status is JobStatus.CANCELLING:
+            assert job.cancel is not None
+            assert job.cancel.stopped_at is None, "a job that is still cancelling has a stop time"
+            assert job.cancel.stop_method is None, "a job that is still cancelling has a stop method"
+        if job.status is JobStatus.CANCELLED:
+            assert job.cancel is not None
+            assert job.cancel.stopped_at is not None
+        if job.status is JobStatus.SUCCEEDED:
+            assert job.result is not None
+            assert job.error is None
+        if job.status is JobStatus.FAILED:
+            assert job.error is not None
+
+    def _check_history(self, job: andon.Job) -> None:
+        events = self.store.events(job.id)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert events[0].to_status is JobStatus.QUEUED
+        chain = [JobStatus.QUEUED]
+        for event in events[1:]:
+            if event.from_status is not None and event.to_status is not None and event.from_status != event.to_status:
+                assert (event.from_status, event.to_status) in ALLOWED_TRANSITIONS, event
+            if event.to_status is not None and event.to_status != chain[-1]:
+                chain.append(event.to_status)
+        for old, new in itertools.pairwise(chain):
+            assert (old, new) in ALLOWED_TRANSITIONS, chain
+        assert chain[-1] is job.status, (chain, job.status)
+        terminal = [s for s in chain if s in TERMINAL_STATUSES]
+        assert len(terminal) <= 1, f"terminal more than once: {chain}"
+        assert all(s in ACTIVE_STATUSES for s in chain[:-1])
+        starts = [e.attempt for e in events if e.type == "started"]
+        assert starts == list(range(1, job.attempt + 1))
+
+
+def test_lifecycle_machine() -> None:
+    run_state_machine_as_test(
+        Lifecycle,
+        settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
+    )
