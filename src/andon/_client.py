@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, final
 
 from andon._cancel import CancelReason
-from andon._errors import InvalidParams, InvalidTransition, JobFinished, JobNotFound, WaitTimeout
+from andon._errors import ConfigurationError, InvalidParams, InvalidTransition, JobFinished, JobNotFound, WaitTimeout
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import Job, JobEvent, JobStatus, ResultItem
 from andon._registry import DEFAULT, App, _Default
@@ -130,7 +130,7 @@ class Client:
 
     def _app(self) -> App:
         if self.app is None:
-            raise InvalidTransition("-", "-", "submit", "this client has no app; pass app= to submit jobs")
+            raise ConfigurationError("this client has no app; pass app= to submit or retry jobs")
         return self.app
 
     # -- reading --------------------------------------------------------------
@@ -167,12 +167,24 @@ class Client:
         Raises:
             WaitTimeout: ``timeout`` seconds passed first.
         """
+        return self._wait(job_id, timeout, lambda job: job.is_terminal)
+
+    def wait_stopped(self, job_id: str, timeout: float | None = None) -> Job:
+        """Block until no attempt of the job is running: it is terminal, or queued again
+        (a force-fail or failure its retry policy re-queued). Returns the job.
+
+        Raises:
+            WaitTimeout: ``timeout`` seconds passed first.
+        """
+        return self._wait(job_id, timeout, lambda job: job.status not in (JobStatus.RUNNING, JobStatus.CANCELLING))
+
+    def _wait(self, job_id: str, timeout: float | None, done: Callable[[Job], bool]) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout
         watcher = self.store.watch()
         try:
             while True:
                 job = self.get(job_id)
-                if job.is_terminal:
+                if done(job):
                     return job
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -196,7 +208,8 @@ class Client:
         """Cancel a job: a queued job never starts; a running one is stopped.
 
         A second cancel is a no-op reporting the current state. With ``wait=True`` this
-        blocks until the work has stopped and returns the job in its terminal state.
+        blocks until the work has stopped (a checkpoint for nothing: it just waits) and
+        returns the job in its terminal state.
 
         Raises:
             JobNotFound: unknown id.
@@ -217,6 +230,8 @@ class Client:
         """Force-fail: stop the work and record the job ``failed`` (reason ``forced``).
 
         It counts as a failure, so the kind's retry policy applies unless ``retry=False``.
+        With ``wait=True`` this blocks until the attempt has stopped: the job is then
+        ``failed``, or ``queued`` again for its next attempt.
         """
         return self._stop(job_id, CancelReason.FORCED, message, retry=retry, wait=wait, timeout=timeout)
 
@@ -234,7 +249,7 @@ class Client:
         if result.job.status is JobStatus.CANCELLING and result.job.cancel is not None:
             deliver_locally(job_id, result.job.cancel.reason, result.job.cancel.message)
         if wait and not result.job.is_terminal:
-            return CancelResult(self.wait_finished(job_id, timeout), result.outcome)
+            return CancelResult(self.wait_stopped(job_id, timeout), result.outcome)
         return result
 
     def cancel_many(

@@ -27,12 +27,12 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Final, final
 
-from andon._attempt import Attempt, AttemptState, ended_now, stopped
+from andon._attempt import Attempt, AttemptState, ended_now, failure, stopped
 from andon._cancel import CancelReason, StopMethod
 from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError
 from andon._jobs import JobStatus, Outcome
 from andon._registry import App
-from andon._runtimes import Escalation, Execution, execution_for
+from andon._runtimes import Escalation, Execution, close_slot_loop, execution_for
 from andon._storage import ChangeWatcher, ProgressUpdate, Store
 
 __all__ = ["Worker", "WorkerState", "deliver_locally", "wake_local_workers"]
@@ -145,11 +145,7 @@ class Worker:
         self._stopping.set()
         self._notify()
         if not self._wait_idle(time.monotonic() + grace):
-            with self._lock:
-                running = list(self._running)
-            log.info("worker %s: interrupting %d running job(s) for shutdown", self.id, len(running))
-            for job_id in running:
-                self.deliver(job_id, CancelReason.SHUTDOWN, "the worker is shutting down")
+            self.interrupt()
             self._wait_idle(None)
         self._halt.set()
         self._flush_wake.set()
@@ -164,6 +160,19 @@ class Worker:
         _local_workers.discard(self)
         self.state = WorkerState.STOPPED
         log.info("worker %s stopped", self.id)
+
+    def interrupt(self) -> None:
+        """Stop every running job now with reason ``shutdown`` (they go back to the queue).
+
+        What :meth:`stop` does once its grace period is over; call it from another thread
+        (e.g. on a second Ctrl-C) to cut a graceful stop short. Does not block.
+        """
+        with self._lock:
+            running = list(self._running)
+        if running:
+            log.info("worker %s: interrupting %d running job(s) for shutdown", self.id, len(running))
+        for job_id in running:
+            self.deliver(job_id, CancelReason.SHUTDOWN, "the worker is shutting down")
 
     def __enter__(self) -> Worker:
         self.start()
@@ -212,6 +221,12 @@ class Worker:
     # -- slots ----------------------------------------------------------------
 
     def _slot_loop(self) -> None:
+        try:
+            self._claim_and_run()
+        finally:
+            close_slot_loop()
+
+    def _claim_and_run(self) -> None:
         while not self._stopping.is_set():
             with self._lock:
                 generation = self._generation
@@ -233,7 +248,11 @@ class Worker:
         execution = execution_for(attempt)
         with self._lock:
             self._running[attempt.job.id] = _Running(attempt, execution, threading.current_thread())
-        outcome = execution.run()
+        try:
+            outcome = execution.run()
+        except BaseException as exc:  # a runtime's own fault: the job fails, the slot goes on
+            log.exception("job %s: its runtime failed", attempt.job.id)
+            outcome = failure(exc, attempt.token)
         if not attempt.take_settlement(AttemptState.SETTLING):
             return False
         self._settle(attempt, outcome)

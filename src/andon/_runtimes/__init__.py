@@ -20,7 +20,7 @@ from andon._attempt import Attempt
 from andon._jobs import Outcome
 from andon._registry import Isolation
 
-__all__ = ["Escalation", "Execution", "execution_for"]
+__all__ = ["Escalation", "Execution", "close_slot_loop", "execution_for"]
 
 
 class Escalation(enum.Enum):
@@ -63,3 +63,10 @@ def execution_for(attempt: Attempt) -> Execution:
     from andon._runtimes._thread import ThreadExecution
 
     return ThreadExecution(attempt)
+
+
+def close_slot_loop() -> None:
+    """Close the event loop async handlers used on this slot thread, if any (thread exit)."""
+    from andon._runtimes._asyncio import close_thread_loop
+
+    close_thread_loop()

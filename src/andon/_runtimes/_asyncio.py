@@ -85,3 +85,10 @@ def _discard(loop: asyncio.AbstractEventLoop) -> None:
         loop.close()
     except Exception:
         _loops.loop = None
+
+
+def close_thread_loop() -> None:
+    loop: asyncio.AbstractEventLoop | None = getattr(_loops, "loop", None)
+    _loops.loop = None
+    if loop is not None and not loop.is_closed():
+        loop.close()

@@ -28,8 +28,12 @@ class InjectedCancel(Cancelled):
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = [ctypes.c_ulong, ctypes.py_object]
 _set_async_exc.restype = ctypes.c_int
-_clear_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_clear_async_exc.restype = ctypes.c_int
+# A second prototype of the same C function whose exception argument can be NULL (which
+# clears a pending exception). ctypes.pythonapi caches its function objects, so setting
+# other argtypes on ``ctypes.pythonapi.PyThreadState_SetAsyncExc`` would change the one above.
+_clear_async_exc = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p)(
+    ("PyThreadState_SetAsyncExc", ctypes.pythonapi)
+)
 
 
 class InjectionGuard:

@@ -23,7 +23,7 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any, Final, final
 
-from andon._attempt import Attempt, ended_now, error_outcome, stopped, succeeded
+from andon._attempt import Attempt, ended_now, error_outcome, failure, stopped, succeeded
 from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
 from andon._children import set_parent_death_signal
 from andon._context import Context
@@ -51,6 +51,7 @@ class ProcessExecution:
         self._pid: int | None = None
         self._signalled: StopMethod | None = None
         self._child_pids: list[int] = []
+        self._pending_signal: signal.Signals | None = None
 
     def run(self) -> Outcome:
         attempt = self._attempt
@@ -69,12 +70,23 @@ class ProcessExecution:
             ),
             name=f"andon-job-{job.id}",
         )
-        process.start()
+        try:
+            process.start()
+        except Exception as exc:  # e.g. an unpicklable handler or params, or no forkserver
+            parent_conn.close()
+            child_conn.close()
+            return ended_now(failure(exc, attempt.token))
         child_conn.close()
+        pid = process.pid
+        assert pid is not None  # set by a successful start()
         with self._lock:
-            self._conn, self._pid = parent_conn, process.pid
+            self._conn, self._pid = parent_conn, pid
+            pending = self._pending_signal
         if attempt.token.requested:
             self.deliver()
+        if pending is not None:
+            # An escalation came due while the process was starting: apply it now.
+            _signal_group(pid, pending)
         try:
             outcome = self._pump(parent_conn)
             process.join()
@@ -83,9 +95,12 @@ class ProcessExecution:
         finally:
             with self._lock:
                 self._conn = None
-                child_pids = list(self._child_pids)
-            for pid in child_pids:  # ctx.popen groups, in case the child died first
-                _signal_group(pid, signal.SIGKILL)
+                groups = [pid, *self._child_pids]
+            # The job's own group (plain Popen children of the handler) and the ctx.popen
+            # groups: whatever is left of them goes with the job, however it ended. A group
+            # id cannot be reused while any member is alive, so this never hits a stranger.
+            for group in groups:
+                _signal_group(group, signal.SIGKILL, leader_too=False)
             parent_conn.close()
             process.close()
         return ended_now(outcome)
@@ -145,29 +160,31 @@ class ProcessExecution:
                 conn.send(("cancel", token.reason.value if token.reason else None, token.message))
 
     def escalate(self, step: int) -> Escalation:
+        if step not in (1, 2):
+            return Escalation.NOTHING
+        signum = signal.SIGTERM if step == 1 else signal.SIGKILL
         with self._lock:
-            pid, child_pids = self._pid, list(self._child_pids)
-            if pid is None or self._conn is None:
-                return Escalation.NOTHING
-            if step == 1:
-                self._signalled = StopMethod.TERMINATED
-                _signal_group(pid, signal.SIGTERM)
+            self._signalled = StopMethod.TERMINATED if step == 1 else StopMethod.KILLED
+            if self._pid is None:
+                # Still starting: run() sends it as soon as the process exists.
+                self._pending_signal = signum
                 return Escalation.APPLIED
-            if step == 2:
-                self._signalled = StopMethod.KILLED
-                for group in (pid, *child_pids):
-                    _signal_group(group, signal.SIGKILL)
-                return Escalation.APPLIED
-        return Escalation.NOTHING
+            if self._conn is None:
+                return Escalation.NOTHING  # already over
+            groups = [self._pid] if step == 1 else [self._pid, *self._child_pids]
+        for group in groups:
+            _signal_group(group, signum)
+        return Escalation.APPLIED
 
 
-def _signal_group(pid: int, signum: int) -> None:
+def _signal_group(pid: int, signum: int, *, leader_too: bool = True) -> None:
     try:
         os.killpg(pid, signum)
     except ProcessLookupError:
         # The child may not have made its own group yet (it does so first thing).
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signum)
+        if leader_too:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
     except PermissionError:
         pass
 

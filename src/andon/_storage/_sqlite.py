@@ -640,7 +640,7 @@ class SqliteStore:
                 "emsg": error.message if error else None,
                 "etb": error.traceback if error else None,
                 "failed": int(settlement.counts_as_failure),
-                "available": now + (settlement.requeue_delay or 0.0),
+                "available": now + (settlement.requeue_delay or 0.0) if requeue else job.available_at,
                 "ack": outcome.acknowledged_at if cancel is not None else None,
                 "has_cancel": cancel is not None,
                 "stopped": outcome.stopped_at or now,
