@@ -1,0 +1,420 @@
+"""The ``andon`` command line: a thin shell over the public API.
+
+Each command parses its input, calls one :class:`andon.Client` (or :class:`andon.Worker`)
+operation, and formats the result. Errors andon raises on purpose print one red line on
+stderr and exit with code 1; usage errors exit with 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import sys
+import time
+from typing import Annotated, Any, Final
+
+import typer
+import typer.core
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+import andon
+from andon.cli import _format as fmt
+from andon.cli._demo import run_demo
+from andon.cli._input import load_app, parse_params, split_list
+from andon.cli._serve import serve
+
+__all__ = ["cli", "main"]
+
+DEFAULT_APP: Final = "andon.examples:app"
+ACTOR: Final = "cli"
+
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False)
+
+
+class _Shell(typer.core.TyperGroup):
+    """Turns andon's own errors into one red line and exit code 1, and Ctrl-C into 130."""
+
+    def invoke(self, ctx: Any) -> Any:  # Any: the click Context type Typer vendors is private
+        try:
+            return super().invoke(ctx)
+        except andon.AndonError as exc:
+            _print_error(exc)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            errors.print(Text("interrupted", style="yellow"), soft_wrap=True)
+            raise typer.Exit(130) from None
+
+
+def _print_error(exc: andon.AndonError) -> None:
+    errors.print(Text(f"error: {exc}", style="red"), soft_wrap=True)
+
+
+cli = typer.Typer(
+    name="andon",
+    cls=_Shell,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Background jobs that really stop when you press Cancel.",
+)
+
+
+# -- shared options -------------------------------------------------------------
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        show_default=False,
+        help="Database URL. (default: $ANDON_DATABASE_URL, else sqlite:///andon.db)",
+    ),
+]
+AppOption = Annotated[
+    str,
+    typer.Option(
+        "--app",
+        metavar="MODULE:ATTR",
+        envvar="ANDON_APP",
+        help="The andon.App with your job kinds (used by worker, submit, retry and kinds).",
+    ),
+]
+JobId = Annotated[str, typer.Argument(metavar="ID", show_default=False, help="A job id.")]
+StatusOption = Annotated[
+    list[andon.JobStatus] | None,
+    typer.Option("--status", "-s", case_sensitive=False, help="Only jobs in this status (repeatable)."),
+]
+KindOption = Annotated[list[str] | None, typer.Option("--kind", "-k", help="Only jobs of this kind (repeatable).")]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0, metavar="SECONDS", help="How long --wait waits. (default: no limit)"),
+]
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+def _client(db: str | None, app_ref: str | None = None) -> andon.Client:
+    """A client on ``db``; with the app loaded from ``app_ref`` when the command needs one."""
+    app = load_app(app_ref) if app_ref is not None else None
+    return andon.connect(db, app, actor=ACTOR)
+
+
+# -- running jobs -----------------------------------------------------------------
+
+
+@cli.command()
+def worker(
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Jobs run at once.")] = 4,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option(
+            "--shutdown-grace",
+            min=0,
+            metavar="SECONDS",
+            help="On SIGINT/SIGTERM, how long running jobs may go on before they are stopped and requeued.",
+        ),
+    ] = 10.0,
+    kinds: Annotated[
+        str | None, typer.Option("--kinds", metavar="K1,K2", help="Only claim these kinds. (default: all)")
+    ] = None,
+    log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
+    db: DbOption = None,
+    app_ref: AppOption = DEFAULT_APP,
+) -> None:
+    """Run jobs until SIGINT or SIGTERM (a second signal stops running jobs at once)."""
+    logging.basicConfig(
+        level=log_level.value.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    app = load_app(app_ref)
+    only = split_list(kinds)
+    if only == []:
+        raise typer.BadParameter("name at least one kind, or leave --kinds out to run all", param_hint="'--kinds'")
+    store = andon.open_store(db)
+    try:
+        runner = andon.Worker(app, store, concurrency=concurrency, shutdown_grace_s=shutdown_grace, kinds=only)
+        banner = Text("andon worker ", style="bold")
+        banner.append(f"{runner.id}  db {andon.database_url(db)}  kinds {', '.join(runner.kinds)}")
+        banner.append(f"  concurrency {concurrency}", style="dim")
+        console.print(banner, soft_wrap=True)
+        serve(runner)
+    finally:
+        store.close()
+
+
+@cli.command()
+def submit(
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="The job kind (see `andon kinds`).", show_default=False)],
+    params: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="KEY=VALUE", help="Params; values are read as JSON when they parse."),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the job id.")] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", metavar="SECONDS", help="Cancel the job if it runs longer. (default: the kind's)"),
+    ] = None,
+    priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
+    db: DbOption = None,
+    app_ref: AppOption = DEFAULT_APP,
+) -> None:
+    """Queue a job and print its id."""
+    values = parse_params(params or [])
+    with _client(db, app_ref) as client:
+        if timeout is None:
+            job = client.submit(kind, values, priority=priority)
+        else:
+            job = client.submit(kind, values, timeout=timeout, priority=priority)
+    if quiet:
+        typer.echo(job.id)
+        return
+    console.print(Text.assemble("submitted ", (job.id, "bold"), f"  {job.kind} ", fmt.status_text(job.status)))
+    console.print(Text(f"follow it: andon watch {job.id}", style="dim"))
+
+
+# -- reading ------------------------------------------------------------------------
+
+
+@cli.command("ls")
+def list_jobs(
+    status: StatusOption = None,
+    kind: KindOption = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="Jobs per page.")] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="Start after this page cursor.")] = None,
+    db: DbOption = None,
+    app_ref: AppOption = DEFAULT_APP,
+) -> None:
+    """List jobs, newest first."""
+    with _client(db) as client:
+        page = client.list_jobs(statuses=status or (), kinds=kind or (), limit=limit, cursor=cursor)
+    if not page.items:
+        console.print(Text("no jobs", style="dim"))
+    else:
+        fmt.print_table(console, fmt.jobs_table(page.items, compact=fmt.is_narrow(console)))
+    if page.next_cursor:
+        console.print(Text(f"next page: add --cursor {page.next_cursor}", style="dim"), soft_wrap=True)
+
+
+@cli.command()
+def show(job_id: JobId, db: DbOption = None, app_ref: AppOption = DEFAULT_APP) -> None:
+    """Show one job: every field, its cancel lifecycle and its history."""
+    with _client(db) as client:
+        job = client.get(job_id)
+        events = client.events(job_id)
+    fmt.print_table(console, fmt.job_details(job))
+    console.print()
+    fmt.print_table(console, fmt.events_table(events))
+    hint = f"  (andon results {job.id})" if job.items_count else ""
+    console.print(Text(f"{job.items_count} partial result(s){hint}"), soft_wrap=True)
+
+
+@cli.command()
+def results(
+    job_id: JobId,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many items.")] = 0,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", min=0, help="At most this many items.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line (JSON Lines).")] = False,
+    db: DbOption = None,
+    app_ref: AppOption = DEFAULT_APP,
+) -> None:
+    """Print a job's partial results, in the order it emitted them."""
+    with _client(db) as client:
+        items = client.results(job_id, offset, limit)
+    if as_json:
+        for item in items:
+            typer.echo(fmt.result_line(item))
+    elif items:
+        fmt.print_table(console, fmt.results_table(items))
+    else:
+        console.print(Text("no partial results", style="dim"))
+
+
+@cli.command()
+def watch(job_id: JobId, db: DbOption = None, app_ref: AppOption = DEFAULT_APP) -> None:
+    """Show a live progress bar until the job ends (Ctrl-C stops watching, not the job)."""
+    with _client(db) as client:
+        job = client.get(job_id)
+        try:
+            note = f"watching job {job.id} ({job.kind}); Ctrl-C stops watching, not the job"
+            errors.print(Text(note, style="dim"), soft_wrap=True)
+            job = _follow(client, job)
+        except KeyboardInterrupt:
+            note = f"stopped watching; job {job_id} goes on (it was not cancelled)"
+            errors.print(Text(note, style="yellow"), soft_wrap=True)
+            raise typer.Exit(130) from None
+    console.print(fmt.final_line(job), soft_wrap=True)
+
+
+def _follow(client: andon.Client, job: andon.Job) -> andon.Job:
+    """Poll the job ten times a second and draw its progress until it is terminal."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}", markup=False),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with bar:
+        task = bar.add_task("", total=None, note="")
+        while True:
+            styled = fmt.STATUS_STYLES.get(job.status, "")
+            bar.update(
+                task,
+                description=f"{job.kind} [{styled}]{job.status.value}[/]",
+                completed=job.progress_done or 0,
+                total=job.progress_total,
+                note=job.progress_message or "",
+            )
+            if job.is_terminal:
+                return job
+            time.sleep(0.1)
+            job = client.get(job.id)
+
+
+# -- stopping ---------------------------------------------------------------------
+
+
+@cli.command()
+def cancel(
+    job_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="ID", help="Jobs to cancel.", show_default=False)
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait until the work has stopped.")] = False,
+    timeout: TimeoutOption = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why (kept in the history).")] = None,
+    all_jobs: Annotated[bool, typer.Option("--all", help="Cancel every active job matching the filters.")] = False,
+    status: StatusOption = None,
+    kind: KindOption = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before cancelling every active job.")] = False,
+    db: DbOption = None,
+    app_ref: AppOption = DEFAULT_APP,
+) -> None:
+    """Cancel jobs: a queued job never starts, a running one is stopped.
+
+    Give job ids, or --all (optionally with --status/--kind) for every active job.
+    """
+    if all_jobs and job_ids:
+        raise typer.BadParameter("give job ids or --all, not both", param_hint="'--all'")
+    if not all_jobs and not job_ids:
+        raise typer.BadParameter("give at least one job id, or --all", param_hint="'ID'")
+    if not all_jobs and (status or kind):
+        raise typer.BadParameter("--status and --kind select jobs only with --all", param_hint="'--status/--kind'")
+    if all_jobs and not (status or kind or yes):
+        typer.confirm("Cancel every active job?", abort=True)
+    with _client(db) as client:
+        if all_jobs:
+            requested = client.cancel_many(statuses=status or (), kinds=kind or (), message=message)
+            if not requested:
+                console.print(Text("no active jobs matched; nothing to cancel", style="dim"))
+            failed = False
+        else:
+            requested, failed = _request_each(client, job_ids or [], message)
+        # All requests go out first, so with --wait the jobs stop in parallel, not one by one.
+        for result in requested:
+            if wait and not result.job.is_terminal:
+                result = andon.CancelResult(client.wait_finished(result.job.id, timeout), result.outcome)
+            console.print(fmt.cancel_line(result), soft_wrap=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _request_each(
+    client: andon.Client, job_ids: list[str], message: str | None
+) -> tuple[list[andon.CancelResult], bool]:
+    """Cancel each job; an error about one id is printed and the others still go ahead."""
+    if len(job_ids) == 1:
+        return [client.cancel(job_ids[0], message=message)], False
+    requested, failed = [], False
+    for job_id in job_ids:
+        try:
+            requested.append(client.cancel(job_id, message=message))
+        except andon.AndonError as exc:
+            _print_error(exc)
+            failed = True
+    return requested, failed
+
+
+@cli.command()
+def fail(
+    job_id: JobId,
+    retry: Annotated[bool, typer.Option("--retry/--no-retry", help="Let the kind's retry policy run it again.")] = True,
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Wait until the job has ended.")] = False,
+    timeout: TimeoutOption = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why (kept in the history).")] = None,
+    db: DbOption = None,
+    app_ref: AppOption = DEFAULT_APP,
+) -> None:
+    """Force-fail a job: stop the work and record it as failed."""
+    with _client(db) as client:
+        result = client.fail(job_id, retry=retry, message=message, wait=wait, timeout=timeout)
+    console.print(fmt.cancel_line(result), soft_wrap=True)
+
+
+@cli.command()
+def retry(
+    job_id: JobId,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the new job id.")] = False,
+    db: DbOption = None,
+    app_ref: AppOption = DEFAULT_APP,
+) -> None:
+    """Queue a new job with the kind and params of a failed or cancelled one."""
+    with _client(db, app_ref) as client:
+        job = client.retry(job_id)
+    if quiet:
+        typer.echo(job.id)
+        return
+    console.print(Text.assemble("submitted ", (job.id, "bold"), f"  {job.kind} (a retry of {job_id})"))
+
+
+@cli.command("rm")
+def remove(
+    job_id: JobId,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", min=0, metavar="SECONDS", help="How long to wait for an active job to stop."),
+    ] = 60.0,
+    db: DbOption = None,
+    app_ref: AppOption = DEFAULT_APP,
+) -> None:
+    """Delete a job with its history and results (an active job is cancelled first)."""
+    with _client(db) as client:
+        client.delete(job_id, timeout=timeout)
+    console.print(Text.assemble("deleted ", (job_id, "bold")))
+
+
+# -- overview -----------------------------------------------------------------------
+
+
+@cli.command()
+def kinds(db: DbOption = None, app_ref: AppOption = DEFAULT_APP) -> None:
+    """The app's job kinds, with how their jobs ended and how fast they stopped when cancelled."""
+    with _client(db, app_ref) as client:
+        assert client.app is not None  # _client loaded it
+        stats = client.kind_stats()
+        if fmt.is_narrow(console, wide=160):
+            console.print(fmt.kinds_list(client.app.kinds, stats))
+        else:
+            fmt.print_table(console, fmt.kinds_table(client.app.kinds, stats))
+
+
+@cli.command()
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary database and print its URL.")] = False,
+) -> None:
+    """A short show of cancels on a temporary database (a few seconds)."""
+    run_demo(console, keep=keep)
+
+
+def main() -> None:
+    """Entry point of the ``andon`` script."""
+    cli()

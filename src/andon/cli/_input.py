@@ -1,0 +1,86 @@
+"""Turning command-line text into what the public API takes: params and the app."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any, NoReturn
+
+import typer
+
+import andon
+
+__all__ = ["load_app", "parse_params", "split_list"]
+
+
+def parse_params(pairs: Iterable[str]) -> dict[str, Any]:  # Any: JSON values
+    """``["n=5", "flag=true", "name=a b"]`` -> ``{"n": 5, "flag": True, "name": "a b"}``.
+
+    A value is read as JSON when it is valid JSON, and kept as text otherwise
+    (``NaN`` and ``Infinity`` stay text: they are not JSON).
+
+    Raises:
+        typer.BadParameter: an item has no ``=``, no key, or repeats a key (a usage error).
+    """
+    params: dict[str, Any] = {}  # Any: JSON values
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected key=value, got {pair!r}", param_hint="'PARAMS'")
+        if key in params:
+            raise typer.BadParameter(f"the param {key!r} is given twice", param_hint="'PARAMS'")
+        params[key] = _value(raw)
+    return params
+
+
+def _value(raw: str) -> Any:  # Any: a JSON value, or the text itself
+    try:
+        return json.loads(raw, parse_constant=_not_json)
+    except ValueError:
+        return raw
+
+
+def _not_json(constant: str) -> NoReturn:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def split_list(text: str | None) -> list[str] | None:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def load_app(reference: str) -> andon.App:
+    """Import ``module:attribute`` (the attribute may be dotted) and check it is an :class:`andon.App`.
+
+    The current folder is importable, as with ``python -m``, so ``--app jobs:app`` finds
+    ``./jobs.py`` also from the ``andon`` script.
+
+    Raises:
+        andon.ConfigurationError: the reference is malformed, the import fails, or the
+            attribute is missing or not an app.
+    """
+    module_name, sep, attribute = reference.partition(":")
+    if not sep or not module_name or not attribute:
+        raise andon.ConfigurationError(f"--app must look like module:attribute (e.g. myjobs:app), not {reference!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: object = importlib.import_module(module_name)
+    except Exception as exc:  # the user's module may raise anything while it is imported
+        raise andon.ConfigurationError(f"cannot import {module_name!r} for --app: {type(exc).__name__}: {exc}") from exc
+    for part in attribute.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise andon.ConfigurationError(
+                f"--app {reference}: {module_name!r} has no attribute {attribute!r}"
+            ) from None
+    if not isinstance(target, andon.App):
+        kind = type(target).__name__
+        raise andon.ConfigurationError(f"--app {reference} is a {kind}, not an andon.App")
+    return target

@@ -1,0 +1,551 @@
+"""The ``andon`` command line, end to end against a real SQLite file.
+
+Quick commands run in-process through Typer's ``CliRunner`` (with an in-process worker where
+a job must run); ``andon worker`` and Ctrl-C run as real subprocesses, because signals and
+exit codes are what is being tested there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+import pytest
+from typer.testing import CliRunner, Result
+
+import andon
+from andon.cli import cli
+from andon.cli._input import parse_params
+from tests import support
+
+pytestmark = pytest.mark.timeout(60)
+
+Run = Callable[..., Result]
+MakeWorker = Callable[..., andon.Worker]
+
+WAIT_S = 15.0
+
+
+@pytest.fixture
+def url(db_path: Path) -> str:
+    return f"sqlite:///{db_path}"
+
+
+@pytest.fixture
+def run(url: str) -> Run:
+    """Run one ``andon`` command against the test database."""
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(cli, [*args, "--db", url], input=input)
+
+    return invoke
+
+
+def wait_until(check: Callable[[], bool], timeout: float = WAIT_S) -> None:
+    support.wait_until(check, timeout)
+
+
+def wait_running(client: andon.Client, job_id: str) -> andon.Job:
+    wait_until(lambda: client.get(job_id).status is andon.JobStatus.RUNNING)
+    return client.get(job_id)
+
+
+def assert_one_error_line(result: Result, *fragments: str) -> None:
+    """Exit code 1, one red line on stderr that says what went wrong, no traceback anywhere."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# -- submit ---------------------------------------------------------------------------
+
+
+def test_parse_params_reads_json_values_and_keeps_the_rest_as_text() -> None:
+    params = parse_params(["n=5", "flag=true", "x=a b", 'q="5"', 'obj={"a": [1]}', "nan=NaN", "empty="])
+    assert params == {"n": 5, "flag": True, "x": "a b", "q": "5", "obj": {"a": [1]}, "nan": "NaN", "empty": ""}
+
+
+def test_submit_quiet_prints_only_the_id(run: Run, client: andon.Client) -> None:
+    result = run("submit", "fail", "message=a b", "after_items=2", "-q", "--priority", "3", "--timeout", "9")
+    assert result.exit_code == 0, result.output
+    job = client.get(result.stdout.strip())
+    assert result.stdout == f"{job.id}\n"
+    assert job.params == {"message": "a b", "after_items": 2}
+    assert (job.priority, job.timeout_s, job.status) == (3, 9.0, andon.JobStatus.QUEUED)
+
+
+def test_submit_prints_the_id_in_a_sentence(run: Run, client: andon.Client) -> None:
+    result = run("submit", "count", "n=3")
+    assert result.exit_code == 0, result.output
+    [job] = client.list_jobs().items
+    assert job.id in result.stdout
+    assert "submitted" in result.stdout
+
+
+def test_submit_without_equals_is_a_usage_error(run: Run, client: andon.Client) -> None:
+    result = run("submit", "count", "n")
+    assert result.exit_code == 2
+    assert "key=value" in result.output
+    assert client.list_jobs().items == []
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["submit", "count", "n=abc"], ["invalid params for 'count'", "n:"]),
+        (["submit", "count", "m=1"], ["m: unknown param"]),
+        (["submit", "nope"], ["unknown job kind 'nope'", "count"]),
+        (["submit", "count", "--timeout", "0"], ["timeout"]),
+    ],
+)
+def test_submit_rejects_bad_input_in_one_line(run: Run, args: list[str], fragments: list[str]) -> None:
+    assert_one_error_line(run(*args), *fragments)
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["show"], ["results"], ["watch"], ["cancel"], ["cancel", "--wait"], ["fail"], ["retry"], ["rm"]],
+)
+@pytest.mark.parametrize("job_id", ["xyz", "01a1feb0-7a8b-7000-b097-241043e3609c"])
+def test_unknown_job_id_is_one_line_and_exit_1(run: Run, command: list[str], job_id: str) -> None:
+    assert_one_error_line(run(*command[:1], job_id, *command[1:]), f"no job with id '{job_id}'")
+
+
+def test_bad_database_url_and_bad_app_are_one_line(run: Run, tmp_path: Path) -> None:
+    runner = CliRunner()
+    assert_one_error_line(runner.invoke(cli, ["ls", "--db", "postgres://nowhere/x"]), "PostgreSQL")
+    assert_one_error_line(runner.invoke(cli, ["ls", "--db", "nonsense"]), "not a database URL")
+    assert_one_error_line(run("kinds", "--app", "no_such_module_here:app"), "cannot import")
+    assert_one_error_line(run("kinds", "--app", "andon:Job"), "not an andon.App")
+    assert_one_error_line(run("kinds", "--app", "andon.examples:nope"), "no attribute")
+    assert_one_error_line(run("kinds", "--app", "andon.examples"), "module:attribute")
+
+
+def test_app_from_the_current_folder(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: andon.Client
+) -> None:
+    (tmp_path / "cli_test_jobs.py").write_text(
+        "import andon\n"
+        "app = andon.App()\n"
+        "@app.job('hello', description='Say hello.')\n"
+        "def hello(ctx: andon.Context, name: str = 'you') -> str:\n"
+        "    return 'hello ' + name\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "cli_test_jobs", raising=False)
+    try:
+        result = run("kinds", "--app", "cli_test_jobs:app")
+        assert result.exit_code == 0, result.output
+        assert "hello" in result.stdout
+        assert "Say hello." in result.stdout
+        submitted = run("submit", "hello", "name=bob", "-q", "--app", "cli_test_jobs:app")
+        assert submitted.exit_code == 0, submitted.output
+        assert client.get(submitted.stdout.strip()).params == {"name": "bob"}
+    finally:
+        sys.modules.pop("cli_test_jobs", None)
+
+
+# -- listing and showing ------------------------------------------------------------------
+
+
+def test_ls_filters_and_pages(run: Run, client: andon.Client) -> None:
+    counts = [client.submit("count", {"n": i}) for i in range(3)]
+    failing = client.submit("fail")
+    client.cancel(counts[0].id)
+
+    everything = run("ls")
+    assert everything.exit_code == 0, everything.output
+    for job in [*counts, failing]:
+        assert job.id in everything.stdout
+    assert everything.stdout.index(failing.id) < everything.stdout.index(counts[0].id)  # newest first
+    assert "withdrawn" in everything.stdout
+
+    queued_counts = run("ls", "--status", "queued", "--kind", "count")
+    assert [j.id in queued_counts.stdout for j in [*counts, failing]] == [False, True, True, False]
+
+    first = run("ls", "--limit", "2")
+    assert "--cursor" in first.stdout
+    cursor = first.stdout.split("--cursor")[1].split()[0]
+    second = run("ls", "--limit", "2", "--cursor", cursor)
+    assert counts[0].id in second.stdout
+    assert failing.id not in second.stdout
+
+    assert run("ls", "--status", "nonsense").exit_code == 2
+
+
+def test_ls_on_an_empty_database(run: Run) -> None:
+    result = run("ls")
+    assert result.exit_code == 0
+    assert "no jobs" in result.stdout
+
+
+def test_show_and_results_of_a_failed_job(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.wait_finished(client.submit("fail", {"after_items": 2}).id, WAIT_S)
+
+    shown = run("show", job.id)
+    assert shown.exit_code == 0, shown.output
+    for text in (job.id, "failed", "RuntimeError: this job fails on purpose", "Traceback", '"after_items": 2'):
+        assert text in shown.stdout
+    assert "events" in shown.stdout
+    assert "running → failed" in shown.stdout
+    assert "2 partial result(s)" in shown.stdout
+
+    lines = run("results", job.id, "--json").stdout.splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["data"] for r in records] == [{"i": 0}, {"i": 1}]
+    assert {tuple(sorted(r)) for r in records} == {("at", "attempt", "data", "seq")}
+    assert [
+        json.loads(line)["seq"] for line in run("results", job.id, "--json", "--offset", "1").stdout.splitlines()
+    ] == [1]
+
+    table = run("results", job.id, "--limit", "1")
+    assert table.exit_code == 0
+    assert '{"i": 0}' in table.stdout
+    assert '{"i": 1}' not in table.stdout
+
+
+def test_watch_follows_a_job_to_its_end(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.submit("count", {"n": 5, "interval_s": 0.02})
+    result = run("watch", job.id)
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.stdout
+    assert "5 partial result(s)" in result.stdout
+    assert client.get(job.id).status is andon.JobStatus.SUCCEEDED
+
+
+# -- cancelling -------------------------------------------------------------------------
+
+
+def test_cancel_a_queued_job_withdraws_it(run: Run, client: andon.Client) -> None:
+    job = client.submit("count")
+    result = run("cancel", job.id)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("withdrawn")
+    after = client.get(job.id)
+    assert after.status is andon.JobStatus.CANCELLED
+    assert after.cancel is not None
+    assert after.cancel.stop_method is andon.StopMethod.WITHDRAWN
+    assert after.cancel.by == "cli"
+
+    again = run("cancel", job.id)
+    assert again.exit_code == 0
+    assert again.stdout.startswith("already cancelled")
+
+
+def test_cancel_a_running_job_and_wait(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.submit("count", {"n": 1000, "interval_s": 0.01})
+    wait_until(lambda: client.get(job.id).items_count >= 2)
+
+    result = run("cancel", job.id, "--wait", "--timeout", "10", "-m", "enough now")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("cancelled")
+    assert "stopped (cooperative)" in result.stdout
+    assert "after the request" in result.stdout
+    after = client.get(job.id)
+    assert after.status is andon.JobStatus.CANCELLED
+    assert after.cancel is not None
+    assert after.cancel.message == "enough now"
+
+    shown = run("show", job.id).stdout
+    for text in ("cancel requested", "enough now", "acknowledged", "stop method", "cooperative", "request → stop"):
+        assert text in shown
+    assert "running → cancelling" in shown
+    assert "cancelling → cancelled" in shown
+
+    assert len(run("results", job.id, "--json").stdout.splitlines()) == after.items_count >= 2
+
+    kinds = run("kinds")
+    assert kinds.exit_code == 0, kinds.output
+    count_row = next(line for line in kinds.stdout.splitlines() if line.lstrip().startswith("count"))
+    assert "cancelled 1" in count_row
+    assert "cooperative 1" in count_row
+    assert "sleeper" in kinds.stdout
+
+
+def test_cancel_without_wait_reports_cancelling(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.submit("spin", {"seconds": 30})
+    wait_running(client, job.id)
+    result = run("cancel", job.id)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("cancelling")
+    assert client.wait_finished(job.id, WAIT_S).status is andon.JobStatus.CANCELLED
+
+
+def test_cancel_wait_timeout_is_one_line(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.submit("spin", {"seconds": 30})
+    wait_running(client, job.id)
+    assert_one_error_line(run("cancel", job.id, "--wait", "--timeout", "0.05"), "still cancelling after 0.05 s")
+    assert client.wait_finished(job.id, WAIT_S).status is andon.JobStatus.CANCELLED
+
+
+def test_cancel_several_running_jobs_and_wait(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    jobs = [client.submit("count", {"n": 1000, "interval_s": 0.01}) for _ in range(3)]
+    for job in jobs:
+        wait_running(client, job.id)
+    by_id = run("cancel", jobs[0].id, jobs[1].id, "--wait", "--timeout", "10")
+    assert by_id.exit_code == 0, by_id.output
+    assert [line.split()[:2] for line in by_id.stdout.splitlines()] == [["cancelled", j.id] for j in jobs[:2]]
+    by_kind = run("cancel", "--all", "--kind", "count", "--wait", "--timeout", "10")
+    assert by_kind.exit_code == 0, by_kind.output
+    assert by_kind.stdout.split()[:2] == ["cancelled", jobs[2].id]
+    assert [client.get(j.id).status for j in jobs] == [andon.JobStatus.CANCELLED] * 3
+
+
+def test_cancel_of_a_succeeded_job_names_the_state(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.wait_finished(client.submit("count", {"n": 1, "interval_s": 0.01}).id, WAIT_S)
+    assert job.status is andon.JobStatus.SUCCEEDED
+    assert_one_error_line(run("cancel", job.id), "succeeded", job.id)
+
+
+def test_cancel_many_ids_reports_each_and_fails_if_one_fails(run: Run, client: andon.Client) -> None:
+    job = client.submit("count")
+    missing = "01a1feb0-7a8b-7000-b097-241043e3609c"
+    result = run("cancel", job.id, missing)
+    assert result.exit_code == 1
+    assert job.id in result.stdout
+    assert f"error: no job with id '{missing}'" in result.stderr
+    assert "Traceback" not in result.output
+    assert client.get(job.id).status is andon.JobStatus.CANCELLED
+
+
+def test_cancel_all(run: Run, client: andon.Client) -> None:
+    counts = [client.submit("count") for _ in range(2)]
+    failing = client.submit("fail")
+
+    by_kind = run("cancel", "--all", "--kind", "count")
+    assert by_kind.exit_code == 0, by_kind.output
+    assert by_kind.stdout.count("withdrawn") == 2
+    assert [client.get(j.id).status for j in counts] == [andon.JobStatus.CANCELLED] * 2
+    assert client.get(failing.id).status is andon.JobStatus.QUEUED
+
+    declined = run("cancel", "--all", input="n\n")
+    assert declined.exit_code == 1
+    assert client.get(failing.id).status is andon.JobStatus.QUEUED
+
+    confirmed = run("cancel", "--all", input="y\n")
+    assert confirmed.exit_code == 0, confirmed.output
+    assert client.get(failing.id).status is andon.JobStatus.CANCELLED
+
+    nothing = run("cancel", "--all", "--yes")
+    assert nothing.exit_code == 0
+    assert "nothing to cancel" in nothing.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["cancel"], ["cancel", "--all", "01a1feb0-7a8b-7000-b097-241043e3609c"], ["cancel", "x", "--kind", "count"]],
+)
+def test_cancel_usage_errors(run: Run, args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_fail_retry_and_rm(run: Run, client: andon.Client) -> None:
+    job = client.submit("count", {"n": 7})
+    failed = run("fail", job.id, "--no-retry", "-m", "not needed")
+    assert failed.exit_code == 0, failed.output
+    assert failed.stdout.startswith("failed")
+    after = client.get(job.id)
+    assert after.status is andon.JobStatus.FAILED
+    assert after.error is not None
+    assert after.error.type == "ForcedFailure"
+
+    retried = run("retry", job.id, "-q")
+    assert retried.exit_code == 0, retried.output
+    new = client.get(retried.stdout.strip())
+    assert (new.retry_of, new.params, new.status) == (job.id, {"n": 7, "interval_s": 0.5}, andon.JobStatus.QUEUED)
+    assert_one_error_line(run("retry", new.id), "queued")
+
+    removed = run("rm", new.id)
+    assert removed.exit_code == 0, removed.output
+    assert "deleted" in removed.stdout
+    with pytest.raises(andon.JobNotFound):
+        client.get(new.id)
+    assert_one_error_line(run("show", new.id), "no job with id")
+
+
+# -- the demo -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_demo(run: Run) -> None:
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started < 10
+    out = result.stdout
+    assert "cancelled" in out
+    assert "withdrawn" in out
+    assert "terminated" in out
+    assert "cooperative" in out
+    assert "history (andon ls)" in out
+
+
+# -- real processes: the worker and Ctrl-C ---------------------------------------------------
+
+
+class Process:
+    """A ``python -m andon.cli`` subprocess; its output is read line by line in threads."""
+
+    def __init__(self, *args: str) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "andon.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.popen.stdout is not None
+        assert self.popen.stderr is not None
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout, False), daemon=True),
+            threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr, True), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: IO[str], into: list[str], announce: bool) -> None:
+        with stream:
+            for line in stream:
+                into.append(line)
+                if announce:
+                    self.lines.put(line)
+
+    def wait_for_line(self, fragment: str, timeout: float = WAIT_S) -> str:
+        """Wait for a line on stderr that contains ``fragment``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line with {fragment!r} in {timeout} s: {''.join(self.stderr)}") from None
+            if fragment in line:
+                return line
+
+    def signal(self, signum: int) -> None:
+        self.popen.send_signal(signum)
+
+    def finish(self, timeout: float) -> tuple[int, str, str]:
+        """Wait for the exit; returns (code, stdout, stderr)."""
+        code = self.popen.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return code, "".join(self.stdout), "".join(self.stderr)
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait(WAIT_S)
+        for reader in self._readers:
+            reader.join(WAIT_S)
+
+
+@pytest.fixture
+def processes() -> Iterator[Callable[..., Process]]:
+    started: list[Process] = []
+
+    def start(*args: str) -> Process:
+        process = Process(*args)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+@pytest.mark.slow
+def test_worker_process_runs_cancels_and_requeues_on_sigterm(
+    run: Run, url: str, client: andon.Client, processes: Callable[..., Process]
+) -> None:
+    worker = processes("worker", "--db", url, "--shutdown-grace", "0.2", "--concurrency", "2", "--kinds", "count,fail")
+    worker.wait_for_line("started")
+
+    submitted = run("submit", "count", "n=1000", "interval_s=0.01", "-q")
+    assert submitted.exit_code == 0, submitted.output
+    first = submitted.stdout.strip()
+    wait_until(lambda: client.get(first).items_count >= 1)
+    cancelled = run("cancel", first, "--wait", "--timeout", "10")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "cancelled" in cancelled.stdout
+    assert "cooperative" in cancelled.stdout
+
+    second = run("submit", "count", "n=1000", "interval_s=0.01", "-q").stdout.strip()
+    not_claimed = run("submit", "spin", "-q").stdout.strip()  # this worker does not run spin
+    wait_running(client, second)
+
+    worker.signal(signal.SIGTERM)
+    code, stdout, stderr = worker.finish(timeout=10)
+    assert code == 0, stderr
+    assert "andon worker" in stdout
+    assert "count, fail" in stdout
+    assert "Traceback" not in stderr
+    job = client.get(second)
+    assert job.status is andon.JobStatus.QUEUED
+    assert [e.type for e in client.events(second)][-2:] == ["stopped", "requeued"]
+    assert client.events(second)[-1].reason == "shutdown"
+    assert client.get(not_claimed).status is andon.JobStatus.QUEUED
+    assert "queued" in run("show", second).stdout
+
+
+@pytest.mark.slow
+def test_worker_second_signal_stops_at_once(url: str, client: andon.Client, processes: Callable[..., Process]) -> None:
+    worker = processes("worker", "--db", url, "--shutdown-grace", "60", "--concurrency", "1")
+    worker.wait_for_line("started")
+    job = client.submit("count", {"n": 100_000, "interval_s": 0.01})
+    wait_running(client, job.id)
+
+    worker.signal(signal.SIGTERM)
+    worker.wait_for_line("stopping")
+    started = time.monotonic()
+    worker.signal(signal.SIGINT)
+    code, _, stderr = worker.finish(timeout=10)
+    assert code == 0, stderr
+    assert time.monotonic() - started < 5
+    assert "Traceback" not in stderr
+    assert client.get(job.id).status is andon.JobStatus.QUEUED
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_watch_exits_130_and_leaves_the_job_alone(
+    url: str, client: andon.Client, processes: Callable[..., Process]
+) -> None:
+    job = client.submit("count")
+    watcher = processes("watch", job.id, "--db", url)
+    watcher.wait_for_line("watching")
+    watcher.signal(signal.SIGINT)
+    code, _, stderr = watcher.finish(timeout=10)
+    assert code == 130
+    assert "Traceback" not in stderr
+    assert "stopped watching" in stderr
+    assert client.get(job.id).status is andon.JobStatus.QUEUED
