@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from andon._cancel import Cancelled
+
 __all__ = ["ChildGroup", "set_parent_death_signal"]
 
 _PR_SET_PDEATHSIG = 1
@@ -64,8 +66,6 @@ class ChildGroup:
             raise TypeError("ctx.popen sets the process group and death signal itself")
         with self._lock:
             if self._stopping:
-                from andon._cancel import Cancelled
-
                 raise Cancelled(None, "the job is stopping; no new child processes")
             child: subprocess.Popen[Any] = subprocess.Popen(
                 args, process_group=0, preexec_fn=set_parent_death_signal, **kwargs

@@ -111,7 +111,6 @@ class Worker:
         self._flush_wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watcher: ChangeWatcher | None = None
-        self.jobs_done = 0
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -285,7 +284,6 @@ class Worker:
                 time.sleep(delay)
         with self._changed:
             self._running.pop(job.id, None)
-            self.jobs_done += 1
             self._changed.notify_all()
 
     # -- control --------------------------------------------------------------
