@@ -33,7 +33,16 @@ from andon._jobs import (
     ResultItem,
 )
 from andon._registry import DEFAULT, App, Isolation, JobKind, Retry
-from andon._storage import CancelResult, JobFilter, KindStats, Page, Store, open_store
+from andon._storage import (
+    CancelResult,
+    JobFilter,
+    KindStats,
+    Page,
+    SchemaUpgrade,
+    Store,
+    open_store,
+    upgrade_database,
+)
 from andon._storage._sqlite import SqliteStore
 from andon._storage._url import DEFAULT_DATABASE_URL, database_url
 from andon._worker import Worker, WorkerState
@@ -72,6 +81,7 @@ __all__ = [
     "Page",
     "ResultItem",
     "Retry",
+    "SchemaUpgrade",
     "SqliteStore",
     "StopMethod",
     "StorageError",
@@ -87,6 +97,7 @@ __all__ = [
     "connect",
     "database_url",
     "open_store",
+    "upgrade_database",
 ]
 
 for _name in __all__:

@@ -12,7 +12,7 @@ from andon._errors import ConfigurationError, InvalidParams, InvalidTransition, 
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import Job, JobEvent, JobStatus, ResultItem
 from andon._registry import DEFAULT, App, _Default
-from andon._storage import CancelResult, JobFilter, KindStats, NewJob, Page, Store, open_store
+from andon._storage import CancelResult, Change, JobFilter, KindStats, NewJob, Page, Store, open_store
 from andon._worker import deliver_locally, wake_local_workers
 
 __all__ = ["Client", "connect"]
@@ -180,7 +180,7 @@ class Client:
 
     def _wait(self, job_id: str, timeout: float | None, done: Callable[[Job], bool]) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout
-        watcher = self.store.watch()
+        watcher = self.store.watch({Change.ENDED})
         try:
             while True:
                 job = self.get(job_id)

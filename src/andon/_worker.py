@@ -4,20 +4,33 @@ Threads of one worker:
 
 * ``slot-N`` (``concurrency`` of them): claim a job, run it in its runtime, settle it.
 * ``control``: wakes on every commit to the store (``Store.watch``) and on its own
-  schedule; delivers cancel requests to running attempts, fires timeouts, escalates stops
-  that were ignored, abandons threads that cannot be stopped, renews leases.
+  schedule; delivers cancel requests to running attempts and fires timeouts.
+* ``lease``: renews the leases of the running attempts every third of ``lease_s`` (sooner
+  after a failure) and recovers jobs whose worker was lost.
+* ``monitor``: never touches the store, so a store that hangs or is gone cannot hold it up:
+  escalates stops that were ignored, abandons threads that cannot be stopped, and fences
+  (see below).
 * ``flusher``: writes buffered results and progress in batches.
 
 Every attempt is settled exactly once, either by its slot when the handler returns or by
-the control thread when it abandons the attempt (``Attempt.take_settlement`` decides);
-the store then decides the one terminal state (``andon._jobs.decide_settlement``).
+the monitor when it abandons the attempt (``Attempt.take_settlement`` decides); the store
+then decides the one terminal state (``andon._jobs.decide_settlement``).
+
+Fencing: an attempt whose lease could not be renewed for two thirds of ``lease_s`` is
+stopped with reason ``lease_lost`` (escalating as any stop does) before the lease ends and
+another worker may recover the job, so one job never runs in two places at once. An
+attempt the store says this worker no longer holds is stopped the same way at once. Store
+failures in every loop are retried with backoff; the worker goes on serving once the
+store is back.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -29,11 +42,11 @@ from typing import Final, final
 
 from andon._attempt import Attempt, AttemptState, ended_now, failure, stopped
 from andon._cancel import CancelReason, StopMethod
-from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError
+from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError, StorageError
 from andon._jobs import JobStatus, Outcome
 from andon._registry import App
 from andon._runtimes import Escalation, Execution, close_slot_loop, execution_for
-from andon._storage import ChangeWatcher, ProgressUpdate, Store
+from andon._storage import Change, ChangeWatcher, ProgressUpdate, Store
 
 __all__ = ["Worker", "WorkerState", "deliver_locally", "wake_local_workers"]
 
@@ -41,6 +54,9 @@ log = logging.getLogger("andon.worker")
 
 _CONTROL_TICK_S: Final = 0.25
 _MIN_SECOND_STEP_S: Final = 0.5
+_FENCE_AT: Final = 2 / 3
+"""Fraction of ``lease_s`` without a successful renewal after which an attempt is stopped."""
+_MAX_BACKOFF_S: Final = 5.0
 _local_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 
@@ -56,7 +72,10 @@ class _Running:
     attempt: Attempt
     execution: Execution
     thread: threading.Thread
+    lease_ok_at: float
+    """``time.monotonic()`` when the last claim or renewal that succeeded for it began."""
     timeout_sent: bool = False
+    fenced: bool = False
 
 
 @final
@@ -70,6 +89,8 @@ class Worker:
         store: an open store.
         concurrency: how many jobs run at once.
         lease_s: how long a claim stays valid without renewal; renewed every third of it.
+            An attempt that could not be renewed for two thirds of it is stopped (reason
+            ``lease_lost``): keep it well above twice the kinds' ``grace``.
         shutdown_grace_s: on :meth:`stop`, how long running jobs may go on before they
             are cancelled with reason ``shutdown`` and put back in the queue.
         flush_interval_s: how often buffered results and progress are written.
@@ -109,6 +130,7 @@ class Worker:
         self._stopping = threading.Event()
         self._halt = threading.Event()
         self._flush_wake = threading.Event()
+        self._monitor_wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watcher: ChangeWatcher | None = None
 
@@ -117,9 +139,13 @@ class Worker:
     def start(self) -> None:
         if self.state is not WorkerState.NEW:
             raise LifecycleError(f"this worker is {self.state.value}; a worker starts once")
+        # New work wakes idle slots; cancels are delivered. Jobs ending elsewhere do not
+        # matter. Taken first: if the store cannot watch, the worker has not started.
+        self._watcher = self.store.watch({Change.WORK, Change.CANCEL})
         self.state = WorkerState.RUNNING
-        self._watcher = self.store.watch()
         self._spawn("control", self._control_loop)
+        self._spawn("lease", self._lease_loop)
+        self._spawn("monitor", self._monitor_loop)
         self._spawn("flusher", self._flush_loop)
         for index in range(self.concurrency):
             self._spawn(f"slot-{index}", self._slot_loop)
@@ -148,6 +174,7 @@ class Worker:
             self._wait_idle(None)
         self._halt.set()
         self._flush_wake.set()
+        self._monitor_wake.set()
         if self._watcher is not None:
             self._watcher.close()  # wakes the control thread at once
         self._notify()
@@ -210,6 +237,7 @@ class Worker:
         if running is None or not running.attempt.request_stop(reason, message):
             return False
         running.execution.deliver()
+        self._monitor_wake.set()  # its escalation is now due at some point
         return True
 
     def _notify(self) -> None:
@@ -226,27 +254,34 @@ class Worker:
             close_slot_loop()
 
     def _claim_and_run(self) -> None:
+        failures = 0
         while not self._stopping.is_set():
             with self._lock:
                 generation = self._generation
+            claimed_at = time.monotonic()
             try:
                 job = self.store.claim(self.id, self.kinds, self.lease_s)
             except AndonError as exc:
-                log.warning("worker %s: claim failed: %s", self.id, exc)
-                job = None
+                failures += 1
+                (log.warning if failures == 1 else log.debug)("worker %s: claim failed: %s", self.id, exc)
+                self._stopping.wait(_backoff(failures))
+                continue
+            if failures:
+                log.info("worker %s: claiming again after %d failed attempt(s)", self.id, failures)
+                failures = 0
             if job is None:
                 with self._changed:
                     if self._generation == generation and not self._stopping.is_set():
                         self._changed.wait(self.idle_poll_s)
                 continue
-            if not self._run(Attempt(job, self.app.get(job.kind), self._flush_wake.set)):
+            if not self._run(Attempt(job, self.app.get(job.kind), self._flush_wake.set), claimed_at):
                 return  # this slot's thread was abandoned and replaced; it ends here
 
-    def _run(self, attempt: Attempt) -> bool:
+    def _run(self, attempt: Attempt, claimed_at: float) -> bool:
         """Run one attempt; ``False`` if it was abandoned meanwhile (the thread must end)."""
         execution = execution_for(attempt)
         with self._lock:
-            self._running[attempt.job.id] = _Running(attempt, execution, threading.current_thread())
+            self._running[attempt.job.id] = _Running(attempt, execution, threading.current_thread(), claimed_at)
         try:
             outcome = execution.run()
         except BaseException as exc:  # a runtime's own fault: the job fails, the slot goes on
@@ -290,7 +325,7 @@ class Worker:
 
     def _control_loop(self) -> None:
         assert self._watcher is not None
-        next_lease = time.monotonic() + self.lease_s / 3
+        failures = 0
         while not self._halt.is_set():
             try:
                 if self._watcher.wait(self._next_due()):
@@ -300,18 +335,14 @@ class Worker:
                 if busy:
                     self._deliver_notices()
                     self._fire_timeouts()
-                    self._escalate()
-                if time.monotonic() >= next_lease:
-                    next_lease = time.monotonic() + self.lease_s / 3
-                    self.store.renew_leases(self.id, self.lease_s)
-                    for job in self.store.recover_lost():
-                        log.warning("job %s: its worker was lost; now %s", job.id, job.status.value)
+                failures = 0
             except AndonError as exc:
-                log.warning("worker %s: control step failed: %s", self.id, exc)
-                self._halt.wait(0.1)
+                failures += 1
+                (log.warning if failures == 1 else log.debug)("worker %s: control step failed: %s", self.id, exc)
+                self._halt.wait(min(_backoff(failures), 1.0))
 
     def _next_due(self) -> float:
-        """Seconds until the next timeout or escalation is due (at most one control tick)."""
+        """Seconds until the next timeout is due (at most one control tick)."""
         now = time.monotonic()
         due = now + _CONTROL_TICK_S
         with self._lock:
@@ -319,9 +350,6 @@ class Worker:
                 attempt = running.attempt
                 if attempt.deadline is not None and not running.timeout_sent:
                     due = min(due, attempt.deadline)
-                step_at = _escalation_due(attempt)
-                if step_at is not None:
-                    due = min(due, step_at)
         return max(0.0, due - now)
 
     def _deliver_notices(self) -> None:
@@ -348,6 +376,9 @@ class Worker:
                 )
             except JobFinished:
                 continue
+            except StorageError:
+                running.timeout_sent = False  # not recorded: the next control step tries again
+                raise
             if result.job.status is JobStatus.CANCELLING and result.job.cancel is not None:
                 self.deliver(job.id, result.job.cancel.reason, result.job.cancel.message)
 
@@ -380,9 +411,101 @@ class Worker:
             attempt.job.id,
             time.monotonic() - (attempt.stop_requested_at or time.monotonic()),
         )
-        self._settle(attempt, stopped(attempt.token, StopMethod.ABANDONED))
-        if not self._stopping.is_set():
-            self._spawn("slot-replacement", self._slot_loop)
+        # The replacement thread records the end (the store may be slow or away; the
+        # monitor must not wait for it), then serves as a slot unless the worker is stopping.
+        outcome = stopped(attempt.token, StopMethod.ABANDONED)
+        self._spawn("slot-replacement", functools.partial(self._settle_and_serve, attempt, outcome))
+
+    def _settle_and_serve(self, attempt: Attempt, outcome: Outcome) -> None:
+        self._settle(attempt, outcome)
+        self._slot_loop()
+
+    # -- leases -----------------------------------------------------------------
+
+    def _lease_loop(self) -> None:
+        failures = 0
+        while not self._halt.wait(self.lease_s / 3 if not failures else min(self.lease_s / 12, _backoff(failures))):
+            try:
+                self._renew()
+                for job in self.store.recover_lost():
+                    log.warning("job %s: its worker was lost; now %s", job.id, job.status.value)
+            except AndonError as exc:
+                failures += 1
+                (log.warning if failures == 1 else log.debug)("worker %s: renewing leases failed: %s", self.id, exc)
+                continue
+            if failures:
+                log.info("worker %s: leases renewed again after %d failed attempt(s)", self.id, failures)
+            failures = 0
+
+    def _renew(self) -> None:
+        with self._lock:
+            held = list(self._running.values())
+        if not held:
+            return
+        began = time.monotonic()
+        renewed = set(self.store.renew_leases(self.id, self.lease_s, [r.attempt.job.id for r in held]))
+        for running in held:
+            if running.attempt.job.id in renewed:
+                running.lease_ok_at = max(running.lease_ok_at, began)
+                continue
+            with self._lock:
+                current = self._running.get(running.attempt.job.id) is running
+            if current and running.attempt.state is AttemptState.RUNNING:
+                job_id = running.attempt.job.id
+                log.warning("job %s: this worker no longer holds it (it was recovered); stopping it", job_id)
+                running.fenced = True
+                self.deliver(job_id, CancelReason.LEASE_LOST, "the job was recovered from this worker")
+
+    # -- monitor (never touches the store) ----------------------------------------
+
+    def _monitor_loop(self) -> None:
+        while not self._halt.is_set():
+            self._monitor_wake.wait(self._monitor_due())
+            self._monitor_wake.clear()
+            if self._halt.is_set():
+                return
+            self._escalate()
+            self._fence()
+
+    def _monitor_due(self) -> float:
+        """Seconds until the next escalation step or fence is due (at most one tick)."""
+        now = time.monotonic()
+        due = now + _CONTROL_TICK_S
+        with self._lock:
+            for running in self._running.values():
+                step_at = _escalation_due(running.attempt)
+                if step_at is not None:
+                    due = min(due, step_at)
+                # Only work still running is fenced; an attempt being settled has stopped
+                # (its deadline would stay in the past while the store is away).
+                if not running.fenced and running.attempt.state is AttemptState.RUNNING:
+                    due = min(due, running.lease_ok_at + self.lease_s * _FENCE_AT)
+        return max(0.0, due - now)
+
+    def _fence(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            late = [
+                r
+                for r in self._running.values()
+                if not r.fenced
+                and r.attempt.state is AttemptState.RUNNING
+                and now >= r.lease_ok_at + self.lease_s * _FENCE_AT
+            ]
+        for running in late:
+            running.fenced = True
+            silent = now - running.lease_ok_at
+            log.warning(
+                "job %s: lease not renewed for %.1f s (lease %.1f s); stopping it before another worker may take it",
+                running.attempt.job.id,
+                silent,
+                self.lease_s,
+            )
+            self.deliver(
+                running.attempt.job.id,
+                CancelReason.LEASE_LOST,
+                f"the worker could not renew its lease for {silent:.1f} s",
+            )
 
     # -- flushing -------------------------------------------------------------
 
@@ -420,6 +543,11 @@ class Worker:
         finally:
             for attempt in held:
                 attempt.buffer.flush_lock.release()
+
+
+def _backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: doubling, capped, jittered."""
+    return min(_MAX_BACKOFF_S, 0.05 * 2.0 ** min(failures, 10)) * random.uniform(0.5, 1.0)
 
 
 def _escalation_due(attempt: Attempt) -> float | None:

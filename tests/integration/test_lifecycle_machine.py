@@ -1,4 +1,4 @@
-"""The job lifecycle against a real SQLite store, driven by random sequences of operations.
+"""The job lifecycle against real stores (SQLite, PostgreSQL), driven by random sequences of operations.
 
 Two workers claim, emit, settle and get lost; clients cancel, force-fail and delete. After
 every step the whole store is checked against the state table in ``andon._jobs``: only
@@ -10,15 +10,18 @@ until they notice), so fencing is exercised as well.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from psycopg import sql
 
 import andon
 from andon import CancelReason, InvalidTransition, JobFinished, JobNotFound, JobStatus, ManualClock, StopMethod
@@ -34,7 +37,9 @@ from andon._jobs import (
     decide_cancel,
     decide_settlement,
 )
-from andon._storage import JobFilter, NewJob, ProgressUpdate
+from andon._storage import JobFilter, NewJob, ProgressUpdate, Store
+from andon._storage._postgres import PostgresStore
+from tests.postgres import admin_connection, fresh_schema
 
 KINDS = ("a", "b")
 WORKERS = ("w1", "w2")
@@ -53,11 +58,25 @@ class Attempt:
 
 
 class Lifecycle(RuleBasedStateMachine):
+    postgres_url: str | None = None
+    """Set by the test: run against this PostgreSQL schema (emptied per example), not SQLite."""
+
     def __init__(self) -> None:
         super().__init__()
         self.folder = tempfile.mkdtemp(prefix="andon-machine-")
         self.clock = ManualClock()
-        self.store = andon.SqliteStore(str(Path(self.folder) / "m.db"), clock=self.clock)
+        self.store: Store
+        if self.postgres_url is None:
+            self.store = andon.SqliteStore(str(Path(self.folder) / "m.db"), clock=self.clock)
+        else:
+            with admin_connection() as conn:
+                schema = PostgresStore(self.postgres_url).schema
+                conn.execute(
+                    sql.SQL("TRUNCATE {}.andon_jobs, {}.andon_events, {}.andon_items").format(
+                        sql.Identifier(schema), sql.Identifier(schema), sql.Identifier(schema)
+                    )
+                )
+            self.store = PostgresStore(self.postgres_url, clock=self.clock)
         self.store.open()
         self.ids: list[str] = []
         self.deleted: set[str] = set()
@@ -354,8 +373,19 @@ class Lifecycle(RuleBasedStateMachine):
         assert starts == list(range(1, job.attempt + 1))
 
 
-def test_lifecycle_machine() -> None:
-    run_state_machine_as_test(
-        Lifecycle,
-        settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
-    )
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_lifecycle_machine(backend: str) -> None:
+    with contextlib.ExitStack() as cleanup:
+        machine = Lifecycle
+        if backend == "postgres":
+            url = cleanup.enter_context(fresh_schema())
+
+            class OnPostgres(Lifecycle):
+                postgres_url = url
+
+            machine = OnPostgres
+        run_state_machine_as_test(
+            machine,
+            settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
+        )

@@ -1,12 +1,14 @@
 """The storage contract: one suite every store must pass.
 
-The ``backend`` fixture is parametrized over store implementations; add a PostgreSQL
-store by adding a param and a branch in ``backend``. Time comes from a ``ManualClock``,
+The ``backend`` fixture is parametrized over store implementations: SQLite on a file,
+SQLite in memory, and PostgreSQL (a fresh schema per test on the server ``tests/postgres.py``
+names; skipped loudly when it is unreachable, failed under ``CI=true``). Time comes from a ``ManualClock``,
 so leases and backoffs are tested without sleeping.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
@@ -21,7 +23,9 @@ import andon
 from andon import CancelReason, JobStatus, ManualClock, StopMethod
 from andon._ids import new_job_id
 from andon._jobs import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, CancelOutcome, ErrorInfo, Outcome, OutcomeKind
-from andon._storage import CancelNotice, JobFilter, NewJob, ProgressUpdate, Store
+from andon._storage import CancelNotice, Change, JobFilter, NewJob, ProgressUpdate, Store
+from andon._storage._postgres import PostgresStore
+from tests.postgres import fresh_schema
 
 LEASE_S = 30.0
 
@@ -41,9 +45,15 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-@pytest.fixture(params=["sqlite", "sqlite-memory"])
+@pytest.fixture(params=["sqlite", "sqlite-memory", "postgres"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) -> Iterator[Backend]:
-    if request.param == "sqlite":
+    with contextlib.ExitStack() as cleanup:
+        yield from _backend(request.param, tmp_path, clock, cleanup)
+
+
+def _backend(name: str, tmp_path: Path, clock: ManualClock, cleanup: contextlib.ExitStack) -> Iterator[Backend]:
+    store: Store
+    if name == "sqlite":
         path = str(tmp_path / "x.db")
         store = andon.SqliteStore(path, clock=clock)
 
@@ -52,7 +62,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) 
             other.open()
             return other
 
-    elif request.param == "sqlite-memory":
+    elif name == "sqlite-memory":
         store = andon.SqliteStore(":memory:", clock=clock)
 
         def peer() -> Store:
@@ -60,8 +70,17 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) 
             # opens a connection of its own per thread (and the watcher has its own).
             return store
 
+    elif name == "postgres":
+        url = cleanup.enter_context(fresh_schema())
+        store = PostgresStore(url, clock=clock)
+
+        def peer() -> Store:
+            other = PostgresStore(url, clock=clock)
+            other.open()
+            return other
+
     else:  # pragma: no cover - a new param without a branch
-        raise AssertionError(request.param)
+        raise AssertionError(name)
     store.open()
     try:
         yield Backend(store, clock, peer)
@@ -1094,6 +1113,27 @@ def test_renew_leases_touches_only_that_workers_jobs(store: Store, clock: Manual
     assert store.get(theirs.id).lease_expires_at == theirs.lease_expires_at
 
 
+def test_renew_leases_of_named_jobs_says_which_it_renewed(store: Store, clock: ManualClock) -> None:
+    first, second, third = submit(store), submit(store), submit(store, max_attempts=2)
+    for _ in range(3):
+        claim(store, "w1", lease_s=10)
+    clock.advance(5)
+    assert store.renew_leases("w1", 10, [first.id]) == [first.id]
+    assert store.get(first.id).lease_expires_at == clock.now() + 10
+    assert store.get(second.id).lease_expires_at == clock.now() + 5, "a job left out was renewed"
+    assert store.renew_leases("w1", 10, []) == []
+    clock.advance(6)  # the second and third jobs' leases ran out
+    recovered = {job.id for job in store.recover_lost()}
+    assert recovered == {second.id, third.id}
+    again = claim(store, "w1")  # the third job, retried: a new attempt of the same worker
+    assert again.id == third.id
+    # The worker still names the jobs it believes it holds: only those it does are renewed.
+    renewed = store.renew_leases("w1", 10, [first.id, second.id, third.id, new_job_id()])
+    assert sorted(renewed) == sorted([first.id, third.id])
+    assert store.get(second.id).status is JobStatus.FAILED
+    assert store.renew_leases("w2", 10) == []
+
+
 # -- statistics -------------------------------------------------------------------------
 
 
@@ -1155,6 +1195,47 @@ def test_watch_sees_a_commit_by_another_connection(backend: Backend) -> None:
             assert watcher.wait(10.0) is True
         finally:
             if other is not backend.store:
+                other.close()
+    finally:
+        watcher.close()
+
+
+@pytest.mark.parametrize(
+    ("change", "make"),
+    [
+        (Change.WORK, "submit"),
+        (Change.WORK, "requeue"),
+        (Change.CANCEL, "cancel a running job"),
+        (Change.ENDED, "settle"),
+        (Change.ENDED, "withdraw"),
+        (Change.ENDED, "recover"),
+    ],
+)
+def test_a_watcher_never_misses_the_change_it_waits_for(backend: Backend, change: Change, make: str) -> None:
+    store, clock = backend.store, backend.clock
+    submit(store, max_attempts=2)
+    running = claim(store)
+    queued = submit(store)
+    watcher = store.watch({change})
+    try:
+        other = backend.peer()
+        try:
+            if make == "submit":
+                submit(other)
+            elif make == "requeue":
+                fail(other, running)
+            elif make == "cancel a running job":
+                other.request_cancel(running.id, CancelReason.USER, by=None)
+            elif make == "settle":
+                succeed(other, running)
+            elif make == "withdraw":
+                other.request_cancel(queued.id, CancelReason.USER, by=None)
+            else:
+                clock.advance(LEASE_S + 1)
+                assert other.recover_lost()
+            assert watcher.wait(10.0) is True
+        finally:
+            if other is not store:
                 other.close()
     finally:
         watcher.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from andon._storage._port import (
+    ALL_CHANGES,
     CancelNotice,
     CancelResult,
+    Change,
     ChangeWatcher,
     JobFilter,
     KindStats,
@@ -13,17 +15,21 @@ from andon._storage._port import (
     ProgressUpdate,
     Store,
 )
-from andon._storage._url import open_store
+from andon._storage._url import SchemaUpgrade, open_store, upgrade_database
 
 __all__ = [
+    "ALL_CHANGES",
     "CancelNotice",
     "CancelResult",
+    "Change",
     "ChangeWatcher",
     "JobFilter",
     "KindStats",
     "NewJob",
     "Page",
     "ProgressUpdate",
+    "SchemaUpgrade",
     "Store",
     "open_store",
+    "upgrade_database",
 ]

@@ -7,16 +7,19 @@ Every method is one atomic operation; the rules for what a state change means li
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from andon._cancel import CancelReason
 from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, ResultItem
 
 __all__ = [
+    "ALL_CHANGES",
     "CancelNotice",
     "CancelResult",
+    "Change",
     "ChangeWatcher",
     "JobFilter",
     "KindStats",
@@ -109,6 +112,20 @@ class KindStats:
     stop_methods: dict[str, int]
 
 
+class Change(enum.StrEnum):
+    """A kind of change a watcher can wait for."""
+
+    WORK = "work"
+    """A job may have become claimable: submitted, or back in the queue."""
+    CANCEL = "cancel"
+    """A cancel or force-fail of a running job was requested."""
+    ENDED = "ended"
+    """An attempt ended or a queued job was withdrawn: the job is terminal or queued again."""
+
+
+ALL_CHANGES: Final = frozenset(Change)
+
+
 class ChangeWatcher(Protocol):
     """Wakes a waiter when the store may have changed (a commit by anyone, anywhere)."""
 
@@ -120,13 +137,22 @@ class ChangeWatcher(Protocol):
 
 
 class Store(Protocol):
-    """A job store. Implementations: ``SqliteStore`` (and later PostgreSQL)."""
+    """A job store. Implementations: ``SqliteStore`` and ``PostgresStore``."""
 
     @property
     def url(self) -> str: ...
 
     def open(self) -> None:
-        """Connect and create or upgrade the schema. Idempotent."""
+        """Connect and check the schema. Idempotent.
+
+        SQLite creates its schema here. PostgreSQL, shared by many machines, only checks that
+        its schema is at the version this andon needs: migrations run on request
+        (``andon db upgrade``, :func:`andon.upgrade_database`).
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+            ConfigurationError: the schema is missing or at another version.
+        """
         ...
 
     def close(self) -> None: ...
@@ -184,8 +210,12 @@ class Store(Protocol):
 
     def kind_stats(self) -> list[KindStats]: ...
 
-    def watch(self) -> ChangeWatcher:
-        """A watcher for changes made by any process; the caller closes it."""
+    def watch(self, changes: Collection[Change] = ALL_CHANGES) -> ChangeWatcher:
+        """A watcher for ``changes`` made by any process; the caller closes it.
+
+        A store may wake it for other changes too (SQLite wakes it on every commit); it
+        must not miss one of ``changes``.
+        """
         ...
 
     # -- workers --------------------------------------------------------------
@@ -220,7 +250,15 @@ class Store(Protocol):
         """Cancel requests for the jobs ``worker_id`` holds."""
         ...
 
-    def renew_leases(self, worker_id: str, lease_s: float) -> None: ...
+    def renew_leases(self, worker_id: str, lease_s: float, job_ids: Collection[str] | None = None) -> list[str]:
+        """Extend to ``lease_s`` from now the leases of the jobs ``worker_id`` holds: all of
+        them, or only those in ``job_ids`` (a worker names the attempts it really runs, so a
+        job it lost track of is left to expire and be recovered).
+
+        Returns the ids whose lease was extended; a named job missing from it is no longer
+        held by this worker (it was recovered after its lease expired).
+        """
+        ...
 
     def recover_lost(self) -> list[Job]:
         """Settle attempts whose worker's lease expired (reason ``worker_lost``)."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from importlib import resources
 from typing import Any, Final, TypeVar, final
 
-from andon._cancel import CancelReason, StopMethod
+from andon._cancel import CancelReason
 from andon._clock import Clock, SystemClock
 from andon._errors import (
     InvalidTransition,
@@ -26,7 +26,6 @@ from andon._errors import (
     StorageUnavailable,
 )
 from andon._jobs import (
-    CancelInfo,
     CancelOutcome,
     ErrorInfo,
     Job,
@@ -40,14 +39,17 @@ from andon._jobs import (
     decide_settlement,
 )
 from andon._storage._port import (
+    ALL_CHANGES,
     CancelNotice,
     CancelResult,
+    Change,
     JobFilter,
     KindStats,
     NewJob,
     Page,
     ProgressUpdate,
 )
+from andon._storage._rows import event_from_row, item_from_row, job_from_row
 
 __all__ = ["SqliteStore"]
 
@@ -72,7 +74,10 @@ class SqliteStore:
         self._clock = clock or SystemClock()
         self._poll_interval_s = poll_interval_s
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # One lock per connection, held while it is in use: close() takes it before closing,
+        # because closing a sqlite3 connection another thread is reading from crashes the
+        # interpreter (a segfault seen when an app shut down under its event broadcaster).
+        self._connections: dict[sqlite3.Connection, threading.Lock] = {}
         self._lock = threading.Lock()
         self._opened = False
         self._closed = False
@@ -98,12 +103,41 @@ class SqliteStore:
         self._retry_busy(lambda: conn.executescript(schema))
         self._opened = True
 
+    def upgrade(self) -> tuple[int, int]:
+        """Create the schema where it is missing; returns (version before, after).
+
+        SQLite has had one schema version so far, which :meth:`open` also creates; this
+        reports it for ``andon db upgrade``. Works on an unopened store.
+        """
+        if self._closed:
+            raise LifecycleError("this store was closed; open a new one")
+        conn = self._connect()
+        try:
+            before = self._schema_version(conn)
+            schema = resources.files("andon._storage").joinpath("schema_sqlite.sql").read_text()
+            self._retry_busy(lambda: conn.executescript(schema))
+            return before, self._schema_version(conn)
+        finally:
+            self._release(conn)
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        def read() -> int:
+            try:
+                row = conn.execute("SELECT value FROM andon_meta WHERE key = 'schema_version'").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):
+                    return 0
+                raise
+            return int(row[0]) if row else 0
+
+        return self._retry_busy(read)
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            connections, self._connections = self._connections, []
+            connections = list(self._connections)
         for conn in connections:
-            conn.close()
+            self._release(conn)
 
     def __enter__(self) -> SqliteStore:
         self.open()
@@ -132,7 +166,7 @@ class SqliteStore:
             if self._closed:
                 conn.close()
                 raise LifecycleError("this store is closed")
-            self._connections.append(conn)
+            self._connections[conn] = threading.Lock()
         return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -156,6 +190,16 @@ class SqliteStore:
                 raise StorageError(f"SQLite error: {exc}") from exc
         raise StorageError(f"the database {self.path!r} stayed locked; another process holds it too long")
 
+    def _use(self, conn: sqlite3.Connection, action: Callable[[], T]) -> T:
+        """Run ``action`` on ``conn`` holding its lock, unless the store closed it meanwhile."""
+        lock = self._connections.get(conn)
+        if lock is None:
+            raise LifecycleError("this store is closed")
+        with lock:
+            if conn not in self._connections:
+                raise LifecycleError("this store is closed")
+            return action()
+
     def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction, retrying on lock contention."""
         conn = self._conn()
@@ -170,11 +214,11 @@ class SqliteStore:
             conn.execute("COMMIT")
             return value
 
-        return self._retry_busy(attempt)
+        return self._retry_busy(lambda: self._use(conn, attempt))
 
     def _read(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         conn = self._conn()
-        return self._retry_busy(lambda: conn.execute(sql, args).fetchall())
+        return self._retry_busy(lambda: self._use(conn, lambda: conn.execute(sql, args).fetchall()))
 
     # -- clients --------------------------------------------------------------
 
@@ -228,7 +272,7 @@ class SqliteStore:
         rows = self._read("SELECT * FROM andon_jobs WHERE id = ?", (job_id,))
         if not rows:
             raise JobNotFound(job_id)
-        return _job(rows[0])
+        return job_from_row(rows[0])
 
     def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None) -> Page:
         clause, args = _where(where)
@@ -238,13 +282,13 @@ class SqliteStore:
             f"SELECT * FROM andon_jobs WHERE {clause} ORDER BY id DESC LIMIT :limit",
             {**args, "cursor": cursor, "limit": limit + 1},
         )
-        jobs = [_job(r) for r in rows[:limit]]
+        jobs = [job_from_row(r) for r in rows[:limit]]
         return Page(jobs, jobs[-1].id if len(rows) > limit else None)
 
     def events(self, job_id: str) -> list[JobEvent]:
         self._require(job_id)
         rows = self._read("SELECT * FROM andon_events WHERE job_id = ? ORDER BY seq", (job_id,))
-        return [_event(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
         self._require(job_id)
@@ -252,7 +296,7 @@ class SqliteStore:
             "SELECT * FROM andon_items WHERE job_id = ? ORDER BY seq LIMIT ? OFFSET ?",
             (job_id, -1 if limit is None else limit, offset),
         )
-        return [ResultItem(r["job_id"], r["seq"], r["attempt"], r["at"], json.loads(r["data"])) for r in rows]
+        return [item_from_row(r) for r in rows]
 
     def _require(self, job_id: str) -> None:
         if not self._read("SELECT 1 FROM andon_jobs WHERE id = ?", (job_id,)):
@@ -270,11 +314,11 @@ class SqliteStore:
             row = conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            job = _job(row)
+            job = job_from_row(row)
             outcome, status = decide_cancel(job, reason)
             if outcome is not CancelOutcome.ALREADY:
                 self._apply_cancel(conn, job, outcome, status, reason, by, message, retry)
-                job = _job(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone())
+                job = job_from_row(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone())
             return CancelResult(job, outcome)
 
         return self._write(body)
@@ -402,8 +446,8 @@ class SqliteStore:
                     )
                 )
             conn.executemany(_INSERT_EVENT, events)
-            return [CancelResult(_job(r), CancelOutcome.WITHDRAWN) for r in withdrawn] + [
-                CancelResult(_job(r), CancelOutcome.REQUESTED) for r in requested
+            return [CancelResult(job_from_row(r), CancelOutcome.WITHDRAWN) for r in withdrawn] + [
+                CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested
             ]
 
         return self._write(body)
@@ -418,11 +462,11 @@ class SqliteStore:
             ).fetchall()
             results = []
             for row in rows:
-                job = _job(row)
+                job = job_from_row(row)
                 outcome, status = decide_cancel(job, CancelReason.FORCED)
                 if outcome is not CancelOutcome.ALREADY:
                     self._apply_cancel(conn, job, outcome, status, CancelReason.FORCED, by, message, True)
-                    job = _job(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job.id,)).fetchone())
+                    job = job_from_row(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job.id,)).fetchone())
                     results.append(CancelResult(job, outcome))
             return results
 
@@ -477,14 +521,28 @@ class SqliteStore:
             )
         return result
 
-    def watch(self) -> _DataVersionWatcher:
-        return _DataVersionWatcher(self._connect(), self._poll_interval_s, self._retry_busy, self._release)
+    def watch(self, changes: Collection[Change] = ALL_CHANGES) -> _DataVersionWatcher:
+        """A watcher woken by every commit of any connection (whatever ``changes`` it asks for)."""
+        conn = self._connect()
+
+        def read_version() -> int:
+            return int(
+                self._retry_busy(lambda: self._use(conn, lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
+            )
+
+        return _DataVersionWatcher(conn, read_version, self._poll_interval_s, self._release)
 
     def _release(self, conn: sqlite3.Connection) -> None:
-        with self._lock:
-            if conn in self._connections:
-                self._connections.remove(conn)
-        conn.close()
+        """Close one connection once nobody is using it (give up after 5 s rather than crash)."""
+        lock = self._connections.get(conn)
+        if lock is None or not lock.acquire(timeout=5.0):
+            return
+        try:
+            with self._lock:
+                self._connections.pop(conn, None)
+            conn.close()
+        finally:
+            lock.release()
 
     # -- workers --------------------------------------------------------------
 
@@ -523,7 +581,7 @@ class SqliteStore:
                     row["attempt"],
                 ),
             )
-            return _job(row)
+            return job_from_row(row)
 
         return self._write(body)
 
@@ -581,7 +639,7 @@ class SqliteStore:
             row = conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(job_id)
-            job = _job(row)
+            job = job_from_row(row)
             if job.worker_id != worker_id or job.attempt != attempt or job.status.value not in _ACTIVE_RUN:
                 raise InvalidTransition(
                     job_id,
@@ -664,7 +722,7 @@ class SqliteStore:
         if outcome.kind is OutcomeKind.LOST:
             reason = CancelReason.WORKER_LOST.value
         self._event(conn, job, settlement.event, job.status, status, actor, reason, message, now)
-        return _job(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job.id,)).fetchone())
+        return job_from_row(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job.id,)).fetchone())
 
     def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
         rows = self._read(
@@ -676,15 +734,21 @@ class SqliteStore:
             CancelNotice(r["id"], r["attempt"], CancelReason(r["cancel_reason"]), r["cancel_message"]) for r in rows
         ]
 
-    def renew_leases(self, worker_id: str, lease_s: float) -> None:
+    def renew_leases(self, worker_id: str, lease_s: float, job_ids: Collection[str] | None = None) -> list[str]:
         now = self._clock.now()
-        self._write(
+        rows = self._write(
             lambda conn: conn.execute(
-                "UPDATE andon_jobs SET lease_expires_at = ?"
-                " WHERE worker_id = ? AND status IN ('running', 'cancelling')",
-                (now + lease_s, worker_id),
-            )
+                "UPDATE andon_jobs SET lease_expires_at = :until"
+                " WHERE worker_id = :worker AND status IN ('running', 'cancelling')"
+                " AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids))) RETURNING id",
+                {
+                    "until": now + lease_s,
+                    "worker": worker_id,
+                    "ids": None if job_ids is None else json.dumps(list(job_ids)),
+                },
+            ).fetchall()
         )
+        return [row["id"] for row in rows]
 
     def recover_lost(self) -> list[Job]:
         def body(conn: sqlite3.Connection) -> list[Job]:
@@ -692,7 +756,7 @@ class SqliteStore:
                 "SELECT * FROM andon_jobs WHERE status IN ('running', 'cancelling') AND lease_expires_at < ?",
                 (self._clock.now(),),
             ).fetchall()
-            return [self._settle(conn, _job(r), Outcome(OutcomeKind.LOST), "andon") for r in rows]
+            return [self._settle(conn, job_from_row(r), Outcome(OutcomeKind.LOST), "andon") for r in rows]
 
         return self._write(body)
 
@@ -757,65 +821,6 @@ def _where(where: JobFilter) -> tuple[str, dict[str, Any]]:
     return " AND ".join(parts), args
 
 
-def _job(row: sqlite3.Row) -> Job:
-    cancel = None
-    if row["cancel_requested_at"] is not None:
-        cancel = CancelInfo(
-            requested_at=row["cancel_requested_at"],
-            reason=CancelReason(row["cancel_reason"]),
-            by=row["cancel_by"],
-            message=row["cancel_message"],
-            retry=bool(row["cancel_retry"]),
-            acknowledged_at=row["cancel_acknowledged_at"],
-            stopped_at=row["cancel_stopped_at"],
-            stop_method=StopMethod(row["cancel_stop_method"]) if row["cancel_stop_method"] else None,
-        )
-    error = None
-    if row["error_type"] is not None:
-        error = ErrorInfo(row["error_type"], row["error_message"] or "", row["error_traceback"])
-    return Job(
-        id=row["id"],
-        kind=row["kind"],
-        params=json.loads(row["params"]),
-        status=JobStatus(row["status"]),
-        created_at=row["created_at"],
-        attempt=row["attempt"],
-        failures=row["failures"],
-        max_attempts=row["max_attempts"],
-        retry_backoff_s=row["retry_backoff_s"],
-        priority=row["priority"],
-        timeout_s=row["timeout_s"],
-        available_at=row["available_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        worker_id=row["worker_id"],
-        lease_expires_at=row["lease_expires_at"],
-        progress_done=row["progress_done"],
-        progress_total=row["progress_total"],
-        progress_message=row["progress_message"],
-        items_count=row["items_count"],
-        result=json.loads(row["result"]) if row["result"] is not None else None,
-        error=error,
-        cancel=cancel,
-        retry_of=row["retry_of"],
-    )
-
-
-def _event(row: sqlite3.Row) -> JobEvent:
-    return JobEvent(
-        job_id=row["job_id"],
-        seq=row["seq"],
-        at=row["at"],
-        type=row["type"],
-        from_status=JobStatus(row["from_status"]) if row["from_status"] else None,
-        to_status=JobStatus(row["to_status"]) if row["to_status"] else None,
-        actor=row["actor"],
-        reason=row["reason"],
-        message=row["message"],
-        attempt=row["attempt"],
-    )
-
-
 @final
 class _DataVersionWatcher:
     """Sees commits by any other connection through ``PRAGMA data_version``."""
@@ -823,47 +828,34 @@ class _DataVersionWatcher:
     def __init__(
         self,
         conn: sqlite3.Connection,
+        read_version: Callable[[], int],
         interval_s: float,
-        retry: Callable[[Callable[[], Any]], Any],
         release: Callable[[sqlite3.Connection], None],
     ) -> None:
-        self._conn: sqlite3.Connection | None = conn
+        self._conn = conn
+        self._read_version = read_version
         self._interval_s = interval_s
-        self._retry = retry
         self._release = release
-        # Held while a wait() reads from the connection, so close() from another thread
-        # never closes it under the reader; whoever finishes last releases it.
-        self._busy = threading.Lock()
         self._closed = threading.Event()
-        self._version = self._read(conn)
-
-    def _read(self, conn: sqlite3.Connection) -> int:
-        return int(self._retry(lambda: conn.execute("PRAGMA data_version").fetchone()[0]))
+        self._version = read_version()
 
     def wait(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
-        with self._busy:
-            while not self._closed.is_set() and self._conn is not None:
-                version = self._read(self._conn)
-                if version != self._version:
-                    self._version = version
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._closed.wait(min(self._interval_s, remaining))
-            self._drop()
+        while not self._closed.is_set():
+            try:
+                version = self._read_version()
+            except LifecycleError:  # the store (or this watcher) was closed meanwhile
+                return False
+            if version != self._version:
+                self._version = version
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self._closed.wait(min(self._interval_s, remaining))
         return False
 
     def close(self) -> None:
-        self._closed.set()
-        if self._busy.acquire(blocking=False):
-            try:
-                self._drop()
-            finally:
-                self._busy.release()
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            self._release(conn)
+        if not self._closed.is_set():
+            self._closed.set()
+            self._release(self._conn)

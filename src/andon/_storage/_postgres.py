@@ -1,0 +1,1478 @@
+"""The PostgreSQL store: any number of workers and clients on any number of machines.
+
+PostgreSQL is the whole distributed engine; there is no coordinator of our own:
+
+* **State changes** are short transactions that lock the rows they decide on
+  (``SELECT ... FOR UPDATE``) and apply the rules of ``andon._jobs`` (``decide_cancel``,
+  ``decide_settlement``) in Python, exactly as the SQLite store does.
+* **Claims** take the next job with ``FOR UPDATE SKIP LOCKED`` in one statement, so workers
+  never wait for one another and never take the same job; order is priority, then id
+  (UUIDv7, so age). A partial index holds only queued jobs, so history does not slow it.
+* **Cancel delivery**: every change that matters sends ``NOTIFY`` in its own transaction;
+  each process keeps one ``LISTEN`` connection (:class:`_Listener`) that wakes its
+  watchers on commit. The listener probes its connection every second and reports a
+  change after every reconnect, as notifications may have been lost meanwhile.
+* **Connections** come from a ``psycopg_pool`` pool. A dropped connection (server restart,
+  ``pg_terminate_backend``, network cut) is replaced and the operation retried with
+  backoff for up to ``reconnect_timeout_s``, then :class:`~andon.StorageUnavailable` is
+  raised. A failure while a commit was in flight is ambiguous; each operation says how to
+  settle that (look whether it happened, run it again, or report it), so nothing is lost
+  or applied twice.
+* **Schema** lives in its own PostgreSQL schema (``andon`` unless the URL says
+  ``?schema=...``) and is created and upgraded by versioned migrations
+  (:meth:`PostgresStore.upgrade`, ``andon db upgrade``), never implicitly.
+
+Every statement is in this file, named, in the SQL section below. Timestamps are unix
+seconds (``double precision``) from the store's clock, like SQLite's; JSON is kept as
+text, byte for byte as written. Machines must keep their clocks in sync (NTP): a lease
+written by one machine is judged expired by another's clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import os
+import random
+import re
+import select
+import threading
+import time
+import uuid
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar, final
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool, PoolClosed
+
+from andon._cancel import CancelReason
+from andon._clock import Clock, SystemClock
+from andon._errors import (
+    ConfigurationError,
+    InvalidTransition,
+    JobNotFound,
+    LifecycleError,
+    StorageError,
+    StorageUnavailable,
+)
+from andon._jobs import (
+    CancelOutcome,
+    ErrorInfo,
+    Job,
+    JobEvent,
+    JobStatus,
+    Outcome,
+    OutcomeKind,
+    ResultItem,
+    check_transition,
+    decide_cancel,
+    decide_settlement,
+)
+from andon._storage._port import (
+    ALL_CHANGES,
+    CancelNotice,
+    CancelResult,
+    Change,
+    JobFilter,
+    KindStats,
+    NewJob,
+    Page,
+    ProgressUpdate,
+)
+from andon._storage._rows import event_from_row, item_from_row, job_from_row
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "redact_url"]
+
+log = logging.getLogger("andon.postgres")
+
+T = TypeVar("T")
+Cursor = psycopg.Cursor[DictRow]
+
+DEFAULT_SCHEMA: Final = "andon"
+DEFAULT_POOL_SIZE: Final = 16
+PROBE_INTERVAL_S: Final = 1.0
+"""How often an idle listener checks that its connection is alive (the fallback poll)."""
+_POOL_RECONNECT_S: Final = 2.0
+"""How long the pool retries one lost connection before giving up on that attempt. Its
+delays double (1 s, 2 s, 4 s...); giving up early lets the next request start a fresh
+attempt at once, so after an outage a connection is back within about a second, not
+after a delay as long as the outage itself."""
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_OUR_QUERY_PARAMS: Final = frozenset({"schema", "pool_size", "reconnect_timeout"})
+DEFAULT_RECONNECT_TIMEOUT_S: Final = 10.0
+_CONNECT_DEFAULTS: Final = {
+    "connect_timeout": "5",
+    "application_name": "andon",
+    # A silent network cut must turn into an error within seconds, not TCP's minutes.
+    "keepalives": "1",
+    "keepalives_idle": "5",
+    "keepalives_interval": "2",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
+
+
+# == SQL ===================================================================================
+#
+# Tables are named as in SQLite. Statements run with ``search_path`` set to the store's
+# schema (a connection option), so they name tables without a schema. ``%(name)s`` are
+# parameters; a ``{where}`` is one of the fixed fragments built by ``_where``.
+
+
+@dataclass(frozen=True, slots=True)
+class _Migration:
+    version: int
+    name: str
+    sql: str
+
+
+_MIGRATIONS: Final = (
+    _Migration(
+        1,
+        "jobs, events and results",
+        """
+CREATE TABLE andon_jobs (
+    id                     text COLLATE "C" PRIMARY KEY,  -- UUIDv7: byte order is age order
+    kind                   text NOT NULL,
+    params                 text NOT NULL,                 -- JSON, as written
+    status                 text NOT NULL CHECK (status IN
+                               ('queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled')),
+    priority               bigint NOT NULL DEFAULT 0,
+    created_at             double precision NOT NULL,
+    available_at           double precision NOT NULL,
+    attempt                integer NOT NULL DEFAULT 0,
+    failures               integer NOT NULL DEFAULT 0,
+    max_attempts           integer NOT NULL DEFAULT 1,
+    retry_backoff_s        double precision NOT NULL DEFAULT 0,
+    timeout_s              double precision,
+    started_at             double precision,
+    finished_at            double precision,
+    worker_id              text,
+    lease_expires_at       double precision,
+    claim_token            text,                          -- tells an ambiguous claim apart
+    progress_done          double precision,
+    progress_total         double precision,
+    progress_message       text,
+    items_count            bigint NOT NULL DEFAULT 0,
+    events_count           integer NOT NULL DEFAULT 0,
+    result                 text,                          -- JSON, as written
+    error_type             text,
+    error_message          text,
+    error_traceback        text,
+    cancel_requested_at    double precision,
+    cancel_reason          text,
+    cancel_by              text,
+    cancel_message         text,
+    cancel_retry           boolean,
+    cancel_acknowledged_at double precision,
+    cancel_stopped_at      double precision,
+    cancel_stop_method     text,
+    retry_of               text
+);
+-- Partial indexes hold active jobs only: claims, notices, renewals and recovery stay cheap
+-- however much history the table keeps.
+CREATE INDEX andon_jobs_queue ON andon_jobs (priority DESC, id) WHERE status = 'queued';
+CREATE INDEX andon_jobs_held ON andon_jobs (worker_id) WHERE status IN ('running', 'cancelling');
+CREATE INDEX andon_jobs_leases ON andon_jobs (lease_expires_at) WHERE status IN ('running', 'cancelling');
+CREATE INDEX andon_jobs_status ON andon_jobs (status, id);
+CREATE INDEX andon_jobs_kind ON andon_jobs (kind, id);
+CREATE TABLE andon_events (
+    job_id      text COLLATE "C" NOT NULL,
+    seq         integer NOT NULL,
+    at          double precision NOT NULL,
+    type        text NOT NULL,
+    from_status text,
+    to_status   text,
+    actor       text,
+    reason      text,
+    message     text,
+    attempt     integer NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE andon_items (
+    job_id  text COLLATE "C" NOT NULL,
+    seq     bigint NOT NULL,
+    attempt integer NOT NULL,
+    at      double precision NOT NULL,
+    data    text NOT NULL,                                 -- JSON, as emitted
+    PRIMARY KEY (job_id, seq)
+);
+""",
+    ),
+)
+SCHEMA_VERSION: Final = _MIGRATIONS[-1].version
+
+_CREATE_MIGRATIONS_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS andon_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at double precision NOT NULL
+)"""
+_SCHEMA_VERSION: Final = "SELECT COALESCE(MAX(version), 0) AS version FROM andon_migrations"
+_RECORD_MIGRATION: Final = "INSERT INTO andon_migrations (version, name, applied_at) VALUES (%(v)s, %(name)s, %(at)s)"
+_MIGRATION_LOCK: Final = "SELECT pg_advisory_xact_lock(hashtext('andon migrations ' || %(schema)s))"
+
+_NOTIFY: Final = "SELECT pg_notify(%(channel)s, %(payload)s)"
+
+_SUBMIT: Final = """
+WITH new AS (
+    INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
+                            max_attempts, retry_backoff_s, timeout_s, retry_of, events_count)
+    SELECT id, kind, params, 'queued', priority, %(now)s, %(now)s,
+           max_attempts, retry_backoff_s, timeout_s, retry_of, 1
+    FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(params)s::text[], %(priorities)s::bigint[],
+                %(max_attempts)s::integer[], %(backoffs)s::float8[], %(timeouts)s::float8[], %(retry_ofs)s::text[])
+         AS new (id, kind, params, priority, max_attempts, retry_backoff_s, timeout_s, retry_of)
+    RETURNING id
+)
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, 1, %(now)s, 'submitted', NULL, 'queued', %(actor)s, NULL, NULL, 0 FROM new
+"""
+_SUBMITTED_COUNT: Final = "SELECT count(*) AS n FROM andon_jobs WHERE id = ANY(%(ids)s) AND created_at = %(now)s"
+
+_GET: Final = "SELECT * FROM andon_jobs WHERE id = %(id)s"
+_GET_FOR_UPDATE: Final = "SELECT * FROM andon_jobs WHERE id = %(id)s FOR UPDATE"
+_EXISTS: Final = "SELECT 1 FROM andon_jobs WHERE id = %(id)s"
+_LIST: Final = "SELECT * FROM andon_jobs WHERE {where} ORDER BY id DESC LIMIT %(limit)s"
+_EVENTS: Final = "SELECT * FROM andon_events WHERE job_id = %(id)s ORDER BY seq"
+_ITEMS: Final = "SELECT * FROM andon_items WHERE job_id = %(id)s ORDER BY seq LIMIT %(limit)s OFFSET %(offset)s"
+
+_ADD_EVENT: Final = """
+WITH numbered AS (
+    UPDATE andon_jobs SET events_count = events_count + 1 WHERE id = %(job_id)s RETURNING events_count
+)
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT %(job_id)s, events_count, %(at)s, %(type)s, %(from_status)s, %(to_status)s, %(actor)s, %(reason)s,
+       %(message)s, %(attempt)s
+FROM numbered
+"""
+
+_WITHDRAW: Final = """
+UPDATE andon_jobs SET status = %(status)s, finished_at = %(now)s, cancel_requested_at = %(now)s,
+    cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = false,
+    cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', error_type = %(error_type)s,
+    error_message = %(error_message)s
+WHERE id = %(id)s
+"""
+_REQUEST_STOP: Final = """
+UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = %(reason)s,
+    cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = %(retry)s, cancel_acknowledged_at = NULL,
+    cancel_stopped_at = NULL, cancel_stop_method = NULL
+WHERE id = %(id)s
+"""
+_ESCALATE: Final = """
+UPDATE andon_jobs SET cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s,
+    cancel_retry = %(retry)s
+WHERE id = %(id)s
+"""
+
+# The rule of decide_cancel for many jobs at once, as two set-based statements: queued jobs
+# are withdrawn (this one statement is the whole bulk cancel of a queue), running ones move
+# to cancelling; everything else is left alone. Each writes its events in the same statement.
+_WITHDRAW_MANY: Final = """
+WITH withdrawn AS (
+    UPDATE andon_jobs SET status = 'cancelled', finished_at = %(now)s, cancel_requested_at = %(now)s,
+        cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = false,
+        cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', events_count = events_count + 2
+    WHERE status = 'queued' AND {where}
+    RETURNING *
+), events AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, events_count - 1 + step.n, %(now)s, step.type, 'queued', 'cancelled', %(by)s, %(reason)s,
+           step.message, attempt
+    FROM withdrawn, (VALUES (0, 'cancel requested', %(message)s), (1, 'cancelled', 'withdrawn before it started'))
+         AS step (n, type, message)
+)
+SELECT * FROM withdrawn
+"""
+_REQUEST_STOP_MANY: Final = """
+WITH requested AS (
+    UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = %(reason)s,
+        cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = true, cancel_acknowledged_at = NULL,
+        cancel_stopped_at = NULL, cancel_stop_method = NULL, events_count = events_count + 1
+    WHERE status = 'running' AND {where}
+    RETURNING *
+), events AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, events_count, %(now)s, 'cancel requested', 'running', 'cancelling', %(by)s, %(reason)s,
+           %(message)s, attempt
+    FROM requested
+)
+SELECT * FROM requested
+"""
+_ACTIVE_FOR_UPDATE: Final = (
+    "SELECT * FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {where} ORDER BY id FOR UPDATE"
+)
+
+_STATUS_FOR_UPDATE: Final = "SELECT status FROM andon_jobs WHERE id = %(id)s FOR UPDATE"
+_DELETE: Final = """
+WITH items AS (DELETE FROM andon_items WHERE job_id = %(id)s),
+     events AS (DELETE FROM andon_events WHERE job_id = %(id)s)
+DELETE FROM andon_jobs WHERE id = %(id)s
+"""
+
+_COUNTS_BY_KIND: Final = "SELECT kind, status, count(*) AS n FROM andon_jobs GROUP BY kind, status"
+_STOPS_BY_KIND: Final = """
+SELECT kind, count(*) AS stops,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY GREATEST(0, cancel_stopped_at - cancel_requested_at)) AS p50,
+       max(GREATEST(0, cancel_stopped_at - cancel_requested_at)) AS slowest
+FROM andon_jobs
+WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
+GROUP BY kind
+"""
+_STOP_METHODS_BY_KIND: Final = """
+SELECT kind, cancel_stop_method AS method, count(*) AS n
+FROM andon_jobs
+WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
+GROUP BY kind, cancel_stop_method
+"""
+
+# One statement, one transaction: take the best queued job nobody else is taking, start
+# it, and write its event. SKIP LOCKED passes over rows another claim (or a cancel) holds.
+# The plan must walk andon_jobs_queue in order and stop at the first row it can lock.
+# ``kind COLLATE "C"`` (equality is the same under any deterministic collation) keeps the
+# kind index out of it: with statistics taken while the queue was empty, the planner would
+# otherwise AND both indexes, fetch the whole queue and sort it, for every claim.
+_CLAIM: Final = """
+WITH next AS (
+    SELECT id FROM andon_jobs
+    WHERE status = 'queued' AND available_at <= %(now)s AND kind COLLATE "C" = ANY(%(kinds)s)
+    ORDER BY priority DESC, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE andon_jobs AS job SET status = 'running', attempt = job.attempt + 1, started_at = %(now)s,
+        worker_id = %(worker)s, lease_expires_at = %(lease)s, claim_token = %(token)s,
+        events_count = job.events_count + 1, progress_done = NULL, progress_total = NULL, progress_message = NULL
+    FROM next
+    WHERE job.id = next.id
+    RETURNING job.*
+), started AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, events_count, %(now)s, 'started', 'queued', 'running', %(actor)s, NULL, NULL, attempt
+    FROM claimed
+)
+SELECT * FROM claimed
+"""
+_CLAIMED_WITH_TOKEN: Final = """
+SELECT * FROM andon_jobs
+WHERE worker_id = %(worker)s AND status IN ('running', 'cancelling') AND claim_token = %(token)s
+"""
+
+_WRITE_PROGRESS: Final = """
+UPDATE andon_jobs SET items_count = GREATEST(items_count, %(items_count)s),
+    progress_done = CASE WHEN %(has_progress)s THEN %(done)s ELSE progress_done END,
+    progress_total = CASE WHEN %(has_progress)s THEN %(total)s ELSE progress_total END,
+    progress_message = CASE WHEN %(has_progress)s THEN %(progress_message)s ELSE progress_message END,
+    cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, %(acknowledged_at)s)
+WHERE id = %(job_id)s AND attempt = %(attempt)s AND status IN ('running', 'cancelling')
+RETURNING id
+"""
+_INSERT_ITEMS: Final = """
+INSERT INTO andon_items (job_id, seq, attempt, at, data)
+SELECT %(job_id)s, seq, %(attempt)s, at, data
+FROM unnest(%(seqs)s::bigint[], %(ats)s::float8[], %(datas)s::text[]) AS item (seq, at, data)
+ON CONFLICT (job_id, seq) DO NOTHING
+"""
+
+_SETTLE: Final = """
+UPDATE andon_jobs SET status = %(status)s, finished_at = %(finished)s, worker_id = NULL, lease_expires_at = NULL,
+    claim_token = NULL, result = %(result)s, error_type = %(error_type)s, error_message = %(error_message)s,
+    error_traceback = %(error_traceback)s, failures = failures + %(failed)s, available_at = %(available)s,
+    cancel_acknowledged_at = CASE WHEN %(clear_cancel)s THEN NULL
+                                  ELSE COALESCE(cancel_acknowledged_at, %(acknowledged_at)s) END,
+    cancel_stopped_at = CASE WHEN %(clear_cancel)s THEN NULL
+                             WHEN %(has_cancel)s THEN %(stopped)s ELSE cancel_stopped_at END,
+    cancel_stop_method = CASE WHEN %(clear_cancel)s THEN NULL
+                              WHEN %(has_cancel)s THEN %(method)s ELSE cancel_stop_method END,
+    cancel_requested_at = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_requested_at END,
+    cancel_reason = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_reason END,
+    cancel_by = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_by END,
+    cancel_message = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_message END,
+    cancel_retry = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_retry END
+WHERE id = %(id)s
+"""
+
+_CANCEL_NOTICES: Final = """
+SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs
+WHERE worker_id = %(worker)s AND status = 'cancelling'
+"""
+_RENEW_LEASES: Final = """
+UPDATE andon_jobs SET lease_expires_at = %(until)s
+WHERE worker_id = %(worker)s AND status IN ('running', 'cancelling')
+  AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+RETURNING id
+"""
+# SKIP LOCKED: a row locked right now is being settled by its (living) worker.
+_EXPIRED_FOR_UPDATE: Final = """
+SELECT * FROM andon_jobs
+WHERE status IN ('running', 'cancelling') AND lease_expires_at < %(now)s
+ORDER BY id
+FOR UPDATE SKIP LOCKED
+"""
+
+
+# == URLs ==================================================================================
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """Where to connect, parsed from a ``postgresql://`` URL."""
+
+    conninfo: str
+    schema: str
+    pool_size: int
+    reconnect_timeout_s: float
+    display: str
+    """The URL without its password, for messages and logs."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` without a password (in the user part or the query)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.partition(':')[0]}@{host}"
+    query = urlencode(
+        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"], quote_via=quote
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _parse_url(url: str, schema: str | None, pool_size: int | None, reconnect_timeout_s: float | None) -> _Target:
+    display = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError as exc:
+        raise ConfigurationError(f"not a valid PostgreSQL URL: {display} ({exc})") from None
+    ours = {k: v for k, v in query if k in _OUR_QUERY_PARAMS}
+    libpq_url = urlunsplit(
+        (
+            parts.scheme,
+            parts.netloc,
+            parts.path,
+            urlencode([(k, v) for k, v in query if k not in ours], quote_via=quote),
+            "",
+        )
+    )
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(libpq_url)
+    except psycopg.Error as exc:
+        raise ConfigurationError(f"not a valid PostgreSQL URL: {display} ({_one_line(exc)})") from None
+    schema = schema or ours.get("schema") or DEFAULT_SCHEMA
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise ConfigurationError(
+            f"bad schema name {schema!r} in {display}: use lower-case letters, digits and '_' (at most 63)"
+        )
+    if pool_size is None:
+        text = ours.get("pool_size", str(DEFAULT_POOL_SIZE))
+        if not text.isdigit() or int(text) < 2:
+            raise ConfigurationError(f"bad pool_size {text!r} in {display}: use a whole number of at least 2")
+        pool_size = int(text)
+    if reconnect_timeout_s is None:
+        text = ours.get("reconnect_timeout", str(DEFAULT_RECONNECT_TIMEOUT_S))
+        try:
+            reconnect_timeout_s = float(text)
+        except ValueError:
+            reconnect_timeout_s = -1.0
+        if not 0 < reconnect_timeout_s < float("inf"):
+            raise ConfigurationError(f"bad reconnect_timeout {text!r} in {display}: use a positive number of seconds")
+    for key, value in _CONNECT_DEFAULTS.items():
+        params.setdefault(key, value)
+    # The schema is a connection option, so every statement (and every prepared plan) of
+    # every pooled connection resolves table names in it.
+    params["options"] = f"{params.get('options') or ''} -c search_path={schema}".strip()
+    return _Target(psycopg.conninfo.make_conninfo("", **params), schema, pool_size, reconnect_timeout_s, display)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# == the store =============================================================================
+
+
+class _IfUnsure(enum.Enum):
+    """What to do when the connection broke while a commit may have been under way."""
+
+    RETRY = "retry"
+    """Run the operation again: doing it twice is the same as doing it once."""
+    RAISE = "raise"
+    """Report it to the caller (StorageUnavailable saying so)."""
+
+
+class _Resolution(enum.Enum):
+    NOT_APPLIED = "not applied"
+    """A resolver found that the ambiguous commit did not happen: run the operation again."""
+
+
+_Resolver = Callable[[Cursor], T | _Resolution]
+
+
+class _Mode(enum.Enum):
+    READ = "read"
+    """No transaction; nothing to be unsure about."""
+    TRANSACTION = "transaction"
+    """BEGIN ... COMMIT around the body; only a failing COMMIT leaves the outcome unknown."""
+    STATEMENT = "statement"
+    """One self-committing statement; a connection lost during it leaves the outcome unknown."""
+
+
+class _Transient(Exception):
+    """The connection failed before anything could have been committed: try again."""
+
+
+class _CommitUnsure(Exception):
+    """The connection failed while a commit may have been under way."""
+
+
+@final
+class PostgresStore:
+    """A :class:`~andon.Store` on PostgreSQL, shared by any number of processes and machines.
+
+    Args:
+        url: ``postgresql://user:password@host:port/dbname``; libpq query parameters
+            (``sslmode``, ``connect_timeout``...) pass through. Ours: ``schema`` (default
+            ``andon``), ``pool_size`` (connections per process, default 16) and
+            ``reconnect_timeout`` (seconds, default 10).
+        clock: where timestamps come from (tests use a ``ManualClock``).
+        schema: overrides the URL's ``schema``.
+        pool_size: overrides the URL's ``pool_size``.
+        reconnect_timeout_s: how long an operation keeps retrying through a dropped
+            connection or a database restart before it raises ``StorageUnavailable``
+            (overrides the URL's ``reconnect_timeout``).
+
+    Raises:
+        ConfigurationError: the URL cannot be parsed or names a bad schema.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        schema: str | None = None,
+        pool_size: int | None = None,
+        reconnect_timeout_s: float | None = None,
+    ) -> None:
+        self._target = _parse_url(url, schema, pool_size, reconnect_timeout_s)
+        self.schema = self._target.schema
+        self._clock = clock or SystemClock()
+        self._reconnect_timeout_s = self._target.reconnect_timeout_s
+        self._channel = f"{self.schema}_changes"
+        self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
+        self._listener: _Listener | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._outage_since: float | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL without its password."""
+        return self._target.display
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def open(self) -> None:
+        """Connect and check that the schema is at this andon's version.
+
+        Raises:
+            StorageUnavailable: the server cannot be reached.
+            ConfigurationError: the schema is missing or at another version (run
+                ``andon db upgrade``).
+        """
+        with self._lock:
+            if self._closed:
+                raise LifecycleError("this store was closed; open a new one")
+            if self._pool is not None:
+                return
+        with self._connect() as conn:
+            version = _schema_version(conn)
+        if version != SCHEMA_VERSION:
+            raise ConfigurationError(self._version_problem(version))
+        pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            self._target.conninfo,
+            kwargs={"autocommit": True},
+            min_size=1,
+            max_size=self._target.pool_size,
+            open=False,
+            name=f"andon:{self.schema}",
+            timeout=self._reconnect_timeout_s,
+            reconnect_timeout=_POOL_RECONNECT_S,
+        )
+        pool.open(wait=False)
+        with self._lock:
+            if self._closed or self._pool is not None:
+                pool.close()
+                if self._closed:
+                    raise LifecycleError("this store was closed while it opened")
+                return
+            self._pool = pool
+
+    def _version_problem(self, version: int) -> str:
+        where = f"schema {self.schema!r} of {self.url}"
+        command = f"andon db upgrade --db '{self.url}'"
+        if version == 0:
+            return f"{where} has no andon tables yet; create them with: {command}"
+        if version < SCHEMA_VERSION:
+            return f"{where} is at version {version}, this andon needs {SCHEMA_VERSION}; upgrade it with: {command}"
+        return f"{where} is at version {version}, newer than this andon knows ({SCHEMA_VERSION}); upgrade andon"
+
+    def upgrade(self) -> tuple[int, int]:
+        """Apply the migrations this schema has not had yet; returns (version before, after).
+
+        Idempotent and safe to run from many processes at once (they take turns on an
+        advisory lock; each migration and its record commit together).
+
+        Raises:
+            StorageUnavailable: the server cannot be reached.
+            ConfigurationError: the schema is newer than this andon.
+            StorageError: a migration failed (nothing of it was applied).
+        """
+        with self._connect() as conn:
+            try:
+                with conn.transaction():
+                    conn.execute(_MIGRATION_LOCK, {"schema": self.schema})
+                    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+                    conn.execute(_CREATE_MIGRATIONS_TABLE)
+                    before = _schema_version(conn)
+                    if before > SCHEMA_VERSION:
+                        raise ConfigurationError(self._version_problem(before))
+                    for migration in _MIGRATIONS:
+                        if migration.version > before:
+                            conn.execute(migration.sql.encode())
+                            conn.execute(
+                                _RECORD_MIGRATION,
+                                {"v": migration.version, "name": migration.name, "at": time.time()},
+                            )
+            except psycopg.OperationalError as exc:
+                raise StorageUnavailable(f"lost PostgreSQL at {self.url} while upgrading: {_one_line(exc)}") from exc
+            except psycopg.Error as exc:
+                raise StorageError(f"upgrading schema {self.schema!r} failed: {_one_line(exc)}") from exc
+        if before < SCHEMA_VERSION:
+            log.info("schema %s of %s: upgraded from version %d to %d", self.schema, self.url, before, SCHEMA_VERSION)
+        return before, SCHEMA_VERSION
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        if pool is not None:
+            pool.close(timeout=5.0)
+
+    def __enter__(self) -> PostgresStore:
+        self.open()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A connection of its own (not from the pool), for migrations and listening."""
+        try:
+            return psycopg.connect(self._target.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise StorageUnavailable(f"cannot connect to PostgreSQL at {self.url}: {_one_line(exc)}") from exc
+
+    # -- running statements ---------------------------------------------------
+
+    def _run(
+        self,
+        body: Callable[[Cursor], T],
+        mode: _Mode,
+        if_unsure: _IfUnsure | _Resolver[T] = _IfUnsure.RAISE,
+    ) -> T:
+        """Run ``body`` on a pooled connection, through dropped connections and restarts.
+
+        Transient failures (connection lost before a commit, deadlock, pool exhausted) are
+        retried with backoff until ``reconnect_timeout_s`` has passed.
+        """
+        deadline = time.monotonic() + self._reconnect_timeout_s
+        resolving = False
+        failures = 0
+        while True:
+            try:
+                if resolving:
+                    assert callable(if_unsure)
+                    found = self._attempt(if_unsure, _Mode.READ, deadline)
+                    resolving = False
+                    if found is not _Resolution.NOT_APPLIED:
+                        self._reachable_again()
+                        return found
+                value = self._attempt(body, mode, deadline)
+                self._reachable_again()
+                return value
+            except _CommitUnsure as exc:
+                if if_unsure is _IfUnsure.RAISE:
+                    raise StorageUnavailable(
+                        f"lost PostgreSQL at {self.url} while committing; the change may or may not"
+                        f" have been applied: {_one_line(exc.__cause__ or exc)}"
+                    ) from exc
+                resolving = callable(if_unsure)
+                cause: BaseException = exc.__cause__ or exc
+            except _Transient as exc:
+                cause = exc.__cause__ or exc
+            failures += 1
+            if time.monotonic() >= deadline:
+                raise StorageUnavailable(f"PostgreSQL at {self.url} is unreachable: {_one_line(cause)}") from cause
+            self._unreachable(cause)
+            pause = min(1.0, 0.02 * 2**failures) * random.uniform(0.5, 1.0)
+            time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+    def _attempt(self, body: Callable[[Cursor], T], mode: _Mode, deadline: float) -> T:
+        try:
+            with self._connection(deadline) as conn, conn.cursor(row_factory=dict_row) as cur:
+                if mode is _Mode.READ:
+                    return body(cur)
+                if mode is _Mode.STATEMENT:
+                    try:
+                        return body(cur)
+                    except psycopg.errors.TransactionRollback:
+                        raise
+                    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                        raise _CommitUnsure() from exc
+                committing = False
+                try:
+                    with conn.transaction():
+                        value = body(cur)
+                        committing = True  # the COMMIT is sent when the block exits
+                except psycopg.errors.TransactionRollback:
+                    raise
+                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+                    if committing:
+                        raise _CommitUnsure() from exc
+                    raise
+                return value
+        except PoolClosed as exc:
+            raise LifecycleError("this store is closed") from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # Includes deadlocks and serialization failures (rolled back for sure) and
+            # PoolTimeout (no connection came free or could be made in time).
+            raise _Transient() from exc
+        except psycopg.Error as exc:
+            raise StorageError(f"PostgreSQL error: {_one_line(exc)}") from exc
+
+    @contextlib.contextmanager
+    def _connection(self, deadline: float) -> Iterator[psycopg.Connection[Any]]:
+        pool = self._pool
+        if pool is None:
+            raise LifecycleError(
+                "this store is closed" if self._closed else "open the store first (store.open() or a with block)"
+            )
+        conn = _live_connection(pool, max(0.05, min(2.0, deadline - time.monotonic())))
+        try:
+            yield conn
+        finally:
+            pool.putconn(conn)
+
+    def _unreachable(self, cause: BaseException) -> None:
+        with self._lock:
+            first = self._outage_since is None
+            if first:
+                self._outage_since = time.monotonic()
+        if first:
+            log.warning("lost PostgreSQL at %s (%s); reconnecting", self.url, _one_line(cause))
+
+    def _reachable_again(self) -> None:
+        if self._outage_since is None:
+            return
+        with self._lock:
+            since, self._outage_since = self._outage_since, None
+        if since is not None:
+            log.warning("PostgreSQL at %s is reachable again after %.1f s", self.url, time.monotonic() - since)
+
+    def _notify(self, cur: Cursor, *changes: Change) -> None:
+        """Tell every listener, at commit, what kind of change this transaction made."""
+        for change in changes:
+            cur.execute(_NOTIFY, {"channel": self._channel, "payload": change.value})
+
+    # -- clients --------------------------------------------------------------
+
+    def submit(self, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+        if not jobs:
+            return []
+        now = self._clock.now()
+        args = {
+            "now": now,
+            "actor": actor,
+            "ids": [j.id for j in jobs],
+            "kinds": [j.kind for j in jobs],
+            "params": [_json(j.params) for j in jobs],
+            "priorities": [j.priority for j in jobs],
+            "max_attempts": [j.max_attempts for j in jobs],
+            "backoffs": [float(j.retry_backoff_s) for j in jobs],
+            "timeouts": [None if j.timeout_s is None else float(j.timeout_s) for j in jobs],
+            "retry_ofs": [j.retry_of for j in jobs],
+        }
+
+        def body(cur: Cursor) -> None:
+            cur.execute(_SUBMIT, args)
+            self._notify(cur, Change.WORK)
+
+        def applied(cur: Cursor) -> _Resolution | None:
+            cur.execute(_SUBMITTED_COUNT, {"ids": args["ids"], "now": now})
+            row = cur.fetchone()
+            return _Resolution.NOT_APPLIED if row is None or row["n"] == 0 else None
+
+        self._run(body, _Mode.TRANSACTION, applied)
+        return [
+            Job(
+                id=j.id,
+                kind=j.kind,
+                params=j.params,
+                status=JobStatus.QUEUED,
+                created_at=now,
+                available_at=now,
+                max_attempts=j.max_attempts,
+                retry_backoff_s=j.retry_backoff_s,
+                timeout_s=j.timeout_s,
+                priority=j.priority,
+                retry_of=j.retry_of,
+            )
+            for j in jobs
+        ]
+
+    def get(self, job_id: str) -> Job:
+        row = self._run(lambda cur: cur.execute(_GET, {"id": job_id}).fetchone(), _Mode.READ)
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None) -> Page:
+        clause, args = _where(where)
+        if cursor is not None:
+            clause += " AND id < %(cursor)s"
+        query = _LIST.format(where=clause)
+        rows = self._run(
+            lambda cur: cur.execute(query.encode(), {**args, "cursor": cursor, "limit": limit + 1}).fetchall(),
+            _Mode.READ,
+        )
+        jobs = [job_from_row(r) for r in rows[:limit]]
+        return Page(jobs, jobs[-1].id if len(rows) > limit else None)
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        def body(cur: Cursor) -> list[DictRow] | None:
+            rows = cur.execute(_EVENTS, {"id": job_id}).fetchall()
+            if not rows and cur.execute(_EXISTS, {"id": job_id}).fetchone() is None:
+                return None
+            return rows
+
+        rows = self._run(body, _Mode.READ)
+        if rows is None:
+            raise JobNotFound(job_id)
+        return [event_from_row(r) for r in rows]
+
+    def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
+        def body(cur: Cursor) -> list[DictRow] | None:
+            rows = cur.execute(_ITEMS, {"id": job_id, "limit": limit, "offset": offset}).fetchall()
+            if not rows and cur.execute(_EXISTS, {"id": job_id}).fetchone() is None:
+                return None
+            return rows
+
+        rows = self._run(body, _Mode.READ)
+        if rows is None:
+            raise JobNotFound(job_id)
+        return [item_from_row(r) for r in rows]
+
+    def request_cancel(
+        self,
+        job_id: str,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None = None,
+        retry: bool = True,
+    ) -> CancelResult:
+        def body(cur: Cursor) -> CancelResult:
+            row = cur.execute(_GET_FOR_UPDATE, {"id": job_id}).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            job = job_from_row(row)
+            outcome, status = decide_cancel(job, reason)
+            if outcome is not CancelOutcome.ALREADY:
+                self._apply_cancel(cur, job, outcome, status, reason, by, message, retry)
+                job = _reread(cur, job_id)
+                self._notify(cur, Change.ENDED if outcome is CancelOutcome.WITHDRAWN else Change.CANCEL)
+            return CancelResult(job, outcome)
+
+        # Asking again after an unknown commit is harmless: it reports the state as it is.
+        return self._run(body, _Mode.TRANSACTION, _IfUnsure.RETRY)
+
+    def _apply_cancel(
+        self,
+        cur: Cursor,
+        job: Job,
+        outcome: CancelOutcome,
+        status: JobStatus,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None,
+        retry: bool,
+    ) -> None:
+        now = self._clock.now()
+        check_transition(job.status, status)
+        self._event(cur, job, "cancel requested", job.status, status, by, reason.value, message, now)
+        args = {"id": job.id, "now": now, "reason": reason.value, "by": by, "message": message, "retry": retry}
+        if outcome is CancelOutcome.WITHDRAWN:
+            forced = status is JobStatus.FAILED
+            cur.execute(
+                _WITHDRAW,
+                {
+                    **args,
+                    "status": status.value,
+                    "error_type": "ForcedFailure" if forced else None,
+                    "error_message": f"force-failed before it started{_by(by)}" if forced else None,
+                },
+            )
+            withdrawn = "withdrawn before it started"
+            self._event(cur, job, status.value, job.status, status, by, reason.value, withdrawn, now)
+        elif outcome is CancelOutcome.REQUESTED:
+            cur.execute(_REQUEST_STOP, args)
+        else:  # ESCALATED: a force-fail takes over an earlier cancel request
+            cur.execute(_ESCALATE, args)
+
+    def request_cancel_many(
+        self, where: JobFilter, reason: CancelReason, by: str | None, message: str | None = None
+    ) -> list[CancelResult]:
+        if reason is CancelReason.FORCED:
+            return self._force_fail_many(where, by, message)
+        clause, args = _where(where)
+        args |= {"now": self._clock.now(), "reason": reason.value, "by": by, "message": message}
+        withdraw = _WITHDRAW_MANY.format(where=clause).encode()
+        request = _REQUEST_STOP_MANY.format(where=clause).encode()
+
+        def body(cur: Cursor) -> list[CancelResult]:
+            withdrawn = cur.execute(withdraw, args).fetchall()
+            requested = cur.execute(request, args).fetchall()
+            self._notify(cur, *([Change.ENDED] if withdrawn else []), *([Change.CANCEL] if requested else []))
+            return [CancelResult(job_from_row(r), CancelOutcome.WITHDRAWN) for r in withdrawn] + [
+                CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested
+            ]
+
+        return self._run(body, _Mode.TRANSACTION, _IfUnsure.RAISE)
+
+    def _force_fail_many(self, where: JobFilter, by: str | None, message: str | None) -> list[CancelResult]:
+        """Bulk force-fail, job by job through ``decide_cancel`` (rare; no set-based shortcut)."""
+        clause, args = _where(where)
+        query = _ACTIVE_FOR_UPDATE.format(where=clause).encode()
+
+        def body(cur: Cursor) -> list[CancelResult]:
+            results = []
+            for row in cur.execute(query, args).fetchall():
+                job = job_from_row(row)
+                outcome, status = decide_cancel(job, CancelReason.FORCED)
+                if outcome is not CancelOutcome.ALREADY:
+                    self._apply_cancel(cur, job, outcome, status, CancelReason.FORCED, by, message, True)
+                    results.append(CancelResult(_reread(cur, job.id), outcome))
+            outcomes = {r.outcome for r in results}
+            withdrawn = CancelOutcome.WITHDRAWN in outcomes
+            stopping = bool(outcomes - {CancelOutcome.WITHDRAWN})
+            self._notify(cur, *([Change.ENDED] if withdrawn else []), *([Change.CANCEL] if stopping else []))
+            return results
+
+        return self._run(body, _Mode.TRANSACTION, _IfUnsure.RAISE)
+
+    def delete(self, job_id: str) -> None:
+        def body(cur: Cursor) -> None:
+            row = cur.execute(_STATUS_FOR_UPDATE, {"id": job_id}).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            if JobStatus(row["status"]).is_active:
+                raise InvalidTransition(
+                    job_id, row["status"], "delete", f"job {job_id} is {row['status']}; cancel it first"
+                )
+            cur.execute(_DELETE, {"id": job_id})
+
+        def gone(cur: Cursor) -> _Resolution | None:
+            return _Resolution.NOT_APPLIED if cur.execute(_EXISTS, {"id": job_id}).fetchone() else None
+
+        self._run(body, _Mode.TRANSACTION, gone)
+
+    def kind_stats(self) -> list[KindStats]:
+        def body(cur: Cursor) -> tuple[list[DictRow], list[DictRow], list[DictRow]]:
+            return (
+                cur.execute(_COUNTS_BY_KIND).fetchall(),
+                cur.execute(_STOPS_BY_KIND).fetchall(),
+                cur.execute(_STOP_METHODS_BY_KIND).fetchall(),
+            )
+
+        count_rows, stop_rows, method_rows = self._run(body, _Mode.READ)
+        counts: dict[str, dict[str, int]] = {}
+        for row in count_rows:
+            counts.setdefault(row["kind"], {})[row["status"]] = row["n"]
+        stops = {row["kind"]: row for row in stop_rows}
+        methods: dict[str, dict[str, int]] = {}
+        for row in method_rows:
+            methods.setdefault(row["kind"], {})[row["method"]] = row["n"]
+        result = []
+        for kind in sorted(counts):
+            stop = stops.get(kind)
+            result.append(
+                KindStats(
+                    kind=kind,
+                    counts=counts[kind],
+                    stops=stop["stops"] if stop else 0,
+                    stop_p50_s=stop["p50"] if stop else None,
+                    stop_max_s=stop["slowest"] if stop else None,
+                    stop_methods=methods.get(kind, {}),
+                )
+            )
+        return result
+
+    def watch(self, changes: Collection[Change] = ALL_CHANGES) -> _Watcher:
+        """A watcher woken by NOTIFY of ``changes`` from any process (one LISTEN connection per store).
+
+        Waits until that connection listens, so no change after this call is missed.
+
+        Raises:
+            StorageUnavailable: the server could not be reached in time.
+        """
+        with self._lock:
+            if self._pool is None:
+                raise LifecycleError(
+                    "this store is closed" if self._closed else "open the store first (store.open() or a with block)"
+                )
+            if self._listener is None:
+                self._listener = _Listener(self._connect, self._channel, self.url)
+            listener = self._listener
+        return listener.watcher(frozenset(changes), timeout=self._reconnect_timeout_s)
+
+    # -- workers --------------------------------------------------------------
+
+    def claim(self, worker_id: str, kinds: Collection[str], lease_s: float) -> Job | None:
+        now = self._clock.now()
+        args = {
+            "now": now,
+            "kinds": list(kinds),
+            "worker": worker_id,
+            "lease": now + lease_s,
+            "token": uuid.uuid4().hex,
+            "actor": f"worker:{worker_id}",
+        }
+
+        def body(cur: Cursor) -> Job | None:
+            row = cur.execute(_CLAIM, args).fetchone()
+            return job_from_row(row) if row is not None else None
+
+        def claimed(cur: Cursor) -> Job | _Resolution:
+            # Only this call knows its token: the job is ours if the commit happened.
+            row = cur.execute(_CLAIMED_WITH_TOKEN, args).fetchone()
+            return job_from_row(row) if row is not None else _Resolution.NOT_APPLIED
+
+        if not args["kinds"]:
+            return None
+        return self._run(body, _Mode.STATEMENT, claimed)
+
+    def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+        pending = [u for u in updates if not u.is_empty]
+        if pending:
+            self._run(lambda cur: self._write_updates(cur, pending), _Mode.TRANSACTION, _IfUnsure.RETRY)
+
+    def _write_updates(self, cur: Cursor, updates: Sequence[ProgressUpdate]) -> None:
+        # Rows are locked in id order, the order recovery and bulk cancels lock them in.
+        for update in sorted(updates, key=lambda u: u.job_id):
+            progress = update.progress or (None, None, None)
+            held = cur.execute(
+                _WRITE_PROGRESS,
+                {
+                    "job_id": update.job_id,
+                    "attempt": update.attempt,
+                    "items_count": update.items[-1][0] + 1 if update.items else 0,
+                    "has_progress": update.progress is not None,
+                    "done": progress[0],
+                    "total": progress[1],
+                    "progress_message": progress[2],
+                    "acknowledged_at": update.acknowledged_at,
+                },
+            ).fetchone()
+            if held is None:
+                # The attempt lost the job (recovered, requeued, settled): what it still sends
+                # must not change a finished job or mix into the next attempt's results.
+                continue
+            if update.items:
+                cur.execute(
+                    _INSERT_ITEMS,
+                    {
+                        "job_id": update.job_id,
+                        "attempt": update.attempt,
+                        "seqs": [seq for seq, _, _ in update.items],
+                        "ats": [at for _, at, _ in update.items],
+                        "datas": [data for _, _, data in update.items],
+                    },
+                )
+
+    def settle(
+        self,
+        worker_id: str,
+        attempt: int,
+        job_id: str,
+        outcome: Outcome,
+        update: ProgressUpdate | None,
+    ) -> Job:
+        def body(cur: Cursor) -> Job:
+            row = cur.execute(_GET_FOR_UPDATE, {"id": job_id}).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            job = job_from_row(row)
+            if job.worker_id != worker_id or job.attempt != attempt or job.status not in _HELD:
+                raise InvalidTransition(
+                    job_id, job.status.value, "settle", f"worker {worker_id} no longer holds job {job_id}"
+                )
+            if update is not None and not update.is_empty:
+                self._write_updates(cur, [update])
+            return self._settle(cur, job, outcome, f"worker:{worker_id}")
+
+        def settled(cur: Cursor) -> Job | _Resolution:
+            # Still held by this attempt: the commit did not happen. Otherwise it did (or the
+            # job was recovered meanwhile); either way the job as it is now is the answer.
+            row = cur.execute(_GET, {"id": job_id}).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            job = job_from_row(row)
+            if job.worker_id == worker_id and job.attempt == attempt and job.status in _HELD:
+                return _Resolution.NOT_APPLIED
+            return job
+
+        return self._run(body, _Mode.TRANSACTION, settled)
+
+    def _settle(self, cur: Cursor, job: Job, outcome: Outcome, actor: str) -> Job:
+        now = self._clock.now()
+        settlement = decide_settlement(job, outcome)
+        check_transition(job.status, settlement.status)
+        status = settlement.status
+        cancel = job.cancel if job.status is JobStatus.CANCELLING else None
+        if cancel is not None or outcome.kind is OutcomeKind.STOPPED:
+            how = outcome.stop_method.value if outcome.stop_method else None
+            why = (cancel.reason.value if cancel else None) or (
+                outcome.stop_reason.value if outcome.stop_reason else None
+            )
+            note = f"stopped by: {how}" if how else None
+            self._event(cur, job, "stopped", job.status, job.status, actor, why, note, now)
+        error = outcome.error
+        if outcome.kind is OutcomeKind.LOST:
+            error = ErrorInfo("WorkerLost", f"worker {job.worker_id} stopped renewing its lease")
+        elif status is JobStatus.FAILED and error is None and cancel is not None:
+            error = ErrorInfo("ForcedFailure", f"force-failed{_by(cancel.by)}")
+        requeue = status is JobStatus.QUEUED
+        cur.execute(
+            _SETTLE,
+            {
+                "status": status.value,
+                "finished": None if requeue else now,
+                "result": _json(outcome.result) if status is JobStatus.SUCCEEDED else None,
+                "error_type": error.type if error else None,
+                "error_message": error.message if error else None,
+                "error_traceback": error.traceback if error else None,
+                "failed": int(settlement.counts_as_failure),
+                "available": now + (settlement.requeue_delay or 0.0) if requeue else job.available_at,
+                "acknowledged_at": outcome.acknowledged_at if cancel is not None else None,
+                "has_cancel": cancel is not None,
+                # A force-fail that leads to a retry: that cancel belonged to the attempt that
+                # just ended (its events keep it); the next attempt starts with none.
+                "clear_cancel": requeue and cancel is not None,
+                "stopped": outcome.stopped_at or now,
+                "method": outcome.stop_method.value if outcome.stop_method else None,
+                "id": job.id,
+            },
+        )
+        message = f"{error.type}: {error.message}" if error and status is not JobStatus.SUCCEEDED else None
+        if settlement.requeue_delay:
+            message = f"{message or ''}; next attempt in {settlement.requeue_delay:g} s".lstrip("; ")
+        reason = outcome.stop_reason.value if outcome.stop_reason and cancel is None else None
+        if outcome.kind is OutcomeKind.LOST:
+            reason = CancelReason.WORKER_LOST.value
+        self._event(cur, job, settlement.event, job.status, status, actor, reason, message, now)
+        self._notify(cur, *((Change.WORK, Change.ENDED) if requeue else (Change.ENDED,)))
+        return _reread(cur, job.id)
+
+    def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
+        rows = self._run(lambda cur: cur.execute(_CANCEL_NOTICES, {"worker": worker_id}).fetchall(), _Mode.READ)
+        return [
+            CancelNotice(r["id"], r["attempt"], CancelReason(r["cancel_reason"]), r["cancel_message"]) for r in rows
+        ]
+
+    def renew_leases(self, worker_id: str, lease_s: float, job_ids: Collection[str] | None = None) -> list[str]:
+        args = {
+            "until": self._clock.now() + lease_s,
+            "worker": worker_id,
+            "ids": None if job_ids is None else list(job_ids),
+        }
+        rows = self._run(lambda cur: cur.execute(_RENEW_LEASES, args).fetchall(), _Mode.STATEMENT, _IfUnsure.RETRY)
+        return [row["id"] for row in rows]
+
+    def recover_lost(self) -> list[Job]:
+        def body(cur: Cursor) -> list[Job]:
+            rows = cur.execute(_EXPIRED_FOR_UPDATE, {"now": self._clock.now()}).fetchall()
+            return [self._settle(cur, job_from_row(r), Outcome(OutcomeKind.LOST), "andon") for r in rows]
+
+        # Run again after an unknown commit, it finds what is still expired; it only misses
+        # reporting what the first run recovered.
+        return self._run(body, _Mode.TRANSACTION, _IfUnsure.RETRY)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _event(
+        self,
+        cur: Cursor,
+        job: Job,
+        type_: str,
+        from_status: JobStatus,
+        to_status: JobStatus,
+        actor: str | None,
+        reason: str | None,
+        message: str | None,
+        at: float,
+    ) -> None:
+        cur.execute(
+            _ADD_EVENT,
+            {
+                "job_id": job.id,
+                "at": at,
+                "type": type_,
+                "from_status": from_status.value,
+                "to_status": to_status.value,
+                "actor": actor,
+                "reason": reason,
+                "message": message,
+                "attempt": job.attempt,
+            },
+        )
+
+
+_HELD: Final = (JobStatus.RUNNING, JobStatus.CANCELLING)
+
+
+def _schema_version(conn: psycopg.Connection[Any]) -> int:
+    """The schema's migration version; 0 if it has none (or does not exist)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(_SCHEMA_VERSION).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def _reread(cur: Cursor, job_id: str) -> Job:
+    row = cur.execute(_GET, {"id": job_id}).fetchone()
+    assert row is not None, f"job {job_id} vanished inside its own transaction"
+    return job_from_row(row)
+
+
+def _live_connection(pool: ConnectionPool[psycopg.Connection[Any]], timeout: float) -> psycopg.Connection[Any]:
+    """A pooled connection that is not known to be dead.
+
+    A connection the server dropped while it sat in the pool (restart, terminated backend)
+    has the server's goodbye, or end-of-file, waiting to be read; such connections are
+    closed and handed back (the pool replaces them) before any statement is sent, so that
+    statement's outcome is never in doubt.
+    """
+    for _ in range((pool.max_size or 1) + 1):
+        conn = pool.getconn(timeout=timeout)
+        if not conn.closed and not conn.broken:
+            try:
+                readable, _, _ = select.select([conn.fileno()], [], [], 0)
+            except (OSError, ValueError, psycopg.Error):
+                readable = [True]
+            if not readable:
+                return conn
+        conn.close()
+        pool.putconn(conn)
+    raise psycopg.OperationalError("every pooled connection was found dead")
+
+
+def _where(where: JobFilter) -> tuple[str, dict[str, Any]]:
+    """A SQL condition (fixed text, values as parameters) for a filter; ``true`` when empty."""
+    parts = ["true"]
+    args: dict[str, Any] = {}
+    for column, values in (
+        ("status", [str(s) for s in where.statuses]),
+        ("kind", list(where.kinds)),
+        ("id", list(where.ids)),
+    ):
+        if values:
+            parts.append(f"{column} = ANY(%(f_{column})s::text[])")
+            args[f"f_{column}"] = values
+    return " AND ".join(parts), args
+
+
+def _json(value: Any) -> str:  # Any: a JSON value
+    return json.dumps(value)
+
+
+def _by(actor: str | None) -> str:
+    return f" by {actor}" if actor else ""
+
+
+# == notifications =========================================================================
+
+
+@final
+class _Listener:
+    """One ``LISTEN`` connection per store, on a thread of its own; wakes the watchers.
+
+    It counts notifications per :class:`Change` (the payload); a (re)connection counts as
+    every change, since what was notified while nobody listened is lost. The thread waits
+    on the socket and on a wake-up pipe (so :meth:`close` is prompt), and probes the
+    connection after :data:`PROBE_INTERVAL_S` of silence, so a connection that died without
+    a word (network cut) is noticed and replaced within a second or two.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], channel: str, display: str) -> None:
+        self._connect = connect
+        self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
+        self._display = display
+        self._changed = threading.Condition()
+        self._counts = dict.fromkeys(Change, 0)
+        self.connected = threading.Event()
+        self._closed = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._thread = threading.Thread(target=self._run, name="andon-pg-listener", daemon=True)
+        self._thread.start()
+
+    def watcher(self, changes: frozenset[Change], timeout: float) -> _Watcher:
+        if not self.connected.wait(timeout):
+            raise StorageUnavailable(f"cannot listen for changes on PostgreSQL at {self._display}")
+        return _Watcher(self, changes, self.seen(changes))
+
+    def seen(self, changes: frozenset[Change]) -> int:
+        with self._changed:
+            return sum(self._counts[change] for change in changes)
+
+    def wait_change(
+        self, changes: frozenset[Change], seen: int, timeout: float, closed: Callable[[], bool]
+    ) -> int | None:
+        """Block until one of ``changes`` was counted since ``seen``; the new count, or ``None``."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self._closed and not closed():
+                now = sum(self._counts[change] for change in changes)
+                if now != seen:
+                    return now
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._changed.wait(remaining)
+            return None
+
+    def wake_all(self) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
+    def _count(self, changes: Collection[Change]) -> None:
+        if changes:
+            with self._changed:
+                for change in changes:
+                    self._counts[change] += 1
+                self._changed.notify_all()
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=5.0)
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _run(self) -> None:
+        conn: psycopg.Connection[Any] | None = None
+        failures = 0
+        try:
+            while not self._closed:
+                if conn is None:
+                    try:
+                        conn = self._connect()
+                        conn.execute(self._listen)
+                    except (psycopg.Error, StorageUnavailable) as exc:
+                        if conn is not None:
+                            conn.close()
+                            conn = None
+                        failures += 1
+                        if failures == 1:
+                            log.warning("cannot listen on %s (%s); retrying", self._display, _one_line(exc))
+                        self._pause(min(1.0, 0.05 * 2**failures))
+                        continue
+                    if failures:
+                        log.warning("listening on %s again", self._display)
+                    failures = 0
+                    # Whatever was notified while nobody listened is lost: report every change.
+                    self._count(ALL_CHANGES)
+                    self.connected.set()
+                try:
+                    self._listen_once(conn)
+                except (psycopg.Error, OSError, ValueError) as exc:
+                    if not self._closed:
+                        log.warning("lost the listening connection to %s (%s)", self._display, _one_line(exc))
+                    conn.close()
+                    conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _listen_once(self, conn: psycopg.Connection[Any]) -> None:
+        readable, _, _ = select.select([conn.fileno(), self._wake_r], [], [], PROBE_INTERVAL_S)
+        if self._wake_r in readable:
+            return
+        if readable and self._drain(conn):
+            return
+        # Silence, or something that was not a notification (the server saying goodbye):
+        # a probe raises on a dead connection. Notifications arriving with its answer wait
+        # in psycopg's backlog, which the drain reads first.
+        conn.execute("SELECT 1")
+        self._drain(conn)
+
+    def _drain(self, conn: psycopg.Connection[Any]) -> bool:
+        """Count the notifications received so far; ``True`` if there were any."""
+        changes: set[Change] = set()
+        received = False
+        for notification in conn.notifies(timeout=0):
+            received = True
+            try:
+                changes.add(Change(notification.payload))
+            except ValueError:  # from a newer andon: it may be anything
+                changes.update(ALL_CHANGES)
+        self._count(changes)
+        return received
+
+    def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            select.select([self._wake_r], [], [], seconds)
+
+
+@final
+class _Watcher:
+    """A :class:`~andon._storage.ChangeWatcher` on the store's listener."""
+
+    def __init__(self, listener: _Listener, changes: frozenset[Change], seen: int) -> None:
+        self._listener = listener
+        self._changes = changes
+        self._seen = seen
+        self._closed = False
+
+    def wait(self, timeout: float) -> bool:
+        found = self._listener.wait_change(self._changes, self._seen, timeout, lambda: self._closed)
+        if found is None:
+            return False
+        self._seen = found
+        return True
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.wake_all()
