@@ -1,0 +1,152 @@
+"""The FastAPI app factory: routes, the request guard, error mapping and the lifespan."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Collection
+from typing import Final
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+import andon
+from andon import dashboard
+from andon.api._guard import LOOPBACK_HOSTS, Guard
+from andon.api._routes import router
+from andon.api._runtime import Runtime
+from andon.api._schemas import ErrorBody, ErrorDetail
+
+__all__ = ["ERROR_STATUS", "MAX_BODY_BYTES", "create_app", "runtime_of"]
+
+log = logging.getLogger("andon.api")
+
+MAX_BODY_BYTES: Final = 1024 * 1024
+
+ERROR_STATUS: Final[tuple[tuple[type[andon.AndonError], int, str], ...]] = (
+    (andon.JobNotFound, 404, "job_not_found"),
+    (andon.JobFinished, 409, "job_finished"),
+    (andon.InvalidTransition, 409, "invalid_transition"),
+    (andon.InvalidParams, 422, "invalid_params"),
+    (andon.UnknownKind, 422, "unknown_kind"),
+    (andon.WaitTimeout, 504, "wait_timeout"),
+    (andon.ConfigurationError, 400, "configuration_error"),
+    (andon.StorageError, 503, "storage_unavailable"),
+    (andon.LifecycleError, 503, "unavailable"),
+    (andon.UsageError, 400, "bad_request"),
+    (andon.AndonError, 500, "internal_error"),
+)
+"""How andon's errors become HTTP answers; the first matching class wins.
+
+``WaitTimeout`` is 504 (the server gave up waiting for the work, which goes on; the
+cancel stays requested), not 408, which means the *client* was too slow to send its
+request and which browsers may silently resend.
+"""
+
+
+def create_app(
+    source: andon.Client | andon.Store,
+    app: andon.App | None = None,
+    *,
+    worker: andon.Worker | None = None,
+    token: str | None = None,
+    allowed_hosts: Collection[str] | None = None,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    stream_keepalive_s: float = 15.0,
+) -> FastAPI:
+    """The REST API, its event stream and the dashboard, as one ASGI app.
+
+    Args:
+        source: a client, or a store to make one on (it is not closed by the app).
+        app: the job kinds that may be submitted (default: the client's app).
+        worker: a worker the app's lifespan starts (if new) and stops, gracefully.
+        token: when set, every ``/api/`` request needs ``Authorization: Bearer <token>``.
+        allowed_hosts: host names the server answers to. Default: loopback names only
+            when there is no token (so a web page cannot reach it by DNS rebinding), any
+            name when there is one.
+        max_body_bytes: larger request bodies get 413.
+        stream_keepalive_s: seconds between keep-alive comments on an idle event stream.
+    """
+    if isinstance(source, andon.Client):
+        client = source if app is None or app is source.app else andon.Client(source.store, app, actor=source.actor)
+    else:
+        client = andon.Client(source, app, actor="http")
+    runtime = Runtime(client, worker=worker, token=token or None, stream_keepalive_s=stream_keepalive_s)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    api = FastAPI(
+        title="andon",
+        version=andon.__version__,
+        summary="Background jobs that really stop when you press Cancel.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    api.state.andon = runtime
+    api.include_router(router)
+    api.include_router(dashboard.router)
+    api.add_exception_handler(andon.AndonError, _andon_error)
+    api.add_exception_handler(RequestValidationError, _invalid_request)
+    api.add_exception_handler(HTTPException, _http_error)
+    if allowed_hosts is None and not token:
+        allowed_hosts = LOOPBACK_HOSTS
+    api.add_middleware(Guard, token=token or None, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes)
+    return api
+
+
+def runtime_of(api: FastAPI) -> Runtime:
+    """The background pieces of an app made by :func:`create_app`."""
+    runtime = api.state.andon
+    if not isinstance(runtime, Runtime):
+        raise andon.ConfigurationError("this app was not made by andon.api.create_app")
+    return runtime
+
+
+def _error(status: int, detail: ErrorDetail, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(ErrorBody(error=detail).model_dump(mode="json", exclude_none=True), status, headers)
+
+
+async def _andon_error(_request: Request, exc: Exception) -> JSONResponse:
+    status, code = next((s, c) for cls, s, c in ERROR_STATUS if isinstance(exc, cls))
+    if status >= 500:
+        log.warning("%s: %s", type(exc).__name__, exc)
+    return _error(
+        status,
+        ErrorDetail(
+            code=code,
+            message=str(exc),
+            state=getattr(exc, "state", None),
+            job_id=getattr(exc, "job_id", None),
+            problems=getattr(exc, "problems", None),
+        ),
+    )
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = [_problem(error) for error in exc.errors()]
+    return _error(422, ErrorDetail(code="invalid_request", message="; ".join(problems), problems=problems))
+
+
+def _problem(error: object) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = "no such endpoint" if exc.status_code == 404 and exc.detail == "Not Found" else str(exc.detail)
+    return _error(exc.status_code, ErrorDetail(code=code, message=message), dict(exc.headers or {}))

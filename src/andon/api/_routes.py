@@ -1,0 +1,247 @@
+"""The REST API's handlers. Each parses its input, calls one :class:`andon.Client`
+operation off the event loop, and formats the answer; errors are mapped in one place
+(``_app._andon_error``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Final, cast
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
+
+import andon
+from andon.api._events import ServerEvent
+from andon.api._runtime import Runtime
+from andon.api._schemas import (
+    BulkCancelBody,
+    BulkCancelOut,
+    CancelBody,
+    ErrorBody,
+    EventOut,
+    EventsOut,
+    FailBody,
+    InfoOut,
+    JobOut,
+    JobPage,
+    JobSummary,
+    KindOut,
+    KindsOut,
+    ResultItemOut,
+    ResultsOut,
+    SubmitBody,
+    WorkerOut,
+)
+
+__all__ = ["router"]
+
+MAX_OFFSET: Final = 2**53
+WAIT_DEFAULT_S: Final = 30.0
+WAIT_MAX_S: Final = 300.0
+DELETE_TIMEOUT_S: Final = 60.0
+
+
+def _runtime(request: Request) -> Runtime:
+    return cast(Runtime, request.app.state.andon)  # app.state is untyped; create_app puts a Runtime there
+
+
+Ctx = Annotated[Runtime, Depends(_runtime)]
+JobId = Annotated[str, Path(max_length=100, description="A job id (a UUIDv7).")]
+WaitTimeoutS = Annotated[
+    float,
+    Query(
+        alias="timeout",
+        gt=0,
+        le=WAIT_MAX_S,
+        description="With wait=true: seconds to wait for the work to stop (504 after).",
+    ),
+]
+
+_ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # Any: OpenAPI response objects
+    code: {"model": ErrorBody, "description": text}
+    for code, text in {
+        401: "A token is needed (Authorization: Bearer ...).",
+        403: "Refused: a state-changing request from another origin.",
+        404: "No job has this id.",
+        409: "The job's state does not allow this; the message and `state` name it.",
+        413: "The request body is too large.",
+        415: "The body must be JSON (Content-Type: application/json).",
+        422: "Unknown kind, or invalid params or query.",
+        503: "The store cannot be reached.",
+        504: "The work did not stop within the wait's timeout (the cancel stays requested).",
+    }.items()
+}
+
+router = APIRouter(prefix="/api/v1", responses=_ERRORS)
+
+
+@router.get("/info", tags=["server"])
+async def info(rt: Ctx) -> InfoOut:
+    """This server: version, database, its embedded worker (if any), whether it needs a token."""
+    worker = rt.worker
+    return InfoOut(
+        version=andon.__version__,
+        database=_redacted(rt.client.store.url),
+        worker=WorkerOut(id=worker.id, concurrency=worker.concurrency, kinds=worker.kinds) if worker else None,
+        auth=rt.auth,
+        server_time=time.time(),
+    )
+
+
+@router.get("/kinds", tags=["kinds"])
+async def kinds(rt: Ctx) -> KindsOut:
+    """The registered job kinds, each with a JSON schema of its params."""
+    return KindsOut(items=[KindOut.of(kind) for kind in rt.kinds])
+
+
+@router.post("/jobs", status_code=201, tags=["jobs"])
+async def submit(body: SubmitBody, rt: Ctx) -> JobOut:
+    """Validate params and queue one job. Leave `timeout_s` out for the kind's default."""
+    timeout = body.timeout_s if "timeout_s" in body.model_fields_set else andon.DEFAULT
+    job = await rt.call(rt.client.submit, body.kind, body.params, timeout=timeout, priority=body.priority)
+    return JobOut.of(job)
+
+
+@router.get("/jobs", tags=["jobs"])
+async def list_jobs(
+    rt: Ctx,
+    status: Annotated[list[andon.JobStatus] | None, Query(description="Only these states (repeat it).")] = None,
+    kind: Annotated[list[str] | None, Query(max_length=100, description="Only these kinds (repeat it).")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: Annotated[str | None, Query(max_length=100, description="`next_cursor` of the page before.")] = None,
+) -> JobPage:
+    """History, newest first, one page at a time. Items are summaries (no params, result or traceback)."""
+    page = await rt.call(rt.client.list_jobs, statuses=status or (), kinds=kind or (), limit=limit, cursor=cursor)
+    return JobPage(items=[JobSummary.of(job) for job in page.items], next_cursor=page.next_cursor)
+
+
+@router.post("/jobs/cancel", tags=["stopping"])
+async def cancel_many(rt: Ctx, body: BulkCancelBody | None = None) -> BulkCancelOut:
+    """Cancel every active job matching all the filters given (every active job if none is)."""
+    body = body or BulkCancelBody()
+    results = await rt.call(
+        rt.client.cancel_many, ids=body.ids, statuses=body.statuses, kinds=body.kinds, message=body.message
+    )
+    ids = [result.job.id for result in results if result.changed]
+    return BulkCancelOut(cancelled=len(ids), ids=ids)
+
+
+@router.get("/jobs/{job_id}", tags=["jobs"])
+async def get_job(job_id: JobId, rt: Ctx) -> JobOut:
+    """One job: params, state, progress, counts, result, error, cancel lifecycle, timestamps."""
+    return JobOut.of(await rt.call(rt.client.get, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel", tags=["stopping"])
+async def cancel(
+    job_id: JobId,
+    rt: Ctx,
+    body: CancelBody | None = None,
+    wait: Annotated[bool, Query(description="Answer once the work has stopped.")] = False,
+    wait_timeout: WaitTimeoutS = WAIT_DEFAULT_S,
+) -> JobOut:
+    """Cancel: a queued job never starts (`cancelled` at once); a running one is `cancelling`
+    until its work stops. Cancelling again answers the current state; a job that already
+    succeeded or failed is a 409. With `wait=true`, answers once the job is terminal."""
+    message = body.message if body else None
+    if wait:
+        result = await rt.wait(rt.client.cancel, job_id, message=message, wait=True, timeout=wait_timeout)
+    else:
+        result = await rt.call(rt.client.cancel, job_id, message=message)
+    return JobOut.of(result.job)
+
+
+@router.post("/jobs/{job_id}/fail", tags=["stopping"])
+async def fail(job_id: JobId, rt: Ctx, body: FailBody | None = None) -> JobOut:
+    """Force-fail: stop the work and record the job `failed` (cancel reason `forced`).
+    It counts as a failure: the kind's retry policy applies unless `retry` is false."""
+    retry, message = (body.retry, body.message) if body else (True, None)
+    result = await rt.call(rt.client.fail, job_id, retry=retry, message=message)
+    return JobOut.of(result.job)
+
+
+@router.post("/jobs/{job_id}/retry", status_code=201, tags=["jobs"])
+async def retry(job_id: JobId, rt: Ctx) -> JobOut:
+    """Queue a new job with the kind and params of a failed or cancelled one (`retry_of` points back)."""
+    return JobOut.of(await rt.call(rt.client.retry, job_id))
+
+
+@router.delete("/jobs/{job_id}", status_code=204, tags=["jobs"])
+async def delete(job_id: JobId, rt: Ctx) -> Response:
+    """Cancel the job if it is active, wait until its work stopped, and delete it with its
+    history and results."""
+    await rt.wait(rt.client.delete, job_id, timeout=DELETE_TIMEOUT_S)
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}/results", tags=["jobs"])
+async def results(
+    job_id: JobId,
+    rt: Ctx,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ResultsOut:
+    """The items the job emitted, in order; readable while it runs and after a cancel."""
+    job, items = await rt.call(_results, rt.client, job_id, offset, limit)
+    return ResultsOut(
+        items=[ResultItemOut.of(item) for item in items],
+        count=job.items_count,
+        offset=offset,
+        status=job.status,
+        cancelled=job.status is andon.JobStatus.CANCELLED,
+        complete=job.is_terminal,
+    )
+
+
+def _results(client: andon.Client, job_id: str, offset: int, limit: int) -> tuple[andon.Job, list[andon.ResultItem]]:
+    # Items first: the job read after them has a count at least as large as what was read.
+    items = client.results(job_id, offset, limit)
+    return client.get(job_id), items
+
+
+@router.get("/jobs/{job_id}/events", tags=["jobs"])
+async def events(job_id: JobId, rt: Ctx) -> EventsOut:
+    """The job's history, oldest first: every transition and cancel request, with actor and reason."""
+    return EventsOut(items=[EventOut.of(event) for event in await rt.call(rt.client.events, job_id)])
+
+
+@router.get(
+    "/stream",
+    tags=["events"],
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
+)
+async def stream(rt: Ctx) -> StreamingResponse:
+    """Server-Sent Events: `hello` first, then `job.created`, `job.status`, `job.progress`,
+    `job.items` and `job.deleted`, each with `{"type", "id", "job"}` (the job's summary);
+    `resync` when this client fell behind (fetch the state again). Fetch the state you show
+    after `hello`: every change after that is in the stream."""
+    keepalive = rt.stream_keepalive_s
+
+    async def body() -> AsyncIterator[bytes]:
+        # Subscribed here, not in the handler, so a response that is never sent holds nothing.
+        subscription = rt.broadcaster.subscribe()
+        try:
+            hello = ServerEvent.of(rt.broadcaster.last_id, "hello", '{"type":"hello"}')
+            yield b"retry: 2000\n\n" + hello.data
+            while (event := await subscription.next(keepalive)) is not None:
+                yield event.data
+        finally:
+            rt.broadcaster.unsubscribe(subscription)
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+def _redacted(url: str) -> str:
+    """The database URL without a password (``scheme://user:***@host/...``)."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}{slash}{path}"

@@ -1,0 +1,380 @@
+"""Request and response bodies of the REST API (Pydantic v2), and their conversion from andon's records.
+
+Names and values here are part of the wire contract: timestamps are unix seconds, states
+and reasons are the lower-case values of :class:`andon.JobStatus`, :class:`andon.CancelReason`
+and :class:`andon.StopMethod`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
+
+import andon
+
+__all__ = [
+    "BulkCancelBody",
+    "BulkCancelOut",
+    "CancelBody",
+    "ErrorBody",
+    "ErrorDetail",
+    "EventsOut",
+    "FailBody",
+    "InfoOut",
+    "JobOut",
+    "JobPage",
+    "JobSummary",
+    "KindOut",
+    "KindsOut",
+    "ResultItemOut",
+    "ResultsOut",
+    "SubmitBody",
+    "check_json",
+]
+
+MAX_JSON_DEPTH: Final = 32
+MAX_TEXT_CHARS: Final = 2000
+MAX_BULK_IDS: Final = 1000
+
+
+def check_json(value: Any) -> Any:  # Any: a JSON value
+    """Refuse what parses as JSON here but cannot be sent back as JSON, or stored, everywhere.
+
+    Python's JSON reader accepts ``NaN`` and ``Infinity``, strings with lone surrogates
+    (``"\\ud800"``) and nesting deep enough to overflow a recursive encoder later. Walks the
+    value without recursion, so the check itself cannot overflow.
+
+    Raises:
+        ValueError: the value contains one of those (pydantic turns it into a 422).
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]  # Any: JSON values
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and Infinity are not JSON numbers")
+        if isinstance(item, str):
+            _check_text(item)
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                _check_text(key)
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return value
+
+
+def _check_text(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must be valid Unicode (no lone surrogates)") from None
+    return text
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]  # Any: JSON values
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_check_text)]
+Name = Annotated[str, Field(max_length=200), AfterValidator(_check_text)]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+# -- requests -----------------------------------------------------------------------
+
+
+class SubmitBody(BaseModel):
+    """``POST /api/v1/jobs``. Leave ``timeout_s`` out for the kind's default; ``null`` means no timeout."""
+
+    model_config = _STRICT
+
+    kind: Name
+    params: JsonObject = Field(default_factory=dict)
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+
+
+class CancelBody(BaseModel):
+    """``POST /api/v1/jobs/{id}/cancel``: why, in words (kept as the cancel's ``message``;
+    the cancel's ``reason`` code is ``user``). ``reason`` and ``message`` are the same field."""
+
+    model_config = _STRICT
+
+    message: Text | None = Field(default=None, validation_alias=AliasChoices("message", "reason"))
+
+
+class FailBody(BaseModel):
+    """``POST /api/v1/jobs/{id}/fail``: ``retry=false`` skips the kind's retry policy."""
+
+    model_config = _STRICT
+
+    message: Text | None = Field(default=None, validation_alias=AliasChoices("message", "reason"))
+    retry: bool = True
+
+
+class BulkCancelBody(BaseModel):
+    """``POST /api/v1/jobs/cancel``: every active job matching all the given filters (all active jobs if none)."""
+
+    model_config = _STRICT
+
+    ids: list[Name] = Field(default_factory=list, max_length=MAX_BULK_IDS)
+    status: list[andon.JobStatus] | andon.JobStatus = Field(default_factory=list)
+    kind: list[Name] | Name = Field(default_factory=list, max_length=100)
+    message: Text | None = Field(default=None, validation_alias=AliasChoices("message", "reason"))
+
+    @property
+    def statuses(self) -> list[andon.JobStatus]:
+        return [self.status] if isinstance(self.status, andon.JobStatus) else self.status
+
+    @property
+    def kinds(self) -> list[str]:
+        return [self.kind] if isinstance(self.kind, str) else self.kind
+
+
+# -- responses ----------------------------------------------------------------------
+
+
+class ProgressOut(BaseModel):
+    done: float | None
+    total: float | None
+    message: str | None
+
+
+class ErrorSummary(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorOut(ErrorSummary):
+    traceback: str | None
+
+
+class CancelOut(BaseModel):
+    """The life of the job's cancel: requested (who, why), acknowledged by the work, stopped (how)."""
+
+    requested_at: float
+    reason: andon.CancelReason
+    by: str | None
+    message: str | None
+    retry: bool
+    acknowledged_at: float | None
+    stopped_at: float | None
+    stop_method: andon.StopMethod | None
+    stop_seconds: float | None
+
+    @classmethod
+    def of(cls, cancel: andon.CancelInfo) -> CancelOut:
+        return cls(
+            requested_at=cancel.requested_at,
+            reason=cancel.reason,
+            by=cancel.by,
+            message=cancel.message,
+            retry=cancel.retry,
+            acknowledged_at=cancel.acknowledged_at,
+            stopped_at=cancel.stopped_at,
+            stop_method=cancel.stop_method,
+            stop_seconds=cancel.stop_seconds,
+        )
+
+
+class JobSummary(BaseModel):
+    """A job without its params, result and traceback: what listings and the event stream carry."""
+
+    id: str
+    kind: str
+    status: andon.JobStatus
+    is_terminal: bool
+    attempt: int
+    max_attempts: int
+    failures: int
+    priority: int
+    timeout_s: float | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    duration_s: float | None
+    worker_id: str | None
+    progress: ProgressOut | None
+    items_count: int
+    error: ErrorSummary | None
+    cancel: CancelOut | None
+    retry_of: str | None
+
+    @classmethod
+    def of(cls, job: andon.Job) -> JobSummary:
+        return cls(**_summary_fields(job))
+
+
+class JobOut(JobSummary):
+    """One job, everything about it."""
+
+    params: dict[str, Any]  # Any: JSON values
+    result: Any  # Any: the handler's JSON return value
+    error: ErrorOut | None
+
+    @classmethod
+    def of(cls, job: andon.Job) -> JobOut:
+        fields = _summary_fields(job)
+        if job.error is not None:
+            fields["error"] = ErrorOut(type=job.error.type, message=job.error.message, traceback=job.error.traceback)
+        return cls(**fields, params=job.params, result=job.result)
+
+
+def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of mixed types
+    has_progress = job.progress_done is not None or job.progress_total is not None or job.progress_message
+    duration = None
+    if job.started_at is not None and job.finished_at is not None:
+        duration = max(0.0, job.finished_at - job.started_at)
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "is_terminal": job.is_terminal,
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "failures": job.failures,
+        "priority": job.priority,
+        "timeout_s": job.timeout_s,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "duration_s": duration,
+        "worker_id": job.worker_id,
+        "progress": ProgressOut(done=job.progress_done, total=job.progress_total, message=job.progress_message)
+        if has_progress
+        else None,
+        "items_count": job.items_count,
+        "error": ErrorSummary(type=job.error.type, message=job.error.message) if job.error else None,
+        "cancel": CancelOut.of(job.cancel) if job.cancel else None,
+        "retry_of": job.retry_of,
+    }
+
+
+class JobPage(BaseModel):
+    """One page of history, newest first; pass ``next_cursor`` as ``cursor`` for the next one."""
+
+    items: list[JobSummary]
+    next_cursor: str | None
+
+
+class KindOut(BaseModel):
+    kind: str
+    description: str
+    isolation: andon.Isolation
+    timeout_s: float | None
+    grace_s: float
+    max_attempts: int
+    params_schema: dict[str, Any]  # Any: a JSON schema document
+
+    @classmethod
+    def of(cls, kind: andon.JobKind) -> KindOut:
+        return cls(
+            kind=kind.kind,
+            description=kind.description,
+            isolation=kind.isolation,
+            timeout_s=kind.timeout_s,
+            grace_s=kind.grace_s,
+            max_attempts=kind.retry.max_attempts,
+            params_schema=kind.params_schema(),
+        )
+
+
+class KindsOut(BaseModel):
+    items: list[KindOut]
+
+
+class EventOut(BaseModel):
+    seq: int
+    at: float
+    type: str
+    from_status: andon.JobStatus | None
+    to_status: andon.JobStatus | None
+    actor: str | None
+    reason: str | None
+    message: str | None
+    attempt: int
+
+    @classmethod
+    def of(cls, event: andon.JobEvent) -> EventOut:
+        return cls(
+            seq=event.seq,
+            at=event.at,
+            type=event.type,
+            from_status=event.from_status,
+            to_status=event.to_status,
+            actor=event.actor,
+            reason=event.reason,
+            message=event.message,
+            attempt=event.attempt,
+        )
+
+
+class EventsOut(BaseModel):
+    items: list[EventOut]
+
+
+class ResultItemOut(BaseModel):
+    seq: int
+    attempt: int
+    at: float
+    data: Any  # Any: the JSON value the handler emitted
+
+    @classmethod
+    def of(cls, item: andon.ResultItem) -> ResultItemOut:
+        return cls(seq=item.seq, attempt=item.attempt, at=item.at, data=item.data)
+
+
+class ResultsOut(BaseModel):
+    """A page of a job's result items.
+
+    ``count`` is how many items the job has in all. ``complete`` is true once the job is
+    in a terminal state, so no item will be added. ``cancelled`` is true when it was
+    cancelled: the items are what the work produced before it stopped.
+    """
+
+    items: list[ResultItemOut]
+    count: int
+    offset: int
+    status: andon.JobStatus
+    cancelled: bool
+    complete: bool
+
+
+class BulkCancelOut(BaseModel):
+    """How many jobs this request cancelled (withdrawn, or now ``cancelling``), and which."""
+
+    cancelled: int
+    ids: list[str]
+
+
+class WorkerOut(BaseModel):
+    id: str
+    concurrency: int
+    kinds: list[str]
+
+
+class InfoOut(BaseModel):
+    version: str
+    database: str
+    worker: WorkerOut | None
+    """The worker this server runs, if any (jobs may also run on workers elsewhere)."""
+    auth: bool
+    server_time: float
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    state: str | None = None
+    """The job's state, for conflicts (409) and timeouts (504)."""
+    job_id: str | None = None
+    problems: list[str] | None = None
+    """What is wrong with the input, one line per problem (422)."""
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: ``{"error": {"code", "message", ...}}``."""
+
+    error: ErrorDetail

@@ -1,0 +1,112 @@
+"""Running ``andon serve`` as a real process on a free loopback port, for the tests that need
+a real HTTP server (a browser, signals, exit codes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Served", "free_port", "serve"]
+
+START_S = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Served:
+    """One ``andon serve`` process; its output goes to a log file (never a full pipe)."""
+
+    def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path, token: str | None) -> None:
+        self.process = process
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self.token = token
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:  # Any: decoded JSON
+        """One API call; returns the status and the decoded JSON body (``None`` if empty)."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"content-type": "application/json"} if data is not None else {}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as error:
+            raw = error.read()
+            return error.code, json.loads(raw) if raw else None
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"andon serve exited with {self.process.returncode}:\n{self.output()}")
+            try:
+                status, _ = self.request("GET", "/api/v1/info")
+            except OSError:
+                time.sleep(0.05)
+                continue
+            if status in (200, 401):
+                return
+        raise AssertionError(f"andon serve did not answer within {START_S:g} s:\n{self.output()}")
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        """Send ``signum`` and wait for the process to exit; returns its exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(5)
+            raise AssertionError(f"andon serve did not stop within {timeout:g} s:\n{self.output()}") from None
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+
+
+def serve(folder: Path, *args: str, token: str | None = None) -> Served:
+    """Start ``andon serve ARGS`` on a free port and wait until it answers."""
+    port = free_port()
+    log = folder / f"serve-{port}.log"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("ANDON_TOKEN", None)
+    if token:
+        env["ANDON_TOKEN"] = token
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "andon.cli", "serve", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=folder,
+        )
+    served = Served(process, port, log, token)
+    try:
+        served.wait_ready()
+    except BaseException:
+        served.kill()
+        raise
+    return served

@@ -1,0 +1,121 @@
+"""``andon serve`` as a real process: the loopback rule, seeding example jobs, the embedded
+worker, ``--no-worker``, and a graceful stop on SIGTERM/SIGINT with a dashboard connected."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import andon
+from andon.cli import cli
+from andon.cli._http import is_loopback
+from tests import support
+from tests.acceptance.serving import Served, serve
+
+pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
+
+WAIT_S = 15.0
+Start = Callable[..., Served]
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Start]:
+    started: list[Served] = []
+
+    def start_one(*args: str, token: str | None = None) -> Served:
+        served = serve(tmp_path, *args, token=token)
+        started.append(served)
+        return served
+
+    yield start_one
+    for served in started:
+        served.kill()
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("127.0.0.2", True), ("0.0.0.0", False), ("::", False)],
+)
+def test_loopback_hosts(host: str, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+def test_a_host_other_machines_can_reach_needs_a_token(db_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--db", f"sqlite:///{db_path}"], env={})
+    assert result.exit_code == 1
+    assert "needs a token" in result.stderr
+    assert "ANDON_TOKEN" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_a_port_in_use_is_one_error_line_and_exit_1(db_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = CliRunner().invoke(cli, ["serve", "--port", port, "--db", f"sqlite:///{db_path}", "--no-demo-jobs"])
+    assert result.exit_code == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_serve_seeds_example_jobs_runs_them_and_stops_gracefully_on_sigterm(start: Start, db_path: Path) -> None:
+    served = start("--db", f"sqlite:///{db_path}", "--shutdown-grace", "0.2")
+    status, page = served.request("GET", "/api/v1/jobs")
+    assert status == 200
+    kinds = sorted(job["kind"] for job in page["items"])
+    assert kinds == ["count", "count", "count", "count", "fail", "sleeper"]
+
+    with andon.connect(f"sqlite:///{db_path}") as client:
+        long_count = next(job.id for job in client.list_jobs().items if job.params.get("n") == 120)
+        support.wait_until(lambda: client.get(long_count).status is andon.JobStatus.RUNNING, WAIT_S, "a running job")
+        support.wait_until(
+            lambda: {j.status for j in client.list_jobs().items} >= {andon.JobStatus.SUCCEEDED, andon.JobStatus.FAILED},
+            WAIT_S,
+            "jobs in every state",
+        )
+
+        # An open event stream (a dashboard) must not hold the shutdown up.
+        with urllib.request.urlopen(f"{served.base_url}/api/v1/stream", timeout=10) as stream:
+            assert b"event: hello" in b"".join(stream.readline() for _ in range(5))
+            started = time.monotonic()
+            assert served.stop(signal.SIGTERM) == 0
+            assert time.monotonic() - started < 5
+            assert stream.read() is not None  # the server ended the stream; this returns
+        requeued = client.get(long_count)
+        assert requeued.status is andon.JobStatus.QUEUED
+        assert client.events(long_count)[-1].reason == "shutdown"
+    output = served.output()
+    assert "queued 6 example jobs" in output
+    assert "SIGTERM: stopping; running jobs get 0.2 s" in output
+    assert "Traceback" not in output
+
+
+def test_serve_with_no_worker_leaves_jobs_queued_and_seeds_nothing_by_flag(start: Start, db_path: Path) -> None:
+    served = start("--db", f"sqlite:///{db_path}", "--no-worker", "--no-demo-jobs")
+    status, info = served.request("GET", "/api/v1/info")
+    assert (status, info["worker"]) == (200, None)
+    assert served.request("GET", "/api/v1/jobs")[1]["items"] == []
+    status, job = served.request("POST", "/api/v1/jobs", {"kind": "count", "params": {"n": 1}})
+    assert status == 201
+    time.sleep(0.3)
+    assert served.request("GET", f"/api/v1/jobs/{job['id']}")[1]["status"] == "queued"
+    assert served.stop(signal.SIGINT) == 0
+    assert "Traceback" not in served.output()
+
+
+def test_serve_with_a_token_demands_it(start: Start, db_path: Path) -> None:
+    served = start("--db", f"sqlite:///{db_path}", "--no-demo-jobs", token="a-long-test-token")
+    assert served.request("GET", "/api/v1/jobs")[0] == 200  # the helper sends the token
+    served.token = "wrong"
+    status, body = served.request("GET", "/api/v1/jobs")
+    assert status == 401
+    assert body["error"]["code"] == "unauthorized"
+    assert "token required" in served.output()
