@@ -21,8 +21,11 @@ from rich.text import Text
 
 import andon
 from andon.cli import _format as fmt
+from andon.cli._db import db_cli
 from andon.cli._demo import run_demo
+from andon.cli._http import ServeOptions, run_server
 from andon.cli._input import load_app, parse_params, split_list
+from andon.cli._sample import sample_data
 from andon.cli._serve import serve
 
 __all__ = ["cli", "main"]
@@ -125,6 +128,9 @@ def worker(
     kinds: Annotated[
         str | None, typer.Option("--kinds", metavar="K1,K2", help="Only claim these kinds. (default: all)")
     ] = None,
+    upgrade_db: Annotated[
+        bool, typer.Option("--upgrade-db", help="Create or upgrade the database schema first (as `andon db upgrade`).")
+    ] = False,
     log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
     db: DbOption = None,
     app_ref: AppOption = DEFAULT_APP,
@@ -139,16 +145,76 @@ def worker(
     only = split_list(kinds)
     if only == []:
         raise typer.BadParameter("name at least one kind, or leave --kinds out to run all", param_hint="'--kinds'")
+    if upgrade_db:
+        andon.upgrade_database(db)
     store = andon.open_store(db)
     try:
         runner = andon.Worker(app, store, concurrency=concurrency, shutdown_grace_s=shutdown_grace, kinds=only)
         banner = Text("andon worker ", style="bold")
-        banner.append(f"{runner.id}  db {andon.database_url(db)}  kinds {', '.join(runner.kinds)}")
+        banner.append(f"{runner.id}  db {store.url}  kinds {', '.join(runner.kinds)}")
         banner.append(f"  concurrency {concurrency}", style="dim")
         console.print(banner, soft_wrap=True)
         serve(runner)
     finally:
         store.close()
+
+
+@cli.command("serve")
+def serve_http(
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on; anything but loopback needs a token.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535)] = 8000,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="ANDON_TOKEN",
+            show_default=False,
+            help="API requests must send 'Authorization: Bearer TOKEN'. Prefer $ANDON_TOKEN (not shown by ps).",
+        ),
+    ] = None,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Serve the API only; jobs run on `andon worker`s elsewhere.")
+    ] = False,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Jobs the worker runs at once.")] = 4,
+    shutdown_grace: Annotated[
+        float,
+        typer.Option("--shutdown-grace", min=0, metavar="SECONDS", help="On Ctrl-C, how long running jobs may go on."),
+    ] = 10.0,
+    demo_jobs: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo-jobs/--no-demo-jobs",
+            show_default=False,
+            help="Queue a few example jobs at start. (default: if the database is empty and the app is the example)",
+        ),
+    ] = None,
+    access_log: Annotated[bool, typer.Option("--access-log", help="Log every HTTP request.")] = False,
+    upgrade_db: Annotated[
+        bool, typer.Option("--upgrade-db", help="Create or upgrade the database schema first (as `andon db upgrade`).")
+    ] = False,
+    log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
+    db: DbOption = None,
+    app_ref: AppOption = DEFAULT_APP,
+) -> None:
+    """The main command: the dashboard and the REST API at http://HOST:PORT, with a worker."""
+    if upgrade_db:
+        andon.upgrade_database(db)
+    options = ServeOptions(
+        app=load_app(app_ref),
+        db=db,
+        host=host,
+        port=port,
+        token=token or None,
+        worker=not no_worker,
+        concurrency=concurrency,
+        shutdown_grace_s=shutdown_grace,
+        demo_jobs=demo_jobs,
+        log_level=log_level.value,
+        access_log=access_log,
+    )
+    run_server(options, console)
 
 
 @cli.command()
@@ -413,6 +479,10 @@ def demo(
 ) -> None:
     """A short show of cancels on a temporary database (a few seconds)."""
     run_demo(console, keep=keep)
+
+
+cli.command("sample-data")(sample_data)
+cli.add_typer(db_cli, name="db")
 
 
 def main() -> None:

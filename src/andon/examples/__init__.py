@@ -1,6 +1,8 @@
 """The built-in example app: kinds used by ``andon demo``, the tests and the benchmarks.
 
-Each handler is written the way we recommend users write theirs.
+Each handler is written the way we recommend users write theirs. The small kinds are
+here; the real workloads have a module each: ``scan`` (ffprobe per media file), ``papers``
+(a PDF pipeline), ``crawl`` (a headless browser), ``extract`` (a language model over rows).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import time
 
 from andon import App, Context
 
-__all__ = ["app"]
+__all__ = ["app", "create_sample_data"]
 
 app = App(default_grace=2.0)
 
@@ -51,3 +53,8 @@ def sleeper(ctx: Context, seconds: float = 30.0) -> dict[str, int]:
     """Run `sleep` as a child process; a cancel stops the child's whole process group at once."""
     completed = ctx.run(["sleep", str(seconds)])
     return {"returncode": completed.returncode}
+
+
+# Last, because these modules register their kinds on `app` above.
+from andon.examples import _crawl, _extract, _papers, _scan  # noqa: E402, F401
+from andon.examples._sample_data import create_sample_data  # noqa: E402

@@ -1,0 +1,137 @@
+"""``crawl``: a breadth-first crawl of one site with a real headless browser.
+
+Playwright (sync API) drives Debian's Chromium in a profile folder of the job's own
+(``--user-data-dir``), so the job's browser processes are easy to tell from any other.
+
+Why ``isolation="process"``: Chromium is started by Playwright's driver (a Node.js
+process), not by ``ctx.popen``, so andon's child-process tracking does not see it. In a
+process of its own, the handler and the driver share the job's process group, which andon
+kills when the job ends, whichever way it ends; Chromium (which Playwright starts in a
+session of its own) exits as soon as the driver's pipe to it closes. So the browser is gone
+on every exit path, even when the driver hangs.
+
+What a cancel does: the crawl loop checks between pages, so the page being loaded finishes
+(or times out after ``page_timeout_s``) and then the handler raises ``andon.Cancelled``;
+the cleanups close the browser, stop the driver and remove the profile folder. A page that
+takes longer than the kind's ``grace`` to load gets the process SIGTERM'd instead, which
+ends it the same way. Pages crawled before are kept as items.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+import urllib.parse
+from typing import TYPE_CHECKING, Annotated, Any, Final
+
+from pydantic import Field
+
+from andon import ConfigurationError, Context
+from andon.examples import app
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "crawl"]
+
+CHROMIUM: Final = "/usr/bin/chromium"
+"""Debian's Chromium (apt-get install chromium); Playwright's own browser downloads are not used."""
+
+CHROMIUM_ARGS: Final = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+MAX_LINKS_PER_ITEM: Final = 500
+
+
+@app.job("crawl", isolation="process", timeout=45 * 60, grace=2.0)
+def crawl(
+    ctx: Context,
+    start_url: str,
+    max_pages: Annotated[int, Field(ge=1, le=100_000)] = 50,
+    max_depth: Annotated[int, Field(ge=0, le=1000)] = 3,
+    page_timeout_s: Annotated[float, Field(gt=0)] = 30.0,
+) -> dict[str, Any]:  # Any: a JSON summary
+    """Crawl a site breadth-first from start_url (same origin only) in headless Chromium; one item per page."""
+    from playwright.sync_api import sync_playwright
+
+    start = _normalised(start_url)
+    origin = _origin(start)
+    if not os.access(CHROMIUM, os.X_OK):
+        raise ConfigurationError(f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium)")
+    # Cleanups run in reverse order: close the browser, stop the driver, then remove the
+    # profile folder (Chromium writes to it until it exits). The job id in the folder's
+    # name lets anyone find this job's browser processes by their command line.
+    profile = ctx.enter(tempfile.TemporaryDirectory(prefix=f"andon-crawl-{ctx.job_id}-", ignore_cleanup_errors=True))
+    playwright = ctx.enter(sync_playwright())
+    browser = playwright.chromium.launch_persistent_context(
+        profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+    )
+    ctx.on_cleanup(browser.close)
+    page = browser.new_page()
+    page.set_default_timeout(page_timeout_s * 1000)
+
+    queue = collections.deque([(start, 0)])
+    seen = {start}
+    crawled = 0
+    while queue and crawled < max_pages:
+        # The checkpoint: a sync Playwright call cannot be interrupted from here, so a
+        # cancel is seen between two pages (a stuck page is the grace period's business).
+        ctx.check()
+        url, depth = queue.popleft()
+        item = _visit(page, url, depth)
+        ctx.emit(item)
+        crawled += 1
+        ctx.progress(crawled, min(max_pages, crawled + len(queue)), url)
+        if depth < max_depth:
+            for link in item["links"]:
+                if link not in seen and _origin(link) == origin:
+                    seen.add(link)
+                    queue.append((link, depth + 1))
+    return {"start_url": start, "pages": crawled, "not_crawled": len(queue)}
+
+
+def _visit(page: Page, url: str, depth: int) -> dict[str, Any]:  # Any: a JSON item
+    """``{url, depth, title, status, links}`` of one page; a page that fails to load gets ``error``."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    try:
+        response = page.goto(url, wait_until="load")
+        hrefs: list[str] = page.eval_on_selector_all("a[href]", "anchors => anchors.map(a => a.href)")
+        title = page.title()
+    except PlaywrightError as exc:
+        return {"url": url, "depth": depth, "title": None, "status": None, "links": [], "error": exc.message}
+    links = list(dict.fromkeys(link for link in map(_normalised_or_none, hrefs) if link))
+    return {
+        "url": url,
+        "depth": depth,
+        "title": title,
+        "status": response.status if response is not None else None,
+        "links": links[:MAX_LINKS_PER_ITEM],
+    }
+
+
+def _normalised(url: str) -> str:
+    """``url`` without its fragment. Raises ``ValueError`` unless it is an http(s) URL."""
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"not an http(s) URL: {url!r}")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path or "/", parts.query, ""))
+
+
+def _normalised_or_none(url: str) -> str | None:
+    try:
+        return _normalised(url)
+    except ValueError:
+        return None  # mailto:, javascript: and the like: not pages to crawl
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
