@@ -506,7 +506,9 @@ def test_the_stream_sends_created_status_progress_and_items_events(http: TestCli
     submitted: list[str] = []
 
     def start() -> None:
-        submitted.append(submit(http, "count", n=3, interval_s=0.05)["id"])
+        # Long enough to span several snapshots: the stream coalesces what happens between
+        # two of them, so a job over in ~150 ms could legitimately show no progress event.
+        submitted.append(submit(http, "count", n=8, interval_s=0.1)["id"])
 
     def finished(events: list[tuple[str, Json]]) -> bool:
         return any(n == "job.status" and d["job"]["status"] == "succeeded" for n, d in events)
@@ -522,7 +524,7 @@ def test_the_stream_sends_created_status_progress_and_items_events(http: TestCli
         assert "params" not in data["job"]
     progress = [d["job"]["progress"]["done"] for n, d in ours if n == "job.progress"]
     assert progress == sorted(progress)
-    assert ours[-1][1]["job"]["items_count"] == 3
+    assert ours[-1][1]["job"]["items_count"] == 8
 
 
 def test_the_stream_reports_cancel_and_delete(http: TestClient) -> None:
