@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import platform
 import random
@@ -41,7 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _report
 import andon
+from _report import summary, table
 from andon.examples import app
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "cancel_latency.json"
@@ -72,35 +73,11 @@ class Series:
     samples: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:  # Any: JSON values
-        return {
-            "label": self.label,
-            "runs": len(self.samples),
-            "p50_ms": _ms(percentile(self.samples, 50)),
-            "p99_ms": _ms(percentile(self.samples, 99)),
-            "max_ms": _ms(max(self.samples)) if self.samples else None,
-            "samples_ms": [_ms(s) for s in self.samples],
-        }
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile (p in 0..100); ``None`` for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000, 3)
+        return summary(self.label, self.samples)
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_BOUND_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise SystemExit(f"gave up after {timeout:g} s waiting for {what}")
-        time.sleep(POLL_S)
+    _report.wait_for(condition, what, timeout, POLL_S)
 
 
 def has_items(client: andon.Client, job_id: str) -> Callable[[], bool]:
@@ -216,20 +193,13 @@ def bench_spin(db: Path, runs: int, series: dict[str, Series]) -> dict[str, int]
 # -- report ----------------------------------------------------------------------------------
 
 
-def table(series: dict[str, Series]) -> str:
+def series_table(series: dict[str, Series]) -> str:
     rows: list[list[str]] = [["measurement", "runs", "p50", "p99", "max"]]
     for item in series.values():
-        summary = item.summary()
-        figures = [summary[key] for key in ("p50_ms", "p99_ms", "max_ms")]
-        rows.append([item.label, str(summary["runs"]), *(f"{v:.1f} ms" if v is not None else "-" for v in figures)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join(cells))
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
+        figures = item.summary()
+        values = [figures[key] for key in ("p50_ms", "p99_ms", "max_ms")]
+        rows.append([item.label, str(figures["runs"]), *(f"{v:.1f} ms" if v is not None else "-" for v in values)])
+    return table(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -275,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("(one warm-up run per section not counted; negative 'last item': no item came after the cancel call)")
     print()
-    print(table(series))
+    print(series_table(series))
     print()
     print("stop methods: " + "; ".join(f"({k}) {v}" for k, v in methods.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import platform
 import random
@@ -43,13 +42,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
+import _report
 import andon
+from _report import summary, table
 from andon._storage._postgres import PostgresStore
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "out" / "postgres.json"
@@ -77,34 +77,8 @@ def noop(ctx: andon.Context) -> None:
 # -- helpers ----------------------------------------------------------------------------
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile (p in 0..100); ``None`` for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
-def summary(label: str, samples: list[float]) -> dict[str, Any]:  # Any: JSON values
-    def ms(seconds: float | None) -> float | None:
-        return None if seconds is None else round(seconds * 1000, 3)
-
-    return {
-        "label": label,
-        "runs": len(samples),
-        "p50_ms": ms(percentile(samples, 50)),
-        "p99_ms": ms(percentile(samples, 99)),
-        "max_ms": ms(max(samples)) if samples else None,
-        "samples_ms": [ms(s) for s in samples],
-    }
-
-
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT_BOUND_S, poll: float = POLL_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise SystemExit(f"gave up after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
+    _report.wait_for(condition, what, timeout, poll)
 
 
 def with_schema(url: str, schema: str) -> str:
@@ -286,17 +260,6 @@ def bench_claims_at_scale(server: str, history: int, queued: int, claims: int) -
 
 
 # -- report ------------------------------------------------------------------------------------
-
-
-def table(rows: list[list[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for index, row in enumerate(rows):
-        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        lines.append("  ".join(cells))
-        if index == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
