@@ -5,6 +5,7 @@ The public API. Everything else in the package is private and may change.
 
 from __future__ import annotations
 
+from andon._access import IssuedToken, Principal, Role, TokenRecord
 from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
 from andon._client import Client, connect
 from andon._clock import Clock, ManualClock, SystemClock
@@ -17,6 +18,9 @@ from andon._errors import (
     JobFinished,
     JobNotFound,
     LifecycleError,
+    NotAllowed,
+    ParamsTooLarge,
+    ResultTooLarge,
     StorageError,
     StorageUnavailable,
     UnknownKind,
@@ -32,7 +36,7 @@ from andon._jobs import (
     JobStatus,
     ResultItem,
 )
-from andon._registry import DEFAULT, App, Isolation, JobKind, Retry
+from andon._registry import DEFAULT, App, Isolation, JobKind, Limits, Retry
 from andon._storage import (
     CancelResult,
     JobFilter,
@@ -68,6 +72,7 @@ __all__ = [
     "InvalidParams",
     "InvalidTransition",
     "Isolation",
+    "IssuedToken",
     "Job",
     "JobEvent",
     "JobFilter",
@@ -77,10 +82,16 @@ __all__ = [
     "JobStatus",
     "KindStats",
     "LifecycleError",
+    "Limits",
     "ManualClock",
+    "NotAllowed",
     "Page",
+    "ParamsTooLarge",
+    "Principal",
     "ResultItem",
+    "ResultTooLarge",
     "Retry",
+    "Role",
     "SchemaUpgrade",
     "SqliteStore",
     "StopMethod",
@@ -88,6 +99,7 @@ __all__ = [
     "StorageUnavailable",
     "Store",
     "SystemClock",
+    "TokenRecord",
     "UnknownKind",
     "UsageError",
     "WaitTimeout",

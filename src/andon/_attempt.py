@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any, final
 
 from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
-from andon._context import Context
+from andon._context import Context, encode_output
 from andon._jobs import ErrorInfo, Job, Outcome, OutcomeKind
 from andon._registry import JobKind
+from andon._sizes import MAX_RESULT_BYTES
 from andon._storage import ProgressUpdate
 
 __all__ = [
@@ -144,6 +145,17 @@ def ended_now(outcome: Outcome) -> Outcome:
 
 
 def succeeded(result: Any) -> Outcome:  # Any: the handler's JSON result
+    """The handler returned ``result``; a failure instead if the store could not keep it.
+
+    A result that is not JSON (a set, NaN) or takes more than ``MAX_RESULT_BYTES`` fails
+    the job with a message saying so, and nothing of it is stored: left to the store, it
+    would break the final write (the job stuck ``running``) or every later read of it.
+    """
+    try:
+        encode_output(result, "the job's result", MAX_RESULT_BYTES)
+    except (TypeError, ValueError, RecursionError) as exc:  # ResultTooLarge is a ValueError
+        error = ErrorInfo(type(exc).__qualname__, str(exc) or repr(exc), None)
+        return Outcome(OutcomeKind.FAILED, error=error, stopped_at=time.time())
     return Outcome(OutcomeKind.SUCCEEDED, result=result, stopped_at=time.time())
 
 

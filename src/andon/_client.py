@@ -7,8 +7,18 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, final
 
+from andon._access import IssuedToken, Principal, Role, TokenRecord, check_token_name, hash_token, new_token
 from andon._cancel import CancelReason
-from andon._errors import ConfigurationError, InvalidParams, InvalidTransition, JobFinished, JobNotFound, WaitTimeout
+from andon._errors import (
+    ConfigurationError,
+    InvalidParams,
+    InvalidTransition,
+    JobFinished,
+    JobNotFound,
+    NotAllowed,
+    UsageError,
+    WaitTimeout,
+)
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import Job, JobEvent, JobStatus, ResultItem
 from andon._registry import DEFAULT, App, _Default
@@ -16,6 +26,8 @@ from andon._storage import CancelResult, Change, JobFilter, KindStats, NewJob, P
 from andon._worker import deliver_locally, wake_local_workers
 
 __all__ = ["Client", "connect"]
+
+_MAX_DB_INT = 2**63 - 1
 
 
 @final
@@ -26,6 +38,8 @@ class Client:
         store: an open store.
         app: the job kinds, needed to submit (params are validated against them).
         actor: who is acting, recorded in job history (e.g. ``"cli"``, ``"user:alice"``).
+        principal: the caller, when it is known (see :meth:`acting_as`); ``None`` has full
+            access, as a process with the database's URL has anyway.
     """
 
     def __init__(
@@ -35,11 +49,24 @@ class Client:
         *,
         actor: str | None = None,
         owns_store: bool = False,
+        principal: Principal | None = None,
     ) -> None:
         self.store = store
         self.app = app
         self.actor = actor
+        self.principal = principal
         self._owns_store = owns_store
+
+    def acting_as(self, principal: Principal | None) -> Client:
+        """A client on the same store that acts for ``principal`` (it does not own the store).
+
+        A ``user`` principal owns the jobs it submits and sees only those: another user's
+        job raises :class:`~andon.JobNotFound` in every method that takes a job id, and
+        listings and bulk cancels leave it out. An ``admin`` sees every job.
+        """
+        if principal is None:
+            return self
+        return Client(self.store, self.app, actor=principal.actor, principal=principal)
 
     def close(self) -> None:
         if self._owns_store:
@@ -91,12 +118,30 @@ class Client:
                 retry_backoff_s=spec.retry.backoff_s,
                 timeout_s=timeout_s,
                 priority=priority,
+                owner=self._owner,
             )
             for params in params_list
         ]
         jobs = self.store.submit(new, self.actor)
         wake_local_workers()
         return jobs
+
+    @property
+    def _owner(self) -> str | None:
+        return self.principal.name if self.principal is not None else None
+
+    @property
+    def _owners(self) -> list[str]:
+        """The owners a listing is limited to: none (all) unless a ``user`` is acting."""
+        principal = self.principal
+        return [] if principal is None or principal.is_admin else [principal.name]
+
+    def _require_visible(self, job_id: str) -> Job:
+        """The job, if the caller may see it; another user's job is *not found* (no leak)."""
+        job = self.store.get(_checked(job_id))
+        if self.principal is not None and not self.principal.may_see(job.owner):
+            raise JobNotFound(job_id)
+        return job
 
     def retry(self, job_id: str) -> Job:
         """Queue a new job with the same kind and params as a failed or cancelled one.
@@ -123,6 +168,7 @@ class Client:
             timeout_s=old.timeout_s,
             priority=old.priority,
             retry_of=old.id,
+            owner=self._owner if self.principal is not None else old.owner,
         )
         job = self.store.submit([new], self.actor)[0]
         wake_local_workers()
@@ -136,8 +182,8 @@ class Client:
     # -- reading --------------------------------------------------------------
 
     def get(self, job_id: str) -> Job:
-        """Raises :class:`~andon.JobNotFound`."""
-        return self.store.get(_checked(job_id))
+        """Raises :class:`~andon.JobNotFound` (also for another user's job)."""
+        return self._require_visible(job_id)
 
     def list_jobs(
         self,
@@ -148,15 +194,24 @@ class Client:
         cursor: str | None = None,
     ) -> Page:
         """History, newest first."""
-        where = JobFilter(statuses=[JobStatus(s) for s in statuses], kinds=list(kinds))
+        where = JobFilter(statuses=[JobStatus(s) for s in statuses], kinds=list(kinds), owners=self._owners)
         return self.store.list_jobs(where, max(1, min(limit, 1000)), cursor)
 
     def events(self, job_id: str) -> list[JobEvent]:
+        if self.principal is not None:
+            self._require_visible(job_id)
         return self.store.events(_checked(job_id))
 
     def results(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
-        """Partial results in emit order, readable while the job runs and after it ends."""
-        return self.store.items(_checked(job_id), max(0, offset), limit)
+        """Partial results in emit order, readable while the job runs and after it ends.
+
+        ``offset`` and ``limit`` are clamped to what a database can count (0 to 2**63-1);
+        ``limit=None`` reads to the end.
+        """
+        if self.principal is not None:
+            self._require_visible(job_id)
+        bounded = None if limit is None else _clamp(limit)
+        return self.store.items(_checked(job_id), _clamp(offset), bounded)
 
     def kind_stats(self) -> list[KindStats]:
         return self.store.kind_stats()
@@ -245,6 +300,8 @@ class Client:
         wait: bool,
         timeout: float | None,
     ) -> CancelResult:
+        if self.principal is not None:
+            self._require_visible(job_id)  # an owner never changes, so checking first is safe
         result = self.store.request_cancel(_checked(job_id), reason, self.actor, message, retry)
         if result.job.status is JobStatus.CANCELLING and result.job.cancel is not None:
             deliver_locally(job_id, result.job.cancel.reason, result.job.cancel.message)
@@ -265,6 +322,7 @@ class Client:
             statuses=[JobStatus(s) for s in statuses],
             kinds=list(kinds),
             ids=[_checked(i) for i in ids],
+            owners=self._owners,
         )
         results = self.store.request_cancel_many(where, CancelReason.USER, self.actor, message)
         for result in results:
@@ -285,6 +343,41 @@ class Client:
             with contextlib.suppress(JobFinished):  # it finished on its own meanwhile
                 self._stop(job_id, CancelReason.DELETED, None, retry=False, wait=True, timeout=timeout)
         self.store.delete(job_id)
+
+    # -- tokens (admin only) --------------------------------------------------
+
+    def create_token(self, name: str, role: Role | str) -> IssuedToken:
+        """Create an API token; the returned secret is shown once and only its hash is stored.
+
+        Raises:
+            NotAllowed: the caller is not an admin.
+            UsageError: a bad or taken name.
+        """
+        self._require_admin("create tokens")
+        token = new_token()
+        if role not in tuple(Role):
+            raise UsageError(f"unknown role {role!r}: use one of {', '.join(Role)}")
+        record = self.store.create_token(check_token_name(name), Role(role), hash_token(token))
+        return IssuedToken(token, record)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token (never a secret or hash), revoked ones too, oldest first."""
+        self._require_admin("list tokens")
+        return self.store.list_tokens()
+
+    def revoke_token(self, name: str) -> TokenRecord:
+        """Revoke a token: requests carrying it are refused from then on."""
+        self._require_admin("revoke tokens")
+        return self.store.revoke_token(name)
+
+    def _require_admin(self, operation: str) -> None:
+        if self.principal is not None and not self.principal.is_admin:
+            raise NotAllowed(operation)
+
+
+def _clamp(number: int) -> int:
+    """``number`` within 0..2**63-1, the range of the stores' integers."""
+    return max(0, min(number, _MAX_DB_INT))
 
 
 def _checked(job_id: str) -> str:

@@ -11,16 +11,16 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from andon._cancel import Cancelled, CancelToken
 from andon._children import ChildGroup
+from andon._errors import ResultTooLarge
+from andon._sizes import MAX_ITEM_BYTES
 
-__all__ = ["Context", "ContextSink"]
+__all__ = ["Context", "ContextSink", "encode_output"]
 
 T = TypeVar("T")
-
-MAX_ITEM_BYTES = 1024 * 1024
 
 
 class ContextSink(Protocol):
@@ -134,11 +134,12 @@ class Context:
 
         Raises:
             TypeError: the item is not JSON-serialisable.
-            ValueError: the item is larger than 1 MiB once encoded.
+            ValueError: the item holds NaN or Infinity, which JSON has no words for.
+            ResultTooLarge: the item takes more than 1 MiB (``MAX_ITEM_BYTES``) as JSON;
+                nothing of it is stored, and the job goes on unless the handler lets
+                the error out.
         """
-        encoded = json.dumps(item, separators=(",", ":"))
-        if len(encoded) > MAX_ITEM_BYTES:
-            raise ValueError(f"a result item may take at most {MAX_ITEM_BYTES} bytes")
+        encoded = encode_output(item, "a result item", MAX_ITEM_BYTES)
         self._sink.emit(time.time(), encoded)
 
     # -- resources ---------------------------------------------------------------
@@ -210,3 +211,26 @@ class Context:
 
     def _kill_children(self) -> None:
         self._children.kill()
+
+
+# One encoder for every item: json.dumps with options builds a new encoder per call.
+_COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
+def encode_output(value: Any, what: str, limit: int) -> str:  # Any: a JSON value
+    """``value`` as compact JSON text, refused if it is not JSON or longer than ``limit``.
+
+    Raises:
+        TypeError: ``value`` holds something JSON cannot carry (a set, an object...).
+        ValueError: it holds NaN or Infinity (readers of the API could not parse them).
+        ResultTooLarge: the text is longer than ``limit``.
+    """
+    try:
+        encoded = _COMPACT_JSON.encode(value)
+    except ValueError:
+        raise ValueError(f"{what} must be JSON: NaN and Infinity are not JSON numbers") from None
+    except TypeError as exc:
+        raise TypeError(f"{what} must be JSON ({exc})") from None
+    if len(encoded) > limit:
+        raise ResultTooLarge(what, len(encoded), limit)
+    return encoded

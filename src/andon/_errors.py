@@ -7,10 +7,13 @@ has to react::
     ├── UsageError                 the caller did something andon cannot do
     │   ├── UnknownKind            no handler is registered under that kind
     │   ├── InvalidParams          params do not fit the kind's signature
+    │   │   └── ParamsTooLarge     params over the size limit (HTTP 413)
+    │   ├── ResultTooLarge         a result item or a job's result over the size limit
     │   ├── InvalidTransition      the job is in a state that forbids the operation
     │   │   └── JobFinished        e.g. cancelling a job that already succeeded
     │   └── LifecycleError         a worker/store used before open or after close
-    ├── JobNotFound                no job has that id
+    ├── JobNotFound                no job has that id (or it is another user's)
+    ├── NotAllowed                 the caller's role does not allow the operation
     ├── WaitTimeout                a wait_* call gave up (also a TimeoutError)
     ├── ConfigurationError         a bad database URL, app reference or setting
     └── StorageError               the store could not do what was asked
@@ -32,6 +35,9 @@ __all__ = [
     "JobFinished",
     "JobNotFound",
     "LifecycleError",
+    "NotAllowed",
+    "ParamsTooLarge",
+    "ResultTooLarge",
     "StorageError",
     "StorageUnavailable",
     "UnknownKind",
@@ -58,7 +64,6 @@ class UnknownKind(UsageError):
         super().__init__(f"unknown job kind {kind!r}{hint}")
 
 
-@final
 class InvalidParams(UsageError):
     """The params given for a job do not match its handler's signature."""
 
@@ -66,6 +71,35 @@ class InvalidParams(UsageError):
         self.kind = kind
         self.problems = problems
         super().__init__(f"invalid params for {kind!r}: " + "; ".join(problems))
+
+
+@final
+class ParamsTooLarge(InvalidParams):
+    """A job's params take more bytes, as JSON, than the limit; no job is created."""
+
+    def __init__(self, kind: str, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(kind, [f"params take {size} bytes, the limit is {limit}"])
+
+
+@final
+class ResultTooLarge(UsageError, ValueError):
+    """A result item, or the result a handler returned, takes more bytes as JSON than the limit.
+
+    ``ctx.emit`` raises it in the handler (nothing of the item is stored); a returned
+    result that is too large fails the job with it (no result is stored). It is also a
+    ``ValueError``, which ``ctx.emit`` raised for this before.
+    """
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        self.what = what
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} takes {size} bytes as JSON, the limit is {limit}: store large data elsewhere"
+            " (a file, an object store) and emit or return a reference to it"
+        )
 
 
 class InvalidTransition(UsageError):
@@ -103,6 +137,15 @@ class JobNotFound(AndonError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"no job with id {job_id!r}")
+
+
+@final
+class NotAllowed(AndonError):
+    """The caller's role does not allow this operation (it needs ``admin``)."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        super().__init__(f"only an admin may {operation}")
 
 
 @final

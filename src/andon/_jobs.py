@@ -153,6 +153,8 @@ class Job:
     error: ErrorInfo | None = None
     cancel: CancelInfo | None = None
     retry_of: str | None = None
+    owner: str | None = None
+    """Who submitted it (a token's name); ``None`` when made without a token."""
 
     @property
     def is_terminal(self) -> bool:

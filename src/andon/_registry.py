@@ -11,14 +11,13 @@ from typing import Any, Final, TypeVar, final
 
 import pydantic
 
-from andon._errors import ConfigurationError, InvalidParams, UnknownKind
+from andon._errors import ConfigurationError, InvalidParams, ParamsTooLarge, UnknownKind
+from andon._sizes import MAX_PARAMS_BYTES
 
-__all__ = ["App", "Isolation", "JobKind", "Retry"]
+__all__ = ["App", "Isolation", "JobKind", "Limits", "Retry"]
 
 Handler = Callable[..., Any]  # Any: handlers take the context plus their own typed params
 F = TypeVar("F", bound=Handler)
-
-MAX_PARAMS_BYTES: Final = 64 * 1024
 
 
 class Isolation(enum.StrEnum):
@@ -48,6 +47,50 @@ class Retry:
             raise ConfigurationError("Retry needs max_attempts >= 1 and backoff_s >= 0")
 
 
+@final
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits for the child process of a ``process``-isolated kind.
+
+    Applied with ``setrlimit`` in the child before the handler runs; ``None`` leaves a
+    resource unlimited (as the worker is). Only process isolation can enforce them: a
+    thread or a task shares the worker's process, so registering limits on one is an error.
+
+    Attributes:
+        memory_mib: address space (``RLIMIT_AS``) in MiB, the interpreter included (a
+            fresh child takes roughly 100-200 MiB of it). Past it, allocations fail: the
+            handler gets ``MemoryError`` and the job fails naming the limit.
+        cpu_s: CPU seconds (``RLIMIT_CPU``). Past it, the handler gets an exception (its
+            cleanups run) and the job fails naming the limit; a handler stuck in C code is
+            killed by the kernel a grace period later.
+        open_files: file descriptors the process may hold (``RLIMIT_NOFILE``), those it
+            already holds included (about ten). Past it, opening fails with ``EMFILE``.
+    """
+
+    memory_mib: int | None = None
+    cpu_s: int | None = None
+    open_files: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("memory_mib", "cpu_s", "open_files"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"Limits({name}={value!r}): give a positive whole number, or None")
+
+    def describe(self) -> str:
+        """The limits in words, e.g. ``"memory 256 MiB, CPU 10 s"``."""
+        parts = []
+        if self.memory_mib is not None:
+            parts.append(f"memory {self.memory_mib} MiB")
+        if self.cpu_s is not None:
+            parts.append(f"CPU {self.cpu_s} s")
+        if self.open_files is not None:
+            parts.append(f"{self.open_files} open files")
+        return ", ".join(parts) or "none"
+
+
 class _Default(enum.Enum):
     TOKEN = "default"
 
@@ -69,6 +112,8 @@ class JobKind:
     retry: Retry
     description: str
     params_model: type[pydantic.BaseModel] = field(repr=False)
+    limits: Limits | None = None
+    """Resource limits of the handler's process (``process`` isolation only)."""
 
     def params_schema(self) -> dict[str, Any]:  # Any: a JSON schema document
         """The JSON schema of this kind's params (for forms and API docs)."""
@@ -78,7 +123,8 @@ class JobKind:
         """Check params against the handler's signature; returns them with defaults filled in.
 
         Raises:
-            InvalidParams: a param is missing, unknown, of the wrong type, or too large.
+            InvalidParams: a param is missing, unknown, or of the wrong type.
+            ParamsTooLarge: the params take more than ``MAX_PARAMS_BYTES`` as JSON.
         """
         try:
             model = self.params_model.model_validate(dict(params))
@@ -89,7 +135,7 @@ class JobKind:
         except (TypeError, ValueError) as exc:
             raise InvalidParams(self.kind, [f"params must be JSON values ({exc})"]) from None
         if size > MAX_PARAMS_BYTES:
-            raise InvalidParams(self.kind, [f"params take {size} bytes, the limit is {MAX_PARAMS_BYTES}"])
+            raise ParamsTooLarge(self.kind, size, MAX_PARAMS_BYTES)
         return clean
 
 
@@ -126,12 +172,19 @@ class App:
         grace: float | None = None,
         retry: Retry | None = None,
         description: str | None = None,
+        limits: Limits | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of ``kind`` (default: its name).
 
         The handler takes a :class:`~andon.Context` first, then its params as keyword
         arguments with type annotations (they are validated before a job is created).
         ``isolation`` defaults to ``async`` for coroutine functions and ``thread`` otherwise.
+        ``limits`` (:class:`~andon.Limits`) caps the memory, CPU time and open files of the
+        handler's process; only ``isolation="process"`` can enforce them.
+
+        Raises:
+            ConfigurationError: the kind is registered twice, the isolation does not fit
+                the handler, or ``limits`` are given for a kind that is not process-isolated.
         """
 
         def register(function: F) -> F:
@@ -144,6 +197,13 @@ class App:
                 raise ConfigurationError(f"{name}: isolation='async' needs an async def handler")
             if chosen is not Isolation.ASYNC and is_async:
                 raise ConfigurationError(f"{name}: an async def handler needs isolation='async'")
+            if limits is not None and not isinstance(limits, Limits):
+                raise ConfigurationError(f"{name}: limits must be an andon.Limits, not {type(limits).__name__}")
+            if limits is not None and chosen is not Isolation.PROCESS:
+                raise ConfigurationError(
+                    f"{name}: resource limits need isolation='process' (an isolation={chosen.value!r} "
+                    "handler shares the worker's process, which cannot be limited alone)"
+                )
             self._kinds[name] = JobKind(
                 kind=name,
                 handler=function,
@@ -153,6 +213,7 @@ class App:
                 retry=retry or Retry(),
                 description=description or inspect.getdoc(function) or "",
                 params_model=_params_model(name, function),
+                limits=limits,
             )
             return function
 

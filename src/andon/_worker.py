@@ -26,6 +26,7 @@ store is back.
 
 from __future__ import annotations
 
+import collections
 import enum
 import functools
 import logging
@@ -42,11 +43,11 @@ from typing import Final, final
 
 from andon._attempt import Attempt, AttemptState, ended_now, failure, stopped
 from andon._cancel import CancelReason, StopMethod
-from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError, StorageError
-from andon._jobs import JobStatus, Outcome
-from andon._registry import App
+from andon._errors import AndonError, JobFinished, LifecycleError, StorageError
+from andon._jobs import Job, JobStatus, Outcome
+from andon._registry import App, Isolation
 from andon._runtimes import Escalation, Execution, close_slot_loop, execution_for
-from andon._storage import Change, ChangeWatcher, ProgressUpdate, Store
+from andon._storage import Change, ChangeWatcher, ProgressUpdate, Settlement, Store
 
 __all__ = ["Worker", "WorkerState", "deliver_locally", "wake_local_workers"]
 
@@ -57,6 +58,8 @@ _MIN_SECOND_STEP_S: Final = 0.5
 _FENCE_AT: Final = 2 / 3
 """Fraction of ``lease_s`` without a successful renewal after which an attempt is stopped."""
 _MAX_BACKOFF_S: Final = 5.0
+_MAX_CLAIM_BATCH: Final = 32
+_SETTLE_RETRY_DELAYS_S: Final = (0.05, 0.2, 1.0, 2.0, 5.0, None)
 _local_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 
@@ -71,11 +74,19 @@ class WorkerState(enum.Enum):
 class _Running:
     attempt: Attempt
     execution: Execution
-    thread: threading.Thread
+    thread: threading.Thread | None
+    """The slot thread running it; ``None`` while it waits (microseconds) for an idle slot."""
     lease_ok_at: float
     """``time.monotonic()`` when the last claim or renewal that succeeded for it began."""
     timeout_sent: bool = False
     fenced: bool = False
+
+
+@dataclass(slots=True)
+class _PendingSettlement:
+    attempt: Attempt
+    settlement: Settlement
+    done: bool = False
 
 
 @final
@@ -133,6 +144,17 @@ class Worker:
         self._monitor_wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watcher: ChangeWatcher | None = None
+        # Claimed jobs not yet taken by a slot (each is already in _running), and how many
+        # slots a claim in progress is for: claims never take more jobs than idle slots.
+        self._ready: collections.deque[_Running] = collections.deque()
+        self._reserved = 0
+        self._drained_generation = -1
+        """The generation at which a claim last found fewer jobs than it asked for."""
+        # Group commit: slots that finish while a settlement is being written queue here
+        # and the next writer records them all in one transaction.
+        self._settle_lock = threading.Condition(threading.Lock())
+        self._settle_queue: list[_PendingSettlement] = []
+        self._settling = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -142,6 +164,12 @@ class Worker:
         # New work wakes idle slots; cancels are delivered. Jobs ending elsewhere do not
         # matter. Taken first: if the store cannot watch, the worker has not started.
         self._watcher = self.store.watch({Change.WORK, Change.CANCEL})
+        kinds = [self.app.get(kind) for kind in self.kinds]
+        process_kinds = [kind for kind in kinds if kind.isolation is Isolation.PROCESS]
+        if process_kinds:
+            from andon._runtimes._process import preload_for
+
+            preload_for(kind.handler for kind in process_kinds)
         self.state = WorkerState.RUNNING
         self._spawn("control", self._control_loop)
         self._spawn("lease", self._lease_loop)
@@ -255,35 +283,56 @@ class Worker:
 
     def _claim_and_run(self) -> None:
         failures = 0
-        while not self._stopping.is_set():
-            with self._lock:
+        while True:
+            with self._changed:
+                running = self._ready.popleft() if self._ready else None
                 generation = self._generation
+                if running is None:
+                    if self._stopping.is_set():
+                        return
+                    want = min(_MAX_CLAIM_BATCH, self.concurrency - len(self._running) - self._reserved)
+                    if want <= 0 or generation == self._drained_generation:
+                        # Another slot is claiming for this one, or the queue was empty at
+                        # this generation: wait for its jobs, for news from the store, or
+                        # for the next poll.
+                        began = time.monotonic()
+                        self._changed.wait(self.idle_poll_s)
+                        if self._generation == generation and time.monotonic() - began >= self.idle_poll_s:
+                            self._drained_generation = -1
+                        continue
+                    self._reserved += want
+            if running is not None:
+                if not self._run(running):
+                    return  # this slot's thread was abandoned and replaced; it ends here
+                continue
             claimed_at = time.monotonic()
+            jobs: list[Job] = []
+            failed = False
             try:
-                job = self.store.claim(self.id, self.kinds, self.lease_s)
+                jobs = self.store.claim_many(self.id, self.kinds, self.lease_s, want)
             except AndonError as exc:
+                failed = True
                 failures += 1
                 (log.warning if failures == 1 else log.debug)("worker %s: claim failed: %s", self.id, exc)
+            finally:
+                with self._changed:
+                    self._reserved -= want
+                    self._hand_out(jobs, claimed_at)
+                    if not failed and len(jobs) < want:
+                        self._drained_generation = generation
+                    self._changed.notify_all()
+            if failed:
                 self._stopping.wait(_backoff(failures))
-                continue
-            if failures:
+            elif failures:
                 log.info("worker %s: claiming again after %d failed attempt(s)", self.id, failures)
                 failures = 0
-            if job is None:
-                with self._changed:
-                    if self._generation == generation and not self._stopping.is_set():
-                        self._changed.wait(self.idle_poll_s)
-                continue
-            if not self._run(Attempt(job, self.app.get(job.kind), self._flush_wake.set), claimed_at):
-                return  # this slot's thread was abandoned and replaced; it ends here
 
-    def _run(self, attempt: Attempt, claimed_at: float) -> bool:
+    def _run(self, running: _Running) -> bool:
         """Run one attempt; ``False`` if it was abandoned meanwhile (the thread must end)."""
-        execution = execution_for(attempt)
-        with self._lock:
-            self._running[attempt.job.id] = _Running(attempt, execution, threading.current_thread(), claimed_at)
+        attempt = running.attempt
+        running.thread = threading.current_thread()
         try:
-            outcome = execution.run()
+            outcome = running.execution.run()
         except BaseException as exc:  # a runtime's own fault: the job fails, the slot goes on
             log.exception("job %s: its runtime failed", attempt.job.id)
             outcome = failure(exc, attempt.token)
@@ -293,33 +342,89 @@ class Worker:
         return True
 
     def _settle(self, attempt: Attempt, outcome: Outcome) -> None:
+        """Record the end of ``attempt``; returns once it is recorded (or given up on).
+
+        Group commit: the first caller writes; callers that arrive meanwhile queue, and
+        one of them writes all of them in the next transaction.
+        """
         job = attempt.job
         update = attempt.buffer.close(attempt.token.acknowledged_at)
         if outcome.stop_method is StopMethod.ABANDONED:
             outcome = ended_now(outcome)  # the buffer is closed: nothing it emits now counts
-        for delay in (0.05, 0.2, 1.0, 2.0, 5.0, None):
+        mine = _PendingSettlement(attempt, Settlement(job.id, job.attempt, outcome, update))
+        with self._settle_lock:
+            self._settle_queue.append(mine)
+            while self._settling and not mine.done:
+                self._settle_lock.wait()
+            if mine.done:
+                return
+            self._settling = True
+            batch, self._settle_queue = self._settle_queue, []
+        # The slots of this batch are about to be free: claim their next jobs in the same
+        # transaction (unless the worker is stopping or the queue was found empty).
+        with self._changed:
+            generation = self._generation
+            want = 0
+            if not self._stopping.is_set() and generation != self._drained_generation:
+                free = self.concurrency - len(self._running) + len(batch) - self._reserved
+                want = max(0, min(_MAX_CLAIM_BATCH, free))
+            self._reserved += want
+        claimed_at = time.monotonic()
+        jobs: list[Job] = []
+        try:
+            jobs = self._record(batch, want)
+        finally:
+            with self._settle_lock:
+                self._settling = False
+                for pending in batch:
+                    pending.done = True
+                self._settle_lock.notify_all()
+            with self._changed:
+                for pending in batch:
+                    self._running.pop(pending.attempt.job.id, None)
+                self._reserved -= want
+                self._hand_out(jobs, claimed_at)
+                if want and len(jobs) < want:
+                    self._drained_generation = generation
+                self._changed.notify_all()
+
+    def _hand_out(self, jobs: list[Job], claimed_at: float) -> None:
+        """Make claimed jobs ready for idle slots (call with ``_changed`` held)."""
+        for job in jobs:
+            attempt = Attempt(job, self.app.get(job.kind), self._flush_wake.set)
+            entry = _Running(attempt, execution_for(attempt), None, claimed_at)
+            self._running[job.id] = entry
+            self._ready.append(entry)
+
+    def _record(self, batch: list[_PendingSettlement], want: int) -> list[Job]:
+        """Settle ``batch`` (retrying while the store is away) and claim up to ``want`` jobs."""
+        settlements = [pending.settlement for pending in batch]
+        for delay in _SETTLE_RETRY_DELAYS_S:
             try:
-                settled = self.store.settle(self.id, job.attempt, job.id, outcome, update)
-                log.info(
-                    "job %s (%s) attempt %d: %s",
-                    job.id,
-                    job.kind,
-                    job.attempt,
-                    settled.status.value,
-                )
-                break
-            except InvalidTransition as exc:
-                log.warning("job %s: not settled: %s", job.id, exc)
-                break
+                if want:
+                    results, jobs = self.store.settle_and_claim(self.id, settlements, self.kinds, self.lease_s, want)
+                else:
+                    results, jobs = self.store.settle_many(self.id, settlements), []
             except AndonError as exc:
                 if delay is None:
-                    log.error("job %s: could not record its end (%s); its lease will expire", job.id, exc)
-                    break
-                log.warning("job %s: recording its end failed (%s); retrying", job.id, exc)
+                    log.error(
+                        "worker %s: could not record the end of %d job(s) (%s); their leases will expire",
+                        self.id,
+                        len(batch),
+                        exc,
+                    )
+                    return []
+                log.warning("worker %s: recording the end of %d job(s) failed (%s); retrying", self.id, len(batch), exc)
                 time.sleep(delay)
-        with self._changed:
-            self._running.pop(job.id, None)
-            self._changed.notify_all()
+                continue
+            for pending, settled in zip(batch, results, strict=True):
+                job = pending.attempt.job
+                if isinstance(settled, AndonError):
+                    log.warning("job %s: not settled: %s", job.id, settled)
+                else:
+                    log.info("job %s (%s) attempt %d: %s", job.id, job.kind, job.attempt, settled.status.value)
+            return jobs
+        return []
 
     # -- control --------------------------------------------------------------
 
@@ -389,7 +494,7 @@ class Worker:
         for running in candidates:
             attempt = running.attempt
             step_at = _escalation_due(attempt)
-            if step_at is None or now < step_at or attempt.state is not AttemptState.RUNNING:
+            if step_at is None or now < step_at or attempt.state is not AttemptState.RUNNING or running.thread is None:
                 continue
             attempt.escalations += 1
             action = running.execution.escalate(attempt.escalations)
@@ -402,10 +507,12 @@ class Worker:
         if not attempt.take_settlement(AttemptState.ABANDONED):
             return
         # The stuck thread is no longer ours to wait for: stop() must not join it.
+        thread = running.thread
+        assert thread is not None  # only attempts a slot runs are escalated
         with self._lock:
-            if running.thread in self._threads:
-                self._threads.remove(running.thread)
-        running.thread.name = f"andon-abandoned-{attempt.job.id}"
+            if thread in self._threads:
+                self._threads.remove(thread)
+        thread.name = f"andon-abandoned-{attempt.job.id}"
         log.warning(
             "job %s: its thread did not stop within %.1f s of the cancel; abandoning it",
             attempt.job.id,

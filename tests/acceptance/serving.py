@@ -40,12 +40,18 @@ class Served:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:  # Any: decoded JSON
-        """One API call; returns the status and the decoded JSON body (``None`` if empty)."""
+    def request(
+        self, method: str, path: str, body: object = None, *, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any]:  # Any: decoded JSON
+        """One API call; returns the status and the decoded JSON body (``None`` if empty).
+
+        ``headers`` are sent as given, in place of the server's own token.
+        """
         data = None if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json"} if data is not None else {}
-        if self.token:
-            headers["authorization"] = f"Bearer {self.token}"
+        if headers is None:
+            headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
+        if data is not None:
+            headers = {"content-type": "application/json", **headers}
         request = urllib.request.Request(self.base_url + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=10) as response:

@@ -549,3 +549,50 @@ def test_ctrl_c_in_watch_exits_130_and_leaves_the_job_alone(
     assert "Traceback" not in stderr
     assert "stopped watching" in stderr
     assert client.get(job.id).status is andon.JobStatus.QUEUED
+
+
+@pytest.mark.slow
+def test_process_jobs_start_quickly_under_the_worker_command(
+    url: str, store: andon.SqliteStore, tmp_path: Path
+) -> None:
+    """A process-isolated job's child must not import the CLI (Typer, Rich) again.
+
+    Multiprocessing re-runs the worker's main script in every child; before the forkserver
+    preloaded what that script imports, each job under ``andon worker`` waited 0.5-2.5 s
+    for Typer and Rich before its handler ran (0.4 s on a quiet machine).
+    """
+    (tmp_path / "startup_jobs.py").write_text(
+        "import time\n"
+        "import andon\n"
+        "app = andon.App()\n"
+        "@app.job('stamp', isolation='process')\n"
+        "def stamp(ctx: andon.Context) -> float:\n"
+        "    return time.time()\n"
+    )
+    local = andon.App()
+
+    @local.job("stamp", isolation="process")
+    def stamp(ctx: andon.Context) -> float:
+        raise AssertionError("runs in the worker process only")
+
+    client = andon.Client(store, local, actor="test")
+    script = Path(sys.executable).with_name("andon")  # the console script, as users run it
+    proc = subprocess.Popen(
+        [str(script), "worker", "--db", url, "--app", "startup_jobs:app", "--concurrency", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        jobs = [client.submit("stamp") for _ in range(6)]
+        finished = [client.wait_finished(job.id, timeout=WAIT_S * 2) for job in jobs]
+    finally:
+        proc.terminate()
+        proc.wait(WAIT_S)
+    assert all(job.status is andon.JobStatus.SUCCEEDED for job in finished), [job.error for job in finished]
+    # The first job also starts the forkserver; the others show what each job costs.
+    delays = sorted(job.result - job.started_at for job in finished[1:] if job.started_at is not None)
+    assert len(delays) == 5
+    # Measured: about 0.02 s with the preload, 0.37 s without it (quiet machine).
+    assert delays[2] < 0.2, f"handler start after the claim, seconds: {delays}"

@@ -47,10 +47,10 @@ def empty_schema() -> Iterator[str]:
 def test_db_upgrade_creates_then_does_nothing(empty_schema: str) -> None:
     first = run("db", "upgrade", "--db", empty_schema)
     assert first.exit_code == 0, first.output
-    assert "upgraded from version 0 to 1" in first.stdout
+    assert "upgraded from version 0 to 2" in first.stdout
     again = run("db", "upgrade", "--db", empty_schema)
     assert again.exit_code == 0, again.output
-    assert "already at version 1; nothing to do" in again.stdout
+    assert "already at version 2; nothing to do" in again.stdout
     listed = run("ls", "--db", empty_schema)
     assert listed.exit_code == 0, listed.output
     assert "no jobs" in listed.stdout
@@ -60,7 +60,7 @@ def test_db_upgrade_on_sqlite_reports_its_version(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     first = run("db", "upgrade", "--db", url)
     assert first.exit_code == 0, first.output
-    assert "upgraded from version 0 to 1" in first.stdout
+    assert "upgraded from version 0 to 2" in first.stdout
     assert "nothing to do" in run("db", "upgrade", "--db", url).stdout
 
 
@@ -110,5 +110,5 @@ def test_worker_upgrades_the_schema_when_asked_and_runs_jobs(empty_schema: str) 
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
-    assert "upgraded from version 0 to 1" in stderr
+    assert "upgraded from version 0 to 2" in stderr
     assert "Traceback" not in stderr

@@ -8,6 +8,8 @@ flight and that no row was sent after it.
 
 from __future__ import annotations
 
+import asyncio
+import http.server
 import json
 import re
 import select
@@ -17,13 +19,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from starlette.testclient import TestClient
 
 import andon
 from andon.api import create_app
-from andon.examples._extract import parse_properties
+from andon.examples._extract import _ask, _endpoint, parse_properties
 from tests.acceptance.examples_support import assert_cancelled_with_history, cancel_and_measure, wait_items
 from tests.support import wait_until
 
@@ -258,3 +261,77 @@ def test_parse_properties_finds_the_json_object_in_an_answer() -> None:
     assert parse_properties(fenced, ["year", "city", "height"]) == {"year": 1889, "city": "Paris", "height": None}
     with pytest.raises(ValueError, match="no JSON object"):
         parse_properties("I cannot help with that.", ["year"])
+
+
+class _RecordingHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every POST with a chat completion and records the request target it got."""
+
+    targets: list[str]
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.targets.append(self.path)
+        message = {"role": "assistant", "content": json.dumps({"city": "Oslo"})}
+        payload = json.dumps({"choices": [{"index": 0, "message": message}]}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: a test's output is for failures."""
+
+
+@pytest.fixture
+def recording_server() -> Iterator[tuple[int, list[str]]]:
+    targets: list[str] = []
+    handler = type("Handler", (_RecordingHandler,), {"targets": targets})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="recording-server", daemon=True)
+    thread.start()
+    yield server.server_address[1], targets
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "path", "query"),
+    [
+        ("/v1?key=K1&api-version=2024-06-01", "/v1/chat/completions", {"key": ["K1"], "api-version": ["2024-06-01"]}),
+        ("/v1/?key=K2", "/v1/chat/completions", {"key": ["K2"]}),
+        ("/openai/v1/", "/openai/v1/chat/completions", {}),
+        ("", "/chat/completions", {}),
+    ],
+)
+def test_the_endpoint_puts_chat_completions_on_the_path_and_keeps_the_query(
+    recording_server: tuple[int, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    suffix: str,
+    path: str,
+    query: dict[str, list[str]],
+) -> None:
+    import httpx
+
+    port, targets = recording_server
+    monkeypatch.setenv("ANDON_LLM_URL", f"http://127.0.0.1:{port}{suffix}")
+    monkeypatch.delenv("ANDON_LLM_API_KEY", raising=False)
+    endpoint, headers = _endpoint()
+
+    async def ask() -> dict[str, Any]:  # Any: a JSON item
+        async with httpx.AsyncClient(headers=headers, timeout=10.0) as client:
+            return await _ask(client, endpoint, MODEL, ["city"], 0, "a bridge in Oslo")
+
+    assert asyncio.run(ask()) == {"row": 0, "properties": {"city": "Oslo"}}
+    assert len(targets) == 1
+    received = urlsplit(targets[0])
+    assert received.path == path
+    assert parse_qs(received.query) == query
+
+
+def test_an_endpoint_that_is_not_a_url_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANDON_LLM_URL", "http://[::1/v1?key=secret-key")
+    with pytest.raises(andon.ConfigurationError, match="not a valid URL") as caught:
+        _endpoint()
+    assert "secret-key" not in str(caught.value)

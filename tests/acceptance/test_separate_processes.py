@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from tests import support
 from tests.acceptance.serving import Served, serve
@@ -32,8 +32,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 WAIT_S = 15.0
 LONG = {"n": 100_000, "interval_s": 0.05}
 """Runs for well over a minute: only a cancel ends it within the test."""
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--no-first-run"]
 
 
 class WorkerProcess:
@@ -271,53 +269,46 @@ def sqlite_processes(tmp_path: Path) -> Iterator[tuple[Served, WorkerProcess]]:
 
 
 def test_the_dashboard_of_an_api_only_server_cancels_a_job_in_the_worker_process(
-    sqlite_processes: tuple[Served, WorkerProcess],
+    sqlite_processes: tuple[Served, WorkerProcess], browser: Browser
 ) -> None:
     api, worker = sqlite_processes
-    if not Path(CHROMIUM).exists():
-        message = f"{CHROMIUM} is missing: apt-get install chromium (./scripts/test installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
     errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1440, "height": 900})
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(api.base_url)
-            expect(page.locator("#live")).to_have_text("live", timeout=10_000)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(api.base_url)
+        expect(page.locator("#live")).to_have_text("live", timeout=10_000)
 
-            form = page.get_by_role("region", name="Submit a job")
-            form.get_by_label("Kind").select_option("count")
-            form.get_by_label("n", exact=True).fill("400")
-            form.get_by_label("interval_s").fill("0.05")
-            with page.expect_response(
-                lambda r: r.request.method == "POST" and r.url.endswith("/api/v1/jobs"), timeout=10_000
-            ) as posted:
-                form.get_by_role("button", name="Submit job").click()
-            job_id = posted.value.json()["id"]
+        form = page.get_by_role("region", name="Submit a job")
+        form.get_by_label("Kind").select_option("count")
+        form.get_by_label("n", exact=True).fill("400")
+        form.get_by_label("interval_s").fill("0.05")
+        with page.expect_response(
+            lambda r: r.request.method == "POST" and r.url.endswith("/api/v1/jobs"), timeout=10_000
+        ) as posted:
+            form.get_by_role("button", name="Submit job").click()
+        job_id = posted.value.json()["id"]
 
-            card = page.locator(f'#active-list li[data-job-id="{job_id}"]')
-            expect(card.locator(".badge")).to_have_text("running", timeout=10_000)
-            bar = card.get_by_role("progressbar")
-            expect(bar).to_have_attribute("aria-valuenow", re.compile(r"^[1-9]\d*$"), timeout=10_000)
-            before = int(bar.get_attribute("aria-valuenow") or "0")
-            expect(bar).not_to_have_attribute("aria-valuenow", str(before), timeout=10_000)
-            assert int(bar.get_attribute("aria-valuenow") or "0") > before  # progress from the worker, live
+        card = page.locator(f'#active-list li[data-job-id="{job_id}"]')
+        expect(card.locator(".badge")).to_have_text("running", timeout=10_000)
+        bar = card.get_by_role("progressbar")
+        expect(bar).to_have_attribute("aria-valuenow", re.compile(r"^[1-9]\d*$"), timeout=10_000)
+        before = int(bar.get_attribute("aria-valuenow") or "0")
+        expect(bar).not_to_have_attribute("aria-valuenow", str(before), timeout=10_000)
+        assert int(bar.get_attribute("aria-valuenow") or "0") > before  # progress from the worker, live
 
-            started = time.monotonic()
-            card.get_by_role("button", name="Cancel", exact=True).click()
-            expect(card.locator(".badge")).to_have_text("cancelled", timeout=10_000)
-            cancelled = wait_status(api, job_id, "cancelled")
-            assert time.monotonic() - started < WAIT_S
-            assert cancelled["cancel"]["stop_method"] == "cooperative", cancelled
-            assert 0 < cancelled["items_count"] < 400, cancelled
-            started_by(api, job_id, worker)
-            expect(card.locator(".progress-message")).to_have_text(
-                re.compile(rf"^cancelled: {cancelled['items_count']} of 400 items kept"), timeout=10_000
-            )
-            expect(card.get_by_role("button", name="Cancel", exact=True)).to_have_count(0, timeout=10_000)
-        finally:
-            browser.close()
+        started = time.monotonic()
+        card.get_by_role("button", name="Cancel", exact=True).click()
+        expect(card.locator(".badge")).to_have_text("cancelled", timeout=10_000)
+        cancelled = wait_status(api, job_id, "cancelled")
+        assert time.monotonic() - started < WAIT_S
+        assert cancelled["cancel"]["stop_method"] == "cooperative", cancelled
+        assert 0 < cancelled["items_count"] < 400, cancelled
+        started_by(api, job_id, worker)
+        expect(card.locator(".progress-message")).to_have_text(
+            re.compile(rf"^cancelled: {cancelled['items_count']} of 400 items kept"), timeout=10_000
+        )
+        expect(card.get_by_role("button", name="Cancel", exact=True)).to_have_count(0, timeout=10_000)
+    finally:
+        page.close()
     assert errors == [], errors

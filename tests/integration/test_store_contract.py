@@ -23,7 +23,7 @@ import andon
 from andon import CancelReason, JobStatus, ManualClock, StopMethod
 from andon._ids import new_job_id
 from andon._jobs import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, CancelOutcome, ErrorInfo, Outcome, OutcomeKind
-from andon._storage import CancelNotice, Change, JobFilter, NewJob, ProgressUpdate, Store
+from andon._storage import CancelNotice, Change, JobFilter, NewJob, ProgressUpdate, Settlement, Store
 from andon._storage._postgres import PostgresStore
 from tests.postgres import fresh_schema
 
@@ -1256,3 +1256,128 @@ def test_job_fields_agree_with_the_status(store: Store) -> None:
         assert (job.finished_at is not None) == (job.status in TERMINAL_STATUSES), job
         assert_history_is_legal(store, job.id)
     assert mix.succeeded.result == {"ok": 1}
+
+
+# -- batches: a worker's hot path -----------------------------------------------------
+
+
+def test_claim_many_takes_up_to_limit_in_claim_order(store: Store) -> None:
+    low = [submit(store) for _ in range(3)]
+    high = submit(store, priority=5)
+    submit(store, kind="other")
+    assert store.claim_many("w1", ["a"], LEASE_S, 0) == []
+    assert store.claim_many("w1", [], LEASE_S, 3) == []
+    first = store.claim_many("w1", ["a"], LEASE_S, 3)
+    assert [j.id for j in first] == [high.id, low[0].id, low[1].id]
+    assert all(j.status is JobStatus.RUNNING and j.worker_id == "w1" and j.attempt == 1 for j in first)
+    assert [store.get(j.id) for j in first] == first
+    rest = store.claim_many("w2", ["a"], LEASE_S, 10)
+    assert [j.id for j in rest] == [low[2].id]
+    assert store.claim_many("w2", ["a"], LEASE_S, 10) == []
+    for job in first + rest:
+        assert [e.type for e in store.events(job.id)] == ["submitted", "started"]
+        assert_history_is_legal(store, job.id)
+
+
+def test_settle_many_settles_each_and_refuses_only_what_it_must(store: Store) -> None:
+    jobs = [submit(store) for _ in range(3)]
+    mine = store.claim_many("w1", ["a"], LEASE_S, 2)
+    theirs = claim(store, "w2")
+    assert {j.id for j in [*mine, theirs]} == {j.id for j in jobs}
+    unknown = new_job_id()
+    results = store.settle_many(
+        "w1",
+        [
+            Settlement(
+                mine[0].id, mine[0].attempt, Outcome(OutcomeKind.SUCCEEDED, result=1), items_update(mine[0], range(2))
+            ),
+            Settlement(theirs.id, theirs.attempt, Outcome(OutcomeKind.SUCCEEDED)),
+            Settlement(unknown, 1, Outcome(OutcomeKind.SUCCEEDED)),
+            Settlement(mine[1].id, mine[1].attempt, Outcome(OutcomeKind.FAILED, error=ErrorInfo("E", "boom", None))),
+        ],
+    )
+    assert isinstance(results[0], andon.Job)
+    assert results[0].status is JobStatus.SUCCEEDED
+    assert results[0].result == 1
+    assert isinstance(results[1], andon.InvalidTransition)
+    assert isinstance(results[2], andon.JobNotFound)
+    assert isinstance(results[3], andon.Job)
+    assert results[3].status is JobStatus.FAILED
+    assert store.get(mine[0].id) == results[0]
+    assert [i.seq for i in store.items(mine[0].id)] == [0, 1]
+    assert store.get(mine[1].id) == results[3]
+    assert store.get(theirs.id) == theirs  # another worker's attempt is untouched
+    assert store.settle_many("w1", []) == []
+    for job in jobs:
+        assert_history_is_legal(store, job.id)
+
+
+def test_settle_and_claim_frees_and_refills_slots(store: Store) -> None:
+    first = [submit(store) for _ in range(2)]
+    running = store.claim_many("w1", ["a"], LEASE_S, 2)
+    waiting = [submit(store) for _ in range(3)]
+    settled, claimed = store.settle_and_claim(
+        "w1",
+        [Settlement(j.id, j.attempt, Outcome(OutcomeKind.SUCCEEDED)) for j in running],
+        ["a"],
+        LEASE_S,
+        2,
+    )
+    assert [s.status for s in settled if isinstance(s, andon.Job)] == [JobStatus.SUCCEEDED] * 2
+    assert {s.id for s in settled if isinstance(s, andon.Job)} == {j.id for j in first}
+    assert [j.id for j in claimed] == [waiting[0].id, waiting[1].id]
+    assert all(store.get(j.id).status is JobStatus.RUNNING for j in claimed)
+    settled, claimed = store.settle_and_claim("w1", [], ["a"], LEASE_S, 0)
+    assert (settled, claimed) == ([], [])
+    assert store.get(waiting[2].id).status is JobStatus.QUEUED
+
+
+# -- owners and tokens ----------------------------------------------------------------
+
+
+def test_owner_is_stored_and_filters_listings_and_bulk_cancel(store: Store) -> None:
+    alice = submit(store, owner="alice")
+    bob = submit(store, owner="bob")
+    nobody = submit(store)
+    assert (alice.owner, bob.owner, nobody.owner) == ("alice", "bob", None)
+    assert store.get(alice.id).owner == "alice"
+    assert store.get(nobody.id).owner is None
+    assert [j.id for j in store.list_jobs(JobFilter(owners=["alice"]), 10).items] == [alice.id]
+    both = store.list_jobs(JobFilter(owners=["alice", "bob"]), 10).items
+    assert {j.id for j in both} == {alice.id, bob.id}
+    assert len(store.list_jobs(JobFilter(), 10).items) == 3
+    results = store.request_cancel_many(JobFilter(owners=["bob"]), CancelReason.USER, "user:bob")
+    assert [r.job.id for r in results] == [bob.id]
+    assert store.get(alice.id).status is JobStatus.QUEUED
+    assert store.get(nobody.id).status is JobStatus.QUEUED
+
+
+def test_tokens_are_created_found_listed_and_revoked(store: Store, clock: ManualClock) -> None:
+    created = store.create_token("alice", andon.Role.USER, "a" * 64)
+    assert created == andon.TokenRecord("alice", andon.Role.USER, clock.now(), None)
+    store.create_token("root", andon.Role.ADMIN, "b" * 64)
+    assert store.find_token("a" * 64) == created
+    assert store.find_token("c" * 64) is None
+    assert [(t.name, t.role) for t in store.list_tokens()] == [("alice", "user"), ("root", "admin")]
+    clock.advance(5)
+    revoked = store.revoke_token("alice")
+    assert revoked.revoked_at == clock.now()
+    assert not revoked.is_active
+    clock.advance(5)
+    assert store.revoke_token("alice").revoked_at == revoked.revoked_at  # a second revoke changes nothing
+    found = store.find_token("a" * 64)
+    assert found is not None
+    assert not found.is_active
+    assert [t.is_active for t in store.list_tokens()] == [False, True]
+
+
+def test_token_names_are_unique_even_after_revoke(store: Store) -> None:
+    store.create_token("alice", andon.Role.USER, "a" * 64)
+    with pytest.raises(andon.UsageError, match="exists already"):
+        store.create_token("alice", andon.Role.ADMIN, "b" * 64)
+    store.revoke_token("alice")
+    with pytest.raises(andon.UsageError, match="exists already"):
+        store.create_token("alice", andon.Role.USER, "c" * 64)
+    assert [t.name for t in store.list_tokens()] == ["alice"]
+    with pytest.raises(andon.UsageError, match="no token is named"):
+        store.revoke_token("carol")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import andon
 from andon import App, ConfigurationError, Context, InvalidParams, Isolation, Retry, UnknownKind
-from andon._registry import MAX_PARAMS_BYTES
+from andon._sizes import MAX_PARAMS_BYTES
 from andon.examples import app as example_app
 
 

@@ -13,12 +13,16 @@ worker closes and it kills its group, and ``PR_SET_PDEATHSIG`` covers the rest.
 from __future__ import annotations
 
 import contextlib
+import errno
 import multiprocessing
 import os
+import resource
 import signal
+import sys
 import threading
 import traceback
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any, Final, final
@@ -28,9 +32,10 @@ from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
 from andon._children import set_parent_death_signal
 from andon._context import Context
 from andon._jobs import ErrorInfo, Outcome
+from andon._registry import Limits
 from andon._runtimes import Escalation
 
-__all__ = ["ProcessExecution"]
+__all__ = ["ProcessExecution", "preload_for"]
 
 # Forkserver: children start as forks of a small, single-threaded server that already
 # imported andon (fast, and safe, unlike forking a multi-threaded worker).
@@ -38,8 +43,39 @@ _mp: Final = multiprocessing.get_context("forkserver")
 _mp.set_forkserver_preload(["andon"])
 
 
+def preload_for(handlers: Iterable[Callable[..., object]]) -> None:
+    """Have the forkserver import, once, what every job child would import again.
+
+    Each child re-runs the worker's main script (multiprocessing does, so that handlers
+    defined there can be unpickled): under ``andon worker`` that imported ``andon.cli``,
+    Typer and Rich in every job, 0.5-2.5 s before its handler started. With the modules the
+    main script and the handlers come from already in the forkserver, a child inherits them
+    and re-running the script costs about a millisecond. Takes effect if called before the
+    first process-isolated job of this process starts the forkserver.
+    """
+    names = {"andon"}
+    main = sys.modules.get("__main__")
+    for value in vars(main).values() if main is not None else ():
+        name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+        if isinstance(name, str):
+            names.add(name)
+    names.update(handler.__module__ for handler in handlers)
+    # Never a main module itself: importing it by name would run it.
+    _mp.set_forkserver_preload(sorted(n for n in names if n.split(".")[-1] not in ("__main__", "__mp_main__")))
+
+
+_CPU_SAMPLE_S = 0.1  # how often a CPU-limited child's CPU time is read (hard limit is >= 1 s past soft)
+
+
 class _Terminated(Cancelled):
     """Raised in the child's main thread by its SIGTERM handler."""
+
+
+class _CpuLimitExceeded(BaseException):
+    """Raised in the child's main thread by its SIGXCPU handler (``RLIMIT_CPU``'s soft limit).
+
+    A ``BaseException``, so a handler's ``except Exception`` cannot swallow it.
+    """
 
 
 @final
@@ -52,6 +88,9 @@ class ProcessExecution:
         self._signalled: StopMethod | None = None
         self._child_pids: list[int] = []
         self._pending_signal: signal.Signals | None = None
+        # The child's CPU time as last seen, sampled while it runs under a CPU limit: the
+        # forkserver (its parent) may reap it before we can read what it used at the end.
+        self._cpu_seen: float | None = None
 
     def run(self) -> Outcome:
         attempt = self._attempt
@@ -67,6 +106,7 @@ class ProcessExecution:
                 job.attempt,
                 job.params,
                 max(attempt.spec.grace_s, 0.5),
+                attempt.spec.limits,
             ),
             name=f"andon-job-{job.id}",
         )
@@ -88,10 +128,16 @@ class ProcessExecution:
             # An escalation came due while the process was starting: apply it now.
             _signal_group(pid, pending)
         try:
-            outcome = self._pump(parent_conn)
+            outcome = self._pump(parent_conn, pid)
+            if outcome is None:
+                # A dead child's CPU time is readable only until it is reaped (by the
+                # forkserver, which may already have done so): keep the larger reading.
+                last = _cpu_seconds(pid)
+                if last is not None:
+                    self._cpu_seen = max(last, self._cpu_seen or 0.0)
             process.join()
             if outcome is None:
-                outcome = self._death_outcome(process.exitcode)
+                outcome = self._death_outcome(process.exitcode, self._cpu_seen)
         finally:
             with self._lock:
                 self._conn = None
@@ -105,12 +151,20 @@ class ProcessExecution:
             process.close()
         return ended_now(outcome)
 
-    def _pump(self, conn: Connection) -> Outcome | None:
+    def _pump(self, conn: Connection, pid: int) -> Outcome | None:
         """Relay the child's messages until it reports its end (or dies: ``None``)."""
         buffer = self._attempt.buffer
         token = self._attempt.token
+        limits = self._attempt.spec.limits
+        sample = limits is not None and limits.cpu_s is not None
         while True:
             try:
+                if sample:
+                    # Under a CPU limit, look at the child's CPU time between messages.
+                    while not conn.poll(_CPU_SAMPLE_S):
+                        seen = _cpu_seconds(pid)
+                        if seen is not None:
+                            self._cpu_seen = seen
                 message = conn.recv()
             except (EOFError, OSError):
                 return None
@@ -136,18 +190,25 @@ class ProcessExecution:
             return stopped(token, StopMethod(payload))
         return error_outcome(ErrorInfo(*payload), token)
 
-    def _death_outcome(self, exitcode: int | None) -> Outcome:
+    def _death_outcome(self, exitcode: int | None, cpu_s: float | None = None) -> Outcome:
         token = self._attempt.token
         if token.requested and self._signalled is not None:
             return stopped(token, self._signalled)
+        limits = self._attempt.spec.limits
         if exitcode is not None and exitcode < 0:
-            name = signal.Signals(-exitcode).name
+            name = _signal_name(-exitcode)
             if token.requested and -exitcode in (signal.SIGTERM, signal.SIGKILL):
                 return stopped(
                     token,
                     StopMethod.KILLED if -exitcode == signal.SIGKILL else StopMethod.TERMINATED,
                 )
-            return error_outcome(ErrorInfo("ProcessDied", f"the handler's process was killed by {name}"), token)
+            past_cpu_limit = _cpu_limit_death(limits, -exitcode, cpu_s)
+            if past_cpu_limit is not None:
+                return error_outcome(ErrorInfo("CpuLimitExceeded", past_cpu_limit), token)
+            message = f"the handler's process was killed by {name}"
+            if limits is not None:
+                message += f" (its limits: {limits.describe()})"
+            return error_outcome(ErrorInfo("ProcessDied", message), token)
         return error_outcome(ErrorInfo("ProcessDied", f"the handler's process exited with code {exitcode}"), token)
 
     def deliver(self) -> None:
@@ -175,6 +236,37 @@ class ProcessExecution:
         for group in groups:
             _signal_group(group, signum)
         return Escalation.APPLIED
+
+
+def _cpu_limit_death(limits: Limits | None, signum: int, cpu_s: float | None) -> str | None:
+    """Describe a death by ``signum`` that was the kernel enforcing ``RLIMIT_CPU`` (SIGXCPU
+    at the soft limit when the child's handler could not run, SIGKILL at the hard one)."""
+    if limits is None or limits.cpu_s is None or cpu_s is None:
+        return None
+    if signum not in (signal.SIGKILL, signal.SIGXCPU) or cpu_s < limits.cpu_s - 0.05:
+        return None
+    return (
+        f"the handler's process exceeded its CPU limit of {limits.cpu_s} s "
+        f"(used {cpu_s:.1f} s) and was killed by {_signal_name(signum)}"
+    )
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of ``pid`` (also of a zombie), or ``None`` if unknown."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+        fields = text[text.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _signal_group(pid: int, signum: int, *, leader_too: bool = True) -> None:
@@ -215,6 +307,7 @@ def _child_main(
     attempt: int,
     params: dict[str, Any],  # Any: JSON params
     child_grace_s: float,
+    limits: Limits | None = None,
 ) -> None:
     os.setpgid(0, 0)
     set_parent_death_signal()
@@ -238,13 +331,15 @@ def _child_main(
     )
     done: tuple[str, Any]
     try:
+        if limits is not None:
+            _apply_limits(limits, child_grace_s)
         done = ("succeeded", handler(ctx, **params))
     except _Terminated:
         done = ("stopped", StopMethod.TERMINATED.value)
     except Cancelled as exc:
         done = ("stopped", StopMethod.COOPERATIVE.value) if token.requested else ("failed", _error(exc))
     except BaseException as exc:
-        done = ("failed", _error(exc))
+        done = ("failed", _limit_error(exc, limits) or _exit_error(exc) or _error(exc))
     ctx._close()
     try:
         send(("done", done[0], done[1], token.acknowledged_at))
@@ -256,6 +351,72 @@ def _child_main(
 
 def _error(exc: BaseException) -> tuple[str, str, str]:
     return (type(exc).__qualname__, str(exc) or repr(exc), "".join(traceback.format_exception(exc)))
+
+
+class LimitsNotApplied(Exception):
+    """``setrlimit`` refused a limit (e.g. above the worker's own hard limit)."""
+
+
+def _apply_limits(limits: Limits, grace_s: float) -> None:
+    """Set the kind's limits on this (child) process, just before the handler runs."""
+    wanted: list[tuple[str, int, int, int]] = []
+    if limits.memory_mib is not None:
+        size = limits.memory_mib * 1024 * 1024
+        wanted.append(("memory", resource.RLIMIT_AS, size, size))
+    if limits.cpu_s is not None:
+        # The soft limit raises _CpuLimitExceeded (cleanups run); the hard one, a grace
+        # period later, is the kernel's SIGKILL for a handler stuck in C code.
+        signal.signal(signal.SIGXCPU, _raise_cpu_limit(limits.cpu_s))
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        spent = int(used.ru_utime + used.ru_stime)  # a forked child starts near 0
+        soft = spent + limits.cpu_s
+        wanted.append(("CPU", resource.RLIMIT_CPU, soft, soft + max(1, int(grace_s + 0.999))))
+    if limits.open_files is not None:
+        wanted.append(("open files", resource.RLIMIT_NOFILE, limits.open_files, limits.open_files))
+    for what, which, soft, hard in wanted:
+        _, current_hard = resource.getrlimit(which)
+        if current_hard != resource.RLIM_INFINITY:
+            hard = min(hard, current_hard)
+            soft = min(soft, hard)
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (ValueError, OSError) as exc:
+            raise LimitsNotApplied(f"cannot set the {what} limit ({limits.describe()}): {exc}") from None
+
+
+def _raise_cpu_limit(cpu_s: int) -> Callable[[int, FrameType | None], None]:
+    def handle(_signum: int, _frame: FrameType | None) -> None:
+        # The kernel repeats SIGXCPU every second past the soft limit: raise only once, so
+        # the cleanups that run next are not interrupted in turn.
+        signal.signal(signal.SIGXCPU, signal.SIG_IGN)
+        raise _CpuLimitExceeded(f"the handler exceeded its CPU limit of {cpu_s} s")
+
+    return handle
+
+
+def _limit_error(exc: BaseException, limits: Limits | None) -> tuple[str, str, str] | None:
+    """A failure caused by one of the kind's limits, described as such (else ``None``)."""
+    tb = "".join(traceback.format_exception(exc))
+    if isinstance(exc, _CpuLimitExceeded):
+        return ("CpuLimitExceeded", str(exc), tb)
+    if limits is None:
+        return None
+    if isinstance(exc, MemoryError) and limits.memory_mib is not None:
+        detail = f": {exc}" if str(exc) else ""
+        message = f"the handler exceeded its memory limit of {limits.memory_mib} MiB (MemoryError{detail})"
+        return ("MemoryLimitExceeded", message, tb)
+    if isinstance(exc, OSError) and exc.errno == errno.EMFILE and limits.open_files is not None:
+        message = f"the handler exceeded its limit of {limits.open_files} open files ({exc})"
+        return ("OpenFilesLimitExceeded", message, tb)
+    return None
+
+
+def _exit_error(exc: BaseException) -> tuple[str, str, str] | None:
+    """``sys.exit()`` in a handler: say so, with the code (a handler should return or raise)."""
+    if not isinstance(exc, SystemExit):
+        return None
+    message = f"the handler called sys.exit({exc.code!r}); a handler should return or raise"
+    return ("SystemExit", message, "".join(traceback.format_exception(exc)))
 
 
 def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:

@@ -13,6 +13,7 @@ from andon._storage._port import (
     NewJob,
     Page,
     ProgressUpdate,
+    Settlement,
     Store,
 )
 from andon._storage._url import SchemaUpgrade, open_store, upgrade_database
@@ -29,6 +30,7 @@ __all__ = [
     "Page",
     "ProgressUpdate",
     "SchemaUpgrade",
+    "Settlement",
     "Store",
     "open_store",
     "upgrade_database",

@@ -12,7 +12,9 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from andon._access import Role, TokenRecord
 from andon._cancel import CancelReason
+from andon._errors import InvalidTransition, JobNotFound
 from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, ResultItem
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "NewJob",
     "Page",
     "ProgressUpdate",
+    "Settlement",
     "Store",
 ]
 
@@ -42,6 +45,7 @@ class NewJob:
     timeout_s: float | None = None
     priority: int = 0
     retry_of: str | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,7 @@ class JobFilter:
     statuses: Collection[JobStatus] = ()
     kinds: Collection[str] = ()
     ids: Collection[str] = ()
+    owners: Collection[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +102,16 @@ class ProgressUpdate:
     @property
     def is_empty(self) -> bool:
         return not self.items and self.progress is None and self.acknowledged_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The end of one attempt, to record: its outcome and the output it still had buffered."""
+
+    job_id: str
+    attempt: int
+    outcome: Outcome
+    update: ProgressUpdate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +242,14 @@ class Store(Protocol):
         """
         ...
 
+    def claim_many(self, worker_id: str, kinds: Collection[str], lease_s: float, limit: int) -> list[Job]:
+        """:meth:`claim` up to ``limit`` jobs in one transaction, in claim order.
+
+        A worker asks for as many as it has idle slots, never more: a claimed job is held
+        (its lease runs) and no other worker can take it.
+        """
+        ...
+
     def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
         """Store partial results and progress of running attempts, all in one transaction."""
         ...
@@ -246,6 +269,32 @@ class Store(Protocol):
         """
         ...
 
+    def settle_many(
+        self, worker_id: str, settlements: Sequence[Settlement]
+    ) -> list[Job | InvalidTransition | JobNotFound]:
+        """:meth:`settle` several attempts in one transaction (a worker's group commit).
+
+        Returns, in order, each job as settled or the error that refused it:
+        :class:`~andon.InvalidTransition` (this worker no longer holds that attempt) or
+        :class:`~andon.JobNotFound`; one refusal does not stop the others.
+        """
+        ...
+
+    def settle_and_claim(
+        self,
+        worker_id: str,
+        settlements: Sequence[Settlement],
+        kinds: Collection[str],
+        lease_s: float,
+        limit: int,
+    ) -> tuple[list[Job | InvalidTransition | JobNotFound], list[Job]]:
+        """:meth:`settle_many`, then :meth:`claim_many` for the slots that just freed up.
+
+        A worker's hot path: SQLite does both in one transaction; a store may also run them
+        one after the other (each atomic on its own).
+        """
+        ...
+
     def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
         """Cancel requests for the jobs ``worker_id`` holds."""
         ...
@@ -262,4 +311,30 @@ class Store(Protocol):
 
     def recover_lost(self) -> list[Job]:
         """Settle attempts whose worker's lease expired (reason ``worker_lost``)."""
+        ...
+
+    # -- tokens ---------------------------------------------------------------
+
+    def create_token(self, name: str, role: Role, token_hash: str) -> TokenRecord:
+        """Store a token's hash under a new name (never the token itself).
+
+        Raises:
+            UsageError: a token (active or revoked) already has this name.
+        """
+        ...
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        """The token with this hash, revoked or not; ``None`` if there is none."""
+        ...
+
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, revoked ones too, oldest first."""
+        ...
+
+    def revoke_token(self, name: str) -> TokenRecord:
+        """Revoke the token named ``name`` (a second revoke keeps the first time).
+
+        Raises:
+            UsageError: no token has this name.
+        """
         ...

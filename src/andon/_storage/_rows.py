@@ -1,19 +1,95 @@
-"""Decoding stored rows into records, shared by every SQL store so they cannot disagree.
+"""Rows both SQL stores read and write, shared so the stores cannot disagree.
 
 Both stores keep the same columns under the same names (JSON as text, timestamps as unix
 seconds); only the driver's row type differs, so the decoders take anything indexable by
-column name.
+column name. :func:`settlement_write` is the other direction: what an ended attempt
+changes in its job's row and which events it adds, for the stores' SQL to apply.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from andon._cancel import CancelReason, StopMethod
-from andon._jobs import CancelInfo, ErrorInfo, Job, JobEvent, JobStatus, ResultItem
+from andon._jobs import (
+    CancelInfo,
+    ErrorInfo,
+    Job,
+    JobEvent,
+    JobStatus,
+    Outcome,
+    OutcomeKind,
+    ResultItem,
+    check_transition,
+    decide_settlement,
+)
 
-__all__ = ["Row", "event_from_row", "item_from_row", "job_from_row"]
+__all__ = ["Row", "SettlementWrite", "event_from_row", "item_from_row", "job_from_row", "settlement_write"]
+
+NewEvent = tuple[str, JobStatus, JobStatus, str | None, str | None]
+"""An event to append: type, from status, to status, reason, message."""
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementWrite:
+    """An attempt's end as a store writes it."""
+
+    status: JobStatus
+    columns: dict[str, Any]  # Any: SQL parameter values, named as both stores' SQL names them
+    events: list[NewEvent]
+
+
+def settlement_write(job: Job, outcome: Outcome, now: float, encode: Callable[[Any], Any]) -> SettlementWrite:
+    """What ending ``job``'s attempt with ``outcome`` writes (``encode``: the store's JSON).
+
+    Raises:
+        InvalidTransition: the job is not running (it was already settled).
+    """
+    settlement = decide_settlement(job, outcome)
+    check_transition(job.status, settlement.status)
+    status = settlement.status
+    cancel = job.cancel if job.status is JobStatus.CANCELLING else None
+    events: list[NewEvent] = []
+    if cancel is not None or outcome.kind is OutcomeKind.STOPPED:
+        how = outcome.stop_method.value if outcome.stop_method else None
+        why = (cancel.reason.value if cancel else None) or (outcome.stop_reason.value if outcome.stop_reason else None)
+        events.append(("stopped", job.status, job.status, why, f"stopped by: {how}" if how else None))
+    error = outcome.error
+    if outcome.kind is OutcomeKind.LOST:
+        error = ErrorInfo("WorkerLost", f"worker {job.worker_id} stopped renewing its lease")
+    elif status is JobStatus.FAILED and error is None and cancel is not None:
+        by = f" by {cancel.by}" if cancel.by else ""
+        error = ErrorInfo("ForcedFailure", f"force-failed{by}")
+    requeue = status is JobStatus.QUEUED
+    message = f"{error.type}: {error.message}" if error and status is not JobStatus.SUCCEEDED else None
+    if settlement.requeue_delay:
+        message = f"{message or ''}; next attempt in {settlement.requeue_delay:g} s".lstrip("; ")
+    reason = outcome.stop_reason.value if outcome.stop_reason and cancel is None else None
+    if outcome.kind is OutcomeKind.LOST:
+        reason = CancelReason.WORKER_LOST.value
+    events.append((settlement.event, job.status, status, reason, message))
+    columns = {
+        "status": status.value,
+        "finished": None if requeue else now,
+        "result": encode(outcome.result) if status is JobStatus.SUCCEEDED else None,
+        "error_type": error.type if error else None,
+        "error_message": error.message if error else None,
+        "error_traceback": error.traceback if error else None,
+        "failed": int(settlement.counts_as_failure),
+        "available": now + (settlement.requeue_delay or 0.0) if requeue else job.available_at,
+        "acknowledged_at": outcome.acknowledged_at if cancel is not None else None,
+        "has_cancel": cancel is not None,
+        # A force-fail that leads to a retry: that cancel belonged to the attempt that just
+        # ended (its events keep it); the next attempt starts with none.
+        "clear_cancel": requeue and cancel is not None,
+        "stopped": outcome.stopped_at or now,
+        "method": outcome.stop_method.value if outcome.stop_method else None,
+        "events": len(events),
+    }
+    return SettlementWrite(status, columns, events)
 
 
 class Row(Protocol):
@@ -63,6 +139,7 @@ def job_from_row(row: Row) -> Job:
         error=error,
         cancel=cancel,
         retry_of=row["retry_of"],
+        owner=row["owner"],
     )
 
 

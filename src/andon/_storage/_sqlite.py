@@ -16,18 +16,20 @@ from collections.abc import Callable, Collection, Sequence
 from importlib import resources
 from typing import Any, Final, TypeVar, final
 
+from andon._access import Role, TokenRecord
 from andon._cancel import CancelReason
 from andon._clock import Clock, SystemClock
 from andon._errors import (
+    ConfigurationError,
     InvalidTransition,
     JobNotFound,
     LifecycleError,
     StorageError,
     StorageUnavailable,
+    UsageError,
 )
 from andon._jobs import (
     CancelOutcome,
-    ErrorInfo,
     Job,
     JobEvent,
     JobStatus,
@@ -36,7 +38,6 @@ from andon._jobs import (
     ResultItem,
     check_transition,
     decide_cancel,
-    decide_settlement,
 )
 from andon._storage._port import (
     ALL_CHANGES,
@@ -48,8 +49,9 @@ from andon._storage._port import (
     NewJob,
     Page,
     ProgressUpdate,
+    Settlement,
 )
-from andon._storage._rows import event_from_row, item_from_row, job_from_row
+from andon._storage._rows import event_from_row, item_from_row, job_from_row, settlement_write
 
 __all__ = ["SqliteStore"]
 
@@ -58,6 +60,7 @@ T = TypeVar("T")
 _BUSY_TIMEOUT_MS: Final = 5_000
 _MAX_BUSY_RETRIES: Final = 50
 _ACTIVE_RUN: Final = ("running", "cancelling")
+SCHEMA_VERSION: Final = 2
 
 
 @final
@@ -79,6 +82,9 @@ class SqliteStore:
         # interpreter (a segfault seen when an app shut down under its event broadcaster).
         self._connections: dict[sqlite3.Connection, threading.Lock] = {}
         self._lock = threading.Lock()
+        # Writers of this process queue here rather than in SQLite's busy handler, which
+        # sleeps in steps of milliseconds while another connection of ours holds the lock.
+        self._write_lock = threading.Lock()
         self._opened = False
         self._closed = False
         if path == ":memory:":
@@ -99,23 +105,21 @@ class SqliteStore:
         if self._opened:
             return
         conn = self._connect()
-        schema = resources.files("andon._storage").joinpath("schema_sqlite.sql").read_text()
-        self._retry_busy(lambda: conn.executescript(schema))
+        self._create_schema(conn)
         self._opened = True
 
     def upgrade(self) -> tuple[int, int]:
         """Create the schema where it is missing; returns (version before, after).
 
-        SQLite has had one schema version so far, which :meth:`open` also creates; this
-        reports it for ``andon db upgrade``. Works on an unopened store.
+        :meth:`open` does the same (SQLite files upgrade themselves); this reports it for
+        ``andon db upgrade``. Works on an unopened store.
         """
         if self._closed:
             raise LifecycleError("this store was closed; open a new one")
         conn = self._connect()
         try:
             before = self._schema_version(conn)
-            schema = resources.files("andon._storage").joinpath("schema_sqlite.sql").read_text()
-            self._retry_busy(lambda: conn.executescript(schema))
+            self._create_schema(conn)
             return before, self._schema_version(conn)
         finally:
             self._release(conn)
@@ -205,14 +209,15 @@ class SqliteStore:
         conn = self._conn()
 
         def attempt() -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                value = body(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return value
+            with self._write_lock:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    value = body(conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+                return value
 
         return self._retry_busy(lambda: self._use(conn, attempt))
 
@@ -236,6 +241,7 @@ class SqliteStore:
                 j.retry_backoff_s,
                 j.timeout_s,
                 j.retry_of,
+                j.owner,
             )
             for j in jobs
         ]
@@ -244,8 +250,8 @@ class SqliteStore:
         def body(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,"
-                " max_attempts, retry_backoff_s, timeout_s, retry_of, events_count)"
-                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, 1)",
+                " max_attempts, retry_backoff_s, timeout_s, retry_of, owner, events_count)"
+                " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                 rows,
             )
             conn.executemany(_INSERT_EVENT, events)
@@ -264,6 +270,7 @@ class SqliteStore:
                 timeout_s=j.timeout_s,
                 priority=j.priority,
                 retry_of=j.retry_of,
+                owner=j.owner,
             )
             for j in jobs
         ]
@@ -547,43 +554,44 @@ class SqliteStore:
     # -- workers --------------------------------------------------------------
 
     def claim(self, worker_id: str, kinds: Collection[str], lease_s: float) -> Job | None:
-        now = self._clock.now()
+        claimed = self.claim_many(worker_id, kinds, lease_s, 1)
+        return claimed[0] if claimed else None
 
-        def body(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(
-                "UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :now,"
-                " worker_id = :worker, lease_expires_at = :lease, events_count = events_count + 1,"
-                " progress_done = NULL, progress_total = NULL, progress_message = NULL"
-                " WHERE id = (SELECT id FROM andon_jobs WHERE status = 'queued' AND available_at <= :now"
-                " AND kind IN (SELECT value FROM json_each(:kinds)) ORDER BY priority DESC, id LIMIT 1)"
-                " RETURNING *",
-                {
-                    "now": now,
-                    "worker": worker_id,
-                    "lease": now + lease_s,
-                    "kinds": json.dumps(list(kinds)),
-                },
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                _INSERT_EVENT,
-                (
-                    row["id"],
-                    row["events_count"],
-                    now,
-                    "started",
-                    "queued",
-                    "running",
-                    f"worker:{worker_id}",
-                    None,
-                    None,
-                    row["attempt"],
-                ),
-            )
-            return job_from_row(row)
+    def claim_many(self, worker_id: str, kinds: Collection[str], lease_s: float, limit: int) -> list[Job]:
+        if limit < 1 or not kinds:
+            return []
+        return self._write(lambda conn: self._claim_rows(conn, worker_id, kinds, lease_s, limit))
+
+    def settle_and_claim(
+        self,
+        worker_id: str,
+        settlements: Sequence[Settlement],
+        kinds: Collection[str],
+        lease_s: float,
+        limit: int,
+    ) -> tuple[list[Job | InvalidTransition | JobNotFound], list[Job]]:
+        def body(conn: sqlite3.Connection) -> tuple[list[Job | InvalidTransition | JobNotFound], list[Job]]:
+            settled = self._settle_rows(conn, worker_id, settlements)
+            claimed = self._claim_rows(conn, worker_id, kinds, lease_s, limit) if limit > 0 and kinds else []
+            return settled, claimed
 
         return self._write(body)
+
+    def _claim_rows(
+        self, conn: sqlite3.Connection, worker_id: str, kinds: Collection[str], lease_s: float, limit: int
+    ) -> list[Job]:
+        now = self._clock.now()
+        args = {"now": now, "worker": worker_id, "lease": now + lease_s, "kinds": json.dumps(list(kinds)), "n": limit}
+        rows = conn.execute(_CLAIM, args).fetchall()
+        actor = f"worker:{worker_id}"
+        conn.executemany(
+            _INSERT_EVENT,
+            [
+                (r["id"], r["events_count"], now, "started", "queued", "running", actor, None, None, r["attempt"])
+                for r in rows
+            ],
+        )
+        return sorted((job_from_row(r) for r in rows), key=lambda job: (-job.priority, job.id))
 
     def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
         updates = [u for u in updates if not u.is_empty]
@@ -635,94 +643,54 @@ class SqliteStore:
         outcome: Outcome,
         update: ProgressUpdate | None,
     ) -> Job:
-        def body(conn: sqlite3.Connection) -> Job:
-            row = conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone()
-            if row is None:
-                raise JobNotFound(job_id)
-            job = job_from_row(row)
-            if job.worker_id != worker_id or job.attempt != attempt or job.status.value not in _ACTIVE_RUN:
-                raise InvalidTransition(
-                    job_id,
-                    job.status.value,
-                    "settle",
-                    f"worker {worker_id} no longer holds job {job_id}",
-                )
-            if update is not None:
-                self._write_updates(conn, [update])
-            return self._settle(conn, job, outcome, f"worker:{worker_id}")
+        (settled,) = self.settle_many(worker_id, [Settlement(job_id, attempt, outcome, update)])
+        if isinstance(settled, (InvalidTransition, JobNotFound)):
+            raise settled
+        return settled
 
-        return self._write(body)
+    def settle_many(
+        self, worker_id: str, settlements: Sequence[Settlement]
+    ) -> list[Job | InvalidTransition | JobNotFound]:
+        if not settlements:
+            return []
+        return self._write(lambda conn: self._settle_rows(conn, worker_id, settlements))
+
+    def _settle_rows(
+        self, conn: sqlite3.Connection, worker_id: str, settlements: Sequence[Settlement]
+    ) -> list[Job | InvalidTransition | JobNotFound]:
+        results: list[Job | InvalidTransition | JobNotFound] = []
+        for s in settlements:
+            row = conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (s.job_id,)).fetchone()
+            if row is None:
+                results.append(JobNotFound(s.job_id))
+                continue
+            job = job_from_row(row)
+            if job.worker_id != worker_id or job.attempt != s.attempt or job.status.value not in _ACTIVE_RUN:
+                results.append(
+                    InvalidTransition(
+                        s.job_id, job.status.value, "settle", f"worker {worker_id} no longer holds job {s.job_id}"
+                    )
+                )
+                continue
+            if s.update is not None and not s.update.is_empty:
+                self._write_updates(conn, [s.update])
+            results.append(self._settle(conn, job, s.outcome, f"worker:{worker_id}"))
+        return results
 
     def _settle(self, conn: sqlite3.Connection, job: Job, outcome: Outcome, actor: str) -> Job:
         now = self._clock.now()
-        settlement = decide_settlement(job, outcome)
-        check_transition(job.status, settlement.status)
-        status = settlement.status
-        cancel = job.cancel if job.status is JobStatus.CANCELLING else None
-        if cancel is not None or outcome.kind is OutcomeKind.STOPPED:
-            how = outcome.stop_method.value if outcome.stop_method else None
-            why = (cancel.reason.value if cancel else None) or (
-                outcome.stop_reason.value if outcome.stop_reason else None
-            )
-            self._event(
-                conn,
-                job,
-                "stopped",
-                job.status,
-                job.status,
-                actor,
-                why,
-                f"stopped by: {how}" if how else None,
-                now,
-            )
-        error = outcome.error
-        if outcome.kind is OutcomeKind.LOST:
-            error = ErrorInfo("WorkerLost", f"worker {job.worker_id} stopped renewing its lease")
-        elif status is JobStatus.FAILED and error is None and cancel is not None:
-            error = ErrorInfo("ForcedFailure", f"force-failed{_by(cancel.by)}")
-        requeue = status is JobStatus.QUEUED
-        conn.execute(
-            "UPDATE andon_jobs SET status = :status, finished_at = :finished,"
-            " worker_id = NULL, lease_expires_at = NULL,"
-            " result = :result, error_type = :etype, error_message = :emsg, error_traceback = :etb,"
-            " failures = failures + :failed, available_at = :available,"
-            " cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, :ack),"
-            " cancel_stopped_at = CASE WHEN :has_cancel THEN :stopped ELSE cancel_stopped_at END,"
-            " cancel_stop_method = CASE WHEN :has_cancel THEN :method ELSE cancel_stop_method END"
-            " WHERE id = :id",
-            {
-                "status": status.value,
-                "finished": None if requeue else now,
-                "result": json.dumps(outcome.result) if status is JobStatus.SUCCEEDED else None,
-                "etype": error.type if error else None,
-                "emsg": error.message if error else None,
-                "etb": error.traceback if error else None,
-                "failed": int(settlement.counts_as_failure),
-                "available": now + (settlement.requeue_delay or 0.0) if requeue else job.available_at,
-                "ack": outcome.acknowledged_at if cancel is not None else None,
-                "has_cancel": cancel is not None,
-                "stopped": outcome.stopped_at or now,
-                "method": outcome.stop_method.value if outcome.stop_method else None,
-                "id": job.id,
-            },
+        write = settlement_write(job, outcome, now, json.dumps)
+        events = write.events
+        row = conn.execute(_SETTLE, {**write.columns, "id": job.id}).fetchone()
+        first_seq = row["events_count"] - len(events) + 1
+        conn.executemany(
+            _INSERT_EVENT,
+            [
+                (job.id, first_seq + i, now, type_, from_.value, to.value, actor, why, text, job.attempt)
+                for i, (type_, from_, to, why, text) in enumerate(events)
+            ],
         )
-        if requeue and cancel is not None:
-            # A force-fail that leads to a retry: that cancel belonged to the attempt that
-            # just ended (its events keep it); the next attempt starts with none.
-            conn.execute(
-                "UPDATE andon_jobs SET cancel_requested_at = NULL, cancel_reason = NULL, cancel_by = NULL,"
-                " cancel_message = NULL, cancel_retry = NULL, cancel_acknowledged_at = NULL,"
-                " cancel_stopped_at = NULL, cancel_stop_method = NULL WHERE id = ?",
-                (job.id,),
-            )
-        message = f"{error.type}: {error.message}" if error and status is not JobStatus.SUCCEEDED else None
-        if settlement.requeue_delay:
-            message = f"{message or ''}; next attempt in {settlement.requeue_delay:g} s".lstrip("; ")
-        reason = outcome.stop_reason.value if outcome.stop_reason and cancel is None else None
-        if outcome.kind is OutcomeKind.LOST:
-            reason = CancelReason.WORKER_LOST.value
-        self._event(conn, job, settlement.event, job.status, status, actor, reason, message, now)
-        return job_from_row(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job.id,)).fetchone())
+        return job_from_row(row)
 
     def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
         rows = self._read(
@@ -757,6 +725,67 @@ class SqliteStore:
                 (self._clock.now(),),
             ).fetchall()
             return [self._settle(conn, job_from_row(r), Outcome(OutcomeKind.LOST), "andon") for r in rows]
+
+        return self._write(body)
+
+    # -- schema ---------------------------------------------------------------
+
+    def _create_schema(self, conn: sqlite3.Connection) -> None:
+        """Create the schema, or bring a file of an older version up to this one in place."""
+        version = self._schema_version(conn)
+        if version > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"{self.path!r} has andon schema version {version}, newer than this andon knows"
+                f" ({SCHEMA_VERSION}); upgrade andon"
+            )
+        if version == 1:
+            self._retry_busy(lambda: self._upgrade_from_1(conn))
+        schema = resources.files("andon._storage").joinpath("schema_sqlite.sql").read_text()
+        self._retry_busy(lambda: conn.executescript(schema))
+
+    def _upgrade_from_1(self, conn: sqlite3.Connection) -> None:
+        """Version 1 -> 2: jobs get an ``owner``; the script then adds the tokens table."""
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have upgraded the file since we looked.
+                row = conn.execute("SELECT value FROM andon_meta WHERE key = 'schema_version'").fetchone()
+                if row is not None and int(row[0]) == 1:
+                    for statement in _UPGRADE_TO_2:
+                        conn.execute(statement)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # -- tokens ---------------------------------------------------------------
+
+    def create_token(self, name: str, role: Role, token_hash: str) -> TokenRecord:
+        now = self._clock.now()
+
+        def body(conn: sqlite3.Connection) -> None:
+            if conn.execute(_TOKEN_NAMED, (name,)).fetchone() is not None:
+                raise UsageError(f"a token named {name!r} exists already (names are never reused); pick another")
+            conn.execute(_INSERT_TOKEN, (name, role.value, token_hash, now))
+
+        self._write(body)
+        return TokenRecord(name, role, now)
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        rows = self._read(_FIND_TOKEN, (token_hash,))
+        return _token_from_row(rows[0]) if rows else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return [_token_from_row(r) for r in self._read(_LIST_TOKENS)]
+
+    def revoke_token(self, name: str) -> TokenRecord:
+        now = self._clock.now()
+
+        def body(conn: sqlite3.Connection) -> TokenRecord:
+            row = conn.execute(_REVOKE_TOKEN, (now, name)).fetchone()
+            if row is None:
+                raise UsageError(f"no token is named {name!r} (see: andon token ls)")
+            return _token_from_row(row)
 
         return self._write(body)
 
@@ -795,10 +824,55 @@ class SqliteStore:
         )
 
 
+# Claims walk the queue index in order and stop at ``:n`` rows; without INDEXED BY the
+# planner prefers the status index and sorts every queued row for each claim.
+_CLAIM: Final = (
+    "UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :now,"
+    " worker_id = :worker, lease_expires_at = :lease, events_count = events_count + 1,"
+    " progress_done = NULL, progress_total = NULL, progress_message = NULL"
+    " WHERE id IN (SELECT id FROM andon_jobs INDEXED BY andon_jobs_queue"
+    " WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))"
+    " ORDER BY priority DESC, id LIMIT :n)"
+    " RETURNING *"
+)
+_SETTLE: Final = (
+    "UPDATE andon_jobs SET status = :status, finished_at = :finished,"
+    " worker_id = NULL, lease_expires_at = NULL, events_count = events_count + :events,"
+    " result = :result, error_type = :error_type, error_message = :error_message,"
+    " error_traceback = :error_traceback,"
+    " failures = failures + :failed, available_at = :available,"
+    " cancel_acknowledged_at = CASE WHEN :clear_cancel THEN NULL"
+    " ELSE COALESCE(cancel_acknowledged_at, :acknowledged_at) END,"
+    " cancel_stopped_at = CASE WHEN :clear_cancel THEN NULL WHEN :has_cancel THEN :stopped ELSE cancel_stopped_at END,"
+    " cancel_stop_method = CASE WHEN :clear_cancel THEN NULL WHEN :has_cancel THEN :method"
+    " ELSE cancel_stop_method END,"
+    " cancel_requested_at = CASE WHEN :clear_cancel THEN NULL ELSE cancel_requested_at END,"
+    " cancel_reason = CASE WHEN :clear_cancel THEN NULL ELSE cancel_reason END,"
+    " cancel_by = CASE WHEN :clear_cancel THEN NULL ELSE cancel_by END,"
+    " cancel_message = CASE WHEN :clear_cancel THEN NULL ELSE cancel_message END,"
+    " cancel_retry = CASE WHEN :clear_cancel THEN NULL ELSE cancel_retry END"
+    " WHERE id = :id RETURNING *"
+)
 _INSERT_EVENT: Final = (
     "INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_UPGRADE_TO_2: Final = (
+    "ALTER TABLE andon_jobs ADD COLUMN owner TEXT",
+    "UPDATE andon_meta SET value = '2' WHERE key = 'schema_version'",
+)
+_TOKEN_COLUMNS: Final = "name, role, created_at, revoked_at"
+_TOKEN_NAMED: Final = "SELECT 1 FROM andon_tokens WHERE name = ?"
+_INSERT_TOKEN: Final = "INSERT INTO andon_tokens (name, role, token_hash, created_at) VALUES (?, ?, ?, ?)"
+_FIND_TOKEN: Final = f"SELECT {_TOKEN_COLUMNS} FROM andon_tokens WHERE token_hash = ?"
+_LIST_TOKENS: Final = f"SELECT {_TOKEN_COLUMNS} FROM andon_tokens ORDER BY created_at, name"
+_REVOKE_TOKEN: Final = (
+    f"UPDATE andon_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ? RETURNING {_TOKEN_COLUMNS}"
+)
+
+
+def _token_from_row(row: sqlite3.Row) -> TokenRecord:
+    return TokenRecord(row["name"], Role(row["role"]), row["created_at"], row["revoked_at"])
 
 
 def _by(actor: str | None) -> str:
@@ -813,6 +887,7 @@ def _where(where: JobFilter) -> tuple[str, dict[str, Any]]:
         ("status", [str(s) for s in where.statuses]),
         ("kind", where.kinds),
         ("id", where.ids),
+        ("owner", where.owners),
     ):
         if values:
             name = f"f{len(args)}"

@@ -1,4 +1,4 @@
--- andon schema for SQLite, version 1. Timestamps are unix seconds (REAL).
+-- andon schema for SQLite, version 2 (a version-1 file is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
 CREATE TABLE IF NOT EXISTS andon_jobs (
     id                     TEXT PRIMARY KEY,
     kind                   TEXT NOT NULL,
@@ -33,12 +33,21 @@ CREATE TABLE IF NOT EXISTS andon_jobs (
     cancel_acknowledged_at REAL,
     cancel_stopped_at      REAL,
     cancel_stop_method     TEXT,
-    retry_of               TEXT
+    retry_of               TEXT,
+    owner                  TEXT
 );
 CREATE INDEX IF NOT EXISTS andon_jobs_queue ON andon_jobs (priority DESC, id) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS andon_jobs_held ON andon_jobs (worker_id) WHERE status IN ('running', 'cancelling');
 CREATE INDEX IF NOT EXISTS andon_jobs_status ON andon_jobs (status, id);
 CREATE INDEX IF NOT EXISTS andon_jobs_kind ON andon_jobs (kind, id);
+CREATE INDEX IF NOT EXISTS andon_jobs_owner ON andon_jobs (owner, id);
+CREATE TABLE IF NOT EXISTS andon_tokens (
+    name       TEXT PRIMARY KEY,
+    role       TEXT NOT NULL CHECK (role IN ('admin', 'user')),
+    token_hash TEXT NOT NULL UNIQUE,  -- SHA-256 of the token; the token itself is never stored
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
 CREATE TABLE IF NOT EXISTS andon_events (
     job_id      TEXT NOT NULL,
     seq         INTEGER NOT NULL,
@@ -64,4 +73,4 @@ CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '1');
+INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '2');

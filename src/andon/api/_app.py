@@ -14,8 +14,10 @@ from starlette.exceptions import HTTPException
 
 import andon
 from andon import dashboard
+from andon._sizes import MAX_REQUEST_BYTES
+from andon.api._auth import Authenticator
 from andon.api._guard import LOOPBACK_HOSTS, Guard
-from andon.api._routes import router
+from andon.api._routes import router, session_router
 from andon.api._runtime import Runtime
 from andon.api._schemas import ErrorBody, ErrorDetail
 
@@ -23,12 +25,14 @@ __all__ = ["ERROR_STATUS", "MAX_BODY_BYTES", "create_app", "runtime_of"]
 
 log = logging.getLogger("andon.api")
 
-MAX_BODY_BYTES: Final = 1024 * 1024
+MAX_BODY_BYTES: Final = MAX_REQUEST_BYTES
 
 ERROR_STATUS: Final[tuple[tuple[type[andon.AndonError], int, str], ...]] = (
     (andon.JobNotFound, 404, "job_not_found"),
+    (andon.NotAllowed, 403, "not_allowed"),
     (andon.JobFinished, 409, "job_finished"),
     (andon.InvalidTransition, 409, "invalid_transition"),
+    (andon.ParamsTooLarge, 413, "params_too_large"),
     (andon.InvalidParams, 422, "invalid_params"),
     (andon.UnknownKind, 422, "unknown_kind"),
     (andon.WaitTimeout, 504, "wait_timeout"),
@@ -55,6 +59,7 @@ def create_app(
     allowed_hosts: Collection[str] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     stream_keepalive_s: float = 15.0,
+    auth_cache_s: float = 1.0,
 ) -> FastAPI:
     """The REST API, its event stream and the dashboard, as one ASGI app.
 
@@ -62,18 +67,25 @@ def create_app(
         source: a client, or a store to make one on (it is not closed by the app).
         app: the job kinds that may be submitted (default: the client's app).
         worker: a worker the app's lifespan starts (if new) and stops, gracefully.
-        token: when set, every ``/api/`` request needs ``Authorization: Bearer <token>``.
+        token: the server's own token; it acts as ``admin``. With it, or with any active
+            token in the store (``andon token create``), every ``/api/`` request must
+            prove who it is: ``Authorization: Bearer <token>`` or a dashboard session.
         allowed_hosts: host names the server answers to. Default: loopback names only
-            when there is no token (so a web page cannot reach it by DNS rebinding), any
-            name when there is one.
+            when no auth is configured (so a web page cannot reach it by DNS rebinding),
+            any name when it is.
         max_body_bytes: larger request bodies get 413.
         stream_keepalive_s: seconds between keep-alive comments on an idle event stream.
+        auth_cache_s: how long a token lookup is reused (a revoked token works at most
+            this much longer).
     """
     if isinstance(source, andon.Client):
         client = source if app is None or app is source.app else andon.Client(source.store, app, actor=source.actor)
     else:
         client = andon.Client(source, app, actor="http")
     runtime = Runtime(client, worker=worker, token=token or None, stream_keepalive_s=stream_keepalive_s)
+    runtime.authenticator = Authenticator(
+        client.store, static_token=token or None, call=runtime.call, cache_s=auth_cache_s
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
@@ -94,13 +106,14 @@ def create_app(
     )
     api.state.andon = runtime
     api.include_router(router)
+    api.include_router(session_router)
     api.include_router(dashboard.router)
     api.add_exception_handler(andon.AndonError, _andon_error)
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(HTTPException, _http_error)
-    if allowed_hosts is None and not token:
+    if allowed_hosts is None and not token and not any(t.is_active for t in client.store.list_tokens()):
         allowed_hosts = LOOPBACK_HOSTS
-    api.add_middleware(Guard, token=token or None, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes)
+    api.add_middleware(Guard, auth=runtime.authenticator, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes)
     return api
 
 
@@ -147,6 +160,6 @@ def _problem(error: object) -> str:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     message = "no such endpoint" if exc.status_code == 404 and exc.detail == "Not Found" else str(exc.detail)
     return _error(exc.status_code, ErrorDetail(code=code, message=message), dict(exc.headers or {}))

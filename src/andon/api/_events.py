@@ -96,16 +96,24 @@ def changes(
 
 @dataclass(frozen=True, slots=True)
 class ServerEvent:
-    """One SSE message, encoded once and shared by every stream."""
+    """One SSE message, encoded once and shared by every stream.
+
+    ``scoped`` events are about one job, owned by ``owner``: a stream limited to one owner
+    gets only that owner's (see :class:`Subscription`).
+    """
 
     data: bytes
+    scoped: bool = False
+    owner: str | None = None
 
     @classmethod
-    def of(cls, event_id: int | None, name: str, data: str) -> ServerEvent:
+    def of(
+        cls, event_id: int | None, name: str, data: str, *, scoped: bool = False, owner: str | None = None
+    ) -> ServerEvent:
         """``data`` is one line of JSON."""
         lines = [] if event_id is None else [f"id: {event_id}"]
         lines += [f"event: {name}", f"data: {data}"]
-        return cls(("\n".join(lines) + "\n\n").encode())
+        return cls(("\n".join(lines) + "\n\n").encode(), scoped, owner)
 
 
 RESYNC: Final = ServerEvent.of(None, "resync", '{"type":"resync"}')
@@ -114,10 +122,14 @@ KEEP_ALIVE: Final = ServerEvent(b": keep-alive\n\n")
 
 @final
 class Subscription:
-    """One stream's bounded queue. Used on the event loop's thread only."""
+    """One stream's bounded queue. Used on the event loop's thread only.
 
-    def __init__(self, size: int) -> None:
+    With an ``owner``, only events about that owner's jobs are queued (a ``user``'s stream).
+    """
+
+    def __init__(self, size: int, owner: str | None = None) -> None:
         self._size = size
+        self.owner = owner
         self._queue: collections.deque[ServerEvent] = collections.deque()
         self._ready = asyncio.Event()
         self.closed = False
@@ -125,7 +137,7 @@ class Subscription:
 
     def offer(self, event: ServerEvent) -> None:
         """Queue ``event``; a full queue is replaced by one ``resync`` (the client refetches)."""
-        if self.closed:
+        if self.closed or (self.owner is not None and event.scoped and event.owner != self.owner):
             return
         if len(self._queue) >= self._size:
             self._queue.clear()
@@ -238,8 +250,9 @@ class Broadcaster:
             subscription.close()
         self._subscriptions.clear()
 
-    def subscribe(self) -> Subscription:
-        subscription = Subscription(self._queue_size)
+    def subscribe(self, owner: str | None = None) -> Subscription:
+        """A new stream's queue; with ``owner``, it gets only events about that owner's jobs."""
+        subscription = Subscription(self._queue_size, owner)
         if self.state is not BroadcasterState.RUNNING or self._closing:
             subscription.close()
         else:
@@ -263,17 +276,18 @@ class Broadcaster:
                 log.warning("event stream: reading jobs failed; retrying", exc_info=True)
                 await asyncio.sleep(_ERROR_BACKOFF_S)
                 continue
-            for name, data in found:
+            for name, data, owner in found:
                 self._last_id += 1
-                self._publish(ServerEvent.of(self._last_id, name, data))
+                self._publish(ServerEvent.of(self._last_id, name, data, scoped=True, owner=owner))
             await asyncio.sleep(max(0.0, _MIN_GAP_S - (loop.time() - started)))
 
     def _publish(self, event: ServerEvent) -> None:
         for subscription in list(self._subscriptions):
             subscription.offer(event)
 
-    def _poll(self) -> list[tuple[str, str]]:
-        """Wait for a change, look, and return the events as ``(name, JSON data)`` (broadcaster thread)."""
+    def _poll(self) -> list[tuple[str, str, str | None]]:
+        """Wait for a change, look, and return the events as ``(name, JSON data, job owner)``
+        (broadcaster thread)."""
         assert self._watcher is not None
         changed = self._watcher.wait(self._interval_s) if self._baseline else True
         if self.state is not BroadcasterState.RUNNING:
@@ -283,8 +297,9 @@ class Broadcaster:
         self._last_look = time.monotonic()
         current, deleted = self._look()
         found = changes(self._jobs, current, deleted) if self._baseline else []
+        previous = self._jobs
         self._jobs, self._baseline = current, True
-        return [(change.type, _encode(change)) for change in found]
+        return [(change.type, _encode(change), _owner(change, previous)) for change in found]
 
     def _look(self) -> tuple[dict[str, andon.Job], list[str]]:
         """The jobs to watch now, and the ids of watched jobs that were deleted."""
@@ -307,6 +322,12 @@ class Broadcaster:
             elif floor is None or job_id >= floor:
                 deleted.append(job_id)
         return current, deleted
+
+
+def _owner(change: Change, previous: Mapping[str, andon.Job]) -> str | None:
+    """The owner of the job a change is about (a deleted job's, from the snapshot before)."""
+    job = change.job or previous.get(change.job_id)
+    return job.owner if job is not None else None
 
 
 def _encode(change: Change) -> str:

@@ -6,7 +6,9 @@ In order, it refuses:
    so a web page cannot reach a local server through DNS rebinding;
 2. a state-changing request (POST, PUT, PATCH, DELETE) whose ``Origin`` (or, without one,
    ``Referer``) is another site (403): cross-site request forgery;
-3. an API request without the right ``Authorization: Bearer`` token, when one is set (401);
+3. an API request that does not prove who it is, when auth is required (401): a bearer
+   token (the server's or one from ``andon token create``) or the dashboard's session
+   cookie (``_auth.py``); the caller is put in ``scope["state"]["andon.caller"]``;
 4. a body larger than the limit (413), or a body that is not declared JSON (415).
 
 It also adds security headers to every answer. It is a plain ASGI middleware (not
@@ -15,16 +17,21 @@ Starlette's ``BaseHTTPMiddleware``) so it never buffers responses: the event str
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Collection
 from typing import Final, final
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["LOOPBACK_HOSTS", "Guard"]
+import andon
+from andon.api._auth import SESSION_COOKIE, Authenticator, Caller
+
+__all__ = ["CALLER_KEY", "LOOPBACK_HOSTS", "Guard"]
+
+CALLER_KEY: Final = "andon.caller"
 
 LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 _UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -50,7 +57,7 @@ class Guard:
     """Wraps ``app``; see the module docstring for what it refuses.
 
     Args:
-        token: the bearer token API requests must carry, or ``None`` for none.
+        auth: tells who a request comes from, and whether it must say.
         allowed_hosts: host names the server answers to; ``None`` for any.
         max_body_bytes: the largest request body accepted.
     """
@@ -59,12 +66,12 @@ class Guard:
         self,
         app: ASGIApp,
         *,
-        token: str | None,
+        auth: Authenticator,
         allowed_hosts: Collection[str] | None,
         max_body_bytes: int,
     ) -> None:
         self.app = app
-        self._token = token.encode() if token else None
+        self._auth = auth
         self._hosts = frozenset(h.lower() for h in allowed_hosts) if allowed_hosts is not None else None
         self._max_body = max_body_bytes
 
@@ -77,6 +84,16 @@ class Guard:
         refusal = self._refusal(scope, headers)
         if refusal is not None:
             await _answer(send, *refusal)
+            return
+        try:
+            allowed = not scope["path"].startswith("/api/") or await self._authenticate(scope, headers)
+        except (andon.StorageError, andon.LifecycleError) as exc:  # fail closed, and say why
+            code = "storage_unavailable" if isinstance(exc, andon.StorageError) else "unavailable"
+            await _answer(send, 503, code, f"cannot check who this request comes from: {exc}")
+            return
+        if not allowed:
+            message = "this server needs a token: send Authorization: Bearer <token>, or log in to the dashboard"
+            await _answer(send, 401, "unauthorized", message, {"www-authenticate": 'Bearer realm="andon"'})
             return
         if scope["method"] in _UNSAFE_METHODS or "content-length" in headers or "transfer-encoding" in headers:
             body = await self._read_body(headers, receive, send)
@@ -92,16 +109,28 @@ class Guard:
             return 400, "bad_host", message, {}
         if scope["method"] in _UNSAFE_METHODS and not _same_origin(headers, host):
             return 403, "cross_origin", "state-changing requests from another origin are refused", {}
-        if self._token is not None and scope["path"].startswith("/api/") and not self._authorized(headers):
-            message = "this server needs a token: send Authorization: Bearer <token>"
-            return 401, "unauthorized", message, {"www-authenticate": 'Bearer realm="andon"'}
         return None
 
-    def _authorized(self, headers: Headers) -> bool:
+    async def _authenticate(self, scope: Scope, headers: Headers) -> bool:
+        """Whether the request may go on; records its caller (if any) in the scope's state.
+
+        A request that brings no credentials is let through only when auth is not required;
+        one that brings wrong ones never is (logging out needs none).
+        """
+        caller: Caller | None = None
         scheme, _, given = headers.get("authorization", "").partition(" ")
-        assert self._token is not None
-        # compare_digest takes as long whatever the first wrong byte: no timing oracle.
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self._token)
+        if given.strip() and scheme.lower() == "bearer":
+            caller = await self._auth.from_bearer(given.strip())
+            if caller is None:
+                return False
+        elif session := cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE):
+            caller = await self._auth.from_session(session)
+        if caller is not None:
+            scope.setdefault("state", {})[CALLER_KEY] = caller
+            return True
+        if scope["path"] == "/api/session" and scope["method"] == "DELETE":
+            return True
+        return not await self._auth.required()
 
     async def _read_body(self, headers: Headers, receive: Receive, send: Send) -> bytes | None:
         """The whole body, or ``None`` after answering an error (or if the client left)."""

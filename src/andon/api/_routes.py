@@ -12,7 +12,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 import andon
+from andon.api._auth import SESSION_COOKIE
+from andon.api._auth import Caller as AuthenticatedCaller
 from andon.api._events import ServerEvent
+from andon.api._guard import CALLER_KEY
 from andon.api._runtime import Runtime
 from andon.api._schemas import (
     BulkCancelBody,
@@ -31,10 +34,13 @@ from andon.api._schemas import (
     ResultItemOut,
     ResultsOut,
     SubmitBody,
+    TokenOut,
+    TokensOut,
+    UserOut,
     WorkerOut,
 )
 
-__all__ = ["router"]
+__all__ = ["router", "session_router"]
 
 MAX_OFFSET: Final = 2**53
 WAIT_DEFAULT_S: Final = 30.0
@@ -47,6 +53,19 @@ def _runtime(request: Request) -> Runtime:
 
 
 Ctx = Annotated[Runtime, Depends(_runtime)]
+
+
+def _acting_client(request: Request) -> andon.Client:
+    """The app's client acting for whoever the guard found this request comes from."""
+    return _runtime(request).client.acting_as(_principal(request))
+
+
+def _principal(request: Request) -> andon.Principal | None:
+    caller = request.scope.get("state", {}).get(CALLER_KEY)
+    return caller.principal if isinstance(caller, AuthenticatedCaller) else None
+
+
+Caller = Annotated[andon.Client, Depends(_acting_client)]
 JobId = Annotated[str, Path(max_length=100, description="A job id (a UUIDv7).")]
 WaitTimeoutS = Annotated[
     float,
@@ -61,11 +80,12 @@ WaitTimeoutS = Annotated[
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # Any: OpenAPI response objects
     code: {"model": ErrorBody, "description": text}
     for code, text in {
+        400: "Malformed request: a body that is not JSON, a bad Content-Length or Host.",
         401: "A token is needed (Authorization: Bearer ...).",
-        403: "Refused: a state-changing request from another origin.",
+        403: "Refused: a state-changing request from another origin, or an admin-only operation.",
         404: "No job has this id.",
         409: "The job's state does not allow this; the message and `state` name it.",
-        413: "The request body is too large.",
+        413: "The request body (over 1 MiB) or a job's params (over 64 KiB as JSON) are too large.",
         415: "The body must be JSON (Content-Type: application/json).",
         422: "Unknown kind, or invalid params or query.",
         503: "The store cannot be reached.",
@@ -77,14 +97,17 @@ router = APIRouter(prefix="/api/v1", responses=_ERRORS)
 
 
 @router.get("/info", tags=["server"])
-async def info(rt: Ctx) -> InfoOut:
-    """This server: version, database, its embedded worker (if any), whether it needs a token."""
+async def info(rt: Ctx, request: Request) -> InfoOut:
+    """This server: version, database, its embedded worker (if any), whether it needs a token
+    and who this request comes from."""
     worker = rt.worker
+    principal = _principal(request)
     return InfoOut(
+        user=UserOut(name=principal.name, role=principal.role) if principal else None,
         version=andon.__version__,
         database=_redacted(rt.client.store.url),
         worker=WorkerOut(id=worker.id, concurrency=worker.concurrency, kinds=worker.kinds) if worker else None,
-        auth=rt.auth,
+        auth=await rt.authenticator.required(),
         server_time=time.time(),
     )
 
@@ -96,47 +119,49 @@ async def kinds(rt: Ctx) -> KindsOut:
 
 
 @router.post("/jobs", status_code=201, tags=["jobs"])
-async def submit(body: SubmitBody, rt: Ctx) -> JobOut:
+async def submit(body: SubmitBody, rt: Ctx, client: Caller) -> JobOut:
     """Validate params and queue one job. Leave `timeout_s` out for the kind's default."""
     timeout = body.timeout_s if "timeout_s" in body.model_fields_set else andon.DEFAULT
-    job = await rt.call(rt.client.submit, body.kind, body.params, timeout=timeout, priority=body.priority)
+    job = await rt.call(client.submit, body.kind, body.params, timeout=timeout, priority=body.priority)
     return JobOut.of(job)
 
 
 @router.get("/jobs", tags=["jobs"])
 async def list_jobs(
     rt: Ctx,
+    client: Caller,
     status: Annotated[list[andon.JobStatus] | None, Query(description="Only these states (repeat it).")] = None,
     kind: Annotated[list[str] | None, Query(max_length=100, description="Only these kinds (repeat it).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: Annotated[str | None, Query(max_length=100, description="`next_cursor` of the page before.")] = None,
 ) -> JobPage:
     """History, newest first, one page at a time. Items are summaries (no params, result or traceback)."""
-    page = await rt.call(rt.client.list_jobs, statuses=status or (), kinds=kind or (), limit=limit, cursor=cursor)
+    page = await rt.call(client.list_jobs, statuses=status or (), kinds=kind or (), limit=limit, cursor=cursor)
     return JobPage(items=[JobSummary.of(job) for job in page.items], next_cursor=page.next_cursor)
 
 
 @router.post("/jobs/cancel", tags=["stopping"])
-async def cancel_many(rt: Ctx, body: BulkCancelBody | None = None) -> BulkCancelOut:
+async def cancel_many(rt: Ctx, client: Caller, body: BulkCancelBody | None = None) -> BulkCancelOut:
     """Cancel every active job matching all the filters given (every active job if none is)."""
     body = body or BulkCancelBody()
     results = await rt.call(
-        rt.client.cancel_many, ids=body.ids, statuses=body.statuses, kinds=body.kinds, message=body.message
+        client.cancel_many, ids=body.ids, statuses=body.statuses, kinds=body.kinds, message=body.message
     )
     ids = [result.job.id for result in results if result.changed]
     return BulkCancelOut(cancelled=len(ids), ids=ids)
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-async def get_job(job_id: JobId, rt: Ctx) -> JobOut:
+async def get_job(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
     """One job: params, state, progress, counts, result, error, cancel lifecycle, timestamps."""
-    return JobOut.of(await rt.call(rt.client.get, job_id))
+    return JobOut.of(await rt.call(client.get, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", tags=["stopping"])
 async def cancel(
     job_id: JobId,
     rt: Ctx,
+    client: Caller,
     body: CancelBody | None = None,
     wait: Annotated[bool, Query(description="Answer once the work has stopped.")] = False,
     wait_timeout: WaitTimeoutS = WAIT_DEFAULT_S,
@@ -146,32 +171,32 @@ async def cancel(
     succeeded or failed is a 409. With `wait=true`, answers once the job is terminal."""
     message = body.message if body else None
     if wait:
-        result = await rt.wait(rt.client.cancel, job_id, message=message, wait=True, timeout=wait_timeout)
+        result = await rt.wait(client.cancel, job_id, message=message, wait=True, timeout=wait_timeout)
     else:
-        result = await rt.call(rt.client.cancel, job_id, message=message)
+        result = await rt.call(client.cancel, job_id, message=message)
     return JobOut.of(result.job)
 
 
 @router.post("/jobs/{job_id}/fail", tags=["stopping"])
-async def fail(job_id: JobId, rt: Ctx, body: FailBody | None = None) -> JobOut:
+async def fail(job_id: JobId, rt: Ctx, client: Caller, body: FailBody | None = None) -> JobOut:
     """Force-fail: stop the work and record the job `failed` (cancel reason `forced`).
     It counts as a failure: the kind's retry policy applies unless `retry` is false."""
     retry, message = (body.retry, body.message) if body else (True, None)
-    result = await rt.call(rt.client.fail, job_id, retry=retry, message=message)
+    result = await rt.call(client.fail, job_id, retry=retry, message=message)
     return JobOut.of(result.job)
 
 
 @router.post("/jobs/{job_id}/retry", status_code=201, tags=["jobs"])
-async def retry(job_id: JobId, rt: Ctx) -> JobOut:
+async def retry(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
     """Queue a new job with the kind and params of a failed or cancelled one (`retry_of` points back)."""
-    return JobOut.of(await rt.call(rt.client.retry, job_id))
+    return JobOut.of(await rt.call(client.retry, job_id))
 
 
 @router.delete("/jobs/{job_id}", status_code=204, tags=["jobs"])
-async def delete(job_id: JobId, rt: Ctx) -> Response:
+async def delete(job_id: JobId, rt: Ctx, client: Caller) -> Response:
     """Cancel the job if it is active, wait until its work stopped, and delete it with its
     history and results."""
-    await rt.wait(rt.client.delete, job_id, timeout=DELETE_TIMEOUT_S)
+    await rt.wait(client.delete, job_id, timeout=DELETE_TIMEOUT_S)
     return Response(status_code=204)
 
 
@@ -179,11 +204,12 @@ async def delete(job_id: JobId, rt: Ctx) -> Response:
 async def results(
     job_id: JobId,
     rt: Ctx,
+    client: Caller,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ResultsOut:
     """The items the job emitted, in order; readable while it runs and after a cancel."""
-    job, items = await rt.call(_results, rt.client, job_id, offset, limit)
+    job, items = await rt.call(_results, client, job_id, offset, limit)
     return ResultsOut(
         items=[ResultItemOut.of(item) for item in items],
         count=job.items_count,
@@ -201,9 +227,9 @@ def _results(client: andon.Client, job_id: str, offset: int, limit: int) -> tupl
 
 
 @router.get("/jobs/{job_id}/events", tags=["jobs"])
-async def events(job_id: JobId, rt: Ctx) -> EventsOut:
+async def events(job_id: JobId, rt: Ctx, client: Caller) -> EventsOut:
     """The job's history, oldest first: every transition and cancel request, with actor and reason."""
-    return EventsOut(items=[EventOut.of(event) for event in await rt.call(rt.client.events, job_id)])
+    return EventsOut(items=[EventOut.of(event) for event in await rt.call(client.events, job_id)])
 
 
 @router.get(
@@ -212,16 +238,18 @@ async def events(job_id: JobId, rt: Ctx) -> EventsOut:
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
 )
-async def stream(rt: Ctx) -> StreamingResponse:
+async def stream(rt: Ctx, request: Request) -> StreamingResponse:
     """Server-Sent Events: `hello` first, then `job.created`, `job.status`, `job.progress`,
     `job.items` and `job.deleted`, each with `{"type", "id", "job"}` (the job's summary);
     `resync` when this client fell behind (fetch the state again). Fetch the state you show
-    after `hello`: every change after that is in the stream."""
+    after `hello`: every change after that is in the stream. A `user` sees only its own jobs."""
     keepalive = rt.stream_keepalive_s
+    principal = _principal(request)
+    owner = principal.name if principal is not None and not principal.is_admin else None
 
     async def body() -> AsyncIterator[bytes]:
         # Subscribed here, not in the handler, so a response that is never sent holds nothing.
-        subscription = rt.broadcaster.subscribe()
+        subscription = rt.broadcaster.subscribe(owner=owner)
         try:
             hello = ServerEvent.of(rt.broadcaster.last_id, "hello", '{"type":"hello"}')
             yield b"retry: 2000\n\n" + hello.data
@@ -235,6 +263,45 @@ async def stream(rt: Ctx) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
+
+
+@router.get("/tokens", tags=["server"])
+async def tokens(rt: Ctx, client: Caller) -> TokensOut:
+    """Every API token: name, role, created, revoked (never a secret or hash). Admins only (403)."""
+    return TokensOut(items=[TokenOut.of(record) for record in await rt.call(client.list_tokens)])
+
+
+session_router = APIRouter(prefix="/api", tags=["session"], responses=_ERRORS)
+
+
+@session_router.post("/session", status_code=204)
+async def log_in(request: Request, rt: Ctx) -> Response:
+    """Exchange `Authorization: Bearer <token>` for a session cookie (HttpOnly, SameSite=Strict),
+    so the dashboard's page never keeps the token. Without auth configured, sets nothing."""
+    caller = request.scope.get("state", {}).get(CALLER_KEY)
+    response = Response(status_code=204)
+    if isinstance(caller, AuthenticatedCaller):
+        response.set_cookie(
+            SESSION_COOKIE,
+            rt.authenticator.open_session(caller),
+            max_age=int(rt.authenticator.session_ttl_s),
+            path="/",
+            secure=request.url.scheme == "https",
+            httponly=True,
+            samesite="strict",
+        )
+    return response
+
+
+@session_router.delete("/session", status_code=204)
+async def log_out(request: Request, rt: Ctx) -> Response:
+    """End this browser's session and clear its cookie."""
+    session = request.cookies.get(SESSION_COOKIE)
+    if session:
+        rt.authenticator.close_session(session)
+    response = Response(status_code=204)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
 
 
 def _redacted(url: str) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Final, ParamSpec, TypeVar, final
 
 import andon
+from andon.api._auth import Authenticator
 from andon.api._events import Broadcaster
 
 __all__ = ["Runtime", "RuntimeState"]
@@ -53,6 +54,8 @@ class Runtime:
         self.client = client
         self.worker = worker
         self.auth = token is not None
+        self.authenticator = Authenticator(client.store, static_token=token, call=self.call)
+        """Replaced by ``create_app`` with one configured as it was asked."""
         self.stream_keepalive_s = stream_keepalive_s
         self.broadcaster = Broadcaster(client)
         self.state = RuntimeState.NEW

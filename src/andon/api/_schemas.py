@@ -31,6 +31,9 @@ __all__ = [
     "ResultItemOut",
     "ResultsOut",
     "SubmitBody",
+    "TokenOut",
+    "TokensOut",
+    "UserOut",
     "check_json",
 ]
 
@@ -201,6 +204,8 @@ class JobSummary(BaseModel):
     error: ErrorSummary | None
     cancel: CancelOut | None
     retry_of: str | None
+    owner: str | None
+    """Who submitted it (a token's name); ``null`` when made without a token."""
 
     @classmethod
     def of(cls, job: andon.Job) -> JobSummary:
@@ -249,6 +254,7 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
         "error": ErrorSummary(type=job.error.type, message=job.error.message) if job.error else None,
         "cancel": CancelOut.of(job.cancel) if job.cancel else None,
         "retry_of": job.retry_of,
+        "owner": job.owner,
     }
 
 
@@ -361,7 +367,38 @@ class InfoOut(BaseModel):
     worker: WorkerOut | None
     """The worker this server runs, if any (jobs may also run on workers elsewhere)."""
     auth: bool
+    user: UserOut | None = None
+    """Who this request comes from, when auth is required."""
     server_time: float
+
+
+class UserOut(BaseModel):
+    name: str
+    role: andon.Role
+
+
+class TokenOut(BaseModel):
+    """A token as listed: never its secret or hash."""
+
+    name: str
+    role: andon.Role
+    created_at: float
+    revoked_at: float | None
+    active: bool
+
+    @classmethod
+    def of(cls, record: andon.TokenRecord) -> TokenOut:
+        return cls(
+            name=record.name,
+            role=record.role,
+            created_at=record.created_at,
+            revoked_at=record.revoked_at,
+            active=record.is_active,
+        )
+
+
+class TokensOut(BaseModel):
+    items: list[TokenOut]
 
 
 class ErrorDetail(BaseModel):

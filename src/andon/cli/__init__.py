@@ -24,9 +24,10 @@ from andon.cli import _format as fmt
 from andon.cli._db import db_cli
 from andon.cli._demo import run_demo
 from andon.cli._http import ServeOptions, run_server
-from andon.cli._input import load_app, parse_params, split_list
+from andon.cli._input import DbOption, load_app, parse_params, split_list
 from andon.cli._sample import sample_data
 from andon.cli._serve import serve
+from andon.cli._tokens import token_cli
 
 __all__ = ["cli", "main"]
 
@@ -67,15 +68,6 @@ cli = typer.Typer(
 
 # -- shared options -------------------------------------------------------------
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        metavar="URL",
-        show_default=False,
-        help="Database URL. (default: $ANDON_DATABASE_URL, else sqlite:///andon.db)",
-    ),
-]
 AppOption = Annotated[
     str,
     typer.Option(
@@ -483,6 +475,7 @@ def demo(
 
 cli.command("sample-data")(sample_data)
 cli.add_typer(db_cli, name="db")
+cli.add_typer(token_cli, name="token")
 
 
 def main() -> None:

@@ -63,13 +63,9 @@ def run_server(options: ServeOptions, console: Console) -> None:
     queue. A second signal stops running jobs at once. Must run in the main thread.
 
     Raises:
-        andon.ConfigurationError: a non-loopback host without a token, or a bad --db/--app.
+        andon.ConfigurationError: a non-loopback host without auth (no --token, no active
+            token in the store), or a bad --db/--app.
     """
-    if not is_loopback(options.host) and not options.token:
-        raise andon.ConfigurationError(
-            f"--host {options.host} is reachable from other machines, so the API needs a token: "
-            "set ANDON_TOKEN (or --token) and clients send 'Authorization: Bearer <token>'"
-        )
     logging.basicConfig(
         level=options.log_level.upper(),
         stream=sys.stderr,
@@ -77,6 +73,12 @@ def run_server(options: ServeOptions, console: Console) -> None:
     )
     store = andon.open_store(options.db)
     try:
+        if not is_loopback(options.host) and not options.token and not any(t.is_active for t in store.list_tokens()):
+            raise andon.ConfigurationError(
+                f"--host {options.host} is reachable from other machines, so the API needs a token: "
+                "create tokens with 'andon token create --name NAME --role admin|user', or set ANDON_TOKEN "
+                "(or --token); clients send 'Authorization: Bearer <token>'"
+            )
         client = andon.Client(store, options.app, actor="http")
         seeded = _seed_if_wanted(client, options)
         worker = None

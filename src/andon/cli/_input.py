@@ -1,4 +1,4 @@
-"""Turning command-line text into what the public API takes: params and the app."""
+"""Turning command-line text into what the public API takes: params, the app, the database."""
 
 from __future__ import annotations
 
@@ -7,13 +7,23 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 import andon
 
-__all__ = ["load_app", "parse_params", "split_list"]
+__all__ = ["DbOption", "load_app", "parse_params", "split_list"]
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        metavar="URL",
+        show_default=False,
+        help="Database URL. (default: $ANDON_DATABASE_URL, else sqlite:///andon.db)",
+    ),
+]
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, Any]:  # Any: JSON values

@@ -1,8 +1,12 @@
 // The andon dashboard: plain JavaScript, no dependencies, no build step.
 //
 // It is a client of the REST API like any other. Live updates come from the event stream
-// (GET api/v1/stream), read with fetch() rather than EventSource so that it can send the
-// Authorization header when the server needs a token.
+// (GET api/v1/stream, read with EventSource).
+//
+// Signing in: when the API answers 401, the page asks for a token once, exchanges it for
+// an HttpOnly, SameSite=Strict session cookie (POST api/session) and forgets it: from
+// then on only the browser holds the credential, out of reach of any script, and every
+// request (the event stream too) carries it on its own.
 //
 // Safety rule: job data only ever reaches the page as text (textContent, text nodes,
 // attribute values). Nothing here assigns innerHTML.
@@ -16,7 +20,8 @@
   const RESULTS_PAGE = 50;
   const FINISHED_KEEP_MS = 10 * 60 * 1000;
   const FINISHED_MAX = 12;
-  const TOKEN_KEY = "andon.token";
+  const OLD_TOKEN_KEY = "andon.token"; // where earlier versions kept the token: cleared on load
+  const STREAM_EVENTS = ["hello", "resync", "job.created", "job.status", "job.progress", "job.items", "job.deleted"];
 
   const $ = (id) => document.getElementById(id);
 
@@ -129,25 +134,16 @@
     }
   }
 
-  let token = sessionStorage.getItem(TOKEN_KEY);
-  let tokenPrompt = null;
-
-  function headers(extra) {
-    const all = { Accept: "application/json", ...extra };
-    if (token) all.Authorization = `Bearer ${token}`;
-    return all;
-  }
-
   async function api(method, path, body) {
     for (;;) {
-      const init = { method, headers: headers(), cache: "no-store" };
+      const init = { method, headers: { Accept: "application/json" }, cache: "no-store" };
       if (body !== undefined) {
         init.headers["Content-Type"] = "application/json";
         init.body = JSON.stringify(body);
       }
       const response = await fetch(API + path, init);
       if (response.status === 401) {
-        await askToken(token ? "That token was refused." : "");
+        await logIn();
         continue;
       }
       if (response.status === 204) return null;
@@ -157,31 +153,105 @@
     }
   }
 
+  // -- signing in -----------------------------------------------------------------------
+
+  let user = null; // {name, role} of whoever this page is signed in as; null on an open server
+
+  function showUser(info) {
+    user = info.user || null;
+    $("who").hidden = !user;
+    $("who-name").textContent = user ? `signed in as ${user.name} (${user.role})` : "";
+  }
+
+  // Leave the page for a fresh copy of itself: nothing the last user saw stays in memory.
+  function startOver() {
+    location.replace(location.pathname + location.search);
+  }
+
+  let loginPrompt = null;
+
   // Every request that meets a 401 waits on the same prompt, so the token is asked once.
-  function askToken(note) {
-    if (!tokenPrompt) {
-      tokenPrompt = new Promise((resolve) => {
+  function logIn() {
+    if (!loginPrompt) {
+      loginPrompt = new Promise((resolve) => {
         const dialog = $("token-dialog");
         const input = $("token-input");
-        $("token-note").textContent = note;
+        document.body.dataset.auth = "out";
+        $("token-note").textContent = user ? "Your session ended (it expired, or its token was revoked): log in again." : "";
         input.value = "";
-        $("token-form").onsubmit = (event) => {
+        $("token-form").onsubmit = async (event) => {
           event.preventDefault();
-          const value = input.value.trim();
-          if (!value) return;
-          token = value;
-          sessionStorage.setItem(TOKEN_KEY, value);
-          dialog.close();
-          tokenPrompt = null;
-          resolve();
+          const button = $("token-submit");
+          button.disabled = true;
+          try {
+            const info = await openSession(input.value.trim());
+            if (!info) return;
+            input.value = "";
+            if (user && info.user && info.user.name !== user.name) {
+              startOver(); // another person: do not let the last one's requests go on as them
+              return;
+            }
+            showUser(info);
+            delete document.body.dataset.auth;
+            dialog.close();
+            loginPrompt = null;
+            resolve();
+          } finally {
+            button.disabled = false;
+          }
         };
         dialog.addEventListener("cancel", (event) => event.preventDefault());
         dialog.showModal();
         input.focus();
       });
     }
-    return tokenPrompt;
+    return loginPrompt;
   }
+
+  // Trade a token for the session cookie; the token lives only in this call. Returns who
+  // the server now says we are, or null after showing what went wrong.
+  async function openSession(value) {
+    const note = $("token-note");
+    if (!value) {
+      note.textContent = "Paste a token first.";
+      return null;
+    }
+    try {
+      const response = await fetch("api/session", {
+        method: "POST",
+        headers: { Accept: "application/json", Authorization: `Bearer ${value}` },
+        cache: "no-store",
+      });
+      if (response.status === 401) {
+        note.textContent = "That token was refused.";
+        $("token-input").select();
+        return null;
+      }
+      if (!response.ok) {
+        const data = await response.json().catch(() => null);
+        note.textContent = (data && data.error && data.error.message) || `The server answered HTTP ${response.status}.`;
+        return null;
+      }
+      const info = await fetch(`${API}info`, { headers: { Accept: "application/json" }, cache: "no-store" });
+      if (!info.ok) {
+        note.textContent = `Logged in, but the server then answered HTTP ${info.status}: try again.`;
+        return null;
+      }
+      return await info.json();
+    } catch (error) {
+      note.textContent = `Cannot reach the server: ${error.message}`;
+      return null;
+    }
+  }
+
+  $("logout").addEventListener("click", async (event) => {
+    const done = await act(event.currentTarget, async () => {
+      const response = await fetch("api/session", { method: "DELETE", cache: "no-store" });
+      if (!response.ok) throw new Error(`Could not log out: HTTP ${response.status}`);
+      return true;
+    });
+    if (done) startOver();
+  });
 
   // -- notices and confirmations --------------------------------------------------------
 
@@ -401,7 +471,16 @@
     const li = h(
       "li",
       { class: "card", "data-job-id": job.id, "aria-labelledby": titleId },
-      h("div", { class: "card-head" }, parts.badge, parts.link, parts.id, h("span", { class: "spacer" }), parts.elapsed),
+      h(
+        "div",
+        { class: "card-head" },
+        parts.badge,
+        parts.link,
+        parts.id,
+        job.owner ? h("span", { class: "card-owner", title: "Owner" }, job.owner) : null,
+        h("span", { class: "spacer" }),
+        parts.elapsed,
+      ),
       h("div", { class: "progress-line" }, parts.bar, parts.count),
       parts.message,
       parts.actions,
@@ -709,6 +788,7 @@
         h("td", null, badge(job.status)),
         h("td", null, h("a", { href: jobHref(job.id), "data-key": `open:${job.id}` }, job.kind)),
         h("td", null, h("code", { class: "job-id", title: job.id }, shortId(job.id))),
+        h("td", { class: "owner" }, job.owner || "—"),
         h("td", { class: "reason", title: reasonText(job) }, reasonText(job)),
         h("td", null, timeCell(job.created_at)),
         h("td", null, timeCell(job.started_at)),
@@ -848,6 +928,7 @@
         "dl",
         { class: "facts" },
         fact("Status", job.status),
+        fact("Owner", job.owner),
         fact("Attempt", `${job.attempt} of ${job.max_attempts}${job.failures ? `, ${plural(job.failures, "failure")}` : ""}`),
         fact("Progress", progress ? `${number(progress.done)} / ${number(progress.total)}` : null),
         fact("Items", String(job.items_count)),
@@ -984,53 +1065,40 @@
     }
   }
 
-  function dispatch(block) {
-    let name = "message";
-    const data = [];
-    for (const line of block.split("\n")) {
-      if (!line || line.startsWith(":")) continue;
-      const colon = line.indexOf(":");
-      const field = colon < 0 ? line : line.slice(0, colon);
-      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
-      if (field === "event") name = value;
-      else if (field === "data") data.push(value);
-    }
-    if (!data.length) return;
-    try {
-      onEvent(name, JSON.parse(data.join("\n")));
-    } catch (error) {
-      console.error("andon: bad event", error);
-    }
-  }
+  let stream = null;
 
-  async function streamForever() {
-    for (;;) {
-      try {
-        const response = await fetch(`${API}stream`, { headers: headers({ Accept: "text/event-stream" }), cache: "no-store" });
-        if (response.status === 401) {
-          await askToken(token ? "That token was refused." : "");
-          continue;
+  // EventSource reconnects by itself after a dropped connection (the server sends
+  // `retry: 2000`), and each new connection starts with `hello`, which resyncs. It gives
+  // up on an HTTP error instead: then an ordinary request finds out why (a 401 brings the
+  // login form back) before the stream is opened again.
+  function openStream() {
+    const source = new EventSource(`${API}stream`);
+    stream = source;
+    source.addEventListener("open", () => setLive("live", "live"));
+    for (const name of STREAM_EVENTS) {
+      source.addEventListener(name, (event) => {
+        let data;
+        try {
+          data = JSON.parse(event.data);
+        } catch (error) {
+          console.error("andon: bad event", error);
+          return;
         }
-        if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
-        setLive("live", "live");
-        const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-        let buffer = "";
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buffer += value.replace(/\r\n?/g, "\n");
-          let end;
-          while ((end = buffer.indexOf("\n\n")) >= 0) {
-            dispatch(buffer.slice(0, end));
-            buffer = buffer.slice(end + 2);
-          }
-        }
-      } catch (error) {
-        console.warn("andon: event stream", error);
-      }
-      setLive("down", "reconnecting…");
-      await new Promise((resolve) => setTimeout(resolve, 2000));
+        onEvent(name, data);
+      });
     }
+    source.addEventListener("error", () => {
+      if (stream !== source) return;
+      setLive("down", "reconnecting…");
+      if (source.readyState !== EventSource.CLOSED) return;
+      stream = null;
+      setTimeout(() => {
+        api("GET", "info")
+          .then(showUser)
+          .catch((error) => console.warn("andon: event stream", error))
+          .finally(openStream);
+      }, 2000);
+    });
   }
 
   // -- routing and start-up ------------------------------------------------------------------------
@@ -1057,7 +1125,10 @@
   }
 
   async function start() {
+    sessionStorage.removeItem(OLD_TOKEN_KEY);
+    localStorage.removeItem(OLD_TOKEN_KEY);
     const info = await api("GET", "info");
+    showUser(info);
     skew = info.server_time - Date.now() / 1000;
     const worker = info.worker ? `worker: ${plural(info.worker.concurrency, "slot")}` : "no worker here";
     $("server-info").textContent = `${info.database} · ${worker}`;
@@ -1068,7 +1139,7 @@
     window.addEventListener("hashchange", route);
     route();
     setInterval(tick, 1000);
-    streamForever();
+    openStream();
   }
 
   start().catch((error) => {

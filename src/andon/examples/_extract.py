@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Final
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import Field
 
@@ -34,7 +36,7 @@ from andon.examples import app
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["extract", "parse_properties"]
+__all__ = ["extract", "parse_properties", "redact"]
 
 Row = dict[str, Any] | str  # Any: a row is any JSON object, or plain text
 
@@ -90,11 +92,17 @@ def _endpoint() -> tuple[str, dict[str, str]]:
             "ANDON_LLM_URL is not set: point it at an OpenAI-compatible API, e.g. http://127.0.0.1:8080/v1"
         )
     if not base.startswith(("http://", "https://")):
-        raise ConfigurationError(f"ANDON_LLM_URL must be an http(s) URL, not {base!r}")
+        raise ConfigurationError(f"ANDON_LLM_URL must be an http(s) URL, not {redact(base)!r}")
     headers = {}
     if key := os.environ.get("ANDON_LLM_API_KEY"):
         headers["Authorization"] = f"Bearer {key}"
-    return base.rstrip("/") + "/chat/completions", headers
+    # The suffix goes on the path: a query (``?api-version=...``, ``?key=...``) stays last.
+    try:
+        parts = urlsplit(base)
+    except ValueError as exc:  # e.g. an unclosed "[" of an IPv6 address
+        raise ConfigurationError(f"ANDON_LLM_URL is not a valid URL ({exc}): {redact(base)!r}") from None
+    path = parts.path.rstrip("/") + "/chat/completions"
+    return urlunsplit(parts._replace(path=path)), headers
 
 
 async def _ask(
@@ -124,7 +132,8 @@ async def _ask(
         return {"row": index, "properties": parse_properties(answer, properties)}
     except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
         # One bad answer (or an HTTP error) costs one row, not the job.
-        return {"row": index, "error": f"{type(exc).__name__}: {exc}"}
+        # Redacted: httpx names the URL in its messages, and the URL may carry a key.
+        return {"row": index, "error": f"{type(exc).__name__}: {redact(str(exc))}"}
 
 
 def parse_properties(answer: str, properties: list[str]) -> dict[str, Any]:  # Any: JSON values
@@ -141,3 +150,41 @@ def parse_properties(answer: str, properties: list[str]) -> dict[str, Any]:  # A
     if not isinstance(data, dict):
         raise ValueError("the answer's JSON is not an object")
     return {name: data.get(name) for name in properties}
+
+
+def _secrets() -> list[str]:
+    """The parts of the LLM settings that may be keys: the URL's password (and user) and
+    query values, and ANDON_LLM_API_KEY. Read each time, so a changed setting is covered."""
+    found = [os.environ.get("ANDON_LLM_API_KEY", "")]
+    base = os.environ.get("ANDON_LLM_URL", "").strip()
+    try:
+        parts = urlsplit(base)
+        found += [parts.password or "", parts.username or ""]
+        found += [value for _, value in parse_qsl(parts.query, keep_blank_values=True)]
+    except ValueError:  # not a URL at all: treat the whole setting as secret
+        found.append(base)
+    found += [unquote(value) for value in found]
+    # Longest first, so a key is never half-replaced through a shorter secret inside it.
+    return sorted({value for value in found if len(value) >= 3}, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret of the LLM settings replaced by ``***``."""
+    for secret in _secrets():
+        text = text.replace(secret, "***")
+    return text
+
+
+class _RedactingFilter(logging.Filter):
+    """httpx logs every request's URL at INFO; the URL may carry a key (``?key=``, ``user:key@``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+for _logger in ("httpx", "httpcore"):
+    logging.getLogger(_logger).addFilter(_RedactingFilter())

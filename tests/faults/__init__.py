@@ -1,0 +1,1 @@
+"""Fault injection: killed workers and servers, many writers, handlers that misbehave."""
