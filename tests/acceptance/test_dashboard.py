@@ -156,6 +156,28 @@ def test_cancel_and_delete_removes_the_job(page: Page, server: Served, jobs: and
         jobs.get(job.id)
 
 
+def test_buttons_stay_put_while_items_stream_in(page: Page, server: Served, jobs: andon.Client) -> None:
+    """A job emitting items many times a second must not have its buttons rebuilt each time:
+    a button swapped between mouse press and release loses the click (this made the test
+    above flaky in CI). The same elements must still be on the page after many updates."""
+    job = jobs.submit("count", {"n": 1000, "interval_s": 0.02})
+    open_dashboard(page, server)
+    job_card = card(page, job.id)
+    expect(job_card.locator(".badge")).to_have_text("running")
+    row = history_row(page, job.id)
+    expect(row.locator(".badge")).to_have_text("running")
+    buttons = [
+        job_card.get_by_role("button", name="Cancel", exact=True).element_handle(),
+        job_card.get_by_role("button", name="Cancel & delete").element_handle(),
+        row.get_by_role("button", name="Cancel", exact=True).element_handle(),
+    ]
+    seen = jobs.get(job.id).items_count
+    expect(job_card.locator(".progress-count")).not_to_have_text(re.compile(rf"^{seen} /"))
+    page.wait_for_timeout(1600)  # past two history reloads (700 ms apart) and ~80 items
+    assert jobs.get(job.id).items_count >= seen + 20
+    assert [button.evaluate("el => el.isConnected") for button in buttons] == [True, True, True]
+
+
 def test_retry_makes_a_new_attempt(page: Page, server: Served, jobs: andon.Client) -> None:
     failed = jobs.submit("fail", {"message": "try again"})
     wait_status(jobs, failed.id, andon.JobStatus.FAILED)

@@ -485,7 +485,7 @@
       parts.message,
       parts.actions,
     );
-    return { li, parts, status: null, itemsKept: null };
+    return { li, parts, status: null };
   }
 
   function updateCard(view, job) {
@@ -513,7 +513,9 @@
     }
     parts.message.textContent = outcomeText(job) || progress.message || idleText(job);
     parts.message.classList.toggle("outcome", !isActive(job));
-    if (view.status !== job.status || view.itemsKept !== job.items_count) {
+    // Buttons depend on the status alone. Rebuilding them on every item (many a second)
+    // would swap the button under a pointer between press and release and lose the click.
+    if (view.status !== job.status) {
       const hadFocus = view.li.contains(document.activeElement) && parts.actions.contains(document.activeElement);
       replaceKeepingFocus(parts.actions, jobButtons(job, { dismiss: true }));
       if (hadFocus && !parts.actions.contains(document.activeElement)) {
@@ -521,7 +523,6 @@
         first.focus();
       }
       view.status = job.status;
-      view.itemsKept = job.items_count;
     }
   }
 
@@ -781,6 +782,15 @@
   }
 
   function renderHistory(jobs) {
+    // A row whose job kept its status keeps its buttons (the same elements), so a reload
+    // under a pointer never swaps the button being clicked.
+    const kept = new Map();
+    for (const row of $("history-body").querySelectorAll("tr[data-job-id]")) {
+      const buttons = row.querySelector(".row-actions");
+      if (buttons) kept.set(`${row.dataset.jobId}:${row.dataset.status}`, buttons);
+    }
+    const actionsFor = (job) =>
+      kept.get(`${job.id}:${job.status}`) || h("div", { class: "row-actions" }, ...jobButtons(job, { compact: true }));
     const rows = jobs.map((job) =>
       h(
         "tr",
@@ -795,7 +805,7 @@
         h("td", null, timeCell(job.finished_at)),
         h("td", { class: "num" }, isActive(job) ? elapsedText(job) : duration(job.duration_s)),
         h("td", { class: "num" }, String(job.items_count)),
-        h("td", null, h("div", { class: "row-actions" }, ...jobButtons(job, { compact: true }))),
+        h("td", null, actionsFor(job)),
       ),
     );
     replaceKeepingFocus($("history-body"), rows);
