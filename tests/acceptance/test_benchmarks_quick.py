@@ -1,4 +1,4 @@
-"""Smoke test of the cancel-latency benchmark: it runs and reports (speed is not judged here)."""
+"""Smoke tests of the benchmarks: they run and report (speed is not judged here)."""
 
 from __future__ import annotations
 
@@ -9,29 +9,87 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import SERVER_URL, require_postgres
+
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "cancel_latency.py"
+SCRIPT = ROOT / "benchmarks" / "stops.py"
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(180)
-def test_cancel_latency_benchmark_runs_quick(tmp_path: Path) -> None:
-    out = tmp_path / "cancel_latency.json"
+@pytest.mark.timeout(240)
+def test_stops_benchmark_runs_quick_and_leaves_no_orphans(tmp_path: Path) -> None:
+    require_postgres()
+    out = tmp_path / "stops.json"
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        [sys.executable, str(SCRIPT), "--quick", "--db", SERVER_URL, "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=210,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = done.stdout.splitlines()
-    header = next(line for line in lines if line.startswith("measurement"))
-    assert header.split() == ["measurement", "runs", "p50", "p99", "max"]
-    for label in ("(a) in-process", "(b) cross-process", "(c) spin"):
-        assert any(line.startswith(label) and line.rstrip().endswith("ms") for line in lines), done.stdout
+    assert done.stdout.splitlines()[0].split()[:2] == ["measurement", "runs"], done.stdout
     report = json.loads(out.read_text())
     assert report["meta"]["quick"] is True
-    assert set(report["results"]) == {"a_last_item", "a_store", "b_last_item", "b_store", "c_spin"}
-    assert all(result["runs"] > 0 for result in report["results"].values())
+    rows = report["rows"]
+    assert {row["group"] for row in rows} == {"cooperative stop", "uncooperative stop", "child processes"}
+    labels = [row["label"] for row in rows]
+    for setup in ("in-process SQLite", "other process SQLite", "other process PostgreSQL"):
+        for handler in ("sync check", "async await"):
+            assert sum(label.startswith(f"{setup}, {handler}") for label in labels) == 3, labels
+    for case in (
+        "CPU loop, grace 0 s",
+        "CPU loop, grace 2 s",
+        "time.sleep(3600), grace 0 s",
+        "time.sleep(3600), grace 2 s",
+    ):
+        assert sum(label.startswith(case) for label in labels) == 2, labels
+    latencies = [row for row in rows if row["kind"] == "latency"]
+    assert all(row["runs"] > 0 and len(row["samples_ms"]) == row["runs"] for row in latencies), latencies
+    orphans = [row for row in rows if row["kind"] == "figure"]
+    assert len(orphans) == 5, orphans  # four child modes and the whole-run scan
+    assert all(row["value"] == 0 and row["runs"] > 0 for row in orphans), orphans
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_suite_runs_quick_and_writes_its_table(tmp_path: Path) -> None:
+    """The other groups through the suite itself: one table, targets beside the figures."""
+    require_postgres()
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "suite.py"),
+            "--quick",
+            "--only",
+            "throughput,overheads,scale",
+            "--db",
+            SERVER_URL,
+            "--out",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=210,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "QUICK MODE" in done.stdout
+    report = json.loads((tmp_path / "suite.json").read_text())
+    assert report["machine"]["quick"] is True
+    assert set(report["machine"]["seconds"]) == {"throughput", "overheads", "scale", "total"}
+    labels = [f"{row['group']}: {row['label']}" for row in report["rows"]]
+    for fragment in ("no-op jobs, 1 worker process", "4 worker processes", "1,000 jobs per call", "ctx.check()"):
+        assert any(fragment in label for label in labels), (fragment, labels)
+    for store in ("SQLite", "PostgreSQL"):
+        assert any(label.startswith("scale: claim") and label.endswith(store) for label in labels), labels
+        assert any("ever started" in label and label.endswith(store) for label in labels), labels
+    # What must hold at any speed: no queued job that was cancelled ever started.
+    started = [row for row in report["rows"] if "ever started" in row["label"]]
+    assert all(row["value"] == 0 for row in started), started
+    table = (tmp_path / "suite.md").read_text()
+    assert table.startswith("| measurement")
+    assert "target" in table.splitlines()[0]
+    assert len(table.splitlines()) == len(labels) + 2

@@ -1,0 +1,186 @@
+"""Throughput: no-op jobs through real worker processes, submit rates, and queued cancels.
+
+Usage::
+
+    python benchmarks/throughput.py [--quick] [--db POSTGRES_URL | --no-postgres]
+
+(a) 10,000 no-op jobs queued at once, then run by one ``andon worker`` process (16 slots)
+    on SQLite and on PostgreSQL, and by four such processes on PostgreSQL. The rate is the
+    jobs divided by the time from the first job's start to the last one's end, as the
+    store recorded them (worker start-up is not counted).
+(b) Submit rates through ``andon.Client``: one job per call, and 1,000 per call.
+(c) 10,000 queued jobs cancelled by one filter (``Client.cancel_many``) while a worker is
+    running (its one slot busy); then the slot is freed and not one of them may start.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+import _common
+import andon
+from _bench_app import app
+from _report import figure_row, latency_row
+from andon._storage._postgres import PostgresStore
+
+SLOTS = 16
+
+
+@contextmanager
+def stores(quick: bool, postgres_url: str | None, label: str) -> Iterator[Iterator[tuple[str, str]]]:
+    """Yields (store name, URL) pairs: a fresh SQLite file, then a fresh PostgreSQL schema."""
+    with tempfile.TemporaryDirectory(prefix="andon-bench-") as folder:
+
+        def each() -> Iterator[tuple[str, str]]:
+            yield "SQLite", f"sqlite:///{folder}/{label}.db"
+            if postgres_url is not None:
+                with _common.fresh_schema(postgres_url, label) as url:
+                    yield "PostgreSQL", url
+
+        yield each()
+
+
+def run_span(url: str) -> tuple[int, float]:
+    """(succeeded jobs, seconds from the first start to the last end) as the store has them."""
+    query = "SELECT count(*), MIN(started_at), MAX(finished_at) FROM andon_jobs WHERE status = 'succeeded'"
+    if url.startswith("sqlite"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+            count, first, last = conn.execute(query).fetchone()
+    else:
+        schema = PostgresStore(url).schema
+        with psycopg.connect(_common.server_only(url)) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            row = conn.execute(query).fetchone()
+            assert row is not None
+            count, first, last = row
+    return int(count), float(last - first) if count else 0.0
+
+
+def idle(client: andon.Client) -> Callable[[], bool]:
+    return lambda: not client.list_jobs(statuses=["queued", "running", "cancelling"], limit=1).items
+
+
+def noop_throughput(url: str, jobs: int, processes: int) -> float:
+    with andon.connect(url, app) as client:
+        for start in range(0, jobs, 5_000):
+            client.submit_many("noop", [{}] * min(5_000, jobs - start))
+        with _common.andon_workers(url, processes, SLOTS):
+            _common.wait_until(idle(client), f"{jobs} no-op jobs to run")
+    done, seconds = run_span(url)
+    if done != jobs:
+        raise SystemExit(f"only {done} of {jobs} no-op jobs succeeded on {url}")
+    return jobs / seconds
+
+
+def submit_rates(url: str, single: int, bulk_calls: int) -> tuple[float, float]:
+    with andon.connect(url, app) as client:
+        began = time.perf_counter()
+        for _ in range(single):
+            client.submit("noop")
+        one = single / (time.perf_counter() - began)
+        began = time.perf_counter()
+        for _ in range(bulk_calls):
+            client.submit_many("noop", [{}] * 1_000)
+        many = bulk_calls * 1_000 / (time.perf_counter() - began)
+    return one, many
+
+
+def queued_cancels(url: str, count: int, repeats: int) -> tuple[list[float], int]:
+    """Seconds per ``cancel_many`` of ``count`` queued jobs; how many of them ever started."""
+    took: list[float] = []
+    started = 0
+    with andon.connect(url, app) as client, _common.andon_workers(url, 1, 1):
+        for _ in range(repeats):
+            busy = client.submit("hold")
+            _common.wait_until(lambda busy=busy: client.get(busy.id).status is andon.JobStatus.RUNNING, "the slot")  # type: ignore[misc]
+            queued = client.submit_many("noop", [{}] * count)
+            began = time.perf_counter()
+            results = client.cancel_many(statuses=["queued"], kinds=["noop"])
+            took.append(time.perf_counter() - began)
+            if len(results) != count or any(r.outcome is not andon.CancelOutcome.WITHDRAWN for r in results):
+                raise SystemExit(f"cancel_many withdrew {len(results)} of {count} queued jobs")
+            client.cancel(busy.id, wait=True)
+            time.sleep(0.5)  # the slot is free: would it take one of them?
+            for job in (queued[0], queued[-1]):
+                if client.get(job.id).status is not andon.JobStatus.CANCELLED:
+                    raise SystemExit(f"job {job.id} is not cancelled")
+            started += sum(
+                1 for job in client.list_jobs(kinds=["noop"], limit=count * repeats).items if job.started_at is not None
+            )
+    return took, started
+
+
+def measure(quick: bool, postgres_url: str | None) -> list[dict[str, Any]]:  # Any: JSON values
+    jobs = 500 if quick else 10_000
+    rows: list[dict[str, Any]] = []
+    group = "throughput"
+    with stores(quick, postgres_url, "noop1") as each:
+        for name, url in each:
+            rate = noop_throughput(url, jobs, 1)
+            target = 5_000 if name == "SQLite" else 1_000
+            rows.append(
+                figure_row(
+                    group,
+                    f"{jobs:,} no-op jobs, 1 worker process ({SLOTS} slots), {name}",
+                    rate,
+                    "jobs/s",
+                    at_least=target,
+                )
+            )
+            print(f"  {rows[-1]['label']}: {rate:.0f} jobs/s", flush=True)
+    if postgres_url is not None:
+        with _common.fresh_schema(postgres_url, "noop4") as url:
+            rate = noop_throughput(url, jobs, 4)
+        rows.append(
+            figure_row(
+                group,
+                f"{jobs:,} no-op jobs, 4 worker processes ({SLOTS} slots each), PostgreSQL",
+                rate,
+                "jobs/s",
+                at_least=3_000,
+            )
+        )
+        print(f"  {rows[-1]['label']}: {rate:.0f} jobs/s", flush=True)
+    single, bulk_calls = (50, 2) if quick else (2_000, 20)
+    with stores(quick, postgres_url, "submit") as each:
+        for name, url in each:
+            one, many = submit_rates(url, single, bulk_calls)
+            rows.append(figure_row("submit", f"one job per call, {name}", one, "jobs/s", runs=single))
+            rows.append(
+                figure_row(
+                    "submit",
+                    f"1,000 jobs per call, {name}",
+                    many,
+                    "jobs/s",
+                    at_least=20_000 if name == "SQLite" else None,
+                    runs=bulk_calls,
+                )
+            )
+            print(f"  submit on {name}: {one:.0f} / {many:.0f} jobs/s", flush=True)
+    count, repeats = (200, 1) if quick else (10_000, 5)
+    with stores(quick, postgres_url, "queued") as each:
+        for name, url in each:
+            took, started = queued_cancels(url, count, repeats)
+            rows.append(
+                latency_row("queued", f"cancel {count:,} queued jobs by filter, {name}", took, target_p99_ms=100)
+            )
+            rows.append(
+                figure_row(
+                    "queued", f"of those, jobs that ever started, {name}", started, "jobs", at_most=0, runs=repeats
+                )
+            )
+            print(f"  queued cancel on {name}: max {max(took) * 1000:.0f} ms, started {started}", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(_common.group_main(__doc__, measure))
