@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
@@ -741,10 +741,14 @@ _fuzz = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCh
 
 @_fuzz
 @given(job_id=_junk_text)
+@example(job_id=".")
+@example(job_id="..")
 def test_junk_ids_get_404_or_422_never_a_5xx(idle: TestClient, job_id: str) -> None:
     from urllib.parse import quote
 
-    path = quote(job_id, safe="")
+    # Dots too: a client resolves "." and ".." segments, so /jobs/./cancel would be a
+    # request to /jobs/cancel (the bulk cancel), not one about a job called ".".
+    path = quote(job_id, safe="").replace(".", "%2E")
     for method, suffix in (("GET", ""), ("GET", "/results"), ("POST", "/cancel"), ("POST", "/retry"), ("DELETE", "")):
         response = idle.request(method, f"/api/v1/jobs/{path}{suffix}")
         assert response.status_code in (404, 405, 422) or (response.status_code == 200 and suffix == ""), (
