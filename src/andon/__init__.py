@@ -38,6 +38,7 @@ from andon._jobs import (
 )
 from andon._registry import DEFAULT, App, Isolation, JobKind, Limits, Retry
 from andon._storage import (
+    BulkCancel,
     CancelResult,
     JobFilter,
     KindStats,
@@ -58,6 +59,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "AndonError",
     "App",
+    "BulkCancel",
     "CancelInfo",
     "CancelOutcome",
     "CancelReason",

@@ -22,7 +22,7 @@ from andon._errors import (
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import Job, JobEvent, JobStatus, ResultItem
 from andon._registry import DEFAULT, App, _Default
-from andon._storage import CancelResult, Change, JobFilter, KindStats, NewJob, Page, Store, open_store
+from andon._storage import BulkCancel, CancelResult, Change, JobFilter, KindStats, NewJob, Page, Store, open_store
 from andon._worker import deliver_locally, wake_local_workers
 
 __all__ = ["Client", "connect"]
@@ -316,19 +316,23 @@ class Client:
         statuses: Collection[JobStatus | str] = (),
         kinds: Collection[str] = (),
         message: str | None = None,
-    ) -> list[CancelResult]:
-        """Cancel every active job matching the filter (all active jobs if it is empty)."""
+    ) -> BulkCancel:
+        """Cancel every active job matching the filter (all active jobs if it is empty).
+
+        Queued jobs are withdrawn (answered by id); running ones are asked to stop
+        (answered with their snapshots): wait on those with :meth:`wait_finished`.
+        """
         where = JobFilter(
             statuses=[JobStatus(s) for s in statuses],
             kinds=list(kinds),
             ids=[_checked(i) for i in ids],
             owners=self._owners,
         )
-        results = self.store.request_cancel_many(where, CancelReason.USER, self.actor, message)
-        for result in results:
+        done = self.store.request_cancel_many(where, CancelReason.USER, self.actor, message)
+        for result in done.stopping:
             if result.job.status is JobStatus.CANCELLING:
                 deliver_locally(result.job.id, CancelReason.USER, message)
-        return results
+        return done
 
     def delete(self, job_id: str, *, timeout: float | None = 60.0) -> None:
         """Cancel the job if it is active (reason ``deleted``), wait until it stopped, and

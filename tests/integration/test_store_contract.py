@@ -13,7 +13,7 @@ import itertools
 import json
 import threading
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import andon
 from andon import CancelReason, JobStatus, ManualClock, StopMethod
 from andon._ids import new_job_id
 from andon._jobs import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, CancelOutcome, ErrorInfo, Outcome, OutcomeKind
-from andon._storage import CancelNotice, Change, JobFilter, NewJob, ProgressUpdate, Settlement, Store
+from andon._storage import BulkCancel, CancelNotice, Change, JobFilter, NewJob, ProgressUpdate, Settlement, Store
 from andon._storage._postgres import PostgresStore
 from tests.postgres import fresh_schema
 
@@ -500,29 +500,45 @@ def make_mix(store: Store) -> Mix:
     )
 
 
+def outcomes(done: BulkCancel) -> dict[str, CancelOutcome]:
+    """Each changed job's outcome; withdrawn jobs are answered by id alone."""
+    assert len(done) == len(done.ids) == len(set(done.ids))
+    assert all(r.outcome is not CancelOutcome.WITHDRAWN for r in done.stopping)
+    return {job_id: CancelOutcome.WITHDRAWN for job_id in done.withdrawn} | {r.job.id: r.outcome for r in done.stopping}
+
+
 def test_cancel_many_by_kind(store: Store, clock: ManualClock) -> None:
     mix = make_mix(store)
     untouched = [mix.cancelling, mix.succeeded, mix.failed, mix.withdrawn, mix.other_kind]
     events_before = {j.id: store.events(j.id) for j in untouched}
     clock.advance(1)
-    results = store.request_cancel_many(JobFilter(kinds=["a"]), CancelReason.USER, by="alice", message="all of a")
-    outcomes = {r.job.id: r.outcome for r in results}
-    assert outcomes == {j.id: CancelOutcome.WITHDRAWN for j in mix.queued} | {
+    done = store.request_cancel_many(JobFilter(kinds=["a"]), CancelReason.USER, by="alice", message="all of a")
+    assert outcomes(done) == {j.id: CancelOutcome.WITHDRAWN for j in mix.queued} | {
         j.id: CancelOutcome.REQUESTED for j in mix.running
     }
-    for result in results:
+    for result in done.stopping:
         assert result.job == store.get(result.job.id)
-        assert result.job.cancel is not None
-        assert (result.job.cancel.reason, result.job.cancel.by) == (CancelReason.USER, "alice")
-        assert result.job.cancel.message == "all of a"
-        assert result.job.cancel.requested_at == clock.now()
+    for job in [store.get(job_id) for job_id in done.ids]:
+        assert job.cancel is not None
+        assert (job.cancel.reason, job.cancel.by) == (CancelReason.USER, "alice")
+        assert job.cancel.message == "all of a"
+        assert job.cancel.requested_at == clock.now()
     for job in mix.queued:
         now = store.get(job.id)
         assert now.status is JobStatus.CANCELLED
         assert now.finished_at == clock.now()
         assert now.cancel is not None
         assert now.cancel.stop_method is StopMethod.WITHDRAWN
-        assert [e.type for e in store.events(job.id)] == ["submitted", "cancel requested", "cancelled"]
+        submitted, requested, cancelled = store.events(job.id)
+        assert (submitted.type, submitted.seq) == ("submitted", 1)
+        assert requested == andon.JobEvent(
+            job.id, 2, clock.now(), "cancel requested", JobStatus.QUEUED, JobStatus.CANCELLED,
+            "alice", "user", "all of a", 0,
+        )  # fmt: skip
+        assert cancelled == andon.JobEvent(
+            job.id, 3, clock.now(), "cancelled", JobStatus.QUEUED, JobStatus.CANCELLED,
+            "alice", "user", "withdrawn before it started", 0,
+        )  # fmt: skip
         assert_history_is_legal(store, job.id)
     for job in mix.running:
         now = store.get(job.id)
@@ -540,25 +556,24 @@ def test_cancel_many_by_kind(store: Store, clock: ManualClock) -> None:
 
 def test_cancel_many_by_status(store: Store) -> None:
     mix = make_mix(store)
-    results = store.request_cancel_many(JobFilter(statuses=[JobStatus.QUEUED]), CancelReason.USER, by=None)
-    assert {r.job.id for r in results} == {j.id for j in [*mix.queued, mix.other_kind]}
-    assert all(r.outcome is CancelOutcome.WITHDRAWN for r in results)
+    done = store.request_cancel_many(JobFilter(statuses=[JobStatus.QUEUED]), CancelReason.USER, by=None)
+    assert outcomes(done) == {j.id: CancelOutcome.WITHDRAWN for j in [*mix.queued, mix.other_kind]}
     for job in mix.running:
         assert store.get(job.id) == job
-    assert store.request_cancel_many(JobFilter(statuses=[JobStatus.QUEUED]), CancelReason.USER, by=None) == []
-    results = store.request_cancel_many(
+    again = store.request_cancel_many(JobFilter(statuses=[JobStatus.QUEUED]), CancelReason.USER, by=None)
+    assert (again, len(again)) == (BulkCancel([], []), 0)
+    done = store.request_cancel_many(
         JobFilter(statuses=[JobStatus.RUNNING, JobStatus.SUCCEEDED]), CancelReason.USER, by=None
     )
-    assert {r.job.id for r in results} == {j.id for j in mix.running}
-    assert all(r.outcome is CancelOutcome.REQUESTED for r in results)
+    assert outcomes(done) == {j.id: CancelOutcome.REQUESTED for j in mix.running}
     assert store.get(mix.succeeded.id) == mix.succeeded
 
 
 def test_cancel_many_by_ids(store: Store) -> None:
     mix = make_mix(store)
     chosen = [mix.queued[0], mix.running[1], mix.succeeded, mix.cancelling, mix.withdrawn]
-    results = store.request_cancel_many(JobFilter(ids=[j.id for j in chosen]), CancelReason.USER, by=None)
-    assert {r.job.id: r.outcome for r in results} == {
+    done = store.request_cancel_many(JobFilter(ids=[j.id for j in chosen]), CancelReason.USER, by=None)
+    assert outcomes(done) == {
         mix.queued[0].id: CancelOutcome.WITHDRAWN,
         mix.running[1].id: CancelOutcome.REQUESTED,
     }
@@ -566,7 +581,7 @@ def test_cancel_many_by_ids(store: Store) -> None:
     assert store.get(mix.running[0].id).status is JobStatus.RUNNING
     for job in (mix.succeeded, mix.cancelling, mix.withdrawn):
         assert store.get(job.id) == job
-    assert store.request_cancel_many(JobFilter(ids=[new_job_id()]), CancelReason.USER, by=None) == []
+    assert not store.request_cancel_many(JobFilter(ids=[new_job_id()]), CancelReason.USER, by=None)
 
 
 @pytest.mark.parametrize("reason", [CancelReason.USER, CancelReason.TIMEOUT, CancelReason.DELETED, CancelReason.FORCED])
@@ -575,17 +590,23 @@ def test_cancel_many_follows_the_same_rule_as_cancel(store: Store, reason: Cance
     many_running, one_running, many_queued, one_queued = (submit(store) for _ in range(4))
     assert {claim(store).id, claim(store).id} == {many_running.id, one_running.id}
 
-    many = {
-        r.job.id: r for r in store.request_cancel_many(JobFilter(ids=[many_queued.id, many_running.id]), reason, by="x")
-    }
-    alone_queued = store.request_cancel(one_queued.id, reason, by="x")
-    alone_running = store.request_cancel(one_running.id, reason, by="x")
-    assert many[many_queued.id].outcome is alone_queued.outcome
-    assert many[many_queued.id].job.status is alone_queued.job.status
-    assert many[many_running.id].outcome is alone_running.outcome
-    assert many[many_running.id].job.status is alone_running.job.status
-    assert many[many_running.id].job.cancel == alone_running.job.cancel
-    assert_history_is_legal(store, many_queued.id)
+    done = store.request_cancel_many(JobFilter(ids=[many_queued.id, many_running.id]), reason, by="x", message="m")
+    alone_queued = store.request_cancel(one_queued.id, reason, by="x", message="m")
+    alone_running = store.request_cancel(one_running.id, reason, by="x", message="m")
+    assert done.withdrawn == [many_queued.id]
+    assert alone_queued.outcome is CancelOutcome.WITHDRAWN
+    [stopping] = done.stopping
+    assert stopping.job.id == many_running.id
+    assert stopping.outcome is alone_running.outcome
+    assert stopping.job.status is alone_running.job.status
+    assert stopping.job.cancel == alone_running.job.cancel
+    for many, alone in ((many_queued, one_queued), (many_running, one_running)):
+        assert store.get(many.id).status is store.get(alone.id).status
+        assert store.get(many.id).cancel == store.get(alone.id).cancel
+        assert [replace(e, job_id="") for e in store.events(many.id)] == [
+            replace(e, job_id="") for e in store.events(alone.id)
+        ]
+        assert_history_is_legal(store, many.id)
 
 
 # -- write_progress ---------------------------------------------------------------
@@ -1346,8 +1367,8 @@ def test_owner_is_stored_and_filters_listings_and_bulk_cancel(store: Store) -> N
     both = store.list_jobs(JobFilter(owners=["alice", "bob"]), 10).items
     assert {j.id for j in both} == {alice.id, bob.id}
     assert len(store.list_jobs(JobFilter(), 10).items) == 3
-    results = store.request_cancel_many(JobFilter(owners=["bob"]), CancelReason.USER, "user:bob")
-    assert [r.job.id for r in results] == [bob.id]
+    done = store.request_cancel_many(JobFilter(owners=["bob"]), CancelReason.USER, "user:bob")
+    assert done.ids == [bob.id]
     assert store.get(alice.id).status is JobStatus.QUEUED
     assert store.get(nobody.id).status is JobStatus.QUEUED
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from andon._storage._port import (
     ALL_CHANGES,
+    BulkCancel,
     CancelNotice,
     CancelResult,
     Change,
@@ -20,6 +21,7 @@ from andon._storage._url import SchemaUpgrade, open_store, upgrade_database
 
 __all__ = [
     "ALL_CHANGES",
+    "BulkCancel",
     "CancelNotice",
     "CancelResult",
     "Change",

@@ -19,6 +19,7 @@ from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, Result
 
 __all__ = [
     "ALL_CHANGES",
+    "BulkCancel",
     "CancelNotice",
     "CancelResult",
     "Change",
@@ -76,6 +77,29 @@ class CancelResult:
     @property
     def changed(self) -> bool:
         return self.outcome is not CancelOutcome.ALREADY
+
+
+@dataclass(frozen=True, slots=True)
+class BulkCancel:
+    """What one cancel by filter did.
+
+    Queued jobs are answered by id only: a filter can match millions of them, and building
+    a snapshot of each would cost more than withdrawing them. Running jobs (at most the
+    workers' slots) come with their snapshots, to wait on.
+    """
+
+    withdrawn: list[str]
+    """Ids of the queued jobs it ended; none of them will ever start."""
+    stopping: list[CancelResult]
+    """The running (or cancelling, for a force-fail) jobs it asked to stop, as they are now."""
+
+    @property
+    def ids(self) -> list[str]:
+        """Every job it changed: the withdrawn ones, then the stopping ones."""
+        return [*self.withdrawn, *(result.job.id for result in self.stopping)]
+
+    def __len__(self) -> int:
+        return len(self.withdrawn) + len(self.stopping)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +234,9 @@ class Store(Protocol):
 
     def request_cancel_many(
         self, where: JobFilter, reason: CancelReason, by: str | None, message: str | None = None
-    ) -> list[CancelResult]:
-        """Cancel every active job matching ``where`` (queued ones in one statement)."""
+    ) -> BulkCancel:
+        """Cancel every active job matching ``where``, by the rule of
+        :func:`andon._jobs.decide_cancel`, in one transaction (queued ones in one statement)."""
         ...
 
     def delete(self, job_id: str) -> None:

@@ -76,6 +76,7 @@ from andon._jobs import (
 )
 from andon._storage._port import (
     ALL_CHANGES,
+    BulkCancel,
     CancelNotice,
     CancelResult,
     Change,
@@ -307,7 +308,7 @@ WITH withdrawn AS (
     FROM withdrawn, (VALUES (0, 'cancel requested', %(message)s), (1, 'cancelled', 'withdrawn before it started'))
          AS step (n, type, message)
 )
-SELECT * FROM withdrawn
+SELECT id FROM withdrawn
 """
 _REQUEST_STOP_MANY: Final = """
 WITH requested AS (
@@ -1009,7 +1010,7 @@ class PostgresStore:
 
     def request_cancel_many(
         self, where: JobFilter, reason: CancelReason, by: str | None, message: str | None = None
-    ) -> list[CancelResult]:
+    ) -> BulkCancel:
         if reason is CancelReason.FORCED:
             return self._force_fail_many(where, by, message)
         clause, args = _where(where)
@@ -1017,34 +1018,37 @@ class PostgresStore:
         withdraw = _WITHDRAW_MANY.format(where=clause).encode()
         request = _REQUEST_STOP_MANY.format(where=clause).encode()
 
-        def body(cur: Cursor) -> list[CancelResult]:
-            withdrawn = cur.execute(withdraw, args).fetchall()
+        def body(cur: Cursor) -> BulkCancel:
+            withdrawn = [row["id"] for row in cur.execute(withdraw, args).fetchall()]
             requested = cur.execute(request, args).fetchall()
             self._notify(cur, *([Change.ENDED] if withdrawn else []), *([Change.CANCEL] if requested else []))
-            return [CancelResult(job_from_row(r), CancelOutcome.WITHDRAWN) for r in withdrawn] + [
-                CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested
-            ]
+            return BulkCancel(
+                withdrawn=withdrawn,
+                stopping=[CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested],
+            )
 
         return self._run(body, _Mode.TRANSACTION, _IfUnsure.RAISE)
 
-    def _force_fail_many(self, where: JobFilter, by: str | None, message: str | None) -> list[CancelResult]:
+    def _force_fail_many(self, where: JobFilter, by: str | None, message: str | None) -> BulkCancel:
         """Bulk force-fail, job by job through ``decide_cancel`` (rare; no set-based shortcut)."""
         clause, args = _where(where)
         query = _ACTIVE_FOR_UPDATE.format(where=clause).encode()
 
-        def body(cur: Cursor) -> list[CancelResult]:
-            results = []
+        def body(cur: Cursor) -> BulkCancel:
+            withdrawn: list[str] = []
+            stopping: list[CancelResult] = []
             for row in cur.execute(query, args).fetchall():
                 job = job_from_row(row)
                 outcome, status = decide_cancel(job, CancelReason.FORCED)
-                if outcome is not CancelOutcome.ALREADY:
-                    self._apply_cancel(cur, job, outcome, status, CancelReason.FORCED, by, message, True)
-                    results.append(CancelResult(_reread(cur, job.id), outcome))
-            outcomes = {r.outcome for r in results}
-            withdrawn = CancelOutcome.WITHDRAWN in outcomes
-            stopping = bool(outcomes - {CancelOutcome.WITHDRAWN})
+                if outcome is CancelOutcome.ALREADY:
+                    continue
+                self._apply_cancel(cur, job, outcome, status, CancelReason.FORCED, by, message, True)
+                if outcome is CancelOutcome.WITHDRAWN:
+                    withdrawn.append(job.id)
+                else:
+                    stopping.append(CancelResult(_reread(cur, job.id), outcome))
             self._notify(cur, *([Change.ENDED] if withdrawn else []), *([Change.CANCEL] if stopping else []))
-            return results
+            return BulkCancel(withdrawn, stopping)
 
         return self._run(body, _Mode.TRANSACTION, _IfUnsure.RAISE)
 

@@ -41,6 +41,7 @@ from andon._jobs import (
 )
 from andon._storage._port import (
     ALL_CHANGES,
+    BulkCancel,
     CancelNotice,
     CancelResult,
     Change,
@@ -383,65 +384,26 @@ class SqliteStore:
 
     def request_cancel_many(
         self, where: JobFilter, reason: CancelReason, by: str | None, message: str | None = None
-    ) -> list[CancelResult]:
+    ) -> BulkCancel:
         if reason is CancelReason.FORCED:
             return self._force_fail_many(where, by, message)
         clause, args = _where(where)
         now = self._clock.now()
+        args |= {"now": now, "reason": reason.value, "by": by, "message": message}
 
-        def body(conn: sqlite3.Connection) -> list[CancelResult]:
-            # The same rule as decide_cancel, as two set-based statements: queued jobs are
-            # withdrawn, running ones move to cancelling; everything else is left alone.
-            withdrawn = conn.execute(
-                f"UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested_at = :now,"
-                f" cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 0,"
-                f" cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 2"
-                f" WHERE status = 'queued' AND {clause} RETURNING *",
-                {**args, "now": now, "reason": reason.value, "by": by, "message": message},
-            ).fetchall()
-            requested = conn.execute(
-                f"UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now,"
-                f" cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 1,"
-                f" cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL,"
-                f" events_count = events_count + 1 WHERE status = 'running' AND {clause} RETURNING *",
-                {**args, "now": now, "reason": reason.value, "by": by, "message": message},
-            ).fetchall()
-            events: list[tuple[Any, ...]] = []
-            for row in withdrawn:
-                n, attempt = row["events_count"], row["attempt"]
-                events.append(
+        def body(conn: sqlite3.Connection) -> BulkCancel:
+            # The same rule as decide_cancel, set-based: queued jobs are withdrawn (their two
+            # history events written first, by the same filter, under the same write lock),
+            # running ones move to cancelling; everything else is left alone.
+            conn.execute(_WITHDRAW_MANY_EVENTS.format(where=clause), args)
+            withdrawn = conn.execute(_WITHDRAW_MANY.format(where=clause), args).fetchall()
+            requested = conn.execute(_REQUEST_STOP_MANY.format(where=clause), args).fetchall()
+            conn.executemany(
+                _INSERT_EVENT,
+                [
                     (
-                        row["id"],
-                        n - 1,
-                        now,
-                        "cancel requested",
-                        "queued",
-                        "cancelled",
-                        by,
-                        reason.value,
-                        message,
-                        attempt,
-                    )
-                )
-                events.append(
-                    (
-                        row["id"],
-                        n,
-                        now,
-                        "cancelled",
-                        "queued",
-                        "cancelled",
-                        by,
-                        reason.value,
-                        "withdrawn before it started",
-                        attempt,
-                    )
-                )
-            for row in requested:
-                events.append(
-                    (
-                        row["id"],
-                        row["events_count"],
+                        r["id"],
+                        r["events_count"],
                         now,
                         "cancel requested",
                         "running",
@@ -449,33 +411,40 @@ class SqliteStore:
                         by,
                         reason.value,
                         message,
-                        row["attempt"],
+                        r["attempt"],
                     )
-                )
-            conn.executemany(_INSERT_EVENT, events)
-            return [CancelResult(job_from_row(r), CancelOutcome.WITHDRAWN) for r in withdrawn] + [
-                CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested
-            ]
+                    for r in requested
+                ],
+            )
+            return BulkCancel(
+                withdrawn=[row[0] for row in withdrawn],
+                stopping=[CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested],
+            )
 
         return self._write(body)
 
-    def _force_fail_many(self, where: JobFilter, by: str | None, message: str | None) -> list[CancelResult]:
+    def _force_fail_many(self, where: JobFilter, by: str | None, message: str | None) -> BulkCancel:
         """Bulk force-fail, job by job through ``decide_cancel`` (rare; no set-based shortcut)."""
         clause, args = _where(where)
 
-        def body(conn: sqlite3.Connection) -> list[CancelResult]:
+        def body(conn: sqlite3.Connection) -> BulkCancel:
             rows = conn.execute(
                 f"SELECT * FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {clause}", args
             ).fetchall()
-            results = []
+            withdrawn: list[str] = []
+            stopping: list[CancelResult] = []
             for row in rows:
                 job = job_from_row(row)
                 outcome, status = decide_cancel(job, CancelReason.FORCED)
-                if outcome is not CancelOutcome.ALREADY:
-                    self._apply_cancel(conn, job, outcome, status, CancelReason.FORCED, by, message, True)
+                if outcome is CancelOutcome.ALREADY:
+                    continue
+                self._apply_cancel(conn, job, outcome, status, CancelReason.FORCED, by, message, True)
+                if outcome is CancelOutcome.WITHDRAWN:
+                    withdrawn.append(job.id)
+                else:
                     job = job_from_row(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job.id,)).fetchone())
-                    results.append(CancelResult(job, outcome))
-            return results
+                    stopping.append(CancelResult(job, outcome))
+            return BulkCancel(withdrawn, stopping)
 
         return self._write(body)
 
@@ -856,6 +825,27 @@ _SETTLE: Final = (
 _INSERT_EVENT: Final = (
     "INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Bulk cancel: the withdrawn jobs' two events (seq events_count + 1 and + 2), then the
+# jobs themselves; both by the same filter, inside one write transaction.
+_WITHDRAW_MANY_EVENTS: Final = (
+    "INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)"
+    " SELECT id, events_count + step.n, :now, step.type, 'queued', 'cancelled', :by, :reason, step.message, attempt"
+    " FROM andon_jobs, (SELECT 1 AS n, 'cancel requested' AS type, :message AS message"
+    " UNION ALL SELECT 2, 'cancelled', 'withdrawn before it started') AS step"
+    " WHERE status = 'queued' AND {where}"
+)
+_WITHDRAW_MANY: Final = (
+    "UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested_at = :now,"
+    " cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 0,"
+    " cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 2"
+    " WHERE status = 'queued' AND {where} RETURNING id"
+)
+_REQUEST_STOP_MANY: Final = (
+    "UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now,"
+    " cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 1,"
+    " cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL,"
+    " events_count = events_count + 1 WHERE status = 'running' AND {where} RETURNING *"
 )
 _UPGRADE_TO_2: Final = (
     "ALTER TABLE andon_jobs ADD COLUMN owner TEXT",

@@ -144,11 +144,10 @@ async def list_jobs(
 async def cancel_many(rt: Ctx, client: Caller, body: BulkCancelBody | None = None) -> BulkCancelOut:
     """Cancel every active job matching all the filters given (every active job if none is)."""
     body = body or BulkCancelBody()
-    results = await rt.call(
+    done = await rt.call(
         client.cancel_many, ids=body.ids, statuses=body.statuses, kinds=body.kinds, message=body.message
     )
-    ids = [result.job.id for result in results if result.changed]
-    return BulkCancelOut(cancelled=len(ids), ids=ids)
+    return BulkCancelOut(cancelled=len(done), ids=done.ids)
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])

@@ -371,10 +371,12 @@ def cancel(
         typer.confirm("Cancel every active job?", abort=True)
     with _client(db) as client:
         if all_jobs:
-            requested = client.cancel_many(statuses=status or (), kinds=kind or (), message=message)
-            if not requested:
+            done = client.cancel_many(statuses=status or (), kinds=kind or (), message=message)
+            if not done:
                 console.print(Text("no active jobs matched; nothing to cancel", style="dim"))
-            failed = False
+            for job_id in done.withdrawn:
+                console.print(fmt.withdrawn_line(job_id), soft_wrap=True)
+            requested, failed = done.stopping, False
         else:
             requested, failed = _request_each(client, job_ids or [], message)
         # All requests go out first, so with --wait the jobs stop in parallel, not one by one.

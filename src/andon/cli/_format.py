@@ -209,6 +209,14 @@ def cancel_line(result: andon.CancelResult) -> Text:
     return text
 
 
+def withdrawn_line(job_id: str) -> Text:
+    """``withdrawn   <id>  it was still queued and will never start`` (a bulk cancel names
+    withdrawn jobs by id only)."""
+    text = Text(f"{'withdrawn':<11}", style="green")
+    text.append(f" {job_id}  it was still queued and will never start")
+    return text
+
+
 def final_line(job: andon.Job, *, with_id: bool = True) -> Text:
     """How a job ended, e.g. ``cancelled after 1.2 s — cancel (user): stopped (cooperative) 85 ms after...``."""
     text = Text(f"job {job.id} ({job.kind}) " if with_id else "")
