@@ -652,6 +652,17 @@ def test_write_progress_resend_is_idempotent(store: Store) -> None:
     store.write_progress([ProgressUpdate(job.id, 1, items=[(1, 9.0, '"changed"'), (2, 2.0, '"c"')])])
     assert [i.data for i in store.items(job.id)] == ["a", "b", "c"]
     assert store.get(job.id).items_count == 3
+    # a resend for one job beside fresh items of another, in one write: both stored once
+    submit(store)
+    other = claim(store)
+    store.write_progress(
+        [
+            ProgressUpdate(job.id, 1, items=[(2, 2.0, '"c"'), (3, 3.0, '"d"')]),
+            ProgressUpdate(other.id, 1, items=[(0, 0.0, '"x"')]),
+        ]
+    )
+    assert [i.data for i in store.items(job.id)] == ["a", "b", "c", "d"]
+    assert [i.data for i in store.items(other.id)] == ["x"]
 
 
 def test_write_progress_of_many_jobs_at_once(store: Store) -> None:

@@ -400,6 +400,8 @@ FROM unnest(%(seqs)s::bigint[], %(ats)s::float8[], %(datas)s::text[]) AS item (s
 ON CONFLICT (job_id, seq) DO NOTHING
 """
 
+_COPY_ITEMS: Final = "COPY andon_items (job_id, seq, attempt, at, data) FROM STDIN"
+
 _SETTLE: Final = """
 UPDATE andon_jobs SET status = %(status)s, finished_at = %(finished)s, worker_id = NULL, lease_expires_at = NULL,
     claim_token = NULL, result = %(result)s, error_type = %(error_type)s, error_message = %(error_message)s,
@@ -1173,16 +1175,7 @@ class PostgresStore:
                 # must not change a finished job or mix into the next attempt's results.
                 continue
             if update.items:
-                cur.execute(
-                    _INSERT_ITEMS,
-                    {
-                        "job_id": update.job_id,
-                        "attempt": update.attempt,
-                        "seqs": [seq for seq, _, _ in update.items],
-                        "ats": [at for _, at, _ in update.items],
-                        "datas": [data for _, _, data in update.items],
-                    },
-                )
+                _insert_items(cur, update)
 
     def settle(
         self,
@@ -1474,6 +1467,28 @@ def _live_connection(pool: ConnectionPool[psycopg.Connection[Any]], timeout: flo
         conn.close()
         pool.putconn(conn)
     raise psycopg.OperationalError("every pooled connection was found dead")
+
+
+def _insert_items(cur: Cursor, update: ProgressUpdate) -> None:
+    """Store an attempt's items: COPY (2-3x the rows per second of an INSERT here), in a
+    savepoint. Items already stored (a flush that committed but was not confirmed, then
+    sent again) make the COPY fail on the primary key; then the savepoint is rolled back
+    and an INSERT that skips the stored ones does the work."""
+    try:
+        with cur.connection.transaction(), cur.copy(_COPY_ITEMS) as copy:
+            for seq, at, data in update.items:
+                copy.write_row((update.job_id, seq, update.attempt, at, data))
+    except psycopg.errors.UniqueViolation:
+        cur.execute(
+            _INSERT_ITEMS,
+            {
+                "job_id": update.job_id,
+                "attempt": update.attempt,
+                "seqs": [seq for seq, _, _ in update.items],
+                "ats": [at for _, at, _ in update.items],
+                "datas": [data for _, _, data in update.items],
+            },
+        )
 
 
 def _where(where: JobFilter) -> tuple[str, dict[str, Any]]:
