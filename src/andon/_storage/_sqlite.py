@@ -8,6 +8,7 @@ from ``andon._jobs``; the SQL that applies them is all in this file.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import statistics
 import threading
@@ -20,6 +21,7 @@ from andon._access import Role, TokenRecord
 from andon._cancel import CancelReason
 from andon._clock import Clock, SystemClock
 from andon._errors import (
+    AndonError,
     ConfigurationError,
     InvalidTransition,
     JobNotFound,
@@ -56,6 +58,8 @@ from andon._storage._rows import event_from_row, item_from_row, job_from_row, se
 
 __all__ = ["SqliteStore"]
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS: Final = 5_000
@@ -88,6 +92,7 @@ class SqliteStore:
         self._write_lock = threading.Lock()
         self._opened = False
         self._closed = False
+        self._checkpointer: _Checkpointer | None = None
         if path == ":memory:":
             # A private in-memory database shared by this store's connections.
             self._target = f"file:andon-{id(self)}?mode=memory&cache=shared"
@@ -140,6 +145,10 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
+        with self._lock:
             connections = list(self._connections)
         for conn in connections:
             self._release(conn)
@@ -164,6 +173,9 @@ class SqliteStore:
             if self.path != ":memory:":
                 self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
                 conn.execute("PRAGMA synchronous = NORMAL")
+                # Checkpoints run in this store's checkpointer thread, not in the commit of
+                # whichever write happens to push the WAL past 1,000 pages.
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         conn.row_factory = sqlite3.Row
@@ -220,7 +232,20 @@ class SqliteStore:
                 conn.execute("COMMIT")
                 return value
 
-        return self._retry_busy(lambda: self._use(conn, attempt))
+        value = self._retry_busy(lambda: self._use(conn, attempt))
+        self._wrote()
+        return value
+
+    def _wrote(self) -> None:
+        """Tell the checkpointer (started here at need: a store that only reads has none)."""
+        if self.path == ":memory:":
+            return
+        with self._lock:
+            if self._closed:
+                return
+            if self._checkpointer is None:
+                self._checkpointer = _Checkpointer(self)
+            self._checkpointer.writes += 1
 
     def _read(self, sql: str, args: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
         conn = self._conn()
@@ -884,6 +909,70 @@ def _where(where: JobFilter) -> tuple[str, dict[str, Any]]:
             parts.append(f"{column} IN (SELECT value FROM json_each(:{name}))")
             args[name] = json.dumps(list(values))
     return " AND ".join(parts), args
+
+
+@final
+class _Checkpointer:
+    """Copies the WAL back into the database file, in a thread of its own.
+
+    SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past 1,000
+    pages, so one unlucky write (a claim, a bulk cancel) waits ~15 ms for it. This thread
+    runs the same PASSIVE checkpoint (it never waits for readers or writers) a little after
+    writes, and the store's connections turn the automatic one off. It ends after a second
+    without writes, or when the store closes; the next write starts another.
+    """
+
+    INTERVAL_S: Final = 0.1
+    IDLE_ROUNDS: Final = 10
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.writes = 0
+        """Writes so far (the store counts them, holding its lock)."""
+        self._store = store
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"andon-sqlite-checkpoint:{store.path}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        store = self._store
+        try:
+            conn = store._connect()
+        except (AndonError, sqlite3.Error):  # the store closed meanwhile
+            self._retire()
+            return
+        try:
+            done, idle = 0, 0
+            while not self._stopping.wait(self.INTERVAL_S):
+                with store._lock:
+                    writes = self.writes
+                    if writes == done:
+                        idle += 1
+                        if idle >= self.IDLE_ROUNDS:
+                            self._retire_locked()
+                            return
+                        continue
+                idle = 0
+                try:
+                    store._use(conn, lambda: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall())
+                except (sqlite3.Error, AndonError) as exc:  # busy, or the store closing
+                    log.debug("checkpoint of the SQLite WAL skipped: %s", exc)
+                    continue
+                done = writes
+        finally:
+            store._release(conn)
+
+    def _retire(self) -> None:
+        with self._store._lock:
+            self._retire_locked()
+
+    def _retire_locked(self) -> None:
+        if self._store._checkpointer is self:
+            self._store._checkpointer = None
 
 
 @final

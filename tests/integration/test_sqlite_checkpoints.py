@@ -1,0 +1,103 @@
+"""The SQLite store checkpoints its WAL in a background thread, never inside a commit.
+
+What is checked: the store's connections have SQLite's automatic checkpoint off; writes
+reach the database file without any other connection checkpointing; the thread ends a
+second after the last write and the next write starts another; a store that only reads
+starts no thread; close() ends the thread; a store with a large WAL still opens, reads
+and writes after a crash left the WAL behind (kill -9 of a writing process).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import andon
+from andon._ids import new_job_id
+from andon._storage import NewJob
+
+CHECKPOINTER = "andon-sqlite-checkpoint"
+
+
+def checkpointers(path: Path) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"{CHECKPOINTER}:{path}"]
+
+
+def submit(store: andon.SqliteStore, count: int) -> None:
+    store.submit([NewJob(new_job_id(), "a", {"pad": "x" * 200}) for _ in range(count)], actor=None)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_writes_reach_the_database_file_from_the_background(tmp_path: Path) -> None:
+    path = tmp_path / "andon.db"
+    with andon.SqliteStore(str(path)) as store:
+        assert store._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert checkpointers(path) == []  # nothing written yet
+        before = path.stat().st_size
+        submit(store, 5_000)  # some MB of WAL; with the automatic checkpoint off, only the thread copies it
+        [thread] = checkpointers(path)
+        assert wait_until(lambda: path.stat().st_size > before + 1_000_000), (before, path.stat().st_size)
+        # what a fresh reader sees after the WAL went back into the file
+        assert store.list_jobs(andon.JobFilter(), limit=10).items
+    assert not thread.is_alive()
+    assert checkpointers(path) == []
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM andon_jobs").fetchone()[0] == 5_000
+
+
+def test_the_thread_ends_when_writes_stop_and_the_next_write_starts_another(tmp_path: Path) -> None:
+    path = tmp_path / "andon.db"
+    with andon.SqliteStore(str(path)) as store:
+        submit(store, 10)
+        [first] = checkpointers(path)
+        first.join(timeout=5)  # about a second without writes
+        assert not first.is_alive()
+        assert checkpointers(path) == []
+        before = path.stat().st_size
+        submit(store, 5_000)
+        [second] = checkpointers(path)
+        assert second is not first
+        assert wait_until(lambda: path.stat().st_size > before + 1_000_000)
+
+
+def test_a_store_that_only_reads_starts_no_thread(tmp_path: Path) -> None:
+    path = tmp_path / "andon.db"
+    with andon.SqliteStore(str(path)) as writer:
+        submit(writer, 10)
+    with andon.SqliteStore(str(path)) as reader:
+        assert len(reader.list_jobs(andon.JobFilter(), limit=100).items) == 10
+        assert checkpointers(path) == []
+
+
+def test_after_a_crash_with_a_large_wal_the_store_opens_and_works(tmp_path: Path) -> None:
+    path = tmp_path / "andon.db"
+    script = (
+        "import os, sys\n"
+        "import andon\n"
+        "from andon._ids import new_job_id\n"
+        "from andon._storage import NewJob\n"
+        "store = andon.SqliteStore(sys.argv[1]); store.open()\n"
+        "store.submit([NewJob(new_job_id(), 'a', {'pad': 'x' * 200}) for _ in range(20_000)], actor=None)\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], check=False, timeout=120)
+    assert proc.returncode == -9
+    with andon.SqliteStore(str(path)) as store:
+        assert len(store.list_jobs(andon.JobFilter(), limit=30_000).items) == 20_000
+        submit(store, 1)
+        assert len(store.list_jobs(andon.JobFilter(), limit=30_000).items) == 20_001
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
