@@ -1,7 +1,8 @@
 """The SQLite store checkpoints its WAL in a background thread, never inside a commit.
 
-What is checked: the store's connections have SQLite's automatic checkpoint off; writes
-reach the database file without any other connection checkpointing; the thread ends a
+What is checked: the store's connections move SQLite's automatic checkpoint to 4,000
+pages, where it still bounds the WAL; writes reach the database file without any other
+connection checkpointing; the thread ends a
 second after the last write and the next write starts another; a store that only reads
 starts no thread; close() ends the thread; a store with a large WAL still opens, reads
 and writes after a crash left the WAL behind (kill -9 of a writing process).
@@ -16,6 +17,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 import andon
 from andon._ids import new_job_id
@@ -44,10 +47,10 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
 def test_writes_reach_the_database_file_from_the_background(tmp_path: Path) -> None:
     path = tmp_path / "andon.db"
     with andon.SqliteStore(str(path)) as store:
-        assert store._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert store._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 4_000
         assert checkpointers(path) == []  # nothing written yet
         before = path.stat().st_size
-        submit(store, 5_000)  # some MB of WAL; with the automatic checkpoint off, only the thread copies it
+        submit(store, 5_000)  # a few MB of WAL, under the 4,000-page mark: only the thread copies it
         [thread] = checkpointers(path)
         assert wait_until(lambda: path.stat().st_size > before + 1_000_000), (before, path.stat().st_size)
         # what a fresh reader sees after the WAL went back into the file
@@ -71,6 +74,20 @@ def test_the_thread_ends_when_writes_stop_and_the_next_write_starts_another(tmp_
         [second] = checkpointers(path)
         assert second is not first
         assert wait_until(lambda: path.stat().st_size > before + 1_000_000)
+
+
+def test_the_automatic_checkpoint_still_bounds_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the thread (here: never started), SQLite's own checkpoint at 4,000 pages
+    keeps the WAL near 16 MB; with it turned off, the WAL grew with every write."""
+    monkeypatch.setattr(andon.SqliteStore, "_wrote", lambda self: None)
+    path = tmp_path / "andon.db"
+    largest = 0
+    with andon.SqliteStore(str(path)) as store:
+        for _ in range(300):  # ~60 MB of pages written in all
+            store.submit([NewJob(new_job_id(), "a", {"pad": "x" * 1_000}) for _ in range(100)], actor=None)
+            largest = max(largest, Path(f"{path}-wal").stat().st_size)
+        assert checkpointers(path) == []
+    assert largest < 24 * 2**20, f"the WAL reached {largest / 2**20:.0f} MB"
 
 
 def test_a_store_that_only_reads_starts_no_thread(tmp_path: Path) -> None:

@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _BUSY_TIMEOUT_MS: Final = 5_000
+_WAL_AUTOCHECKPOINT_PAGES: Final = 4_000
 _MAX_BUSY_RETRIES: Final = 50
 _ACTIVE_RUN: Final = ("running", "cancelling")
 SCHEMA_VERSION: Final = 2
@@ -174,8 +175,11 @@ class SqliteStore:
                 self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
                 conn.execute("PRAGMA synchronous = NORMAL")
                 # Checkpoints run in this store's checkpointer thread, not in the commit of
-                # whichever write happens to push the WAL past 1,000 pages.
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
+                # whichever write happens to push the WAL past SQLite's usual 1,000 pages.
+                # The automatic one stays on at a higher mark as a bound: only a writer can
+                # start the WAL over, and under steady writes and reads a WAL with no
+                # automatic checkpoint grew by ~50 MB a second here, without end.
+                conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT_PAGES}")
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         conn.row_factory = sqlite3.Row
@@ -918,8 +922,9 @@ class _Checkpointer:
     SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past 1,000
     pages, so one unlucky write (a claim, a bulk cancel) waits ~15 ms for it. This thread
     runs the same PASSIVE checkpoint (it never waits for readers or writers) a little after
-    writes, and the store's connections turn the automatic one off. It ends after a second
-    without writes, or when the store closes; the next write starts another.
+    writes, and the store's connections move the automatic one to 4,000 pages, where it
+    only bounds the WAL. It ends after a second without writes, or when the store closes;
+    the next write starts another.
     """
 
     INTERVAL_S: Final = 0.1
