@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 import andon
 from andon.examples import app as example_app
 from tests import support
+from tests.acceptance.dashboard_page import card, history_row, submit_count_from_the_form
 from tests.acceptance.serving import Served, serve
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
@@ -62,14 +63,6 @@ def open_dashboard(page: Page, server: Served) -> None:
     expect(page.locator("#live")).to_have_text("live")
 
 
-def card(page: Page, job_id: str) -> Locator:
-    return page.locator(f'#active-list li[data-job-id="{job_id}"]')
-
-
-def history_row(page: Page, job_id: str) -> Locator:
-    return page.locator(f'#history-body tr[data-job-id="{job_id}"]')
-
-
 def confirm(page: Page, action: str) -> None:
     dialog = page.get_by_role("dialog")
     expect(dialog).to_be_visible()
@@ -89,13 +82,7 @@ def test_submit_from_the_form_watch_the_progress_then_cancel_and_see_the_items_k
     failed = jobs.submit("fail", {"after_items": 2})
     open_dashboard(page, server)
 
-    form = page.get_by_role("region", name="Submit a job")
-    form.get_by_label("Kind").select_option("count")
-    form.get_by_label("n", exact=True).fill("400")
-    form.get_by_label("interval_s").fill("0.05")
-    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/api/v1/jobs")) as posted:
-        form.get_by_role("button", name="Submit job").click()
-    job_id = posted.value.json()["id"]
+    job_id = submit_count_from_the_form(page, 400, 0.05)["id"]
 
     job_card = card(page, job_id)
     expect(job_card.locator(".badge")).to_have_text("running")

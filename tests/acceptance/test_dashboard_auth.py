@@ -23,6 +23,7 @@ from playwright.sync_api import Locator, Page, expect
 import andon
 from andon.examples import app as example_app
 from tests import support
+from tests.acceptance.dashboard_page import card, history_row, submit_count_from_the_form
 from tests.acceptance.serving import Served, serve
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
@@ -110,14 +111,6 @@ def log_in(page: Page, token: str) -> None:
     expect(page.locator("#live")).to_have_text("live")
 
 
-def card(page: Page, job_id: str) -> Locator:
-    return page.locator(f'#active-list li[data-job-id="{job_id}"]')
-
-
-def history_row(page: Page, job_id: str) -> Locator:
-    return page.locator(f'#history-body tr[data-job-id="{job_id}"]')
-
-
 def session_cookies(page: Page) -> list[Any]:  # Any: Playwright's cookie dicts
     return [cookie for cookie in page.context.cookies() if cookie["name"] == SESSION_COOKIE]
 
@@ -155,13 +148,7 @@ def test_a_user_logs_in_once_sees_only_her_jobs_with_their_owner_and_cancels_one
     expect(page.locator("#who-name")).to_have_text("signed in as alice (user)")
     assert_the_page_keeps_no_token(page, tokens.alice)
 
-    form = page.get_by_role("region", name="Submit a job")
-    form.get_by_label("Kind").select_option("count")
-    form.get_by_label("n", exact=True).fill("400")
-    form.get_by_label("interval_s").fill("0.05")
-    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/api/v1/jobs")) as posted:
-        form.get_by_role("button", name="Submit job").click()
-    created = posted.value.json()
+    created = submit_count_from_the_form(page, 400, 0.05)
     assert created["owner"] == "alice"
     job_card = card(page, created["id"])
     expect(job_card.locator(".badge")).to_have_text("running")  # live over the cookie-only stream
