@@ -70,6 +70,8 @@ def create_app(
         token: the server's own token; it acts as ``admin``. With it, or with any active
             token in the store (``andon token create``), every ``/api/`` request must
             prove who it is: ``Authorization: Bearer <token>`` or a dashboard session.
+            Once that is so, it stays so until the app is made again, even if the last
+            token is revoked.
         allowed_hosts: host names the server answers to. Default: loopback names only
             when no auth is configured (so a web page cannot reach it by DNS rebinding),
             any name when it is.
@@ -83,8 +85,11 @@ def create_app(
     else:
         client = andon.Client(source, app, actor="http")
     runtime = Runtime(client, worker=worker, token=token or None, stream_keepalive_s=stream_keepalive_s)
+    # One reading decides both the Host rule and auth at start-up, so they cannot disagree:
+    # "any Host" is only ever granted to a server whose auth is latched on for good.
+    guarded = bool(token) or any(t.is_active for t in client.store.list_tokens())
     runtime.authenticator = Authenticator(
-        client.store, static_token=token or None, call=runtime.call, cache_s=auth_cache_s
+        client.store, static_token=token or None, call=runtime.call, cache_s=auth_cache_s, required=guarded
     )
 
     @contextlib.asynccontextmanager
@@ -111,7 +116,7 @@ def create_app(
     api.add_exception_handler(andon.AndonError, _andon_error)
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(HTTPException, _http_error)
-    if allowed_hosts is None and not token and not any(t.is_active for t in client.store.list_tokens()):
+    if allowed_hosts is None and not guarded:
         allowed_hosts = LOOPBACK_HOSTS
     api.add_middleware(Guard, auth=runtime.authenticator, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes)
     return api

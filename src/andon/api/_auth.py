@@ -7,7 +7,9 @@ with the dashboard's session cookie. The dashboard exchanges a token for that co
 scripts never hold the token and other sites cannot send it.
 
 Auth is *required* as soon as the server has a ``--token`` or the store holds an active
-token; until then the API is open (and answers on loopback names only). Store lookups
+token; until then the API is open (and answers on loopback names only). Once required,
+it stays required for the rest of the server's life, even after the last token is
+revoked: a server's access policy may tighten by itself but never loosen. Store lookups
 are cached for ``cache_s`` seconds, so a revoked token stops working within that time.
 Nothing here ever logs or echoes a token.
 """
@@ -58,6 +60,8 @@ class Authenticator:
         call: runs a blocking store call off the event loop.
         cache_s: how long a token lookup (and "are there tokens at all") is reused.
         session_ttl_s: how long a dashboard session lasts.
+        required: auth is required from the start (the store held an active token when
+            the server was made); ``static_token`` implies it.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class Authenticator:
         call: Callable[[Callable[[], object]], Awaitable[object]],
         cache_s: float = 1.0,
         session_ttl_s: float = 12 * 3600.0,
+        required: bool = False,
     ) -> None:
         self._store = store
         self._static = static_token.encode() if static_token else None
@@ -76,6 +81,7 @@ class Authenticator:
         self._session_ttl_s = session_ttl_s
         self._lookups: dict[str, tuple[float, andon.TokenRecord | None]] = {}
         self._any_tokens: tuple[float, bool] | None = None
+        self._required = required or self._static is not None
         self._sessions: dict[str, _Session] = {}
 
     @property
@@ -83,9 +89,20 @@ class Authenticator:
         return self._session_ttl_s
 
     async def required(self) -> bool:
-        """Whether requests must prove who they are."""
-        if self._static is not None:
-            return True
+        """Whether requests must prove who they are; once true, true for good.
+
+        The latch is the point: a server that had tokens answers any Host, because tokens
+        guard it; had revoking the last one made it open again, anyone could use it under
+        any name. Only a restart with no active token re-opens it, and then on loopback
+        names only (``test_auth_never_loosens.py``).
+        """
+        # Set, never assigned from the lookup: a slower concurrent lookup that read the
+        # store before a token was created must not undo a latch another one just set.
+        if not self._required and await self._any_active_token():
+            self._required = True
+        return self._required
+
+    async def _any_active_token(self) -> bool:
         now = time.monotonic()
         if self._any_tokens is None or now - self._any_tokens[0] >= self._cache_s:
             tokens = await self._call(self._store.list_tokens)
@@ -99,7 +116,12 @@ class Authenticator:
             return Caller(andon.Principal(STATIC_ADMIN, andon.Role.ADMIN), None)
         digest = hash_token(token)
         record = await self._lookup(digest)
-        return Caller(record.principal, digest) if record is not None else None
+        if record is None:
+            return None
+        # An active token exists, so auth is required from now on, even if no anonymous
+        # request ever saw it before it is revoked.
+        self._required = True
+        return Caller(record.principal, digest)
 
     async def from_session(self, session_id: str) -> Caller | None:
         """The caller of a live session whose token is still valid; ``None`` otherwise."""

@@ -3,7 +3,10 @@
 In order, it refuses:
 
 1. a ``Host`` the server does not answer to (400): without a token only loopback names,
-   so a web page cannot reach a local server through DNS rebinding;
+   so a web page cannot reach a local server through DNS rebinding; with one, any name,
+   which is safe only because auth then stays required for the server's whole life
+   (``Authenticator.required`` latches), so revoking the last token closes the API
+   rather than opening it to every name;
 2. a state-changing request (POST, PUT, PATCH, DELETE) whose ``Origin`` (or, without one,
    ``Referer``) is another site (403): cross-site request forgery;
 3. an API request that does not prove who it is, when auth is required (401): a bearer
