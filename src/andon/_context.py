@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import math
 import subprocess
 import threading
 import time
@@ -16,9 +17,9 @@ from typing import Any, Final, Protocol, TypeVar
 from andon._cancel import Cancelled, CancelToken
 from andon._children import ChildGroup
 from andon._errors import ResultTooLarge
-from andon._sizes import MAX_ITEM_BYTES
+from andon._sizes import MAX_ITEM_BYTES, MAX_MESSAGE_CHARS, storable_text
 
-__all__ = ["Context", "ContextSink", "encode_output"]
+__all__ = ["Context", "ContextSink", "checked_progress", "encode_output"]
 
 T = TypeVar("T")
 
@@ -124,8 +125,16 @@ class Context:
     # -- output ------------------------------------------------------------------
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
-        """Report progress (only the latest report is stored). Not a checkpoint."""
-        self._sink.progress(done, total, message)
+        """Report progress (only the latest report is stored). Not a checkpoint.
+
+        ``done`` and ``total`` are stored as floats (any int or float is accepted, however
+        large); ``message`` is text of at most ``MAX_MESSAGE_CHARS`` characters.
+
+        Raises:
+            TypeError: ``done``/``total`` is not a number, or ``message`` not a string.
+            ValueError: a number is NaN or infinite, or the message is too long.
+        """
+        self._sink.progress(*checked_progress(done, total, message))
 
     def emit(self, item: Any) -> None:  # Any: any JSON value
         """Store one partial result, in order. Cheap (written in batches); not a checkpoint.
@@ -211,6 +220,39 @@ class Context:
 
     def _kill_children(self) -> None:
         self._children.kill()
+
+
+def checked_progress(done: object, total: object, message: object) -> tuple[float, float | None, str | None]:
+    """A progress report as the store can keep it, or the handler's own error saying why not.
+
+    Checked here, in the handler's call, so a value no store can represent (an int past
+    64 bits, NaN, a lone surrogate) fails that one call instead of the worker's batch write.
+    """
+    return (
+        _progress_number(done, "done"),
+        None if total is None else _progress_number(total, "total"),
+        None if message is None else _progress_message(message),
+    )
+
+
+def _progress_number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"progress {name} must be a number, not {type(value).__name__}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large even for a float
+        raise ValueError(f"progress {name} is too large to store") from None
+    if not math.isfinite(number):
+        raise ValueError(f"progress {name} must be a finite number, not {number}")
+    return number
+
+
+def _progress_message(message: object) -> str:
+    if not isinstance(message, str):
+        raise TypeError(f"a progress message must be a string, not {type(message).__name__}")
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise ValueError(f"a progress message takes at most {MAX_MESSAGE_CHARS} characters, not {len(message)}")
+    return storable_text(message)
 
 
 # One encoder for every item: json.dumps with options builds a new encoder per call.

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from andon._cancel import CancelReason, StopMethod
 from andon._errors import InvalidTransition, JobFinished
+from andon._sizes import MAX_ERROR_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, clipped_text
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -97,11 +98,23 @@ ALLOWED_TRANSITIONS: Final[frozenset[tuple[JobStatus, JobStatus]]] = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """Why an attempt failed."""
+    """Why an attempt failed.
+
+    Made storable on construction: the text of any exception a handler raises (NUL
+    characters, lone surrogates, a 100 MB message) becomes text every store can keep, cut
+    to ``MAX_ERROR_MESSAGE_CHARS`` / ``MAX_TRACEBACK_CHARS`` with the cut marked.
+    """
 
     type: str
     message: str
     traceback: str | None = None
+
+    def __post_init__(self) -> None:
+        # A frozen dataclass sets its fields once; these replace them before anyone sees them.
+        object.__setattr__(self, "type", clipped_text(self.type, 512))
+        object.__setattr__(self, "message", clipped_text(self.message, MAX_ERROR_MESSAGE_CHARS))
+        if self.traceback is not None:
+            object.__setattr__(self, "traceback", clipped_text(self.traceback, MAX_TRACEBACK_CHARS))
 
 
 @dataclass(frozen=True, slots=True)

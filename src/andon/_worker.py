@@ -27,6 +27,7 @@ store is back.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import enum
 import functools
 import logging
@@ -44,7 +45,7 @@ from typing import Final, final
 from andon._attempt import Attempt, AttemptState, ended_now, failure, stopped
 from andon._cancel import CancelReason, StopMethod
 from andon._errors import AndonError, JobFinished, LifecycleError, StorageError
-from andon._jobs import Job, JobStatus, Outcome
+from andon._jobs import ErrorInfo, Job, JobStatus, Outcome, OutcomeKind
 from andon._registry import App, Isolation
 from andon._runtimes import Escalation, Execution, close_slot_loop, execution_for
 from andon._storage import Change, ChangeWatcher, ProgressUpdate, Settlement, Store
@@ -59,7 +60,6 @@ _FENCE_AT: Final = 2 / 3
 """Fraction of ``lease_s`` without a successful renewal after which an attempt is stopped."""
 _MAX_BACKOFF_S: Final = 5.0
 _MAX_CLAIM_BATCH: Final = 32
-_SETTLE_RETRY_DELAYS_S: Final = (0.05, 0.2, 1.0, 2.0, 5.0, None)
 _local_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 
@@ -244,7 +244,9 @@ class Worker:
 
     def _wait_idle(self, deadline: float | None) -> bool:
         with self._changed:
-            while self._running:
+            # A claim in flight counts: its jobs are not in _running yet, and a slot would
+            # start them after stop() had stopped waiting (nobody would then stop them).
+            while self._running or self._reserved:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -277,7 +279,13 @@ class Worker:
 
     def _slot_loop(self) -> None:
         try:
-            self._claim_and_run()
+            while True:
+                try:
+                    self._claim_and_run()
+                    return
+                except Exception:  # a bug: the slot must not die of it (its job settles below)
+                    log.exception("worker %s: a slot failed unexpectedly; it goes on", self.id)
+                    self._halt.wait(0.05)
         finally:
             close_slot_loop()
 
@@ -314,6 +322,10 @@ class Worker:
                 failed = True
                 failures += 1
                 (log.warning if failures == 1 else log.debug)("worker %s: claim failed: %s", self.id, exc)
+            except Exception:  # a bug, not an outage: logged in full, and the slot goes on
+                failed = True
+                failures += 1
+                log.exception("worker %s: claim failed unexpectedly", self.id)
             finally:
                 with self._changed:
                     self._reserved -= want
@@ -397,34 +409,55 @@ class Worker:
             self._ready.append(entry)
 
     def _record(self, batch: list[_PendingSettlement], want: int) -> list[Job]:
-        """Settle ``batch`` (retrying while the store is away) and claim up to ``want`` jobs."""
-        settlements = [pending.settlement for pending in batch]
-        for delay in _SETTLE_RETRY_DELAYS_S:
+        """Settle ``batch`` and claim up to ``want`` jobs; retries while the store is away.
+
+        A living worker never gives up an outcome: an outage of any length is waited out
+        (the attempt's result and items stay in memory meanwhile). An error that is not a
+        storage failure (a bug) is confined: the batch is settled one attempt at a time, and
+        an attempt whose end the store still refuses is recorded as failed with that error.
+        """
+        try:
+            results, jobs = self._store_settlements([p.settlement for p in batch], want)
+        except Exception:
+            log.exception("worker %s: recording the end of %d job(s) failed unexpectedly", self.id, len(batch))
+            for pending in batch:
+                self._record_alone(pending)
+            return []
+        for pending, settled in zip(batch, results, strict=True):
+            _log_settled(pending.attempt.job, settled)
+        return jobs
+
+    def _store_settlements(self, settlements: list[Settlement], want: int) -> tuple[list[Job | AndonError], list[Job]]:
+        failures = 0
+        while True:
             try:
                 if want:
                     results, jobs = self.store.settle_and_claim(self.id, settlements, self.kinds, self.lease_s, want)
-                else:
-                    results, jobs = self.store.settle_many(self.id, settlements), []
+                    return list(results), jobs
+                return list(self.store.settle_many(self.id, settlements)), []
             except AndonError as exc:
-                if delay is None:
-                    log.error(
-                        "worker %s: could not record the end of %d job(s) (%s); their leases will expire",
-                        self.id,
-                        len(batch),
-                        exc,
-                    )
-                    return []
-                log.warning("worker %s: recording the end of %d job(s) failed (%s); retrying", self.id, len(batch), exc)
-                time.sleep(delay)
+                failures += 1
+                (log.warning if failures == 1 else log.debug)(
+                    "worker %s: recording the end of %d job(s) failed (%s); keeping them, retrying",
+                    self.id,
+                    len(settlements),
+                    exc,
+                )
+                time.sleep(_backoff(failures))
+
+    def _record_alone(self, pending: _PendingSettlement) -> None:
+        """Settle one attempt of a batch that met a bug; if it is the cause, record that."""
+        settlement = pending.settlement
+        for _ in range(2):
+            try:
+                (settled,) = self._store_settlements([settlement], 0)[0]
+            except Exception as exc:
+                log.exception("job %s: recording its end failed unexpectedly", settlement.job_id)
+                settlement = _degraded(settlement, exc)
                 continue
-            for pending, settled in zip(batch, results, strict=True):
-                job = pending.attempt.job
-                if isinstance(settled, AndonError):
-                    log.warning("job %s: not settled: %s", job.id, settled)
-                else:
-                    log.info("job %s (%s) attempt %d: %s", job.id, job.kind, job.attempt, settled.status.value)
-            return jobs
-        return []
+            _log_settled(pending.attempt.job, settled)
+            return
+        log.error("job %s: its end could not be recorded; its lease will expire", settlement.job_id)
 
     # -- control --------------------------------------------------------------
 
@@ -444,6 +477,10 @@ class Worker:
             except AndonError as exc:
                 failures += 1
                 (log.warning if failures == 1 else log.debug)("worker %s: control step failed: %s", self.id, exc)
+                self._halt.wait(min(_backoff(failures), 1.0))
+            except Exception:  # a bug: logged in full; cancels keep being delivered
+                failures += 1
+                log.exception("worker %s: control step failed unexpectedly", self.id)
                 self._halt.wait(min(_backoff(failures), 1.0))
 
     def _next_due(self) -> float:
@@ -540,6 +577,10 @@ class Worker:
                 failures += 1
                 (log.warning if failures == 1 else log.debug)("worker %s: renewing leases failed: %s", self.id, exc)
                 continue
+            except Exception:  # a bug: logged in full; the next renewal comes sooner
+                failures += 1
+                log.exception("worker %s: renewing leases failed unexpectedly", self.id)
+                continue
             if failures:
                 log.info("worker %s: leases renewed again after %d failed attempt(s)", self.id, failures)
             failures = 0
@@ -567,12 +608,16 @@ class Worker:
 
     def _monitor_loop(self) -> None:
         while not self._halt.is_set():
-            self._monitor_wake.wait(self._monitor_due())
-            self._monitor_wake.clear()
-            if self._halt.is_set():
-                return
-            self._escalate()
-            self._fence()
+            try:
+                self._monitor_wake.wait(self._monitor_due())
+                self._monitor_wake.clear()
+                if self._halt.is_set():
+                    return
+                self._escalate()
+                self._fence()
+            except Exception:  # a bug: logged in full; stops keep escalating on the next pass
+                log.exception("worker %s: monitor step failed unexpectedly", self.id)
+                self._halt.wait(0.05)
 
     def _monitor_due(self) -> float:
         """Seconds until the next escalation step or fence is due (at most one tick)."""
@@ -622,11 +667,14 @@ class Worker:
             self._flush_wake.clear()
             if self._halt.is_set():
                 return
-            self._flush_once()
+            try:
+                self._flush_once()
+            except Exception:  # a bug: say so, and keep flushing the other jobs' output
+                log.exception("worker %s: flushing output failed unexpectedly", self.id)
 
     def _flush_once(self) -> None:
         with self._lock:
-            attempts = [r.attempt for r in self._running.values()]
+            attempts = [r.attempt for r in self._running.values() if not r.attempt.unflushable]
         held: list[Attempt] = []
         pending: list[tuple[Attempt, ProgressUpdate]] = []
         try:
@@ -637,19 +685,58 @@ class Worker:
                 if not update.is_empty:
                     pending.append((attempt, update))
             if pending:
-                try:
-                    self.store.write_progress([update for _, update in pending])
-                except AndonError as exc:
-                    log.warning(
-                        "worker %s: writing results failed (%s); keeping them for the next try",
-                        self.id,
-                        exc,
-                    )
-                    for attempt, update in pending:
-                        attempt.buffer.restore(update)
+                self._write_output(pending)
         finally:
             for attempt in held:
                 attempt.buffer.flush_lock.release()
+
+    def _write_output(self, pending: list[tuple[Attempt, ProgressUpdate]]) -> None:
+        """Write ``pending`` in one transaction; what cannot be written now is kept.
+
+        A storage failure keeps everything for the next try. Any other error is confined to
+        the attempt that causes it: the batch is written one attempt at a time, and an
+        attempt whose output the store refuses is no longer flushed; its output waits for
+        its settlement (which records the error if the store still refuses it).
+        """
+        try:
+            self.store.write_progress([update for _, update in pending])
+            return
+        except AndonError as exc:
+            log.warning("worker %s: writing results failed (%s); keeping them for the next try", self.id, exc)
+            for attempt, update in pending:
+                attempt.buffer.restore(update)
+            return
+        except Exception:
+            if len(pending) == 1:
+                attempt, update = pending[0]
+                log.exception("job %s: its output could not be written; keeping it for its end", attempt.job.id)
+                attempt.unflushable = True
+                attempt.buffer.restore(update)
+                return
+            log.exception("worker %s: writing results failed unexpectedly; writing each job apart", self.id)
+        for one in pending:
+            self._write_output([one])
+
+
+def _log_settled(job: Job, settled: Job | AndonError) -> None:
+    if isinstance(settled, AndonError):
+        log.warning("job %s: not settled: %s", job.id, settled)
+    else:
+        log.info("job %s (%s) attempt %d: %s", job.id, job.kind, job.attempt, settled.status.value)
+
+
+def _degraded(settlement: Settlement, exc: BaseException) -> Settlement:
+    """``settlement`` as a failure caused by ``exc``, without the progress report.
+
+    For an attempt whose end the store refused with a bug rather than an outage: its items
+    are still written (each was checked when emitted); the record says what went wrong.
+    """
+    error = ErrorInfo("AndonInternalError", f"andon could not record how this attempt ended: {exc!r}")
+    update = settlement.update
+    if update is not None:
+        update = dataclasses.replace(update, progress=None)
+    outcome = Outcome(OutcomeKind.FAILED, error=error, stopped_at=settlement.outcome.stopped_at)
+    return dataclasses.replace(settlement, outcome=outcome, update=update)
 
 
 def _backoff(failures: int) -> float:

@@ -30,7 +30,7 @@ from typing import Any, Final, final
 from andon._attempt import Attempt, ended_now, error_outcome, failure, stopped, succeeded
 from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
 from andon._children import set_parent_death_signal
-from andon._context import Context
+from andon._context import Context, checked_progress
 from andon._jobs import ErrorInfo, Outcome
 from andon._registry import Limits
 from andon._runtimes import Escalation
@@ -172,7 +172,9 @@ class ProcessExecution:
             if tag == "emit":
                 buffer.emit(message[1], message[2])
             elif tag == "progress":
-                buffer.progress(message[1], message[2], message[3])
+                # The child's context checked it; checked again, as the worker writes it.
+                with contextlib.suppress(TypeError, ValueError):
+                    buffer.progress(*checked_progress(message[1], message[2], message[3]))
             elif tag == "child":
                 with self._lock:
                     self._child_pids.append(message[1])
