@@ -54,6 +54,7 @@ __all__ = [
     "decide_cancel",
     "decide_settlement",
     "retry_delay",
+    "stop_strength",
 ]
 
 
@@ -216,13 +217,18 @@ class CancelOutcome(enum.StrEnum):
     REQUESTED = "requested"
     """The job was running; it is now ``cancelling`` until the work stops."""
     ESCALATED = "escalated"
-    """A force-fail replaced an earlier cancel request of a ``cancelling`` job."""
+    """A stronger stop request replaced the one in force of a ``cancelling`` job."""
     ALREADY = "already"
     """Nothing changed: the job was already cancelling or cancelled."""
 
 
-def decide_cancel(job: Job, reason: CancelReason) -> tuple[CancelOutcome, JobStatus]:
-    """Decide what a cancel request does to ``job``; returns the outcome and the new status.
+def decide_cancel(job: Job, reason: CancelReason, *, retry: bool = True) -> tuple[CancelOutcome, JobStatus]:
+    """Decide what a stop request does to ``job``; returns the outcome and the new status.
+
+    ``retry`` matters only for a force-fail: whether the retry policy may run the job again.
+    While a stop is in flight (``cancelling``) a stronger request replaces the one in force
+    (:data:`CancelOutcome.ESCALATED`), a weaker or equal one changes nothing, so the job ends
+    as the strongest request that was accepted asked (see :func:`stop_strength`).
 
     Raises:
         JobFinished: the job already succeeded or failed (or is cancelled and this is a
@@ -236,13 +242,35 @@ def decide_cancel(job: Job, reason: CancelReason) -> tuple[CancelOutcome, JobSta
     if status is JobStatus.RUNNING:
         return CancelOutcome.REQUESTED, JobStatus.CANCELLING
     if status is JobStatus.CANCELLING:
-        current = job.cancel.reason if job.cancel else None
-        if reason is CancelReason.FORCED and current is not CancelReason.FORCED:
+        current = job.cancel
+        if current is None or stop_strength(reason, retry) > stop_strength(current.reason, current.retry):
             return CancelOutcome.ESCALATED, status
         return CancelOutcome.ALREADY, status
     if status is JobStatus.CANCELLED and reason is not CancelReason.FORCED:
         return CancelOutcome.ALREADY, status
     raise JobFinished(job.id, status.value, operation)
+
+
+def stop_strength(reason: CancelReason, retry: bool) -> int:
+    """How strong a stop request is; a stronger one replaces a weaker one in flight.
+
+    ==========================  ========  ==================================================
+    request                     strength  the job ends
+    ==========================  ========  ==================================================
+    force-fail with retry       1         failed, or queued again if its policy allows
+    cancel (user, timeout...)   2         cancelled (never retried)
+    force-fail without retry    3         failed (never retried)
+    delete                      4         gone
+    ==========================  ========  ==================================================
+
+    So a cancel, or a force-fail that says no retry, answered while a retrying force-fail is
+    in flight is never overruled by that force-fail's retry; and nothing overrules a delete.
+    """
+    if reason is CancelReason.DELETED:
+        return 4
+    if reason is CancelReason.FORCED:
+        return 1 if retry else 3
+    return 2
 
 
 class OutcomeKind(enum.StrEnum):

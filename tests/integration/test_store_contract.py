@@ -407,7 +407,8 @@ def test_cancel_twice_changes_nothing(store: Store, running: bool) -> None:
         claim(store)
     first = store.request_cancel(job.id, CancelReason.USER, by="alice")
     events = store.events(job.id)
-    again = store.request_cancel(job.id, CancelReason.DELETED, by="bob", message="second")
+    # A request of the same strength (stop_strength): a stronger one would take over.
+    again = store.request_cancel(job.id, CancelReason.TIMEOUT, by="bob", message="second")
     assert again.outcome is CancelOutcome.ALREADY
     assert not again.changed
     assert again.job == first.job == store.get(job.id)
@@ -938,7 +939,7 @@ def test_events_tell_the_whole_story(store: Store, clock: ManualClock) -> None:
     second = claim(store)
     clock.advance(1)
     store.request_cancel(job.id, CancelReason.USER, by="alice")
-    store.request_cancel(job.id, CancelReason.FORCED, by="bob")
+    store.request_cancel(job.id, CancelReason.FORCED, by="bob", retry=False)
     clock.advance(1)
     settle(store, second, Outcome(OutcomeKind.STOPPED, stop_method=StopMethod.COOPERATIVE))
     events = store.events(job.id)

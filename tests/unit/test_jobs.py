@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from typing import Any
@@ -23,6 +24,7 @@ from andon._jobs import (
     decide_cancel,
     decide_settlement,
     retry_delay,
+    stop_strength,
 )
 
 Q, R, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING
@@ -72,11 +74,14 @@ def make_job(
         (R, None, CancelReason.DELETED, CancelOutcome.REQUESTED, C),
         (R, None, CancelReason.FORCED, CancelOutcome.REQUESTED, C),
         (C, CancelReason.USER, CancelReason.USER, CancelOutcome.ALREADY, C),
-        (C, CancelReason.TIMEOUT, CancelReason.DELETED, CancelOutcome.ALREADY, C),
-        (C, CancelReason.USER, CancelReason.FORCED, CancelOutcome.ESCALATED, C),
-        (C, CancelReason.TIMEOUT, CancelReason.FORCED, CancelOutcome.ESCALATED, C),
+        (C, CancelReason.TIMEOUT, CancelReason.DELETED, CancelOutcome.ESCALATED, C),
+        # A retrying force-fail (the default) is weaker than a cancel; see stop_strength.
+        (C, CancelReason.USER, CancelReason.FORCED, CancelOutcome.ALREADY, C),
+        (C, CancelReason.TIMEOUT, CancelReason.FORCED, CancelOutcome.ALREADY, C),
         (C, CancelReason.FORCED, CancelReason.FORCED, CancelOutcome.ALREADY, C),
-        (C, CancelReason.FORCED, CancelReason.USER, CancelOutcome.ALREADY, C),
+        (C, CancelReason.FORCED, CancelReason.USER, CancelOutcome.ESCALATED, C),
+        (C, CancelReason.FORCED, CancelReason.DELETED, CancelOutcome.ESCALATED, C),
+        (C, CancelReason.DELETED, CancelReason.FORCED, CancelOutcome.ALREADY, C),
         (X, CancelReason.USER, CancelReason.USER, CancelOutcome.ALREADY, X),
         (X, CancelReason.USER, CancelReason.TIMEOUT, CancelOutcome.ALREADY, X),
         (X, None, CancelReason.DELETED, CancelOutcome.ALREADY, X),
@@ -91,6 +96,33 @@ def test_decide_cancel(
 ) -> None:
     job = make_job(status, cancel_reason=earlier)
     assert decide_cancel(job, reason) == (outcome, new_status)
+
+
+REQUESTS = [(reason, retry) for reason in CANCEL_REASONS for retry in (True, False)]
+
+
+@given(st.lists(st.sampled_from(REQUESTS), min_size=1, max_size=6))
+def test_while_stopping_the_strongest_accepted_request_is_in_force(requests: list[tuple[CancelReason, bool]]) -> None:
+    """Any sequence of stop requests on a running job: the one in force at the end is the
+    first of the strongest, and the settlement it leads to is what that request asked."""
+    job = make_job(R, max_attempts=3)
+    for reason, retry in requests:
+        outcome, status = decide_cancel(job, reason, retry=retry)
+        if outcome is not CancelOutcome.ALREADY:
+            job = dataclasses.replace(job, status=status, cancel=CancelInfo(100.0, reason, retry=retry))
+    best = max(stop_strength(r, retry) for r, retry in requests)
+    first_best = next((r, retry) for r, retry in requests if stop_strength(r, retry) == best)
+    assert job.cancel is not None
+    assert (job.cancel.reason, job.cancel.retry if job.cancel.reason is CancelReason.FORCED else True) == (
+        first_best[0],
+        first_best[1] if first_best[0] is CancelReason.FORCED else True,
+    )
+    ended = decide_settlement(job, Outcome(OutcomeKind.STOPPED, stop_method=StopMethod.COOPERATIVE))
+    reason, retry = first_best
+    if reason is CancelReason.FORCED:
+        assert ended.status is (Q if retry else FAIL)
+    else:
+        assert ended.status is X
 
 
 @pytest.mark.parametrize(

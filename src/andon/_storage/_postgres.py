@@ -325,6 +325,11 @@ WITH requested AS (
 )
 SELECT * FROM requested
 """
+_RETRYING_FORCE_FAILS: Final = """
+SELECT * FROM andon_jobs
+WHERE status = 'cancelling' AND cancel_reason = 'forced' AND cancel_retry AND {where}
+ORDER BY id FOR UPDATE
+"""
 _ACTIVE_FOR_UPDATE: Final = (
     "SELECT * FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {where} ORDER BY id FOR UPDATE"
 )
@@ -967,7 +972,7 @@ class PostgresStore:
             if row is None:
                 raise JobNotFound(job_id)
             job = job_from_row(row)
-            outcome, status = decide_cancel(job, reason)
+            outcome, status = decide_cancel(job, reason, retry=retry)
             if outcome is not CancelOutcome.ALREADY:
                 self._apply_cancel(cur, job, outcome, status, reason, by, message, retry)
                 job = _reread(cur, job_id)
@@ -1007,7 +1012,7 @@ class PostgresStore:
             self._event(cur, job, status.value, job.status, status, by, reason.value, withdrawn, now)
         elif outcome is CancelOutcome.REQUESTED:
             cur.execute(_REQUEST_STOP, args)
-        else:  # ESCALATED: a force-fail takes over an earlier cancel request
+        else:  # ESCALATED: a stronger request takes over the one in force (stop_strength)
             cur.execute(_ESCALATE, args)
 
     def request_cancel_many(
@@ -1019,15 +1024,20 @@ class PostgresStore:
         args |= {"now": self._clock.now(), "reason": reason.value, "by": by, "message": message}
         withdraw = _WITHDRAW_MANY.format(where=clause).encode()
         request = _REQUEST_STOP_MANY.format(where=clause).encode()
+        retrying = _RETRYING_FORCE_FAILS.format(where=clause).encode()
 
         def body(cur: Cursor) -> BulkCancel:
             withdrawn = [row["id"] for row in cur.execute(withdraw, args).fetchall()]
             requested = cur.execute(request, args).fetchall()
-            self._notify(cur, *([Change.ENDED] if withdrawn else []), *([Change.CANCEL] if requested else []))
-            return BulkCancel(
-                withdrawn=withdrawn,
-                stopping=[CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested],
-            )
+            stopping = [CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested]
+            # A cancel outranks a retrying force-fail in flight (stop_strength); such jobs
+            # are rare, so they take the one-job path.
+            for row in cur.execute(retrying, args).fetchall():
+                job = job_from_row(row)
+                self._apply_cancel(cur, job, CancelOutcome.ESCALATED, job.status, reason, by, message, True)
+                stopping.append(CancelResult(_reread(cur, job.id), CancelOutcome.ESCALATED))
+            self._notify(cur, *([Change.ENDED] if withdrawn else []), *([Change.CANCEL] if stopping else []))
+            return BulkCancel(withdrawn=withdrawn, stopping=stopping)
 
         return self._run(body, _Mode.TRANSACTION, _IfUnsure.RAISE)
 

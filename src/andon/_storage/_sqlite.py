@@ -352,7 +352,7 @@ class SqliteStore:
             if row is None:
                 raise JobNotFound(job_id)
             job = job_from_row(row)
-            outcome, status = decide_cancel(job, reason)
+            outcome, status = decide_cancel(job, reason, retry=retry)
             if outcome is not CancelOutcome.ALREADY:
                 self._apply_cancel(conn, job, outcome, status, reason, by, message, retry)
                 job = job_from_row(conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone())
@@ -404,7 +404,7 @@ class SqliteStore:
                 " cancel_stopped_at = NULL, cancel_stop_method = NULL WHERE id = ?",
                 (now, reason.value, by, message, int(retry), job.id),
             )
-        else:  # ESCALATED: a force-fail takes over an earlier cancel request
+        else:  # ESCALATED: a stronger request takes over the one in force (stop_strength)
             conn.execute(
                 "UPDATE andon_jobs SET cancel_reason = ?, cancel_by = ?, cancel_message = ?, cancel_retry = ?"
                 " WHERE id = ?",
@@ -445,10 +445,15 @@ class SqliteStore:
                     for r in requested
                 ],
             )
-            return BulkCancel(
-                withdrawn=[row[0] for row in withdrawn],
-                stopping=[CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested],
-            )
+            stopping = [CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested]
+            # A cancel outranks a retrying force-fail in flight (stop_strength); such jobs
+            # are rare, so they take the one-job path.
+            for row in conn.execute(_RETRYING_FORCE_FAILS.format(where=clause), args).fetchall():
+                job = job_from_row(row)
+                self._apply_cancel(conn, job, CancelOutcome.ESCALATED, job.status, reason, by, message, True)
+                row = conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job.id,)).fetchone()
+                stopping.append(CancelResult(job_from_row(row), CancelOutcome.ESCALATED))
+            return BulkCancel(withdrawn=[row[0] for row in withdrawn], stopping=stopping)
 
         return self._write(body)
 
@@ -875,6 +880,10 @@ _REQUEST_STOP_MANY: Final = (
     " cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 1,"
     " cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL,"
     " events_count = events_count + 1 WHERE status = 'running' AND {where} RETURNING *"
+)
+_RETRYING_FORCE_FAILS: Final = (
+    "SELECT * FROM andon_jobs WHERE status = 'cancelling' AND cancel_reason = 'forced' AND cancel_retry = 1"
+    " AND {where}"
 )
 _UPGRADE_TO_2: Final = (
     "ALTER TABLE andon_jobs ADD COLUMN owner TEXT",
