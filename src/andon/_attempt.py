@@ -126,11 +126,20 @@ class Attempt:
         )
 
     def request_stop(self, reason: CancelReason, message: str | None) -> bool:
-        """Set the token; ``True`` if this was the first request (the caller delivers it)."""
-        if self.token.request(reason, message):
+        """Set the token; ``True`` if this was the first request (the caller delivers it).
+
+        Also ``True`` the first time the worker hears of a stop the work started itself (a
+        checkpoint past the vouch): its escalation starts now.
+        """
+        first = self.token.request(reason, message)
+        if self.stop_requested_at is None and self.token.requested:
             self.stop_requested_at = time.monotonic()
             return True
-        return False
+        return first
+
+    def vouch(self, until: float) -> None:
+        """The worker vouches that this attempt holds its job until ``until`` (monotonic)."""
+        self.token.vouched_until = until
 
     def take_settlement(self, state: AttemptState) -> bool:
         """Whoever calls this first (the slot settling, or the worker abandoning) settles."""

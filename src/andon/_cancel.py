@@ -15,6 +15,7 @@ catching it once in some inner loop.
 from __future__ import annotations
 
 import enum
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +95,11 @@ class CancelToken:
         self.reason: CancelReason | None = None
         self.message: str | None = None
         self.acknowledged_at: float | None = None
+        self.vouched_until = math.inf
+        """``time.monotonic()`` after which the work must not go on: past it, its worker can
+        no longer vouch that it still holds the job (a lease it could not renew, or a
+        process paused past its lease), and the next checkpoint stops it, reason
+        ``lease_lost``, before it takes another step. Extended on every lease renewal."""
 
     def request(self, reason: CancelReason, message: str | None = None) -> bool:
         """Ask the work to stop. Returns ``True`` if this call was the first request."""
@@ -119,6 +125,31 @@ class CancelToken:
         if self.requested:
             self.acknowledge()
             raise Cancelled(self.reason, self.message)
+
+    def raise_if_stopped(self) -> None:
+        """A checkpoint: raise :class:`Cancelled` if a stop was requested or the vouch ran out."""
+        self.raise_if_unvouched()
+        self.raise_if_requested()
+
+    def raise_if_unvouched(self) -> None:
+        """Stop the work (reason ``lease_lost``) if its worker can no longer vouch for it.
+
+        Judged here, on this process's monotonic clock, not by a worker thread: after a
+        pause (SIGSTOP, a VM freeze) the work may run again before any other thread does.
+        """
+        if time.monotonic() >= self.vouched_until:
+            self.request(
+                CancelReason.LEASE_LOST,
+                "its worker could not vouch for the lease any more (paused or cut off past it)",
+            )
+            self.raise_if_requested()
+
+    def remaining(self, seconds: float | None) -> float | None:
+        """``seconds`` cut short to end at :attr:`vouched_until` (a wait never outlives it)."""
+        left = self.vouched_until - time.monotonic()
+        if left == math.inf:
+            return seconds
+        return max(0.0, left if seconds is None else min(seconds, left))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a cancel is requested or ``timeout`` seconds pass; ``True`` if requested."""

@@ -41,6 +41,11 @@ class Context:
     are :meth:`check`, :meth:`sleep`, :meth:`wait`, :meth:`run` and their async twins.
     :attr:`cancelled` only reads the flag. :meth:`emit` and :meth:`progress` are not
     checkpoints: work finished before the stop is kept, even when reported late.
+
+    One rule holds for all of them, ``emit`` and ``progress`` too: once the worker can no
+    longer vouch that this attempt still holds the job (it could not renew the lease, or
+    the process was paused past it), the call raises :class:`Cancelled` (reason
+    ``lease_lost``) before doing anything: another worker may already run the job.
     """
 
     def __init__(
@@ -75,15 +80,20 @@ class Context:
         return False
 
     def check(self) -> None:
-        """Checkpoint: raise :class:`Cancelled` if the job was asked to stop."""
-        if self._token.requested:
-            self._token.raise_if_requested()
+        """Checkpoint: raise :class:`Cancelled` if the job was asked to stop, or if its
+        worker can no longer vouch that it still holds the job (reason ``lease_lost``)."""
+        if self._token.requested or time.monotonic() >= self._token.vouched_until:
+            self._token.raise_if_stopped()
 
     def sleep(self, seconds: float) -> None:
         """Checkpoint: sleep, waking at once and raising :class:`Cancelled` on a cancel."""
         self.check()
-        if self._token.wait(max(0.0, seconds)):
-            self._token.raise_if_requested()
+        deadline = time.monotonic() + max(0.0, seconds)
+        while not self._token.wait(self._token.remaining(deadline - time.monotonic())):
+            self.check()  # woken by the end of the vouch, not by a cancel
+            if time.monotonic() >= deadline:
+                return
+        self._token.raise_if_requested()
 
     def wait(self, waitable: threading.Event | concurrent.futures.Future[T], timeout: float | None = None) -> Any:
         """Checkpoint: wait for an event to be set or a future to finish, or for a cancel.
@@ -105,8 +115,15 @@ class Context:
         waitable.add_done_callback(lambda _f: done.set())
         unsubscribe = self._token.on_request(lambda _reason: done.set())
         try:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            finished = done.wait(remaining)
+            while True:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                finished = done.wait(self._token.remaining(remaining))
+                if finished or self._token.requested or (deadline is not None and time.monotonic() >= deadline):
+                    break
+                self._token.raise_if_unvouched()
+        except Cancelled:
+            waitable.cancel()
+            raise
         finally:
             unsubscribe()
         if self._token.requested:
@@ -134,6 +151,7 @@ class Context:
             TypeError: ``done``/``total`` is not a number, or ``message`` not a string.
             ValueError: a number is NaN or infinite, or the message is too long.
         """
+        self._token.raise_if_unvouched()
         self._sink.progress(*checked_progress(done, total, message))
 
     def emit(self, item: Any) -> None:  # Any: any JSON value
@@ -148,6 +166,7 @@ class Context:
                 nothing of it is stored, and the job goes on unless the handler lets
                 the error out.
         """
+        self._token.raise_if_unvouched()
         encoded = encode_output(item, "a result item", MAX_ITEM_BYTES)
         self._sink.emit(time.time(), encoded)
 

@@ -404,6 +404,7 @@ class Worker:
         """Make claimed jobs ready for idle slots (call with ``_changed`` held)."""
         for job in jobs:
             attempt = Attempt(job, self.app.get(job.kind), self._flush_wake.set)
+            attempt.vouch(claimed_at + self.lease_s * _FENCE_AT)
             entry = _Running(attempt, execution_for(attempt), None, claimed_at)
             self._running[job.id] = entry
             self._ready.append(entry)
@@ -595,6 +596,10 @@ class Worker:
         for running in held:
             if running.attempt.job.id in renewed:
                 running.lease_ok_at = max(running.lease_ok_at, began)
+                # The work itself stops at the fence too, if no thread of ours gets there
+                # first (a paused process runs its handler again before the monitor).
+                running.attempt.vouch(running.lease_ok_at + self.lease_s * _FENCE_AT)
+                running.execution.vouched()
                 continue
             with self._lock:
                 current = self._running.get(running.attempt.job.id) is running

@@ -49,6 +49,10 @@ class Execution(Protocol):
         """The work ignored the stop for another grace period: apply step ``step`` (1, 2...)."""
         ...
 
+    def vouched(self) -> None:
+        """The attempt's ``token.vouched_until`` moved: make the work see it (if it cannot already)."""
+        ...
+
 
 def execution_for(attempt: Attempt) -> Execution:
     isolation = attempt.spec.isolation

@@ -71,6 +71,9 @@ class AsyncExecution:
         if loop is not None and task is not None:
             loop.call_soon_threadsafe(task.cancel)
 
+    def vouched(self) -> None:
+        """Nothing to push: the handler reads the attempt's own token."""
+
     def escalate(self, step: int) -> Escalation:
         if step == 1 and self._guard.inject():
             return Escalation.APPLIED

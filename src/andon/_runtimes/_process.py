@@ -122,6 +122,7 @@ class ProcessExecution:
         with self._lock:
             self._conn, self._pid = parent_conn, pid
             pending = self._pending_signal
+        self.vouched()
         if attempt.token.requested:
             self.deliver()
         if pending is not None:
@@ -221,6 +222,14 @@ class ProcessExecution:
                 return
             with contextlib.suppress(OSError, ValueError):
                 conn.send(("cancel", token.reason.value if token.reason else None, token.message))
+
+    def vouched(self) -> None:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("vouch", self._attempt.token.vouched_until))
 
     def escalate(self, step: int) -> Escalation:
         if step not in (1, 2):
@@ -434,6 +443,8 @@ def _read_parent(conn: Connection, token: CancelToken) -> None:
             # the whole group now rather than run on as an orphan.
             os.killpg(0, signal.SIGKILL)
             return
-        if message[0] == "cancel":
+        if message[0] == "vouch":
+            token.vouched_until = message[1]  # CLOCK_MONOTONIC is one clock for the machine
+        elif message[0] == "cancel":
             reason = CancelReason(message[1]) if message[1] else CancelReason.USER
             token.request(reason, message[2])

@@ -39,6 +39,9 @@ class ThreadExecution:
     def deliver(self) -> None:
         """Nothing to push: the token is the flag checkpoints read."""
 
+    def vouched(self) -> None:
+        """Nothing to push: the handler reads the attempt's own token."""
+
     def escalate(self, step: int) -> Escalation:
         if step == 1 and self._guard.inject():
             return Escalation.APPLIED
