@@ -365,6 +365,8 @@ class Lifecycle(RuleBasedStateMachine):
         for event in events[1:]:
             if event.from_status is not None and event.to_status is not None and event.from_status != event.to_status:
                 assert (event.from_status, event.to_status) in ALLOWED_TRANSITIONS, event
+                # One transition per change: each starts where the one before it ended.
+                assert event.from_status is chain[-1], (event, chain)
             if event.to_status is not None and event.to_status != chain[-1]:
                 chain.append(event.to_status)
         for old, new in itertools.pairwise(chain):

@@ -128,22 +128,21 @@ def fail(store: Store, job: andon.Job) -> andon.Job:
 
 
 def assert_history_is_legal(store: Store, job_id: str) -> None:
-    """Events are numbered 1..n, in time order, and every status change they record is allowed."""
+    """Events are numbered 1..n, in time order, every status change they record is allowed,
+    and each change is recorded once: a transition starts from the state the one before it
+    reached (``queued -> cancelled`` twice is two transitions for one change)."""
     events = store.events(job_id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert all(a.at <= b.at for a, b in itertools.pairwise(events))
     assert events[0].type == "submitted"
-    for event in events:
+    state = events[0].to_status
+    for event in events[1:]:
         assert event.job_id == job_id
         if event.from_status is not None and event.to_status is not None and event.from_status != event.to_status:
             assert (event.from_status, event.to_status) in ALLOWED_TRANSITIONS, event
-    chain = [events[0].to_status]
-    for event in events[1:]:
-        if event.to_status is not None and event.to_status != chain[-1]:
-            chain.append(event.to_status)
-    for old, new in itertools.pairwise(chain):
-        assert (old, new) in ALLOWED_TRANSITIONS, chain
-    assert chain[-1] == store.get(job_id).status
+            assert event.from_status == state, f"{event} starts from {event.from_status}, the job was {state}"
+            state = event.to_status
+    assert state == store.get(job_id).status
 
 
 # -- submit and get ------------------------------------------------------------------
@@ -356,7 +355,36 @@ def test_cancel_of_a_queued_job_withdraws_it(store: Store, clock: ManualClock) -
     assert cancelled.attempt == 0
     clock.advance(1000)
     assert store.claim("w1", ["a"], LEASE_S) is None
-    assert [e.type for e in store.events(job.id)] == ["submitted", "cancel requested", "cancelled"]
+    assert [e.type for e in store.events(job.id)] == ["submitted", "withdrawn"]
+    assert_history_is_legal(store, job.id)
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["one", "many"])
+@pytest.mark.parametrize("reason", [CancelReason.USER, CancelReason.FORCED])
+def test_withdrawing_a_queued_job_is_one_transition_that_names_the_request(
+    store: Store, clock: ManualClock, bulk: bool, reason: CancelReason
+) -> None:
+    """Issue 12, item 9: a withdrawn job's history had ``queued -> cancelled`` twice (a
+    "cancel requested" event and the end); it is one change, so one event, carrying who
+    asked, why and their words."""
+    job = submit(store)
+    clock.advance(1)
+    if bulk:
+        done = store.request_cancel_many(JobFilter(ids=[job.id]), reason, by="alice", message="not needed")
+        assert done.withdrawn == [job.id]
+    else:
+        assert store.request_cancel(job.id, reason, by="alice", message="not needed").changed
+    end = JobStatus.FAILED if reason is CancelReason.FORCED else JobStatus.CANCELLED
+    submitted, withdrawn = store.events(job.id)
+    assert submitted.type == "submitted"
+    assert withdrawn == andon.JobEvent(
+        job.id, 2, clock.now(), "withdrawn", JobStatus.QUEUED, end, "alice", reason.value, "not needed", 0
+    )
+    ended = store.get(job.id)
+    assert ended.status is end
+    assert ended.cancel is not None
+    assert (ended.cancel.by, ended.cancel.reason, ended.cancel.message) == ("alice", reason, "not needed")
+    assert ended.cancel.stop_method is StopMethod.WITHDRAWN
     assert_history_is_legal(store, job.id)
 
 
@@ -530,16 +558,11 @@ def test_cancel_many_by_kind(store: Store, clock: ManualClock) -> None:
         assert now.finished_at == clock.now()
         assert now.cancel is not None
         assert now.cancel.stop_method is StopMethod.WITHDRAWN
-        submitted, requested, cancelled = store.events(job.id)
+        submitted, withdrawn = store.events(job.id)
         assert (submitted.type, submitted.seq) == ("submitted", 1)
-        assert requested == andon.JobEvent(
-            job.id, 2, clock.now(), "cancel requested", JobStatus.QUEUED, JobStatus.CANCELLED,
-            "alice", "user", "all of a", 0,
-        )  # fmt: skip
-        assert cancelled == andon.JobEvent(
-            job.id, 3, clock.now(), "cancelled", JobStatus.QUEUED, JobStatus.CANCELLED,
-            "alice", "user", "withdrawn before it started", 0,
-        )  # fmt: skip
+        assert withdrawn == andon.JobEvent(
+            job.id, 2, clock.now(), "withdrawn", JobStatus.QUEUED, JobStatus.CANCELLED, "alice", "user", "all of a", 0
+        )
         assert_history_is_legal(store, job.id)
     for job in mix.running:
         now = store.get(job.id)

@@ -298,15 +298,13 @@ _WITHDRAW_MANY: Final = """
 WITH withdrawn AS (
     UPDATE andon_jobs SET status = 'cancelled', finished_at = %(now)s, cancel_requested_at = %(now)s,
         cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = false,
-        cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', events_count = events_count + 2
+        cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', events_count = events_count + 1
     WHERE status = 'queued' AND {where}
     RETURNING *
 ), events AS (
     INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
-    SELECT id, events_count - 1 + step.n, %(now)s, step.type, 'queued', 'cancelled', %(by)s, %(reason)s,
-           step.message, attempt
-    FROM withdrawn, (VALUES (0, 'cancel requested', %(message)s), (1, 'cancelled', 'withdrawn before it started'))
-         AS step (n, type, message)
+    SELECT id, events_count, %(now)s, 'withdrawn', 'queued', 'cancelled', %(by)s, %(reason)s, %(message)s, attempt
+    FROM withdrawn
 )
 SELECT id FROM withdrawn
 """
@@ -995,7 +993,9 @@ class PostgresStore:
     ) -> None:
         now = self._clock.now()
         check_transition(job.status, status)
-        self._event(cur, job, "cancel requested", job.status, status, by, reason.value, message, now)
+        # One event per change: withdrawing a queued job is its request and its end at once.
+        what = "withdrawn" if outcome is CancelOutcome.WITHDRAWN else "cancel requested"
+        self._event(cur, job, what, job.status, status, by, reason.value, message, now)
         args = {"id": job.id, "now": now, "reason": reason.value, "by": by, "message": message, "retry": retry}
         if outcome is CancelOutcome.WITHDRAWN:
             forced = status is JobStatus.FAILED
@@ -1008,8 +1008,6 @@ class PostgresStore:
                     "error_message": f"force-failed before it started{_by(by)}" if forced else None,
                 },
             )
-            withdrawn = "withdrawn before it started"
-            self._event(cur, job, status.value, job.status, status, by, reason.value, withdrawn, now)
         elif outcome is CancelOutcome.REQUESTED:
             cur.execute(_REQUEST_STOP, args)
         else:  # ESCALATED: a stronger request takes over the one in force (stop_strength)

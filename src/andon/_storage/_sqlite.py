@@ -373,7 +373,9 @@ class SqliteStore:
     ) -> None:
         now = self._clock.now()
         check_transition(job.status, status)
-        self._event(conn, job, "cancel requested", job.status, status, by, reason.value, message, now)
+        # One event per change: withdrawing a queued job is its request and its end at once.
+        what = "withdrawn" if outcome is CancelOutcome.WITHDRAWN else "cancel requested"
+        self._event(conn, job, what, job.status, status, by, reason.value, message, now)
         if outcome is CancelOutcome.WITHDRAWN:
             error = (
                 ("ForcedFailure", f"force-failed before it started{_by(by)}")
@@ -385,17 +387,6 @@ class SqliteStore:
                 " cancel_by = ?, cancel_message = ?, cancel_retry = 0, cancel_stopped_at = ?,"
                 " cancel_stop_method = 'withdrawn', error_type = ?, error_message = ? WHERE id = ?",
                 (status.value, now, now, reason.value, by, message, now, *error, job.id),
-            )
-            self._event(
-                conn,
-                job,
-                status.value,
-                job.status,
-                status,
-                by,
-                reason.value,
-                "withdrawn before it started",
-                now,
             )
         elif outcome is CancelOutcome.REQUESTED:
             conn.execute(
@@ -421,8 +412,8 @@ class SqliteStore:
         args |= {"now": now, "reason": reason.value, "by": by, "message": message}
 
         def body(conn: sqlite3.Connection) -> BulkCancel:
-            # The same rule as decide_cancel, set-based: queued jobs are withdrawn (their two
-            # history events written first, by the same filter, under the same write lock),
+            # The same rule as decide_cancel, set-based: queued jobs are withdrawn (their
+            # history event written first, by the same filter, under the same write lock),
             # running ones move to cancelling; everything else is left alone.
             conn.execute(_WITHDRAW_MANY_EVENTS.format(where=clause), args)
             withdrawn = conn.execute(_WITHDRAW_MANY.format(where=clause), args).fetchall()
@@ -860,19 +851,17 @@ _INSERT_EVENT: Final = (
     "INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# Bulk cancel: the withdrawn jobs' two events (seq events_count + 1 and + 2), then the
-# jobs themselves; both by the same filter, inside one write transaction.
+# Bulk cancel: the withdrawn jobs' one event each (seq events_count + 1), then the jobs
+# themselves; both by the same filter, inside one write transaction.
 _WITHDRAW_MANY_EVENTS: Final = (
     "INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)"
-    " SELECT id, events_count + step.n, :now, step.type, 'queued', 'cancelled', :by, :reason, step.message, attempt"
-    " FROM andon_jobs, (SELECT 1 AS n, 'cancel requested' AS type, :message AS message"
-    " UNION ALL SELECT 2, 'cancelled', 'withdrawn before it started') AS step"
-    " WHERE status = 'queued' AND {where}"
+    " SELECT id, events_count + 1, :now, 'withdrawn', 'queued', 'cancelled', :by, :reason, :message, attempt"
+    " FROM andon_jobs WHERE status = 'queued' AND {where}"
 )
 _WITHDRAW_MANY: Final = (
     "UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested_at = :now,"
     " cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 0,"
-    " cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 2"
+    " cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 1"
     " WHERE status = 'queued' AND {where} RETURNING id"
 )
 _REQUEST_STOP_MANY: Final = (
