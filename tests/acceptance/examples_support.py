@@ -31,6 +31,12 @@ def require_tool(name: str, install_hint: str) -> str:
     return found
 
 
+def use_tmp_as_examples_root(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Make pytest's temporary folders the examples root: the example kinds refuse folders
+    outside it, and these tests put their inputs and outputs there."""
+    monkeypatch.setenv("ANDON_EXAMPLES_ROOT", str(tmp_path_factory.getbasetemp()))
+
+
 def processes_with(marker: str) -> list[int]:
     """Live processes (zombies excluded) whose command line contains ``marker``, except this one."""
     found = []

@@ -20,7 +20,12 @@ import pytest
 import andon
 from andon.examples import create_sample_data
 from andon.examples._papers import classify
-from tests.acceptance.examples_support import assert_cancelled_with_history, cancel_and_measure, wait_items
+from tests.acceptance.examples_support import (
+    assert_cancelled_with_history,
+    cancel_and_measure,
+    use_tmp_as_examples_root,
+    wait_items,
+)
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -31,6 +36,11 @@ TOPICS = ["astronomy", "biology", "computing", "economics"]
 PAPERS = sorted(f"{topic}-{n}.pdf" for topic in TOPICS for n in (1, 2))
 LARGE_PAGES = 2000
 """Enough pages for pypdf to take seconds over the file (a few ms a page)."""
+
+
+@pytest.fixture(autouse=True)
+def _examples_root(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    use_tmp_as_examples_root(monkeypatch, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

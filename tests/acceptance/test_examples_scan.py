@@ -21,6 +21,7 @@ from tests.acceptance.examples_support import (
     descendants,
     processes_with,
     require_tool,
+    use_tmp_as_examples_root,
     wait_items,
 )
 from tests.support import cmdline, wait_until
@@ -38,6 +39,11 @@ MEDIA_FILES = {
     "clip-test-pattern.mp4",
     "tone-440hz.wav",
 }
+
+
+@pytest.fixture(autouse=True)
+def _examples_root(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    use_tmp_as_examples_root(monkeypatch, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,10 @@ kills when the job ends, whichever way it ends; Chromium (which Playwright start
 session of its own) exits as soon as the driver's pipe to it closes. So the browser is gone
 on every exit path, even when the driver hangs.
 
+Where it may go: ``start_url`` must be on a loopback host or on one ``ANDON_CRAWL_ALLOW``
+names (see ``_confinement``), and Chromium is started with resolver rules that fail every
+other host, so a redirect, an image or a script on a crawled page cannot reach one either.
+
 What a cancel does: the crawl loop checks between pages, so the page being loaded finishes
 (or times out after ``page_timeout_s``) and then the handler raises ``andon.Cancelled``;
 the cleanups close the browser, stop the driver and remove the profile folder. A page that
@@ -29,6 +33,7 @@ from pydantic import Field
 
 from andon import ConfigurationError, Context
 from andon.examples import app
+from andon.examples._confinement import CrawlUrl, checked_crawl_url, crawl_resolver_rules
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -53,14 +58,19 @@ MAX_LINKS_PER_ITEM: Final = 500
 @app.job("crawl", isolation="process", timeout=45 * 60, grace=2.0)
 def crawl(
     ctx: Context,
-    start_url: str,
+    start_url: CrawlUrl,
     max_pages: Annotated[int, Field(ge=1, le=100_000)] = 50,
     max_depth: Annotated[int, Field(ge=0, le=1000)] = 3,
     page_timeout_s: Annotated[float, Field(gt=0)] = 30.0,
 ) -> dict[str, Any]:  # Any: a JSON summary
-    """Crawl a site breadth-first from start_url (same origin only) in headless Chromium; one item per page."""
+    """Crawl a site breadth-first from start_url (same origin only) in headless Chromium; one item per page.
+
+    start_url must be on a loopback host, or on a host named in ANDON_CRAWL_ALLOW.
+    """
     from playwright.sync_api import sync_playwright
 
+    # Checked again here: the worker's allow-list, not the submitter's, is what counts.
+    host = checked_crawl_url("start_url", start_url)
     start = _normalised(start_url)
     origin = _origin(start)
     if not os.access(CHROMIUM, os.X_OK):
@@ -71,7 +81,7 @@ def crawl(
     profile = ctx.enter(tempfile.TemporaryDirectory(prefix=f"andon-crawl-{ctx.job_id}-", ignore_cleanup_errors=True))
     playwright = ctx.enter(sync_playwright())
     browser = playwright.chromium.launch_persistent_context(
-        profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        profile, executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *_confined_args(host)]
     )
     ctx.on_cleanup(browser.close)
     page = browser.new_page()
@@ -95,6 +105,20 @@ def crawl(
                     seen.add(link)
                     queue.append((link, depth + 1))
     return {"start_url": start, "pages": crawled, "not_crawled": len(queue)}
+
+
+def _confined_args(start_host: str) -> list[str]:
+    """Chromium flags that keep every request of the browser on the allowed hosts.
+
+    No proxy: a proxy would resolve the names itself, past the resolver rules. And no
+    WebRTC over UDP: a page's script could send STUN packets to any IP address, and those
+    never go through the resolver.
+    """
+    return [
+        "--no-proxy-server",
+        f"--host-resolver-rules={crawl_resolver_rules(start_host)}",
+        "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+    ]
 
 
 def _visit(page: Page, url: str, depth: int) -> dict[str, Any]:  # Any: a JSON item

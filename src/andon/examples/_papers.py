@@ -28,6 +28,7 @@ from typing import IO, Any, Final, Literal
 
 from andon import Context
 from andon.examples import app
+from andon.examples._confinement import ExamplesFolder, checked_folder
 from andon.examples._sample_data import TOPICS
 
 __all__ = ["classify", "papers"]
@@ -51,24 +52,28 @@ class _Paper:
 @app.job("papers", grace=1.0)
 def papers(
     ctx: Context,
-    folder: str,
+    folder: ExamplesFolder,
     categories: dict[str, list[str]] | None = None,
-    output_dir: str | None = None,
+    output_dir: ExamplesFolder | None = None,
     catalog_format: CatalogFormat = "markdown",
     fail_fast: bool = False,
     step_delay_s: float = 0.0,
 ) -> dict[str, Any]:  # Any: a JSON summary
     """Extract the text of every PDF in folder, classify each paper by keywords (TF-IDF), write a catalog.
 
-    categories maps a category to its keywords (default: the sample-data topics). A PDF that
-    cannot be read is reported as an item and skipped, or fails the job with fail_fast=true.
-    step_delay_s pauses after each paper in every phase (a checkpoint), to follow the phases.
+    folder and output_dir must be inside the examples root (output_dir defaults to a new
+    folder in the temp directory). categories maps a category to its keywords (default: the
+    sample-data topics). A PDF that cannot be read is reported as an item and skipped, or
+    fails the job with fail_fast=true. step_delay_s pauses after each paper in every phase
+    (a checkpoint), to follow the phases.
     """
-    root = Path(folder).expanduser()
+    # Checked again here, because the worker's examples root (not the submitter's) is what
+    # counts; and the folders used are the resolved ones that were checked.
+    root = checked_folder("folder", folder)
+    out = checked_folder("output_dir", output_dir) if output_dir else _default_output(ctx.job_id)
     files = sorted(root.glob("*.pdf"))
     if not files:
         raise FileNotFoundError(f"no PDF files in {root}")
-    out = Path(output_dir).expanduser() if output_dir else Path(tempfile.gettempdir()) / f"andon-papers-{ctx.job_id}"
     out.mkdir(parents=True, exist_ok=True)
 
     done = _extract_all(ctx, files, out, fail_fast, step_delay_s)
@@ -76,6 +81,12 @@ def papers(
     catalog = _write_catalog(ctx, done, out, catalog_format, step_delay_s)
     counts = dict(collections.Counter(paper.category for paper in done))
     return {"catalog": str(catalog), "papers": len(done), "unreadable": len(files) - len(done), "categories": counts}
+
+
+def _default_output(job_id: str) -> Path:
+    """A folder of the job's own in the temp directory: outside the examples root, but named
+    by andon, so the submitter has no say in where it is."""
+    return Path(tempfile.gettempdir()) / f"andon-papers-{job_id}"
 
 
 # -- phase 1 ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from andon import ConfigurationError, Context
 from andon.examples import app
+from andon.examples._confinement import ExamplesFolder, checked_folder
 
 __all__ = ["MEDIA_EXTENSIONS", "scan"]
 
@@ -30,12 +31,14 @@ MEDIA_EXTENSIONS: Final = frozenset(
 @app.job("scan", grace=1.0)
 def scan(
     ctx: Context,
-    folder: str,
+    folder: ExamplesFolder,
     extensions: list[str] | None = None,
     probe_timeout_s: float = 60.0,
 ) -> dict[str, Any]:  # Any: a JSON summary
-    """Probe every media file under folder with ffprobe; one item per file (duration, streams, codecs, size)."""
-    root = Path(folder).expanduser()
+    """Probe every media file under folder (inside the examples root) with ffprobe; one item per file."""
+    # Checked again here, because the worker's examples root (not the submitter's) is what
+    # counts; and the folder read is the resolved one that was checked.
+    root = checked_folder("folder", folder)
     if not root.is_dir():
         raise FileNotFoundError(f"no such folder: {root}")
     if shutil.which("ffprobe") is None:
