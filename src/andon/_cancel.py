@@ -60,6 +60,10 @@ class StopMethod(enum.StrEnum):
     """The handler's process was killed with SIGKILL."""
     ABANDONED = "abandoned"
     """The thread could not be stopped (blocked in C code); andon stopped waiting for it."""
+    WORKER_LOST = "worker_lost"
+    """The worker running the job disappeared (killed, cut off) while the stop was under way;
+    andon settled the job when that worker's lease ran out. Nothing of it runs any more:
+    a worker that cannot renew its lease stops its own work first (reason ``lease_lost``)."""
 
 
 class Cancelled(BaseException):

@@ -198,6 +198,20 @@ def test_ls_on_an_empty_database(run: Run) -> None:
     assert "no jobs" in result.stdout
 
 
+def test_show_says_a_job_cancelled_while_its_worker_was_lost_stopped_with_it(
+    run: Run, client: andon.Client, store: andon.SqliteStore
+) -> None:
+    """Issue 12, item 9: such a job ended ``cancelled`` with no stop method at all."""
+    job = client.submit("count")
+    assert store.claim("doomed", ["count"], 0.05) is not None  # a worker that is then killed
+    client.cancel(job.id)
+    wait_until(lambda: bool(store.recover_lost()))
+    shown = run("show", job.id)
+    assert shown.exit_code == 0, shown.output
+    assert any("stop method" in line and "worker_lost" in line for line in shown.stdout.splitlines()), shown.stdout
+    assert "its worker was lost" in run("cancel", job.id).stdout
+
+
 def test_show_and_results_of_a_failed_job(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
     make_worker()
     job = client.wait_finished(client.submit("fail", {"after_items": 2}).id, WAIT_S)

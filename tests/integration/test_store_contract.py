@@ -1146,6 +1146,9 @@ def test_lost_worker_job_is_retried_if_the_policy_allows(store: Store, clock: Ma
 
 
 def test_lost_worker_of_a_cancelling_job(store: Store, clock: ManualClock) -> None:
+    """A job whose worker is killed (kill -9) while it is cancelling ends ``cancelled`` when
+    its lease runs out, and its record says how it ended (issue 12, item 9: it had no stop
+    method at all)."""
     job = submit(store, max_attempts=3)
     claim(store, "w1", lease_s=10)
     store.request_cancel(job.id, CancelReason.USER, by=None)
@@ -1153,8 +1156,27 @@ def test_lost_worker_of_a_cancelling_job(store: Store, clock: ManualClock) -> No
     [lost] = store.recover_lost()
     assert lost.status is JobStatus.CANCELLED
     assert lost.finished_at == clock.now()
+    assert lost.cancel is not None
+    assert lost.cancel.stop_method is StopMethod.WORKER_LOST
+    assert lost.cancel.stopped_at == clock.now()
+    stopped, cancelled = store.events(job.id)[-2:]
+    assert (stopped.type, stopped.message) == ("stopped", "stopped by: worker_lost")
+    assert (cancelled.type, cancelled.to_status) == ("cancelled", JobStatus.CANCELLED)
     clock.advance(100)
     assert store.claim("w1", ["a"], LEASE_S) is None
+    assert_history_is_legal(store, job.id)
+
+
+def test_lost_worker_of_a_force_failed_job_says_so(store: Store, clock: ManualClock) -> None:
+    job = submit(store, max_attempts=3)
+    claim(store, "w1", lease_s=10)
+    store.request_cancel(job.id, CancelReason.FORCED, by="alice", retry=False)
+    clock.advance(11)
+    [lost] = store.recover_lost()
+    assert lost.status is JobStatus.FAILED
+    assert lost.cancel is not None
+    assert (lost.cancel.reason, lost.cancel.stop_method) == (CancelReason.FORCED, StopMethod.WORKER_LOST)
+    assert lost.cancel.stopped_at == clock.now()
     assert_history_is_legal(store, job.id)
 
 

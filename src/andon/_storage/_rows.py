@@ -53,8 +53,12 @@ def settlement_write(job: Job, outcome: Outcome, now: float, encode: Callable[[A
     status = settlement.status
     cancel = job.cancel if job.status is JobStatus.CANCELLING else None
     events: list[NewEvent] = []
+    method = outcome.stop_method
+    if outcome.kind is OutcomeKind.LOST:
+        # Recovery settles a stop whose worker vanished: the record says so, not "no method".
+        method = StopMethod.WORKER_LOST
     if cancel is not None or outcome.kind is OutcomeKind.STOPPED:
-        how = outcome.stop_method.value if outcome.stop_method else None
+        how = method.value if method else None
         why = (cancel.reason.value if cancel else None) or (outcome.stop_reason.value if outcome.stop_reason else None)
         events.append(("stopped", job.status, job.status, why, f"stopped by: {how}" if how else None))
     error = outcome.error
@@ -86,7 +90,7 @@ def settlement_write(job: Job, outcome: Outcome, now: float, encode: Callable[[A
         # ended (its events keep it); the next attempt starts with none.
         "clear_cancel": requeue and cancel is not None,
         "stopped": outcome.stopped_at or now,
-        "method": outcome.stop_method.value if outcome.stop_method else None,
+        "method": method.value if method else None,
         "events": len(events),
     }
     return SettlementWrite(status, columns, events)

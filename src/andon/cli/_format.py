@@ -59,6 +59,7 @@ STOP_STYLES: Final[Mapping[str, str]] = {
     andon.StopMethod.TERMINATED: "yellow",
     andon.StopMethod.KILLED: "red",
     andon.StopMethod.ABANDONED: "red",
+    andon.StopMethod.WORKER_LOST: "red",
 }
 
 
@@ -157,6 +158,8 @@ def stop_detail(cancel: andon.CancelInfo) -> str:
         return "stop requested, the work has not stopped yet"
     if cancel.stop_method is andon.StopMethod.WITHDRAWN:
         return "withdrawn before it started"
+    if cancel.stop_method is andon.StopMethod.WORKER_LOST:
+        return f"its worker was lost; settled {seconds(cancel.stop_seconds)} after the request, when its lease ran out"
     return f"stopped ({cancel.stop_method.value}) {seconds(cancel.stop_seconds)} after the request"
 
 
