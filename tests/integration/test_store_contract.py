@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -23,11 +23,22 @@ import andon
 from andon import CancelReason, JobStatus, ManualClock, StopMethod
 from andon._ids import new_job_id
 from andon._jobs import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, CancelOutcome, ErrorInfo, Outcome, OutcomeKind
-from andon._storage import BulkCancel, CancelNotice, Change, JobFilter, NewJob, ProgressUpdate, Settlement, Store
+from andon._storage import (
+    BulkCancel,
+    CancelNotice,
+    Change,
+    JobFilter,
+    NewJob,
+    OffsetPage,
+    ProgressUpdate,
+    Settlement,
+    Store,
+)
 from andon._storage._postgres import PostgresStore
 from tests.postgres import fresh_schema
 
 LEASE_S = 30.0
+T = TypeVar("T")
 
 
 @dataclass
@@ -952,6 +963,90 @@ def test_items_offset_and_limit(store: Store) -> None:
     assert [i.seq for i in store.items(job.id, limit=2)] == [0, 1]
     assert store.items(job.id, offset=10) == []
     assert store.items(job.id, limit=0) == []
+
+
+# -- pages bounded in bytes (issue 12, item 8) ----------------------------------------------
+#
+# A page ends at ``limit`` rows or at ``max_bytes`` of stored values, whichever comes first,
+# and always holds at least one row, so a reader makes progress whatever the sizes.
+
+
+def _follow_offsets(read: Callable[[int], OffsetPage[T]]) -> list[OffsetPage[T]]:
+    pages = [read(0)]
+    while (offset := pages[-1].next_offset) is not None:
+        assert offset == sum(len(page.items) for page in pages), "next_offset is not the first row left out"
+        pages.append(read(offset))
+        assert len(pages) < 1000, "pages do not end"
+    return pages
+
+
+def test_items_pages_end_at_the_byte_budget_and_resume_where_they_ended(store: Store) -> None:
+    job = submit(store)
+    running = claim(store)
+    padded = [json.dumps({"i": seq, "pad": "x" * 1000}) for seq in range(20)]
+    huge = json.dumps({"i": 20, "pad": "y" * 20_000})  # alone over the budget: a page of its own
+    rows = [(seq, 0.0, data) for seq, data in enumerate([*padded, huge, json.dumps({"i": 21})])]
+    store.write_progress([ProgressUpdate(job.id, running.attempt, items=rows)])
+
+    pages = _follow_offsets(lambda offset: store.items_page(job.id, offset, 1000, max_bytes=5_000))
+    assert [item.data["i"] for page in pages for item in page.items] == list(range(22)), "each item once, in order"
+    assert len(pages) >= 6, [len(page.items) for page in pages]
+    for page in pages:
+        assert page.items, "a page without a row makes no progress"
+        size = sum(len(json.dumps(item.data)) for item in page.items)
+        assert size <= 5_000 or len(page.items) == 1, (size, len(page.items))
+    assert [item.data["i"] for item in store.items_page(job.id, 20, 1000, max_bytes=5_000).items] == [20]
+    assert store.items_page(job.id, 0, 3, max_bytes=10**9).items == store.items(job.id, 0, 3)
+    assert store.items_page(job.id, 0, 3, max_bytes=10**9).next_offset == 3
+    last = store.items_page(job.id, 19, 1000, max_bytes=10**9)
+    assert ([item.seq for item in last.items], last.next_offset) == ([19, 20, 21], None)
+    assert store.items_page(job.id, 22, 10, max_bytes=5_000) == OffsetPage([], None)
+    with pytest.raises(andon.JobNotFound):
+        store.items_page(new_job_id(), 0, 10, max_bytes=5_000)
+
+
+def test_events_pages_end_at_the_byte_budget_and_resume_where_they_ended(store: Store) -> None:
+    job = submit(store, max_attempts=6)
+    for _ in range(6):
+        running = claim(store)
+        settle(store, running, Outcome(OutcomeKind.FAILED, error=ErrorInfo("RuntimeError", "m" * 3_000)))
+    events = store.events(job.id)
+    assert len(events) == 13
+
+    pages = _follow_offsets(lambda offset: store.events_page(job.id, offset, 1000, max_bytes=8_000))
+    assert [event for page in pages for event in page.items] == events, "each event once, in order"
+    assert len(pages) >= 3, [len(page.items) for page in pages]
+    assert all(page.items for page in pages)
+    assert store.events_page(job.id, 0, 5, max_bytes=10**9) == OffsetPage(events[:5], 5)
+    assert store.events_page(job.id, 10, 5, max_bytes=10**9) == OffsetPage(events[10:], None)
+    assert store.events_page(job.id, 13, 5, max_bytes=8_000) == OffsetPage([], None)
+    with pytest.raises(andon.JobNotFound):
+        store.events_page(new_job_id(), 0, 10, max_bytes=8_000)
+
+
+def test_job_pages_end_at_the_byte_budget_and_resume_at_the_cursor(store: Store) -> None:
+    small = [submit(store, params={"pad": "p" * 2_000}) for _ in range(12)]
+    big = submit(store, params={"pad": "q" * 30_000})  # alone over the budget: listed on its own
+    last = submit(store)
+    succeed(store, claim(store), {"r": "r" * 5_000})  # the first of ``small`` now has a result too
+    newest_first = [j.id for j in reversed([*small, big, last])]
+
+    seen: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        page = store.list_jobs(JobFilter(), limit=1000, cursor=cursor, max_bytes=10_000)
+        assert page.items, "a page without a row makes no progress"
+        seen.append([j.id for j in page.items])
+        if page.next_cursor is None:
+            break
+        assert page.next_cursor == page.items[-1].id
+        cursor = page.next_cursor
+    assert [job_id for ids in seen for job_id in ids] == newest_first, "each job once, newest first"
+    assert [big.id] in seen
+    assert len(seen) >= 5, seen
+    everything = store.list_jobs(JobFilter(), limit=1000)
+    assert [j.id for j in everything.items] == newest_first  # no budget: as before
+    assert store.list_jobs(JobFilter(), limit=2, max_bytes=10**9).next_cursor == newest_first[1]
 
 
 def test_events_tell_the_whole_story(store: Store, clock: ManualClock) -> None:

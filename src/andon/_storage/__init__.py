@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from andon._storage._port import (
     ALL_CHANGES,
+    PAGE_MAX_BYTES,
     BulkCancel,
     CancelNotice,
     CancelResult,
@@ -12,6 +13,7 @@ from andon._storage._port import (
     JobFilter,
     KindStats,
     NewJob,
+    OffsetPage,
     Page,
     ProgressUpdate,
     Settlement,
@@ -21,6 +23,7 @@ from andon._storage._url import SchemaUpgrade, open_store, upgrade_database
 
 __all__ = [
     "ALL_CHANGES",
+    "PAGE_MAX_BYTES",
     "BulkCancel",
     "CancelNotice",
     "CancelResult",
@@ -29,6 +32,7 @@ __all__ = [
     "JobFilter",
     "KindStats",
     "NewJob",
+    "OffsetPage",
     "Page",
     "ProgressUpdate",
     "SchemaUpgrade",

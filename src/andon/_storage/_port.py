@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from andon._access import Role, TokenRecord
 from andon._cancel import CancelReason
@@ -19,6 +19,7 @@ from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, Result
 
 __all__ = [
     "ALL_CHANGES",
+    "PAGE_MAX_BYTES",
     "BulkCancel",
     "CancelNotice",
     "CancelResult",
@@ -27,6 +28,7 @@ __all__ = [
     "JobFilter",
     "KindStats",
     "NewJob",
+    "OffsetPage",
     "Page",
     "ProgressUpdate",
     "Settlement",
@@ -59,12 +61,38 @@ class JobFilter:
     owners: Collection[str] = ()
 
 
+T = TypeVar("T")
+
+PAGE_MAX_BYTES: Final = 4 * 1024 * 1024
+"""How many bytes of stored values (JSON and text, plus :data:`ROW_OVERHEAD_BYTES` a row) one
+page that a client or the API reads may hold. A page ends at its ``limit`` or at this budget,
+whichever comes first, and says where to go on; it always holds at least one row, so a
+reader makes progress whatever the sizes (one row is at most a few MiB: see ``_sizes``)."""
+
+ROW_OVERHEAD_BYTES: Final = 256
+"""What a row costs in a page besides its stored text: ids, numbers, field names."""
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One page of a listing, newest first; pass ``next_cursor`` to get the next page."""
+    """One page of a listing, newest first; pass ``next_cursor`` to get the next page.
+
+    A page ends at its ``limit`` or, when the reader gave one, at its byte budget: fewer
+    items than asked for do not mean the end, ``next_cursor is None`` does.
+    """
 
     items: list[Job]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetPage(Generic[T]):
+    """One page of a job's items or events, in order; ``next_offset`` is where the next one
+    starts (the first row this page left out), ``None`` when this page reached the end of
+    what is stored now (a running job may add more later)."""
+
+    items: list[T]
+    next_offset: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,14 +234,29 @@ class Store(Protocol):
         """Raises :class:`~andon.JobNotFound`."""
         ...
 
-    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None) -> Page: ...
+    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None, max_bytes: int | None = None) -> Page:
+        """Up to ``limit`` jobs older than the job ``cursor`` names, newest first, and within
+        ``max_bytes`` of stored values (at least one job) when it is given; only the jobs
+        on the page are read in full."""
+        ...
 
     def events(self, job_id: str) -> list[JobEvent]:
         """The job's history, oldest first. Raises :class:`~andon.JobNotFound`."""
         ...
 
+    def events_page(self, job_id: str, offset: int, limit: int, max_bytes: int) -> OffsetPage[JobEvent]:
+        """Up to ``limit`` events after the first ``offset``, within ``max_bytes`` (at least
+        one event). Raises :class:`~andon.JobNotFound`."""
+        ...
+
     def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
         """Partial results in emit order. Raises :class:`~andon.JobNotFound`."""
+        ...
+
+    def items_page(self, job_id: str, offset: int, limit: int, max_bytes: int) -> OffsetPage[ResultItem]:
+        """Up to ``limit`` items after the first ``offset``, within ``max_bytes`` (at least
+        one item); only the items on the page are read in full. Raises
+        :class:`~andon.JobNotFound`."""
         ...
 
     def request_cancel(

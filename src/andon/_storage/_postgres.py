@@ -83,11 +83,12 @@ from andon._storage._port import (
     JobFilter,
     KindStats,
     NewJob,
+    OffsetPage,
     Page,
     ProgressUpdate,
     Settlement,
 )
-from andon._storage._rows import event_from_row, item_from_row, job_from_row, settlement_write
+from andon._storage._rows import event_from_row, item_from_row, job_from_row, rows_that_fit, settlement_write
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "redact_url"]
 
@@ -261,6 +262,34 @@ _EXISTS: Final = "SELECT 1 FROM andon_jobs WHERE id = %(id)s"
 _LIST: Final = "SELECT * FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT %(limit)s"
 _EVENTS: Final = "SELECT * FROM andon_events WHERE job_id = %(id)s ORDER BY seq"
 _ITEMS: Final = "SELECT * FROM andon_items WHERE job_id = %(id)s ORDER BY seq LIMIT %(limit)s OFFSET %(offset)s"
+# Pages bounded in bytes read the sizes of their candidate rows first, then only the rows
+# that fit. octet_length of a TOASTed value reads its header, not the value.
+_JOB_BYTES: Final = " + ".join(
+    f"COALESCE(octet_length({column}), 0)"
+    for column in (
+        "kind", "params", "result", "error_type", "error_message", "error_traceback", "progress_message",
+        "cancel_by", "cancel_message", "worker_id", "retry_of", "owner",
+    )
+)  # fmt: skip
+_JOB_SIZES: Final = (
+    "SELECT id, " + _JOB_BYTES + " AS size FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT %(limit)s"
+)
+_JOBS_BY_IDS: Final = "SELECT * FROM andon_jobs WHERE id = ANY(%(ids)s::text[]) ORDER BY id DESC"
+_EVENT_SIZES: Final = """
+SELECT seq, octet_length(type) + COALESCE(octet_length(actor), 0) + COALESCE(octet_length(reason), 0)
+       + COALESCE(octet_length(message), 0) AS size
+FROM andon_events WHERE job_id = %(id)s AND seq > %(offset)s ORDER BY seq LIMIT %(limit)s
+"""
+_EVENTS_BETWEEN: Final = (
+    "SELECT * FROM andon_events WHERE job_id = %(id)s AND seq BETWEEN %(first)s AND %(last)s ORDER BY seq"
+)
+_ITEM_SIZES: Final = """
+SELECT seq, octet_length(data) AS size FROM andon_items WHERE job_id = %(id)s
+ORDER BY seq LIMIT %(limit)s OFFSET %(offset)s
+"""
+_ITEMS_BETWEEN: Final = """
+SELECT * FROM andon_items WHERE job_id = %(id)s AND seq BETWEEN %(first)s AND %(last)s ORDER BY seq LIMIT %(n)s
+"""
 
 _ADD_EVENT: Final = """
 WITH numbered AS (
@@ -911,7 +940,7 @@ class PostgresStore:
             raise JobNotFound(job_id)
         return job_from_row(row)
 
-    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None) -> Page:
+    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None, max_bytes: int | None = None) -> Page:
         clause, args = _where(where)
         if cursor is not None:
             clause += " AND id < %(cursor)s"
@@ -925,13 +954,22 @@ class PostgresStore:
             order = "status DESC, id DESC"
         elif len(where.kinds) == 1:
             order = "kind DESC, id DESC"
+        args |= {"cursor": cursor, "limit": limit + 1}
+        if max_bytes is not None:
+            return self._list_within(_JOB_SIZES.format(where=clause, order=order), args, limit, max_bytes)
         query = _LIST.format(where=clause, order=order)
-        rows = self._run(
-            lambda cur: cur.execute(query.encode(), {**args, "cursor": cursor, "limit": limit + 1}).fetchall(),
-            _Mode.READ,
-        )
+        rows = self._run(lambda cur: cur.execute(query.encode(), args).fetchall(), _Mode.READ)
         jobs = [job_from_row(r) for r in rows[:limit]]
         return Page(jobs, jobs[-1].id if len(rows) > limit else None)
+
+    def _list_within(self, sizes: str, args: dict[str, Any], limit: int, max_bytes: int) -> Page:
+        def body(cur: Cursor) -> tuple[list[DictRow], list[str], bool]:
+            candidates = ((r["id"], r["size"]) for r in cur.execute(sizes.encode(), args))
+            ids, more = rows_that_fit(candidates, limit, max_bytes)
+            return cur.execute(_JOBS_BY_IDS, {"ids": ids}).fetchall(), ids, more
+
+        rows, ids, more = self._run(body, _Mode.READ)
+        return Page([job_from_row(r) for r in rows], ids[-1] if more else None)
 
     def events(self, job_id: str) -> list[JobEvent]:
         def body(cur: Cursor) -> list[DictRow] | None:
@@ -944,6 +982,35 @@ class PostgresStore:
         if rows is None:
             raise JobNotFound(job_id)
         return [event_from_row(r) for r in rows]
+
+    def events_page(self, job_id: str, offset: int, limit: int, max_bytes: int) -> OffsetPage[JobEvent]:
+        # Events are numbered 1..n, so the first ``offset`` are those up to seq ``offset``.
+        args = {"id": job_id, "offset": offset, "limit": limit + 1}
+        rows, seqs, more = self._page_within(_EVENT_SIZES, _EVENTS_BETWEEN, args, limit, max_bytes)
+        return OffsetPage([event_from_row(r) for r in rows], offset + len(seqs) if more else None)
+
+    def items_page(self, job_id: str, offset: int, limit: int, max_bytes: int) -> OffsetPage[ResultItem]:
+        args = {"id": job_id, "offset": offset, "limit": limit + 1}
+        rows, seqs, more = self._page_within(_ITEM_SIZES, _ITEMS_BETWEEN, args, limit, max_bytes)
+        return OffsetPage([item_from_row(r) for r in rows], offset + len(seqs) if more else None)
+
+    def _page_within(
+        self, sizes: str, rows_between: str, args: dict[str, Any], limit: int, max_bytes: int
+    ) -> tuple[list[DictRow], list[int], bool]:
+        """The rows of one job's page (by seq) that fit in ``max_bytes``, their seqs, and
+        whether rows are left. Raises :class:`~andon.JobNotFound`."""
+
+        def body(cur: Cursor) -> tuple[list[DictRow], list[int], bool] | None:
+            seqs, more = rows_that_fit(((r["seq"], r["size"]) for r in cur.execute(sizes, args)), limit, max_bytes)
+            if not seqs:
+                return None if cur.execute(_EXISTS, args).fetchone() is None else ([], [], False)
+            between = {**args, "first": seqs[0], "last": seqs[-1], "n": len(seqs)}
+            return cur.execute(rows_between, between).fetchall(), seqs, more
+
+        page = self._run(body, _Mode.READ)
+        if page is None:
+            raise JobNotFound(str(args["id"]))
+        return page
 
     def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
         def body(cur: Cursor) -> list[DictRow] | None:

@@ -9,9 +9,9 @@ changes in its job's row and which events it adds, for the stores' SQL to apply.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from andon._cancel import CancelReason, StopMethod
 from andon._jobs import (
@@ -26,8 +26,19 @@ from andon._jobs import (
     check_transition,
     decide_settlement,
 )
+from andon._storage._port import ROW_OVERHEAD_BYTES
 
-__all__ = ["Row", "SettlementWrite", "event_from_row", "item_from_row", "job_from_row", "settlement_write"]
+__all__ = [
+    "Row",
+    "SettlementWrite",
+    "event_from_row",
+    "item_from_row",
+    "job_from_row",
+    "rows_that_fit",
+    "settlement_write",
+]
+
+K = TypeVar("K")
 
 NewEvent = tuple[str, JobStatus, JobStatus, str | None, str | None]
 """An event to append: type, from status, to status, reason, message."""
@@ -164,3 +175,22 @@ def event_from_row(row: Row) -> JobEvent:
 
 def item_from_row(row: Row) -> ResultItem:
     return ResultItem(row["job_id"], row["seq"], row["attempt"], row["at"], json.loads(row["data"]))
+
+
+def rows_that_fit(rows: Iterable[tuple[K, int]], limit: int, max_bytes: int) -> tuple[list[K], bool]:
+    """The keys of the rows that make one page, and whether any row is left after them.
+
+    ``rows`` are ``(key, bytes of stored values)`` in page order. A page takes rows while
+    they fit in ``max_bytes`` (each costs ``ROW_OVERHEAD_BYTES`` more), always at least one,
+    at most ``limit``. It reads ``rows`` only one row past the page: a store passes a lazy
+    cursor, so the sizes of rows far beyond the budget are never even computed.
+    """
+    keys: list[K] = []
+    total = 0
+    for key, size in rows:
+        cost = size + ROW_OVERHEAD_BYTES
+        if len(keys) == limit or (keys and total + cost > max_bytes):
+            return keys, True
+        keys.append(key)
+        total += cost
+    return keys, False

@@ -50,11 +50,12 @@ from andon._storage._port import (
     JobFilter,
     KindStats,
     NewJob,
+    OffsetPage,
     Page,
     ProgressUpdate,
     Settlement,
 )
-from andon._storage._rows import event_from_row, item_from_row, job_from_row, settlement_write
+from andon._storage._rows import event_from_row, item_from_row, job_from_row, rows_that_fit, settlement_write
 
 __all__ = ["SqliteStore"]
 
@@ -311,21 +312,32 @@ class SqliteStore:
             raise JobNotFound(job_id)
         return job_from_row(rows[0])
 
-    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None) -> Page:
+    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None, max_bytes: int | None = None) -> Page:
         clause, args = _where(where)
         if cursor is not None:
             clause += " AND id < :cursor"
-        rows = self._read(
-            f"SELECT * FROM andon_jobs WHERE {clause} ORDER BY id DESC LIMIT :limit",
-            {**args, "cursor": cursor, "limit": limit + 1},
-        )
-        jobs = [job_from_row(r) for r in rows[:limit]]
-        return Page(jobs, jobs[-1].id if len(rows) > limit else None)
+        args |= {"cursor": cursor, "limit": limit + 1}
+        if max_bytes is None:
+            rows = self._read(f"SELECT * FROM andon_jobs WHERE {clause} ORDER BY id DESC LIMIT :limit", args)
+            jobs = [job_from_row(r) for r in rows[:limit]]
+            return Page(jobs, jobs[-1].id if len(rows) > limit else None)
+        sizes = f"SELECT id, {_JOB_BYTES} FROM andon_jobs WHERE {clause} ORDER BY id DESC LIMIT :limit"
+        ids, more = self._fit(sizes, args, limit, max_bytes)
+        rows = self._read(_JOBS_BY_IDS, (json.dumps(ids),))
+        return Page([job_from_row(r) for r in rows], ids[-1] if more else None)
 
     def events(self, job_id: str) -> list[JobEvent]:
         self._require(job_id)
         rows = self._read("SELECT * FROM andon_events WHERE job_id = ? ORDER BY seq", (job_id,))
         return [event_from_row(r) for r in rows]
+
+    def events_page(self, job_id: str, offset: int, limit: int, max_bytes: int) -> OffsetPage[JobEvent]:
+        self._require(job_id)
+        # Events are numbered 1..n, so the first ``offset`` are those up to seq ``offset``.
+        args = {"id": job_id, "offset": offset, "limit": limit + 1}
+        seqs, more = self._fit(_EVENT_SIZES, args, limit, max_bytes)
+        rows = self._read(_EVENTS_BETWEEN, (job_id, seqs[0], seqs[-1])) if seqs else []
+        return OffsetPage([event_from_row(r) for r in rows], offset + len(seqs) if more else None)
 
     def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
         self._require(job_id)
@@ -334,6 +346,26 @@ class SqliteStore:
             (job_id, -1 if limit is None else limit, offset),
         )
         return [item_from_row(r) for r in rows]
+
+    def items_page(self, job_id: str, offset: int, limit: int, max_bytes: int) -> OffsetPage[ResultItem]:
+        self._require(job_id)
+        seqs, more = self._fit(_ITEM_SIZES, {"id": job_id, "offset": offset, "limit": limit + 1}, limit, max_bytes)
+        rows = self._read(_ITEMS_BETWEEN, (job_id, seqs[0], seqs[-1], len(seqs))) if seqs else []
+        return OffsetPage([item_from_row(r) for r in rows], offset + len(seqs) if more else None)
+
+    def _fit(self, sizes_sql: str, args: dict[str, Any], limit: int, max_bytes: int) -> tuple[list[Any], bool]:
+        """:func:`rows_that_fit` over ``sizes_sql`` (``key, bytes`` rows), stepped lazily: SQLite
+        computes a row only when asked, so rows past the budget are never read."""
+        conn = self._conn()
+
+        def fit() -> tuple[list[Any], bool]:  # Any: the page's keys (ids or seqs)
+            cursor = conn.execute(sizes_sql, args)
+            try:
+                return rows_that_fit(((row[0], row[1]) for row in cursor), limit, max_bytes)
+            finally:
+                cursor.close()
+
+        return self._retry_busy(lambda: self._use(conn, fit))
 
     def _require(self, job_id: str) -> None:
         if not self._read("SELECT 1 FROM andon_jobs WHERE id = ?", (job_id,)):
@@ -847,6 +879,27 @@ _SETTLE: Final = (
     " cancel_retry = CASE WHEN :clear_cancel THEN NULL ELSE cancel_retry END"
     " WHERE id = :id RETURNING *"
 )
+# Pages bounded in bytes read the sizes of their candidate rows first (no row is read in
+# full), then only the rows that fit. Sizes are bytes of the stored text (CAST to BLOB).
+_JOB_BYTES: Final = " + ".join(
+    f"COALESCE(length(CAST({column} AS BLOB)), 0)"
+    for column in (
+        "kind", "params", "result", "error_type", "error_message", "error_traceback", "progress_message",
+        "cancel_by", "cancel_message", "worker_id", "retry_of", "owner",
+    )
+)  # fmt: skip
+_JOBS_BY_IDS: Final = "SELECT * FROM andon_jobs WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id DESC"
+_EVENT_SIZES: Final = (
+    "SELECT seq, length(CAST(type AS BLOB)) + COALESCE(length(CAST(actor AS BLOB)), 0)"
+    " + COALESCE(length(CAST(reason AS BLOB)), 0) + COALESCE(length(CAST(message AS BLOB)), 0)"
+    " FROM andon_events WHERE job_id = :id AND seq > :offset ORDER BY seq LIMIT :limit"
+)
+_EVENTS_BETWEEN: Final = "SELECT * FROM andon_events WHERE job_id = ? AND seq BETWEEN ? AND ? ORDER BY seq"
+_ITEM_SIZES: Final = (
+    "SELECT seq, length(CAST(data AS BLOB)) FROM andon_items WHERE job_id = :id"
+    " ORDER BY seq LIMIT :limit OFFSET :offset"
+)
+_ITEMS_BETWEEN: Final = "SELECT * FROM andon_items WHERE job_id = ? AND seq BETWEEN ? AND ? ORDER BY seq LIMIT ?"
 _INSERT_EVENT: Final = (
     "INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
