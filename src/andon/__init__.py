@@ -13,6 +13,7 @@ from andon._context import Context
 from andon._errors import (
     AndonError,
     ConfigurationError,
+    InvalidCursor,
     InvalidParams,
     InvalidTransition,
     JobFinished,
@@ -72,6 +73,7 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "ErrorInfo",
+    "InvalidCursor",
     "InvalidParams",
     "InvalidTransition",
     "Isolation",

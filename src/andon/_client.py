@@ -11,6 +11,7 @@ from andon._access import IssuedToken, Principal, Role, TokenRecord, check_token
 from andon._cancel import CancelReason
 from andon._errors import (
     ConfigurationError,
+    InvalidCursor,
     InvalidParams,
     InvalidTransition,
     JobFinished,
@@ -22,12 +23,25 @@ from andon._errors import (
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import Job, JobEvent, JobStatus, ResultItem
 from andon._registry import DEFAULT, App, _Default
-from andon._storage import BulkCancel, CancelResult, Change, JobFilter, KindStats, NewJob, Page, Store, open_store
+from andon._storage import (
+    PAGE_MAX_BYTES,
+    BulkCancel,
+    CancelResult,
+    Change,
+    JobFilter,
+    KindStats,
+    NewJob,
+    OffsetPage,
+    Page,
+    Store,
+    open_store,
+)
 from andon._worker import deliver_locally, wake_local_workers
 
 __all__ = ["Client", "connect"]
 
 _MAX_DB_INT = 2**63 - 1
+_MAX_PAGE_ROWS = 1000
 
 
 @final
@@ -192,15 +206,37 @@ class Client:
         kinds: Collection[str] = (),
         limit: int = 50,
         cursor: str | None = None,
+        max_bytes: int | None = PAGE_MAX_BYTES,
     ) -> Page:
-        """History, newest first."""
+        """History, newest first, one page: at most ``limit`` jobs (1 to 1,000) and
+        ``max_bytes`` of stored values (at least one job; ``None``: no bound in bytes).
+
+        A page may end before ``limit`` jobs; ``next_cursor`` is where the next one starts,
+        ``None`` at the end.
+
+        Raises:
+            InvalidCursor: ``cursor`` is not one a page gave (a job id).
+        """
+        if cursor is not None and not is_job_id(cursor):
+            raise InvalidCursor(cursor)
         where = JobFilter(statuses=[JobStatus(s) for s in statuses], kinds=list(kinds), owners=self._owners)
-        return self.store.list_jobs(where, max(1, min(limit, 1000)), cursor)
+        return self.store.list_jobs(where, _rows(limit), cursor, None if max_bytes is None else max(1, max_bytes))
 
     def events(self, job_id: str) -> list[JobEvent]:
+        """The job's whole history, oldest first (see :meth:`events_page` for a bounded read)."""
         if self.principal is not None:
             self._require_visible(job_id)
         return self.store.events(_checked(job_id))
+
+    def events_page(
+        self, job_id: str, offset: int = 0, limit: int = _MAX_PAGE_ROWS, *, max_bytes: int = PAGE_MAX_BYTES
+    ) -> OffsetPage[JobEvent]:
+        """One page of the job's history: the events after the first ``offset``, at most
+        ``limit`` (1 to 1,000) and ``max_bytes`` of stored text (at least one event).
+        ``next_offset`` is where the next page starts, ``None`` at the end."""
+        if self.principal is not None:
+            self._require_visible(job_id)
+        return self.store.events_page(_checked(job_id), _clamp(offset), _rows(limit), max(1, max_bytes))
 
     def results(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
         """Partial results in emit order, readable while the job runs and after it ends.
@@ -212,6 +248,17 @@ class Client:
             self._require_visible(job_id)
         bounded = None if limit is None else _clamp(limit)
         return self.store.items(_checked(job_id), _clamp(offset), bounded)
+
+    def results_page(
+        self, job_id: str, offset: int = 0, limit: int = 100, *, max_bytes: int = PAGE_MAX_BYTES
+    ) -> OffsetPage[ResultItem]:
+        """One page of partial results: the items after the first ``offset``, at most
+        ``limit`` (1 to 1,000) and ``max_bytes`` of stored JSON (at least one item), and
+        only those are read. ``next_offset`` is where the next page starts, ``None`` when
+        this one reached the last item stored so far."""
+        if self.principal is not None:
+            self._require_visible(job_id)
+        return self.store.items_page(_checked(job_id), _clamp(offset), _rows(limit), max(1, max_bytes))
 
     def kind_stats(self) -> list[KindStats]:
         return self.store.kind_stats()
@@ -382,6 +429,11 @@ class Client:
 def _clamp(number: int) -> int:
     """``number`` within 0..2**63-1, the range of the stores' integers."""
     return max(0, min(number, _MAX_DB_INT))
+
+
+def _rows(limit: int) -> int:
+    """A page's row count within 1.._MAX_PAGE_ROWS."""
+    return max(1, min(limit, _MAX_PAGE_ROWS))
 
 
 def _checked(job_id: str) -> str:

@@ -9,6 +9,7 @@ has to react::
     │   ├── InvalidParams          params do not fit the kind's signature
     │   │   └── ParamsTooLarge     params over the size limit (HTTP 413)
     │   ├── ResultTooLarge         a result item or a job's result over the size limit
+    │   ├── InvalidCursor          a page cursor no page gave (not a job id)
     │   ├── InvalidTransition      the job is in a state that forbids the operation
     │   │   └── JobFinished        e.g. cancelling a job that already succeeded
     │   └── LifecycleError         a worker/store used before open or after close
@@ -30,6 +31,7 @@ from typing import final
 __all__ = [
     "AndonError",
     "ConfigurationError",
+    "InvalidCursor",
     "InvalidParams",
     "InvalidTransition",
     "JobFinished",
@@ -100,6 +102,20 @@ class ResultTooLarge(UsageError, ValueError):
             f"{what} takes {size} bytes as JSON, the limit is {limit}: store large data elsewhere"
             " (a file, an object store) and emit or return a reference to it"
         )
+
+
+@final
+class InvalidCursor(UsageError):
+    """A page cursor that no page gave: a listing's cursor is the id of a job.
+
+    Refused rather than compared as text, which answered an empty page or the whole history
+    from the top as if it were a position. ``problems`` names the parameter (HTTP 422).
+    """
+
+    def __init__(self, cursor: str) -> None:
+        self.cursor = cursor
+        self.problems = [f"cursor: {cursor[:100]!r} is not a page cursor (a job id); pass a page's next_cursor"]
+        super().__init__(self.problems[0])
 
 
 class InvalidTransition(UsageError):

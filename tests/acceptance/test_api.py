@@ -229,6 +229,27 @@ def test_history_with_a_bad_query_is_422(idle: TestClient, params: Json) -> None
     assert_error(idle.get("/api/v1/jobs", params=params), 422, "invalid_request")
 
 
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "%%%",
+        "zzzz",
+        "x",
+        "",
+        "00000000-0000-0000-0000-000000000000",
+        "1" * 36,
+        "{0190f1d4-7b1c-7000-8000-000000000000}",
+    ],
+)
+def test_a_cursor_no_page_gave_is_422_naming_the_parameter(idle: TestClient, cursor: str) -> None:
+    """Issue 12, item 9: such a cursor used to be accepted, answering an empty page or the
+    whole history from the top as if it were one."""
+    submit(idle, "count")
+    error = assert_error(idle.get("/api/v1/jobs", params={"cursor": cursor}), 422, "invalid_request")
+    assert any(problem.startswith(("cursor:", "query.cursor:")) for problem in error["problems"]), error
+    assert "cursor" in error["message"]
+
+
 def test_one_job_has_progress_counts_error_and_timestamps(http: TestClient) -> None:
     job = submit(http, "fail", after_items=2, message="boom")
     job = wait_for(http, job["id"], lambda j: j["is_terminal"], "the job to fail")
@@ -269,6 +290,13 @@ def test_events_are_the_jobs_history_of_transitions(http: TestClient) -> None:
         ("running", "succeeded"),
     ]
     assert events[0]["actor"] == "http"
+    assert response.json()["next_offset"] is None
+    first = http.get(f"/api/v1/jobs/{job['id']}/events", params={"limit": 2}).json()
+    assert (first["items"], first["next_offset"]) == (events[:2], 2)
+    rest = http.get(f"/api/v1/jobs/{job['id']}/events", params={"offset": 2}).json()
+    assert (rest["items"], rest["next_offset"]) == (events[2:], None)
+    for params in ({"offset": -1}, {"limit": 0}, {"limit": 1001}, {"offset": "x"}):
+        assert_error(http.get(f"/api/v1/jobs/{job['id']}/events", params=params), 422, "invalid_request")
 
 
 def test_results_are_paged_and_say_whether_they_are_complete(http: TestClient) -> None:
@@ -278,6 +306,9 @@ def test_results_are_paged_and_say_whether_they_are_complete(http: TestClient) -
     assert [item["data"]["i"] for item in page["items"]] == [1, 2]
     assert [item["seq"] for item in page["items"]] == [1, 2]
     assert (page["count"], page["offset"], page["complete"], page["cancelled"]) == (5, 1, True, False)
+    assert page["next_offset"] == 3
+    last = http.get(f"/api/v1/jobs/{job['id']}/results", params={"offset": page["next_offset"]}).json()
+    assert ([item["seq"] for item in last["items"]], last["next_offset"]) == ([3, 4], None)
     assert http.get(f"/api/v1/jobs/{job['id']}/results", params={"offset": 99}).json()["items"] == []
     for params in ({"offset": -1}, {"limit": 0}, {"limit": 1001}, {"offset": 10**30}):
         assert_error(http.get(f"/api/v1/jobs/{job['id']}/results", params=params), 422, "invalid_request")

@@ -192,6 +192,18 @@ def test_ls_filters_and_pages(run: Run, client: andon.Client) -> None:
     assert run("ls", "--status", "nonsense").exit_code == 2
 
 
+@pytest.mark.parametrize("cursor", ["%%%", "zzzz", "not-a-job-id"])
+def test_ls_with_a_cursor_no_page_gave_is_one_error_line(run: Run, client: andon.Client, cursor: str) -> None:
+    """Issue 12, item 9: ``--cursor zzzz`` listed everything from the top, as if it were a cursor."""
+    client.submit("count")
+    result = run("ls", "--cursor", cursor)
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    assert "cursor" in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_ls_on_an_empty_database(run: Run) -> None:
     result = run("ls")
     assert result.exit_code == 0

@@ -7,12 +7,17 @@
   handler and stores nothing of it, in every runtime;
 * a returned result over ``MAX_RESULT_BYTES``, or one that is not JSON (a set, NaN): the
   job fails saying why, with no result stored (a set used to break the final write and
-  leave the job ``running``; NaN used to be stored and turn every read into a 500).
+  leave the job ``running``; NaN used to be stored and turn every read into a 500);
+* a page the API answers (results, events, jobs) holds at most ``PAGE_MAX_BYTES`` of
+  stored values (at least one row): it ends early, says where the next one starts, and the
+  server reads no more than that page (one ``results?limit=150`` of 1 MB items used to be a
+  143 MiB answer and +685 MiB of server memory).
 """
 
 from __future__ import annotations
 
 import json
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +26,9 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 import andon
+from andon._jobs import Outcome, OutcomeKind
 from andon._sizes import MAX_ITEM_BYTES, MAX_PARAMS_BYTES, MAX_REQUEST_BYTES, MAX_RESULT_BYTES
+from andon._storage import PAGE_MAX_BYTES, ProgressUpdate
 from andon.api import MAX_BODY_BYTES, create_app
 from andon.cli import cli
 
@@ -255,3 +262,114 @@ def test_the_api_reads_jobs_whose_output_was_refused(
         assert http.get(f"/api/v1/jobs/{job_id}").status_code == 200
         assert http.get(f"/api/v1/jobs/{job_id}/results").status_code == 200
     assert http.get("/api/v1/jobs").status_code == 200
+
+
+# -- pages bounded in bytes (issue 12, item 8) ---------------------------------------------------
+
+BIG = MAX_ITEM_BYTES - 100  # each item or result just under its limit
+
+
+@pytest.fixture
+def quiet_http(store: andon.SqliteStore) -> TestClient:
+    """The API without its lifespan: no event broadcaster or worker allocates beside the
+    request under measurement (the broadcaster reads whole jobs; see guarantees.md, section 7)."""
+    return TestClient(create_app(store, app), base_url="http://127.0.0.1:8000")
+
+
+def peak_bytes(call: Callable[[], Any]) -> tuple[Any, int]:  # Any: whatever call returns
+    """What ``call`` returns and the peak of Python memory allocated while it ran (every
+    thread: the in-process server's and the test client's)."""
+    tracemalloc.start()
+    try:
+        value = call()
+        return value, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def job_with_big_items(store: andon.SqliteStore, client: andon.Client, count: int) -> str:
+    """A running job that has emitted ``count`` items of ~1 MiB each (written as a worker would)."""
+    job = client.submit("text")
+    claimed = store.claim("filler", ["text"], 600.0)
+    assert claimed is not None
+    assert claimed.id == job.id
+    for first in range(0, count, 8):
+        items = [(seq, 0.0, json.dumps({"i": seq, "pad": "x" * BIG})) for seq in range(first, min(first + 8, count))]
+        store.write_progress([ProgressUpdate(job.id, claimed.attempt, items=items)])
+    return job.id
+
+
+def test_a_results_page_of_big_items_ends_early_and_resumes_where_it_ended(
+    store: andon.SqliteStore, client: andon.Client, quiet_http: TestClient
+) -> None:
+    http = quiet_http
+    job_id = job_with_big_items(store, client, 40)
+    path = f"/api/v1/jobs/{job_id}/results"
+
+    response, peak = peak_bytes(lambda: http.get(path, params={"limit": 150}))
+    assert response.status_code == 200
+    page = response.json()
+    assert 1 <= len(page["items"]) < 40
+    assert page["next_offset"] == len(page["items"])
+    assert len(response.content) <= PAGE_MAX_BYTES + MAX_ITEM_BYTES
+    # The whole answer would be 40 MiB and, decoded and encoded again, several times that.
+    assert peak < 6 * PAGE_MAX_BYTES, f"{peak / 2**20:.0f} MiB allocated for one page"
+
+    seen = [item["data"]["i"] for item in page["items"]]
+    while page["next_offset"] is not None:
+        assert page["next_offset"] == len(seen), "next_offset is not the first item left out"
+        page = http.get(path, params={"limit": 150, "offset": page["next_offset"]}).json()
+        assert page["items"], "a page without an item makes no progress"
+        seen.extend(item["data"]["i"] for item in page["items"])
+    assert seen == list(range(40)), "each item once, in order"
+
+
+def test_a_page_of_jobs_with_big_results_ends_early_and_resumes_at_the_cursor(
+    store: andon.SqliteStore, client: andon.Client, quiet_http: TestClient
+) -> None:
+    http = quiet_http
+    ids = [client.submit("text").id for _ in range(24)]
+    for _ in ids:
+        claimed = store.claim("filler", ["text"], 600.0)
+        assert claimed is not None
+        outcome = Outcome(OutcomeKind.SUCCEEDED, result={"pad": "r" * BIG})
+        store.settle("filler", claimed.attempt, claimed.id, outcome, None)
+
+    response, peak = peak_bytes(lambda: http.get("/api/v1/jobs", params={"limit": 1000}))
+    page = response.json()
+    assert 1 <= len(page["items"]) < 24
+    assert page["next_cursor"] == page["items"][-1]["id"]
+    assert peak < 6 * PAGE_MAX_BYTES, f"{peak / 2**20:.0f} MiB allocated for one page of summaries"
+
+    seen = [job["id"] for job in page["items"]]
+    while page["next_cursor"] is not None:
+        page = http.get("/api/v1/jobs", params={"limit": 1000, "cursor": page["next_cursor"]}).json()
+        assert page["items"]
+        seen.extend(job["id"] for job in page["items"])
+    assert seen == ids[::-1], "each job once, newest first"
+
+
+def test_cli_results_prints_every_big_item_once_page_by_page(
+    store: andon.SqliteStore, client: andon.Client, db_path: Any
+) -> None:
+    job_id = job_with_big_items(store, client, 12)
+    result = CliRunner().invoke(cli, ["results", job_id, "--json", "--db", f"sqlite:///{db_path}"])
+    assert result.exit_code == 0, result.output[-2000:]
+    assert [json.loads(line)["data"]["i"] for line in result.stdout.splitlines()] == list(range(12))
+    limited = CliRunner().invoke(
+        cli, ["results", job_id, "--json", "--offset", "3", "--limit", "6", "--db", f"sqlite:///{db_path}"]
+    )
+    assert [json.loads(line)["seq"] for line in limited.stdout.splitlines()] == list(range(3, 9))
+
+
+def test_cancel_and_fail_messages_over_the_limit_are_422(client: andon.Client, http: TestClient) -> None:
+    """Already so before issue 12 (``CancelBody``/``FailBody`` cap ``message`` at 2,000
+    characters); kept here next to the other limits."""
+    job = client.submit("text")
+    for action in ("cancel", "fail"):
+        response = http.post(f"/api/v1/jobs/{job.id}/{action}", json={"message": "m" * 2001})
+        assert response.status_code == 422, response.text
+        assert "message" in response.json()["error"]["message"]
+    response = http.post("/api/v1/jobs/cancel", json={"message": "m" * 2001})
+    assert response.status_code == 422
+    assert client.get(job.id).status is andon.JobStatus.QUEUED

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import andon
+from andon._ids import is_job_id, new_job_id
 from andon.cli._input import parse_params, split_list
 
 pytestmark = pytest.mark.timeout(120)
@@ -177,11 +178,16 @@ def test_any_text_as_a_job_id_is_found_or_not_found(client: andon.Client, job_id
     st.lists(st.sampled_from(list(andon.JobStatus)), max_size=3),
     st.lists(st.text(max_size=20), max_size=3),
     st.integers(),
-    st.one_of(st.none(), st.text(max_size=40)),
+    st.one_of(st.none(), st.text(max_size=40), st.builds(new_job_id)),
 )
 def test_listing_takes_any_filter_limit_and_cursor(
     client: andon.Client, statuses: list[andon.JobStatus], kinds: list[str], limit: int, cursor: str | None
 ) -> None:
+    if cursor is not None and not is_job_id(cursor):
+        # Issue 12, item 9: a cursor no page gave used to be compared as text.
+        with pytest.raises(andon.InvalidCursor, match="cursor"):
+            client.list_jobs(statuses=statuses, kinds=kinds, limit=limit, cursor=cursor)
+        return
     page = client.list_jobs(statuses=statuses, kinds=kinds, limit=limit, cursor=cursor)
     assert len(page.items) <= max(1, min(limit, 1000))
     assert all(job.kind in kinds for job in page.items) or not kinds

@@ -33,6 +33,7 @@ ERROR_STATUS: Final[tuple[tuple[type[andon.AndonError], int, str], ...]] = (
     (andon.JobFinished, 409, "job_finished"),
     (andon.InvalidTransition, 409, "invalid_transition"),
     (andon.ParamsTooLarge, 413, "params_too_large"),
+    (andon.InvalidCursor, 422, "invalid_request"),
     (andon.InvalidParams, 422, "invalid_params"),
     (andon.UnknownKind, 422, "unknown_kind"),
     (andon.WaitTimeout, 504, "wait_timeout"),

@@ -304,9 +304,10 @@ class Broadcaster:
     def _look(self) -> tuple[dict[str, andon.Job], list[str]]:
         """The jobs to watch now, and the ids of watched jobs that were deleted."""
         client = self._client
-        held = client.list_jobs(statuses=_HELD, limit=_HELD_LIMIT).items
-        queued = client.list_jobs(statuses=[andon.JobStatus.QUEUED], limit=_QUEUED_LIMIT).items
-        recent = client.list_jobs(limit=_RECENT_LIMIT).items
+        # Whole lists, not pages bounded in bytes: the floor below needs all _RECENT_LIMIT.
+        held = client.list_jobs(statuses=_HELD, limit=_HELD_LIMIT, max_bytes=None).items
+        queued = client.list_jobs(statuses=[andon.JobStatus.QUEUED], limit=_QUEUED_LIMIT, max_bytes=None).items
+        recent = client.list_jobs(limit=_RECENT_LIMIT, max_bytes=None).items
         current = {job.id: job for job in (*held, *queued, *recent)}
         # The newest jobs are all listed down to this id, so a job above it that is missing now is gone.
         floor = recent[-1].id if len(recent) == _RECENT_LIMIT else None

@@ -133,9 +133,13 @@ async def list_jobs(
     status: Annotated[list[andon.JobStatus] | None, Query(description="Only these states (repeat it).")] = None,
     kind: Annotated[list[str] | None, Query(max_length=100, description="Only these kinds (repeat it).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=100, description="`next_cursor` of the page before.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=100, description="`next_cursor` of the page before (a job id; else 422).")
+    ] = None,
 ) -> JobPage:
-    """History, newest first, one page at a time. Items are summaries (no params, result or traceback)."""
+    """History, newest first, one page at a time. Items are summaries (no params, result or traceback).
+    A page ends at `limit` jobs or 4 MiB of stored job data, whichever comes first (always at
+    least one job): follow `next_cursor` until it is null."""
     page = await rt.call(client.list_jobs, statuses=status or (), kinds=kind or (), limit=limit, cursor=cursor)
     return JobPage(items=[JobSummary.of(job) for job in page.items], next_cursor=page.next_cursor)
 
@@ -207,10 +211,13 @@ async def results(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ResultsOut:
-    """The items the job emitted, in order; readable while it runs and after a cancel."""
-    job, items = await rt.call(_results, client, job_id, offset, limit)
+    """The items the job emitted, in order; readable while it runs and after a cancel. A page
+    ends at `limit` items or 4 MiB of item data, whichever comes first (always at least one
+    item): `next_offset` is where the next page starts."""
+    job, page = await rt.call(_results, client, job_id, offset, limit)
     return ResultsOut(
-        items=[ResultItemOut.of(item) for item in items],
+        items=[ResultItemOut.of(item) for item in page.items],
+        next_offset=page.next_offset,
         count=job.items_count,
         offset=offset,
         status=job.status,
@@ -219,16 +226,27 @@ async def results(
     )
 
 
-def _results(client: andon.Client, job_id: str, offset: int, limit: int) -> tuple[andon.Job, list[andon.ResultItem]]:
+def _results(
+    client: andon.Client, job_id: str, offset: int, limit: int
+) -> tuple[andon.Job, andon.OffsetPage[andon.ResultItem]]:
     # Items first: the job read after them has a count at least as large as what was read.
-    items = client.results(job_id, offset, limit)
-    return client.get(job_id), items
+    page = client.results_page(job_id, offset, limit)
+    return client.get(job_id), page
 
 
 @router.get("/jobs/{job_id}/events", tags=["jobs"])
-async def events(job_id: JobId, rt: Ctx, client: Caller) -> EventsOut:
-    """The job's history, oldest first: every transition and cancel request, with actor and reason."""
-    return EventsOut(items=[EventOut.of(event) for event in await rt.call(client.events, job_id)])
+async def events(
+    job_id: JobId,
+    rt: Ctx,
+    client: Caller,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Skip this many events.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> EventsOut:
+    """The job's history, oldest first: every transition and cancel request, with actor and
+    reason. A page ends at `limit` events or 4 MiB, whichever comes first (always at least
+    one event): `next_offset` is where the next page starts, null at the end."""
+    page = await rt.call(client.events_page, job_id, offset, limit)
+    return EventsOut(items=[EventOut.of(event) for event in page.items], next_offset=page.next_offset)
 
 
 @router.get(

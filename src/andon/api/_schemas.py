@@ -259,7 +259,9 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
 
 
 class JobPage(BaseModel):
-    """One page of history, newest first; pass ``next_cursor`` as ``cursor`` for the next one."""
+    """One page of history, newest first; pass ``next_cursor`` as ``cursor`` for the next one.
+    A page may hold fewer jobs than ``limit`` (it ends at 4 MiB of job data); only
+    ``next_cursor: null`` means the end."""
 
     items: list[JobSummary]
     next_cursor: str | None
@@ -318,7 +320,11 @@ class EventOut(BaseModel):
 
 
 class EventsOut(BaseModel):
+    """A page of a job's history, oldest first; pass ``next_offset`` as ``offset`` for the
+    next one (``null``: this page reached the end)."""
+
     items: list[EventOut]
+    next_offset: int | None
 
 
 class ResultItemOut(BaseModel):
@@ -337,10 +343,13 @@ class ResultsOut(BaseModel):
 
     ``count`` is how many items the job has in all. ``complete`` is true once the job is
     in a terminal state, so no item will be added. ``cancelled`` is true when it was
-    cancelled: the items are what the work produced before it stopped.
+    cancelled: the items are what the work produced before it stopped. ``next_offset`` is
+    where the next page starts (a page ends early at 4 MiB of items), ``null`` when this
+    page reached the last item stored so far.
     """
 
     items: list[ResultItemOut]
+    next_offset: int | None
     count: int
     offset: int
     status: andon.JobStatus

@@ -11,6 +11,7 @@ import enum
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from typing import Annotated, Any, Final
 
 import typer
@@ -286,14 +287,31 @@ def results(
 ) -> None:
     """Print a job's partial results, in the order it emitted them."""
     with _client(db) as client:
-        items = client.results(job_id, offset, limit)
-    if as_json:
-        for item in items:
-            typer.echo(fmt.result_line(item))
-    elif items:
+        if as_json:
+            for page in _result_pages(client, job_id, offset, limit):
+                for item in page:
+                    typer.echo(fmt.result_line(item))
+            return
+        items = [item for page in _result_pages(client, job_id, offset, limit) for item in page]
+    if items:
         fmt.print_table(console, fmt.results_table(items))
     else:
         console.print(Text("no partial results", style="dim"))
+
+
+def _result_pages(
+    client: andon.Client, job_id: str, offset: int, limit: int | None
+) -> Iterator[list[andon.ResultItem]]:
+    """The items from ``offset`` on, at most ``limit``, one bounded page at a time: JSON lines
+    of a job with gigabytes of output print in the memory of one page."""
+    left = limit
+    while left is None or left > 0:
+        page = client.results_page(job_id, offset, 1000 if left is None else min(left, 1000))
+        yield page.items
+        if page.next_offset is None:
+            return
+        offset = page.next_offset
+        left = None if left is None else left - len(page.items)
 
 
 @cli.command()

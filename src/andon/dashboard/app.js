@@ -837,12 +837,15 @@
 
   // -- the job page ---------------------------------------------------------------------------
 
-  const jobPage = { id: null, offset: 0, seq: 0, timer: null, rendered: new Map() };
+  // ``earlier``: the offsets of the result pages before this one (a page ends early at the
+  // server's byte budget, so the previous page does not start RESULTS_PAGE items back).
+  const jobPage = { id: null, offset: 0, earlier: [], seq: 0, timer: null, rendered: new Map() };
 
   function openJobPage(id) {
     if (jobPage.id !== id) {
       jobPage.id = id;
       jobPage.offset = 0;
+      jobPage.earlier = [];
       jobPage.rendered = new Map();
       $("job-view").replaceChildren(h("p", { class: "empty" }, "Loading…"));
     }
@@ -868,7 +871,7 @@
         api("GET", `${path}/events`),
         api("GET", `${path}/results?offset=${jobPage.offset}&limit=${RESULTS_PAGE}`),
       ]);
-      if (seq === jobPage.seq && jobPage.id === id) renderJobPage(job, events.items, results);
+      if (seq === jobPage.seq && jobPage.id === id) renderJobPage(job, events, results);
     } catch (error) {
       if (seq !== jobPage.seq) return;
       const text = error.status === 404 ? "There is no job with this id (it may have been deleted)." : error.message;
@@ -892,7 +895,7 @@
       ["params", job.params, () => section("Params", h("pre", { class: "json" }, json(job.params)))],
       ["result", { status: job.status, result: job.result }, () => job.status === "succeeded" && section("Result", h("pre", { class: "json" }, json(job.result)))],
       ["error", job.error, () => job.error && errorSection(job.error)],
-      ["timeline", events, () => timeline(events)],
+      ["timeline", events, () => timeline(events.items, events.next_offset)],
       ["results", results, () => resultsSection(job, results)],
     ];
     if (!view.querySelector(".back")) view.replaceChildren(backLink());
@@ -983,7 +986,7 @@
     );
   }
 
-  function timeline(events) {
+  function timeline(events, nextOffset) {
     const items = events.map((event) =>
       h(
         "li",
@@ -994,7 +997,8 @@
         h("span", { class: "detail" }, [event.actor && `by ${event.actor}`, event.reason && `reason ${event.reason}`, event.message, event.attempt ? `attempt ${event.attempt}` : null].filter(Boolean).join(" · ")),
       ),
     );
-    return section("Timeline", items.length ? h("ol", { class: "timeline" }, ...items) : h("p", { class: "empty" }, "No events."));
+    const more = nextOffset === null ? null : h("p", { class: "help" }, `The first ${plural(nextOffset, "event")} of a longer history; the rest: GET /api/v1/jobs/${jobPage.id}/events?offset=${nextOffset}`);
+    return section("Timeline", items.length ? h("ol", { class: "timeline" }, ...items) : h("p", { class: "empty" }, "No events."), more);
   }
 
   function resultsSection(job, results) {
@@ -1005,13 +1009,15 @@
       h("tr", null, h("td", { class: "num" }, String(item.seq)), h("td", { class: "num" }, String(item.attempt)), h("td", null, timeCell(item.at)), h("td", null, h("pre", { class: "json" }, json(item.data)))),
     );
     const older = h("button", { class: "btn small", type: "button", "data-key": "results-prev", disabled: results.offset === 0 }, "← Previous");
-    const newer = h("button", { class: "btn small", type: "button", "data-key": "results-next", disabled: last >= results.count }, "Next →");
+    const newer = h("button", { class: "btn small", type: "button", "data-key": "results-next", disabled: results.next_offset === null }, "Next →");
     older.addEventListener("click", () => {
-      jobPage.offset = Math.max(0, jobPage.offset - RESULTS_PAGE);
+      jobPage.offset = jobPage.earlier.pop() ?? 0;
       loadJobPage();
     });
     newer.addEventListener("click", () => {
-      jobPage.offset += RESULTS_PAGE;
+      if (results.next_offset === null) return;
+      jobPage.earlier.push(results.offset);
+      jobPage.offset = results.next_offset;
       loadJobPage();
     });
     return section(
@@ -1020,7 +1026,7 @@
       rows.length
         ? h("div", { class: "table-wrap" }, h("table", { class: "results" }, h("thead", null, h("tr", null, h("th", { scope: "col", class: "num" }, "#"), h("th", { scope: "col", class: "num" }, "Attempt"), h("th", { scope: "col" }, "At"), h("th", { scope: "col" }, "Data"))), h("tbody", null, ...rows)))
         : h("p", { class: "empty" }, "No items."),
-      results.count > RESULTS_PAGE ? h("nav", { class: "pager", "aria-label": "Result pages" }, older, newer) : null,
+      results.offset > 0 || results.next_offset !== null ? h("nav", { class: "pager", "aria-label": "Result pages" }, older, newer) : null,
     );
   }
 
