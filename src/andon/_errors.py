@@ -18,7 +18,8 @@ has to react::
     ├── WaitTimeout                a wait_* call gave up (also a TimeoutError)
     ├── ConfigurationError         a bad database URL, app reference or setting
     └── StorageError               the store could not do what was asked
-        └── StorageUnavailable     the database cannot be reached or opened
+        ├── StorageUnavailable     the database cannot be reached or opened
+        └── StorageBusy            another process held the database too long; retry
 
 The signal that tells a handler to stop, :class:`andon.Cancelled`, is deliberately
 *not* here: it derives from ``BaseException`` (see ``_cancel.py``).
@@ -40,6 +41,7 @@ __all__ = [
     "NotAllowed",
     "ParamsTooLarge",
     "ResultTooLarge",
+    "StorageBusy",
     "StorageError",
     "StorageUnavailable",
     "UnknownKind",
@@ -176,6 +178,23 @@ class StorageError(AndonError):
 @final
 class StorageUnavailable(StorageError):
     """The database could not be opened or reached."""
+
+
+@final
+class StorageBusy(StorageError):
+    """Another process held the database's write lock for all of the store's busy timeout.
+
+    Nothing of the operation was done, so it is safe to try again. A process stopped while
+    it holds the lock (Ctrl-Z on a worker) or a very long transaction causes it.
+    """
+
+    def __init__(self, database: str, timeout_s: float) -> None:
+        self.database = database
+        self.timeout_s = timeout_s
+        super().__init__(
+            f"the database {database!r} is busy: another process has held it locked for over {timeout_s:g} s"
+            " (a stopped or stuck worker?); nothing was changed, try again"
+        )
 
 
 @final

@@ -55,6 +55,7 @@ def test_errors_derive_from_andon_error() -> None:
         "JobFinished",
         "JobNotFound",
         "LifecycleError",
+        "StorageBusy",
         "StorageError",
         "StorageUnavailable",
         "UnknownKind",
@@ -65,3 +66,4 @@ def test_errors_derive_from_andon_error() -> None:
         assert issubclass(error, andon.AndonError), name
     assert issubclass(andon.JobFinished, andon.InvalidTransition)
     assert issubclass(andon.WaitTimeout, TimeoutError)
+    assert issubclass(andon.StorageBusy, andon.StorageError)

@@ -1,14 +1,18 @@
 """The embedded store: one SQLite file in WAL mode, shared by any number of processes.
 
 Every write is one short ``BEGIN IMMEDIATE`` transaction, retried when another process
-holds the write lock, so callers never see "database is locked". The state rules come
-from ``andon._jobs``; the SQL that applies them is all in this file.
+holds the write lock, so callers never see "database is locked". The retries stop after
+``busy_timeout_s`` in all (10 s by default), with :class:`~andon.StorageBusy` and nothing
+written: a process stopped while it holds the lock (Ctrl-Z on a worker) must not hang
+every other writer. Reads never wait for the lock. The state rules come from
+``andon._jobs``; the SQL that applies them is all in this file.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 import statistics
 import threading
@@ -26,6 +30,7 @@ from andon._errors import (
     InvalidTransition,
     JobNotFound,
     LifecycleError,
+    StorageBusy,
     StorageError,
     StorageUnavailable,
     UsageError,
@@ -63,9 +68,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_BUSY_TIMEOUT_MS: Final = 5_000
+DEFAULT_BUSY_TIMEOUT_S: Final = 10.0
+# How long one attempt waits in SQLite's own busy handler before our loop looks at the
+# clock: an operation overruns its busy timeout by at most this much.
+_BUSY_ATTEMPT_S: Final = 0.25
 _WAL_AUTOCHECKPOINT_PAGES: Final = 4_000
-_MAX_BUSY_RETRIES: Final = 50
 _ACTIVE_RUN: Final = ("running", "cancelling")
 SCHEMA_VERSION: Final = 2
 
@@ -76,11 +83,23 @@ class SqliteStore:
 
     Thread-safe: each thread gets its own connection. ``poll_interval_s`` is how often a
     :meth:`watch` watcher looks for commits by other connections (``PRAGMA data_version``,
-    which costs no disk read).
+    which costs no disk read). ``busy_timeout_s`` is how long one operation may wait, in
+    all, while another process holds the write lock; then it raises
+    :class:`~andon.StorageBusy` and has written nothing (URL: ``?busy_timeout=``).
     """
 
-    def __init__(self, path: str, *, clock: Clock | None = None, poll_interval_s: float = 0.002) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        clock: Clock | None = None,
+        poll_interval_s: float = 0.002,
+        busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S,
+    ) -> None:
+        if not 0 < busy_timeout_s < float("inf"):
+            raise ConfigurationError(f"bad busy timeout {busy_timeout_s!r}: use a positive number of seconds")
         self.path = path
+        self.busy_timeout_s = busy_timeout_s
         self._clock = clock or SystemClock()
         self._poll_interval_s = poll_interval_s
         self._local = threading.local()
@@ -103,7 +122,8 @@ class SqliteStore:
 
     @property
     def url(self) -> str:
-        return f"sqlite:///{self.path}"
+        query = "" if self.busy_timeout_s == DEFAULT_BUSY_TIMEOUT_S else f"?busy_timeout={self.busy_timeout_s:g}"
+        return f"sqlite:///{self.path}{query}"
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -169,9 +189,8 @@ class SqliteStore:
                 uri=True,
                 isolation_level=None,
                 check_same_thread=False,
-                timeout=_BUSY_TIMEOUT_MS / 1000,
+                timeout=min(_BUSY_ATTEMPT_S, self.busy_timeout_s),
             )
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             if self.path != ":memory:":
                 self._retry_busy(lambda: conn.execute("PRAGMA journal_mode = WAL"))
                 conn.execute("PRAGMA synchronous = NORMAL")
@@ -200,17 +219,25 @@ class SqliteStore:
             self._local.conn = conn
         return conn
 
-    def _retry_busy(self, action: Callable[[], T]) -> T:
-        for attempt in range(_MAX_BUSY_RETRIES):
+    def _retry_busy(self, action: Callable[[], T], deadline: float | None = None) -> T:
+        """Run ``action``, again while the database is locked, until ``deadline``
+        (``time.monotonic()``; default: ``busy_timeout_s`` from now)."""
+        if deadline is None:
+            deadline = time.monotonic() + self.busy_timeout_s
+        attempt = 0
+        while True:
             try:
                 return action()
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise StorageError(f"SQLite error: {exc}") from exc
-                time.sleep(min(0.05, 0.001 * 2**attempt))
             except sqlite3.Error as exc:
                 raise StorageError(f"SQLite error: {exc}") from exc
-        raise StorageError(f"the database {self.path!r} stayed locked; another process holds it too long")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StorageBusy(self.path, self.busy_timeout_s)
+            time.sleep(min(0.05, 0.001 * 2 ** min(attempt, 6), remaining))
+            attempt += 1
 
     def _use(self, conn: sqlite3.Connection, action: Callable[[], T]) -> T:
         """Run ``action`` on ``conn`` holding its lock, unless the store closed it meanwhile."""
@@ -223,21 +250,20 @@ class SqliteStore:
             return action()
 
     def _write(self, body: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction, retrying on lock contention."""
+        """Run ``body`` in one ``BEGIN IMMEDIATE`` transaction, retrying on lock contention
+        for ``busy_timeout_s`` in all, the wait for this process's other writers included."""
         conn = self._conn()
+        deadline = time.monotonic() + self.busy_timeout_s
 
         def attempt() -> T:
-            with self._write_lock:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    value = body(conn)
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-                return value
+            if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                raise StorageBusy(self.path, self.busy_timeout_s)
+            try:
+                return _transaction(conn, body)
+            finally:
+                self._write_lock.release()
 
-        value = self._retry_busy(lambda: self._use(conn, attempt))
+        value = self._retry_busy(lambda: self._use(conn, attempt), deadline)
         self._wrote()
         return value
 
@@ -767,7 +793,11 @@ class SqliteStore:
         if version == 1:
             self._retry_busy(lambda: self._upgrade_from_1(conn))
         schema = resources.files("andon._storage").joinpath("schema_sqlite.sql").read_text()
-        self._retry_busy(lambda: conn.executescript(schema))
+        # Only when something is missing: the script's INSERT takes the write lock even
+        # when it inserts nothing, and a process that only reads (`andon ls`) must open
+        # while another process holds that lock.
+        if version != SCHEMA_VERSION or not self._retry_busy(lambda: _has_every_object(conn, schema)):
+            self._retry_busy(lambda: conn.executescript(schema))
 
     def _upgrade_from_1(self, conn: sqlite3.Connection) -> None:
         """Version 1 -> 2: jobs get an ``owner``; the script then adds the tokens table."""
@@ -927,6 +957,7 @@ _RETRYING_FORCE_FAILS: Final = (
     "SELECT * FROM andon_jobs WHERE status = 'cancelling' AND cancel_reason = 'forced' AND cancel_retry = 1"
     " AND {where}"
 )
+_SCHEMA_OBJECT: Final = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", re.IGNORECASE)
 _UPGRADE_TO_2: Final = (
     "ALTER TABLE andon_jobs ADD COLUMN owner TEXT",
     "UPDATE andon_meta SET value = '2' WHERE key = 'schema_version'",
@@ -939,6 +970,28 @@ _LIST_TOKENS: Final = f"SELECT {_TOKEN_COLUMNS} FROM andon_tokens ORDER BY creat
 _REVOKE_TOKEN: Final = (
     f"UPDATE andon_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE name = ? RETURNING {_TOKEN_COLUMNS}"
 )
+
+
+def _transaction(conn: sqlite3.Connection, body: Callable[[sqlite3.Connection], T]) -> T:
+    """``body`` in one ``BEGIN IMMEDIATE`` transaction, committed whole or rolled back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        value = body(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        # A COMMIT that failed (busy) leaves the transaction open: end it here, or the next
+        # attempt's BEGIN would fail and a later COMMIT could keep half of this one.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return value
+
+
+def _has_every_object(conn: sqlite3.Connection, schema: str) -> bool:
+    """Whether every table and index ``schema`` creates exists already."""
+    wanted = set(_SCHEMA_OBJECT.findall(schema))
+    present = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    return wanted <= present
 
 
 def _token_from_row(row: sqlite3.Row) -> TokenRecord:

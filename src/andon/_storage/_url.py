@@ -1,14 +1,19 @@
-"""Opening a store from a URL: ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
-``postgresql://user:password@host:5432/dbname[?schema=andon]``."""
+"""Opening a store from a URL: ``sqlite:///relative.db[?busy_timeout=10]``,
+``sqlite:////abs/path.db``, ``postgresql://user:password@host:5432/dbname[?schema=andon]``."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
-from typing import final
+from typing import TYPE_CHECKING, final
+from urllib.parse import parse_qsl
 
 from andon._errors import ConfigurationError
 from andon._storage._port import Store
+
+if TYPE_CHECKING:
+    from andon._storage._sqlite import SqliteStore
 
 __all__ = ["DEFAULT_DATABASE_URL", "SchemaUpgrade", "database_url", "open_store", "upgrade_database"]
 
@@ -49,11 +54,25 @@ def _split(url: str) -> tuple[str, str]:
     return scheme, rest
 
 
-def _sqlite_path(url: str, rest: str) -> str:
-    path = rest[1:] if rest.startswith("/") else rest
+def _sqlite_store(url: str, rest: str) -> SqliteStore:
+    """The (unopened) store a ``sqlite://`` URL names; ``busy_timeout`` is its one parameter."""
+    from andon._storage._sqlite import DEFAULT_BUSY_TIMEOUT_S, SqliteStore
+
+    path, _, query = rest.partition("?")
+    path = path[1:] if path.startswith("/") else path
     if not path:
         raise ConfigurationError(f"{url!r} names no file (expected e.g. sqlite:///andon.db)")
-    return path
+    busy_timeout_s = DEFAULT_BUSY_TIMEOUT_S
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name != "busy_timeout":
+            raise ConfigurationError(f"unknown parameter {name!r} in {url!r} (SQLite takes only busy_timeout)")
+        try:
+            busy_timeout_s = float(value)
+        except ValueError:
+            busy_timeout_s = math.nan
+        if not 0 < busy_timeout_s < math.inf:
+            raise ConfigurationError(f"bad busy_timeout {value!r} in {url!r}: use a positive number of seconds")
+    return SqliteStore(path, busy_timeout_s=busy_timeout_s)
 
 
 def open_store(url: str | None = None) -> Store:
@@ -71,9 +90,7 @@ def open_store(url: str | None = None) -> Store:
     scheme, rest = _split(url)
     store: Store
     if scheme == "sqlite":
-        from andon._storage._sqlite import SqliteStore
-
-        store = SqliteStore(_sqlite_path(url, rest))
+        store = _sqlite_store(url, rest)
     else:
         from andon._storage._postgres import PostgresStore
 
@@ -96,9 +113,7 @@ def upgrade_database(url: str | None = None) -> SchemaUpgrade:
     url = database_url(url)
     scheme, rest = _split(url)
     if scheme == "sqlite":
-        from andon._storage._sqlite import SqliteStore
-
-        sqlite = SqliteStore(_sqlite_path(url, rest))
+        sqlite = _sqlite_store(url, rest)
         try:
             return SchemaUpgrade(sqlite.url, *sqlite.upgrade())
         finally:

@@ -16,7 +16,7 @@ import andon
 from andon import dashboard
 from andon._sizes import MAX_REQUEST_BYTES
 from andon.api._auth import Authenticator
-from andon.api._guard import LOOPBACK_HOSTS, Guard
+from andon.api._guard import LOOPBACK_HOSTS, RETRY_AFTER, Guard
 from andon.api._routes import router, session_router
 from andon.api._runtime import Runtime
 from andon.api._schemas import ErrorBody, ErrorDetail
@@ -38,6 +38,7 @@ ERROR_STATUS: Final[tuple[tuple[type[andon.AndonError], int, str], ...]] = (
     (andon.UnknownKind, 422, "unknown_kind"),
     (andon.WaitTimeout, 504, "wait_timeout"),
     (andon.ConfigurationError, 400, "configuration_error"),
+    (andon.StorageBusy, 503, "storage_busy"),
     (andon.StorageError, 503, "storage_unavailable"),
     (andon.LifecycleError, 503, "unavailable"),
     (andon.UsageError, 400, "bad_request"),
@@ -47,7 +48,8 @@ ERROR_STATUS: Final[tuple[tuple[type[andon.AndonError], int, str], ...]] = (
 
 ``WaitTimeout`` is 504 (the server gave up waiting for the work, which goes on; the
 cancel stays requested), not 408, which means the *client* was too slow to send its
-request and which browsers may silently resend.
+request and which browsers may silently resend. Every 503 carries ``Retry-After``: the
+request did nothing, and the same request may succeed a moment later.
 """
 
 
@@ -148,6 +150,7 @@ async def _andon_error(_request: Request, exc: Exception) -> JSONResponse:
             job_id=getattr(exc, "job_id", None),
             problems=getattr(exc, "problems", None),
         ),
+        RETRY_AFTER if status == 503 else None,
     )
 
 

@@ -32,11 +32,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import andon
 from andon.api._auth import SESSION_COOKIE, Authenticator, Caller
 
-__all__ = ["CALLER_KEY", "LOOPBACK_HOSTS", "Guard"]
+__all__ = ["CALLER_KEY", "LOOPBACK_HOSTS", "RETRY_AFTER", "Guard"]
 
 CALLER_KEY: Final = "andon.caller"
 
 LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
+RETRY_AFTER: Final = {"retry-after": "1"}
+"""The header of every 503: it did nothing, and the database may be free in a moment."""
 _UNSAFE_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 _CSP: Final = "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
@@ -92,7 +94,7 @@ class Guard:
             allowed = not scope["path"].startswith("/api/") or await self._authenticate(scope, headers)
         except (andon.StorageError, andon.LifecycleError) as exc:  # fail closed, and say why
             code = "storage_unavailable" if isinstance(exc, andon.StorageError) else "unavailable"
-            await _answer(send, 503, code, f"cannot check who this request comes from: {exc}")
+            await _answer(send, 503, code, f"cannot check who this request comes from: {exc}", RETRY_AFTER)
             return
         if not allowed:
             message = "this server needs a token: send Authorization: Bearer <token>, or log in to the dashboard"
