@@ -60,7 +60,7 @@ def test_db_upgrade_on_sqlite_reports_its_version(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     first = run("db", "upgrade", "--db", url)
     assert first.exit_code == 0, first.output
-    assert "upgraded from version 0 to 2" in first.stdout
+    assert "upgraded from version 0 to 3" in first.stdout
     assert "nothing to do" in run("db", "upgrade", "--db", url).stdout
 
 

@@ -133,7 +133,7 @@ def test_sqlite_version_1_file_upgrades_in_place(tmp_path: Path) -> None:
         job = alice.submit("count", {"n": 1})
         assert store.get(job.id).owner == "alice"
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM andon_meta WHERE key = 'schema_version'").fetchone() == ("2",)
+    assert check.execute("SELECT value FROM andon_meta WHERE key = 'schema_version'").fetchone() == ("3",)
     assert check.execute("SELECT count(*) FROM andon_jobs").fetchone() == (2,)
     check.close()
     # Opening again (and `andon db upgrade`) finds nothing left to do.
@@ -145,7 +145,7 @@ def test_sqlite_upgrade_reports_versions(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.executescript(SCHEMA_V1)
     done = andon.upgrade_database(f"sqlite:///{path}")
-    assert (done.before, done.after, done.changed) == (1, 2, True)
+    assert (done.before, done.after, done.changed) == (1, 3, True)
 
 
 def test_sqlite_newer_schema_is_refused(tmp_path: Path) -> None:

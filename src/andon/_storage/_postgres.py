@@ -24,8 +24,9 @@ PostgreSQL is the whole distributed engine; there is no coordinator of our own:
 
 Every statement is in this file, named, in the SQL section below. Timestamps are unix
 seconds (``double precision``) from the store's clock, like SQLite's; JSON is kept as
-text, byte for byte as written. Machines must keep their clocks in sync (NTP): a lease
-written by one machine is judged expired by another's clock.
+text, byte for byte as written. Leases alone are set and judged on the database server's
+clock, so a worker machine whose wall clock steps (or drifts) cannot expire a healthy
+lease; other timestamps come from each machine's clock, which should be kept in sync.
 """
 
 from __future__ import annotations
@@ -399,7 +400,9 @@ WITH next AS (
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE andon_jobs AS job SET status = 'running', attempt = job.attempt + 1, started_at = %(now)s,
-        worker_id = %(worker)s, lease_expires_at = %(lease)s, claim_token = %(token)s,
+        worker_id = %(worker)s, lease_expires_at =
+            COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) + %(lease_s)s,
+        claim_token = %(token)s,
         events_count = job.events_count + 1, progress_done = NULL, progress_total = NULL, progress_message = NULL
     FROM next
     WHERE job.id = next.id
@@ -490,7 +493,8 @@ SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs
 WHERE worker_id = %(worker)s AND status = 'cancelling'
 """
 _RENEW_LEASES: Final = """
-UPDATE andon_jobs SET lease_expires_at = %(until)s
+UPDATE andon_jobs SET lease_expires_at =
+    COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) + %(lease_s)s
 WHERE worker_id = %(worker)s AND status IN ('running', 'cancelling')
   AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
 RETURNING id
@@ -498,7 +502,8 @@ RETURNING id
 # SKIP LOCKED: a row locked right now is being settled by its (living) worker.
 _EXPIRED_FOR_UPDATE: Final = """
 SELECT * FROM andon_jobs
-WHERE status IN ('running', 'cancelling') AND lease_expires_at < %(now)s
+WHERE status IN ('running', 'cancelling')
+  AND lease_expires_at < COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp()))
 ORDER BY id
 FOR UPDATE SKIP LOCKED
 """
@@ -1217,7 +1222,7 @@ class PostgresStore:
             "now": now,
             "kinds": list(kinds),
             "worker": worker_id,
-            "lease": now + lease_s,
+            **self._lease_args(lease_s),
             "token": uuid.uuid4().hex,
             "actor": f"worker:{worker_id}",
             "n": limit,
@@ -1375,16 +1380,23 @@ class PostgresStore:
 
     def renew_leases(self, worker_id: str, lease_s: float, job_ids: Collection[str] | None = None) -> list[str]:
         args = {
-            "until": self._clock.now() + lease_s,
+            **self._lease_args(lease_s),
             "worker": worker_id,
             "ids": None if job_ids is None else list(job_ids),
         }
         rows = self._run(lambda cur: cur.execute(_RENEW_LEASES, args).fetchall(), _Mode.STATEMENT, _IfUnsure.RETRY)
         return [row["id"] for row in rows]
 
+    def _lease_args(self, lease_s: float) -> dict[str, Any]:
+        """Leases are set and judged on the database server's clock (``lease_base`` NULL):
+        a step of a worker's wall clock cannot expire a healthy lease. A test clock that
+        has a lease time of its own replaces the server's."""
+        base = self._clock.lease_now()
+        return {"lease_base": base, "lease_s": lease_s}
+
     def recover_lost(self) -> list[Job]:
         def body(cur: Cursor) -> list[Job]:
-            rows = cur.execute(_EXPIRED_FOR_UPDATE, {"now": self._clock.now()}).fetchall()
+            rows = cur.execute(_EXPIRED_FOR_UPDATE, self._lease_args(0.0)).fetchall()
             return self._settle_all(cur, [(job_from_row(r), Outcome(OutcomeKind.LOST)) for r in rows], "andon")
 
         # Run again after an unknown commit, it finds what is still expired; it only misses

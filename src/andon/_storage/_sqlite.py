@@ -10,6 +10,7 @@ every other writer. Reads never wait for the lock. The state rules come from
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any, Final, TypeVar, final
 
 from andon._access import Role, TokenRecord
@@ -74,7 +76,7 @@ DEFAULT_BUSY_TIMEOUT_S: Final = 10.0
 _BUSY_ATTEMPT_S: Final = 0.25
 _WAL_AUTOCHECKPOINT_PAGES: Final = 4_000
 _ACTIVE_RUN: Final = ("running", "cancelling")
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 
 @final
@@ -633,7 +635,14 @@ class SqliteStore:
         self, conn: sqlite3.Connection, worker_id: str, kinds: Collection[str], lease_s: float, limit: int
     ) -> list[Job]:
         now = self._clock.now()
-        args = {"now": now, "worker": worker_id, "lease": now + lease_s, "kinds": json.dumps(list(kinds)), "n": limit}
+        args = {
+            "now": now,
+            "worker": worker_id,
+            "lease": now + lease_s,
+            "deadline": self._lease_now() + lease_s,
+            "kinds": json.dumps(list(kinds)),
+            "n": limit,
+        }
         rows = conn.execute(_CLAIM, args).fetchall()
         actor = f"worker:{worker_id}"
         conn.executemany(
@@ -758,11 +767,12 @@ class SqliteStore:
         now = self._clock.now()
         rows = self._write(
             lambda conn: conn.execute(
-                "UPDATE andon_jobs SET lease_expires_at = :until"
+                "UPDATE andon_jobs SET lease_expires_at = :until, lease_deadline = :deadline"
                 " WHERE worker_id = :worker AND status IN ('running', 'cancelling')"
                 " AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids))) RETURNING id",
                 {
                     "until": now + lease_s,
+                    "deadline": self._lease_now() + lease_s,
                     "worker": worker_id,
                     "ids": None if job_ids is None else json.dumps(list(job_ids)),
                 },
@@ -771,14 +781,23 @@ class SqliteStore:
         return [row["id"] for row in rows]
 
     def recover_lost(self) -> list[Job]:
+        """Leases are judged on ``CLOCK_BOOTTIME``, which never steps: a jump of the wall
+        clock cannot expire a healthy lease. Every worker of an earlier boot of this machine
+        is gone, so their jobs are recovered at once."""
+
         def body(conn: sqlite3.Connection) -> list[Job]:
-            rows = conn.execute(
-                "SELECT * FROM andon_jobs WHERE status IN ('running', 'cancelling') AND lease_expires_at < ?",
-                (self._clock.now(),),
-            ).fetchall()
+            boot = conn.execute("SELECT value FROM andon_meta WHERE key = 'boot_id'").fetchone()
+            if boot is None or boot[0] != _BOOT_ID:
+                conn.execute("INSERT OR REPLACE INTO andon_meta (key, value) VALUES ('boot_id', ?)", (_BOOT_ID,))
+            rebooted = boot is not None and boot[0] != _BOOT_ID
+            rows = conn.execute(_EXPIRED, {"now": self._lease_now(), "rebooted": rebooted}).fetchall()
             return [self._settle(conn, job_from_row(r), Outcome(OutcomeKind.LOST), "andon") for r in rows]
 
         return self._write(body)
+
+    def _lease_now(self) -> float:
+        now = self._clock.lease_now()
+        return time.clock_gettime(time.CLOCK_BOOTTIME) if now is None else now
 
     # -- schema ---------------------------------------------------------------
 
@@ -790,8 +809,9 @@ class SqliteStore:
                 f"{self.path!r} has andon schema version {version}, newer than this andon knows"
                 f" ({SCHEMA_VERSION}); upgrade andon"
             )
-        if version == 1:
-            self._retry_busy(lambda: self._upgrade_from_1(conn))
+        for start, statements in ((1, _UPGRADE_TO_2), (2, _UPGRADE_TO_3)):
+            if 0 < version <= start:
+                self._retry_busy(functools.partial(self._upgrade, conn, start, statements))
         schema = resources.files("andon._storage").joinpath("schema_sqlite.sql").read_text()
         # Only when something is missing: the script's INSERT takes the write lock even
         # when it inserts nothing, and a process that only reads (`andon ls`) must open
@@ -799,15 +819,19 @@ class SqliteStore:
         if version != SCHEMA_VERSION or not self._retry_busy(lambda: _has_every_object(conn, schema)):
             self._retry_busy(lambda: conn.executescript(schema))
 
-    def _upgrade_from_1(self, conn: sqlite3.Connection) -> None:
-        """Version 1 -> 2: jobs get an ``owner``; the script then adds the tokens table."""
+    def _upgrade(self, conn: sqlite3.Connection, start: int, statements: tuple[str, ...]) -> None:
+        """Version ``start`` -> ``start + 1`` in place; the schema script then adds what is new.
+
+        1 -> 2: jobs get an ``owner`` (and the script the tokens table); 2 -> 3: jobs get a
+        ``lease_deadline`` on the boot-time clock.
+        """
         with self._write_lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 # Another process may have upgraded the file since we looked.
                 row = conn.execute("SELECT value FROM andon_meta WHERE key = 'schema_version'").fetchone()
-                if row is not None and int(row[0]) == 1:
-                    for statement in _UPGRADE_TO_2:
+                if row is not None and int(row[0]) == start:
+                    for statement in statements:
                         conn.execute(statement)
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -884,7 +908,7 @@ class SqliteStore:
 # planner prefers the status index and sorts every queued row for each claim.
 _CLAIM: Final = (
     "UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :now,"
-    " worker_id = :worker, lease_expires_at = :lease, events_count = events_count + 1,"
+    " worker_id = :worker, lease_expires_at = :lease, lease_deadline = :deadline, events_count = events_count + 1,"
     " progress_done = NULL, progress_total = NULL, progress_message = NULL"
     " WHERE id IN (SELECT id FROM andon_jobs INDEXED BY andon_jobs_queue"
     " WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))"
@@ -893,7 +917,7 @@ _CLAIM: Final = (
 )
 _SETTLE: Final = (
     "UPDATE andon_jobs SET status = :status, finished_at = :finished,"
-    " worker_id = NULL, lease_expires_at = NULL, events_count = events_count + :events,"
+    " worker_id = NULL, lease_expires_at = NULL, lease_deadline = NULL, events_count = events_count + :events,"
     " result = :result, error_type = :error_type, error_message = :error_message,"
     " error_traceback = :error_traceback,"
     " failures = failures + :failed, available_at = :available,"
@@ -954,10 +978,29 @@ _REQUEST_STOP_MANY: Final = (
     " events_count = events_count + 1 WHERE status = 'running' AND {where} RETURNING *"
 )
 _RETRYING_FORCE_FAILS: Final = (
-    "SELECT * FROM andon_jobs WHERE status = 'cancelling' AND cancel_reason = 'forced' AND cancel_retry = 1"
-    " AND {where}"
+    "SELECT * FROM andon_jobs WHERE status = 'cancelling' AND cancel_reason = 'forced' AND cancel_retry = 1 AND {where}"
 )
 _SCHEMA_OBJECT: Final = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", re.IGNORECASE)
+
+
+def _read_boot_id() -> str:
+    """This boot of the machine (the kernel's random boot id); a reboot changes it."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:  # no /proc: a reboot is then found by lease expiry alone
+        return "unknown"
+
+
+# A lease with no deadline was written by andon before schema 3: judged expired.
+_EXPIRED: Final = (
+    "SELECT * FROM andon_jobs WHERE status IN ('running', 'cancelling')"
+    " AND (:rebooted OR lease_deadline IS NULL OR lease_deadline < :now)"
+)
+_BOOT_ID: Final = _read_boot_id()
+_UPGRADE_TO_3: Final = (
+    "ALTER TABLE andon_jobs ADD COLUMN lease_deadline REAL",
+    "UPDATE andon_meta SET value = '3' WHERE key = 'schema_version'",
+)
 _UPGRADE_TO_2: Final = (
     "ALTER TABLE andon_jobs ADD COLUMN owner TEXT",
     "UPDATE andon_meta SET value = '2' WHERE key = 'schema_version'",

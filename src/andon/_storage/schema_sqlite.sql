@@ -1,4 +1,4 @@
--- andon schema for SQLite, version 2 (a version-1 file is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
+-- andon schema for SQLite, version 3 (a file of an older version is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
 CREATE TABLE IF NOT EXISTS andon_jobs (
     id                     TEXT PRIMARY KEY,
     kind                   TEXT NOT NULL,
@@ -15,7 +15,8 @@ CREATE TABLE IF NOT EXISTS andon_jobs (
     started_at             REAL,
     finished_at            REAL,
     worker_id              TEXT,
-    lease_expires_at       REAL,
+    lease_expires_at       REAL,                -- wall clock, for people
+    lease_deadline         REAL,                -- CLOCK_BOOTTIME: what expiry is judged on
     progress_done          REAL,
     progress_total         REAL,
     progress_message       TEXT,
@@ -73,4 +74,4 @@ CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '2');
+INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '3');
