@@ -569,11 +569,22 @@ class Worker:
 
     def _lease_loop(self) -> None:
         failures = 0
+        # Recovery of other workers' jobs waits until this worker's own store access has
+        # been healthy for a whole lease: after an outage that blocked every writer, each
+        # living worker renews its leases within a fraction of a lease, so only the jobs
+        # of workers that really are gone still look expired by then.
+        healthy_since = time.monotonic() - self.lease_s
         while not self._halt.wait(self.lease_s / 3 if not failures else min(self.lease_s / 12, _backoff(failures))):
             try:
+                began = time.monotonic()
                 self._renew()
-                for job in self.store.recover_lost():
-                    log.warning("job %s: its worker was lost; now %s", job.id, job.status.value)
+                if failures or time.monotonic() - began > self.lease_s / 6:
+                    # Failed before, or slow now: a store that retried through an outage
+                    # inside the call answers late, not with an error.
+                    healthy_since = time.monotonic()
+                elif began - healthy_since >= self.lease_s:
+                    for job in self.store.recover_lost():
+                        log.warning("job %s: its worker was lost; now %s", job.id, job.status.value)
             except AndonError as exc:
                 failures += 1
                 (log.warning if failures == 1 else log.debug)("worker %s: renewing leases failed: %s", self.id, exc)
@@ -587,10 +598,10 @@ class Worker:
             failures = 0
 
     def _renew(self) -> None:
+        """Renew the leases of the attempts running here (with none, this still proves that
+        the store takes writes: the lease loop judges its own health by it)."""
         with self._lock:
             held = list(self._running.values())
-        if not held:
-            return
         began = time.monotonic()
         renewed = set(self.store.renew_leases(self.id, self.lease_s, [r.attempt.job.id for r in held]))
         for running in held:

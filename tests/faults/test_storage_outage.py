@@ -1,0 +1,147 @@
+"""A job that ends while the store is away keeps its outcome, result and items (issue 12,
+item 3), and the outage costs no living worker its leases.
+
+Real outages, each longer than the lease, while a job finishes:
+
+* SQLite on a real full filesystem (a small tmpfs that a filler file fills up);
+* PostgreSQL refusing every connection to the database (``ALLOW_CONNECTIONS false`` and
+  the backends terminated), as a database that is down does.
+
+A second worker watches the same store the whole time: before, it recovered the job as
+``worker_lost`` once the store was back, and the first worker's result was dropped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import andon
+from andon._storage import Store
+from andon._storage._postgres import PostgresStore
+from tests.postgres import admin_connection, fresh_schema
+from tests.support import wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+LEASE_S = 3.0
+OUTAGE_S = 2.5 * LEASE_S
+ITEMS = 30
+
+app = andon.App(default_grace=0.5)
+may_finish = threading.Event()
+
+
+@app.job("finisher")
+def finisher(ctx: andon.Context) -> dict[str, int]:
+    for i in range(ITEMS // 2):
+        ctx.emit({"i": i})
+    may_finish.wait(60)  # the test takes the store away, then lets the job end
+    for i in range(ITEMS // 2, ITEMS):
+        ctx.emit({"i": i})
+    return {"items": ITEMS}
+
+
+@contextlib.contextmanager
+def workers(*stores: Store) -> Iterator[list[andon.Worker]]:
+    started = [andon.Worker(app, s, concurrency=1, lease_s=LEASE_S, shutdown_grace_s=1.0) for s in stores]
+    for worker in started:
+        worker.start()
+    try:
+        yield started
+    finally:
+        may_finish.set()
+        for worker in started:
+            worker.stop()
+
+
+def run_through_outage(
+    client: andon.Client, stores: tuple[Store, Store], outage: contextlib.AbstractContextManager[None]
+) -> None:
+    may_finish.clear()
+    job = client.submit("finisher", {})
+    with workers(*stores):
+        wait_until(lambda: client.get(job.id).items_count >= ITEMS // 2, timeout=30, what="the first items")
+        with outage:
+            may_finish.set()  # the job ends now, while nothing can be written
+            time.sleep(OUTAGE_S)
+        ended = client.wait_finished(job.id, timeout=60)
+    assert ended.status is andon.JobStatus.SUCCEEDED, ended.error
+    assert ended.result == {"items": ITEMS}
+    assert ended.attempt == 1
+    assert [item.data["i"] for item in client.results(job.id)] == list(range(ITEMS))
+    assert not any(e.reason == "worker_lost" for e in client.events(job.id))
+
+
+# -- SQLite: the disk is full -------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        reason = f"cannot mount a tmpfs to fill up ({done.stderr.decode().strip()}): run the suite as root"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@contextlib.contextmanager
+def disk_full(mount: Path) -> Iterator[None]:
+    filler = mount / "filler"
+    with open(filler, "wb") as out, contextlib.suppress(OSError):
+        while True:
+            out.write(b"\0" * 65536)
+            out.flush()
+    try:
+        yield
+    finally:
+        filler.unlink()
+
+
+def test_sqlite_a_job_that_ends_while_the_disk_is_full_keeps_everything(small_disk: Path) -> None:
+    path = str(small_disk / "andon.db")
+    with andon.SqliteStore(path) as one, andon.SqliteStore(path) as two, andon.SqliteStore(path) as reader:
+        run_through_outage(andon.Client(reader, app, actor="test"), (one, two), disk_full(small_disk))
+
+
+# -- PostgreSQL: the database refuses connections ---------------------------------
+
+
+@contextlib.contextmanager
+def refusing_connections(database: str) -> Iterator[None]:
+    with admin_connection() as probe:
+        dsn = probe.info.dsn
+    # A database cannot lock itself out: do it from another one.
+    with psycopg.connect(dsn, dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            )
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
+
+
+def test_postgres_a_job_that_ends_while_the_database_refuses_connections_keeps_everything() -> None:
+    with fresh_schema() as url:
+        database = psycopg.conninfo.conninfo_to_dict(url.partition("?")[0]).get("dbname") or "test"
+        with PostgresStore(url) as one, PostgresStore(url) as two, PostgresStore(url) as reader:
+            outage = refusing_connections(str(database))
+            run_through_outage(andon.Client(reader, app, actor="test"), (one, two), outage)
