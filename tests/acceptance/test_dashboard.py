@@ -186,9 +186,11 @@ def test_force_fail_remove_and_cancel_all_running(page: Page, server: Served, jo
     spin_card = card(page, spinner.id)
     expect(spin_card.locator(".badge")).to_have_text("running")
     spin_card.get_by_role("button", name="Cancel", exact=True).click()
-    # A CPU loop ignores the cancel: the card says so until SIGTERM ends it after the grace.
+    # A CPU loop ignores the cancel: the card says so until SIGTERM ends it after the grace
+    # (or SIGKILL a grace later, on a machine too busy to let the child exit in time: which
+    # rung stops it is test_escalation.py's subject; here, that the card tells it).
     expect(spin_card.get_by_role("button", name="Cancelling…")).to_be_disabled()
-    expect(spin_card.locator(".progress-message")).to_contain_text("stopped: terminated")
+    expect(spin_card.locator(".progress-message")).to_contain_text(re.compile(r"stopped: (terminated|killed)"))
 
     stuck = jobs.submit("count", {"n": 1000, "interval_s": 0.05})
     stuck_card = card(page, stuck.id)

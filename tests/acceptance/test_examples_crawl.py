@@ -207,9 +207,11 @@ def test_timeout_stops_the_crawl_with_reason_timeout(
     client: andon.Client, make_worker: MakeWorker, site: SiteServer
 ) -> None:
     assert example_app.get("crawl").timeout_s == 45 * 60, "the kind's default timeout is 45 minutes"
-    site.delay_s = PAGE_DELAY_S
+    # Long enough for Chromium to start and keep a page even on a busy machine (2.5 s was
+    # not, under a CPU hog); the site's six pages at 2 s each keep the crawl going past it.
+    site.delay_s = 2.0
     make_worker()
-    job = client.submit("crawl", {"start_url": f"{site.url}/index.html"}, timeout=2.5)
+    job = client.submit("crawl", {"start_url": f"{site.url}/index.html"}, timeout=8.0)
     processes = JobProcesses(job.id)
     processes.wait_running()
     stopped = client.wait_finished(job.id, timeout=30)
