@@ -109,6 +109,8 @@ class Attempt:
         self.stop_requested_at: float | None = None
         """``time.monotonic()`` of the first stop request, for escalation."""
         self.escalations = 0
+        self.refused_items = 0
+        """Items the store refused because this attempt no longer held the job."""
         self.unflushable = False
         """The store refused this attempt's output with an error that is not an outage."""
         self.state = AttemptState.RUNNING

@@ -44,7 +44,7 @@ from typing import Final, final
 
 from andon._attempt import Attempt, AttemptState, ended_now, failure, stopped
 from andon._cancel import CancelReason, StopMethod
-from andon._errors import AndonError, JobFinished, LifecycleError, StorageError
+from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError, StorageError
 from andon._jobs import ErrorInfo, Job, JobStatus, Outcome, OutcomeKind
 from andon._registry import App, Isolation
 from andon._runtimes import Escalation, Execution, close_slot_loop, execution_for
@@ -426,7 +426,28 @@ class Worker:
             return []
         for pending, settled in zip(batch, results, strict=True):
             _log_settled(pending.attempt.job, settled)
+            if isinstance(settled, InvalidTransition):
+                self._record_lost_attempt(pending)
         return jobs
+
+    def _record_lost_attempt(self, pending: _PendingSettlement) -> None:
+        """The job was recovered from this worker while the attempt went on (it was cut off
+        past its lease): put the attempt's own end, and what of its output was refused, in
+        the job's history, so the record tells what happened on this side too."""
+        attempt, settlement = pending.attempt, pending.settlement
+        lost = attempt.refused_items + (len(settlement.update.items) if settlement.update else 0)
+        job = attempt.job
+        try:
+            self.store.record_lost_attempt(job.id, job.attempt, self.id, settlement.outcome, lost)
+        except AndonError as exc:
+            log.warning("job %s: could not record how its lost attempt %d ended: %s", job.id, job.attempt, exc)
+            return
+        log.warning(
+            "job %s: attempt %d had lost the job; its end and %d refused item(s) are recorded",
+            job.id,
+            job.attempt,
+            lost,
+        )
 
     def _store_settlements(self, settlements: list[Settlement], want: int) -> tuple[list[Job | AndonError], list[Job]]:
         failures = 0
@@ -715,7 +736,10 @@ class Worker:
         its settlement (which records the error if the store still refuses it).
         """
         try:
-            self.store.write_progress([update for _, update in pending])
+            refused = set(self.store.write_progress([update for _, update in pending]))
+            for attempt, update in pending:
+                if attempt.job.id in refused:
+                    attempt.refused_items += len(update.items)
             return
         except AndonError as exc:
             log.warning("worker %s: writing results failed (%s); keeping them for the next try", self.id, exc)

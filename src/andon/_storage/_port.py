@@ -318,8 +318,13 @@ class Store(Protocol):
         """
         ...
 
-    def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
-        """Store partial results and progress of running attempts, all in one transaction."""
+    def write_progress(self, updates: Sequence[ProgressUpdate]) -> list[str]:
+        """Store partial results and progress of running attempts, all in one transaction.
+
+        Returns the ids of the jobs whose update was refused because the attempt it names no
+        longer holds the job (it was recovered, requeued or settled meanwhile): nothing of
+        such an update is stored.
+        """
         ...
 
     def settle(
@@ -379,6 +384,19 @@ class Store(Protocol):
 
     def recover_lost(self) -> list[Job]:
         """Settle attempts whose worker's lease expired (reason ``worker_lost``)."""
+        ...
+
+    def record_lost_attempt(self, job_id: str, attempt: int, worker_id: str, outcome: Outcome, lost_items: int) -> None:
+        """Add to a job's history how an attempt that had lost the job ended.
+
+        For a worker that was cut off past its lease while the job was recovered: the
+        attempt's own stop (when, why, how) and how many items it emitted that the store
+        refused (they cannot join the results: the next attempt continues the sequence).
+        One event, no change of state.
+
+        Raises:
+            JobNotFound: no such job (it was deleted meanwhile).
+        """
         ...
 
     # -- tokens ---------------------------------------------------------------

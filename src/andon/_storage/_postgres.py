@@ -32,6 +32,7 @@ lease; other timestamps come from each machine's clock, which should be kept in 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import json
 import logging
@@ -89,7 +90,15 @@ from andon._storage._port import (
     ProgressUpdate,
     Settlement,
 )
-from andon._storage._rows import event_from_row, item_from_row, job_from_row, rows_that_fit, settlement_write
+from andon._storage._rows import (
+    LOST_ATTEMPT_EVENT,
+    event_from_row,
+    item_from_row,
+    job_from_row,
+    lost_attempt_event,
+    rows_that_fit,
+    settlement_write,
+)
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "redact_url"]
 
@@ -1228,12 +1237,14 @@ class PostgresStore:
             "n": limit,
         }
 
-    def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+    def write_progress(self, updates: Sequence[ProgressUpdate]) -> list[str]:
         pending = [u for u in updates if not u.is_empty]
-        if pending:
-            self._run(lambda cur: self._write_updates(cur, pending), _Mode.TRANSACTION, _IfUnsure.RETRY)
+        if not pending:
+            return []
+        return self._run(lambda cur: self._write_updates(cur, pending), _Mode.TRANSACTION, _IfUnsure.RETRY)
 
-    def _write_updates(self, cur: Cursor, updates: Sequence[ProgressUpdate]) -> None:
+    def _write_updates(self, cur: Cursor, updates: Sequence[ProgressUpdate]) -> list[str]:
+        refused: list[str] = []
         # Rows are locked in id order, the order recovery and bulk cancels lock them in.
         for update in sorted(updates, key=lambda u: u.job_id):
             progress = update.progress or (None, None, None)
@@ -1253,9 +1264,11 @@ class PostgresStore:
             if held is None:
                 # The attempt lost the job (recovered, requeued, settled): what it still sends
                 # must not change a finished job or mix into the next attempt's results.
+                refused.append(update.job_id)
                 continue
             if update.items:
                 _insert_items(cur, update)
+        return refused
 
     def settle(
         self,
@@ -1386,6 +1399,21 @@ class PostgresStore:
         }
         rows = self._run(lambda cur: cur.execute(_RENEW_LEASES, args).fetchall(), _Mode.STATEMENT, _IfUnsure.RETRY)
         return [row["id"] for row in rows]
+
+    def record_lost_attempt(self, job_id: str, attempt: int, worker_id: str, outcome: Outcome, lost_items: int) -> None:
+        reason, message = lost_attempt_event(attempt, worker_id, outcome, lost_items)
+
+        def body(cur: Cursor) -> None:
+            row = cur.execute(_GET_FOR_UPDATE, {"id": job_id}).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            job = dataclasses.replace(job_from_row(row), attempt=attempt)
+            actor = f"worker:{worker_id}"
+            now = self._clock.now()
+            self._event(cur, job, LOST_ATTEMPT_EVENT, job.status, job.status, actor, reason, message, now)
+
+        # Not repeated after an unknown commit: a second copy of the event would be wrong.
+        self._run(body, _Mode.TRANSACTION, _IfUnsure.RAISE)
 
     def _lease_args(self, lease_s: float) -> dict[str, Any]:
         """Leases are set and judged on the database server's clock (``lease_base`` NULL):

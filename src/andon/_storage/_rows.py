@@ -8,6 +8,7 @@ changes in its job's row and which events it adds, for the stores' SQL to apply.
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ __all__ = [
     "event_from_row",
     "item_from_row",
     "job_from_row",
+    "lost_attempt_event",
     "rows_that_fit",
     "settlement_write",
 ]
@@ -111,6 +113,29 @@ class Row(Protocol):
     """A database row read by column name (``sqlite3.Row``, a psycopg ``dict_row``)."""
 
     def __getitem__(self, key: str, /) -> Any: ...  # Any: whatever the column holds
+
+
+LOST_ATTEMPT_EVENT = "lost attempt ended"
+
+
+def lost_attempt_event(attempt: int, worker_id: str, outcome: Outcome, lost_items: int) -> tuple[str, str]:
+    """The reason and message of the event that records how an attempt that had lost its
+    job ended (see ``Store.record_lost_attempt``)."""
+    how = outcome.kind.value
+    if outcome.stop_method is not None:
+        how += f" ({outcome.stop_method.value})"
+    if outcome.error is not None:
+        how += f": {outcome.error.type}"
+    reason = outcome.stop_reason.value if outcome.stop_reason is not None else outcome.kind.value
+    when = ""
+    if outcome.stopped_at is not None:
+        stopped = datetime.datetime.fromtimestamp(outcome.stopped_at, datetime.UTC)
+        when = f" at {stopped.isoformat(timespec='milliseconds')}"
+    message = (
+        f"attempt {attempt} went on without the job on worker {worker_id} and ended {how}{when};"
+        f" {lost_items} item(s) it emitted after its last stored write were not stored"
+    )
+    return reason, message
 
 
 def job_from_row(row: Row) -> Job:

@@ -10,6 +10,7 @@ every other writer. Reads never wait for the lock. The state rules come from
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -62,7 +63,15 @@ from andon._storage._port import (
     ProgressUpdate,
     Settlement,
 )
-from andon._storage._rows import event_from_row, item_from_row, job_from_row, rows_that_fit, settlement_write
+from andon._storage._rows import (
+    LOST_ATTEMPT_EVENT,
+    event_from_row,
+    item_from_row,
+    job_from_row,
+    lost_attempt_event,
+    rows_that_fit,
+    settlement_write,
+)
 
 __all__ = ["SqliteStore"]
 
@@ -654,12 +663,14 @@ class SqliteStore:
         )
         return sorted((job_from_row(r) for r in rows), key=lambda job: (-job.priority, job.id))
 
-    def write_progress(self, updates: Sequence[ProgressUpdate]) -> None:
+    def write_progress(self, updates: Sequence[ProgressUpdate]) -> list[str]:
         updates = [u for u in updates if not u.is_empty]
-        if updates:
-            self._write(lambda conn: self._write_updates(conn, updates))
+        if not updates:
+            return []
+        return self._write(lambda conn: self._write_updates(conn, updates))
 
-    def _write_updates(self, conn: sqlite3.Connection, updates: Sequence[ProgressUpdate]) -> None:
+    def _write_updates(self, conn: sqlite3.Connection, updates: Sequence[ProgressUpdate]) -> list[str]:
+        refused: list[str] = []
         for update in updates:
             held = conn.execute(
                 "SELECT 1 FROM andon_jobs WHERE id = ? AND attempt = ? AND status IN ('running', 'cancelling')",
@@ -668,6 +679,7 @@ class SqliteStore:
             if held is None:
                 # The attempt lost the job (recovered, requeued, settled): what it still sends
                 # must not change a finished job or mix into the next attempt's results.
+                refused.append(update.job_id)
                 continue
             if update.items:
                 conn.executemany(
@@ -695,6 +707,7 @@ class SqliteStore:
                     update.attempt,
                 ),
             )
+        return refused
 
     def settle(
         self,
@@ -794,6 +807,21 @@ class SqliteStore:
             return [self._settle(conn, job_from_row(r), Outcome(OutcomeKind.LOST), "andon") for r in rows]
 
         return self._write(body)
+
+    def record_lost_attempt(self, job_id: str, attempt: int, worker_id: str, outcome: Outcome, lost_items: int) -> None:
+        reason, message = lost_attempt_event(attempt, worker_id, outcome, lost_items)
+
+        def body(conn: sqlite3.Connection) -> None:
+            row = conn.execute("SELECT * FROM andon_jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is None:
+                raise JobNotFound(job_id)
+            job = dataclasses.replace(job_from_row(row), attempt=attempt)
+            actor = f"worker:{worker_id}"
+            self._event(
+                conn, job, LOST_ATTEMPT_EVENT, job.status, job.status, actor, reason, message, self._clock.now()
+            )
+
+        self._write(body)
 
     def _lease_now(self) -> float:
         now = self._clock.lease_now()
