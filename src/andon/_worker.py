@@ -27,6 +27,7 @@ store is back.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -34,12 +35,14 @@ import logging
 import os
 import random
 import socket
+import tempfile
 import threading
 import time
 import uuid
 import weakref
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, final
 
 from andon._attempt import Attempt, AttemptState, ended_now, failure, stopped
@@ -105,6 +108,8 @@ class Worker:
         shutdown_grace_s: on :meth:`stop`, how long running jobs may go on before they
             are cancelled with reason ``shutdown`` and put back in the queue.
         flush_interval_s: how often buffered results and progress are written.
+        spool_dir: where an attempt's output goes beyond its memory budget (8 MiB) while the
+            store takes no writes; a temporary folder of this worker's by default.
     """
 
     def __init__(
@@ -119,6 +124,7 @@ class Worker:
         flush_interval_s: float = 0.05,
         idle_poll_s: float = 1.0,
         kinds: Collection[str] | None = None,
+        spool_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if concurrency < 1:
             raise LifecycleError("a worker needs concurrency >= 1")
@@ -131,6 +137,11 @@ class Worker:
         self.flush_interval_s = flush_interval_s
         self.idle_poll_s = idle_poll_s
         self.kinds = list(kinds) if kinds is not None else [k.kind for k in app.kinds]
+        # Where output the store does not take goes beyond each attempt's memory budget.
+        safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.id)
+        self.spool_dir = (
+            Path(spool_dir) if spool_dir is not None else Path(tempfile.gettempdir(), "andon-spool", safe_id)
+        )
         for kind in self.kinds:
             app.get(kind)
         self.state = WorkerState.NEW
@@ -212,6 +223,8 @@ class Worker:
             if thread is not threading.current_thread():
                 thread.join()
         _local_workers.discard(self)
+        with contextlib.suppress(OSError):  # only if empty: a journal left behind says why
+            self.spool_dir.rmdir()
         self.state = WorkerState.STOPPED
         log.info("worker %s stopped", self.id)
 
@@ -360,6 +373,7 @@ class Worker:
         one of them writes all of them in the next transaction.
         """
         job = attempt.job
+        self._drain_journal(attempt)
         update = attempt.buffer.close(attempt.token.acknowledged_at)
         if outcome.stop_method is StopMethod.ABANDONED:
             outcome = ended_now(outcome)  # the buffer is closed: nothing it emits now counts
@@ -400,10 +414,30 @@ class Worker:
                     self._drained_generation = generation
                 self._changed.notify_all()
 
+    def _drain_journal(self, attempt: Attempt) -> None:
+        """Write what the attempt's journal holds, a chunk at a time, before its end is
+        recorded: the end's own write then holds at most one memory budget of items."""
+        failures = 0
+        while attempt.buffer.journalled:
+            with attempt.buffer.flush_lock:
+                update = attempt.buffer.take(attempt.token.acknowledged_at)
+                try:
+                    if self.store.write_progress([update]):
+                        attempt.refused_items += len(update.items)
+                    failures = 0
+                    continue
+                except AndonError as exc:
+                    attempt.buffer.restore(update)
+                    failures += 1
+                    (log.warning if failures == 1 else log.debug)(
+                        "job %s: writing its journalled output failed (%s); retrying", attempt.job.id, exc
+                    )
+            time.sleep(_backoff(failures))
+
     def _hand_out(self, jobs: list[Job], claimed_at: float) -> None:
         """Make claimed jobs ready for idle slots (call with ``_changed`` held)."""
         for job in jobs:
-            attempt = Attempt(job, self.app.get(job.kind), self._flush_wake.set)
+            attempt = Attempt(job, self.app.get(job.kind), self._flush_wake.set, self.spool_dir)
             attempt.vouch(claimed_at + self.lease_s * _FENCE_AT)
             entry = _Running(attempt, execution_for(attempt), None, claimed_at)
             self._running[job.id] = entry

@@ -3,7 +3,7 @@ item 3), and the outage costs no living worker its leases.
 
 Real outages, each longer than the lease, while a job finishes:
 
-* SQLite on a real full filesystem (a small tmpfs that a filler file fills up);
+* SQLite on a real full filesystem (a 32 MB tmpfs that a filler file fills up);
 * PostgreSQL refusing every connection to the database (``ALLOW_CONNECTIONS false`` and
   the backends terminated), as a database that is down does.
 
@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -27,7 +29,7 @@ import pytest
 import andon
 from andon._storage import Store
 from andon._storage._postgres import PostgresStore
-from tests.postgres import admin_connection, fresh_schema
+from tests.postgres import SERVER_URL, admin_connection, require_postgres, with_schema
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -38,6 +40,20 @@ ITEMS = 30
 
 app = andon.App(default_grace=0.5)
 may_finish = threading.Event()
+
+
+emitted: dict[str, int] = {}
+
+
+@app.job("flood", retry=andon.Retry(max_attempts=2))
+def flood(ctx: andon.Context) -> None:
+    """Emits 1 KB items, a thousand a second, until it is stopped (attempt 1 only)."""
+    if ctx.attempt > 1:
+        return
+    while True:
+        ctx.emit({"pad": "x" * 1000})
+        emitted[ctx.job_id] = emitted.get(ctx.job_id, 0) + 1
+        ctx.sleep(0.001)
 
 
 @app.job("finisher")
@@ -88,7 +104,7 @@ def run_through_outage(
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4M", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32M", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         reason = f"cannot mount a tmpfs to fill up ({done.stderr.decode().strip()}): run the suite as root"
         if os.environ.get("CI") == "true":
@@ -123,6 +139,27 @@ def test_sqlite_a_job_that_ends_while_the_disk_is_full_keeps_everything(small_di
 
 
 @contextlib.contextmanager
+def own_database() -> Iterator[tuple[str, str]]:
+    """A database of this test's own (migrated), so refusing its connections never locks
+    out another test or a suite running beside this one; dropped afterwards."""
+    require_postgres()
+    name = f"andon_outage_{os.getpid()}_{secrets.token_hex(3)}"
+    with admin_connection() as probe:
+        dsn = probe.info.dsn
+    with psycopg.connect(dsn, dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(SERVER_URL)
+    url = with_schema(urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, "")), "andon")
+    try:
+        PostgresStore(url).upgrade()
+        yield url, name
+    finally:
+        with psycopg.connect(dsn, dbname="postgres", autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
 def refusing_connections(database: str) -> Iterator[None]:
     with admin_connection() as probe:
         dsn = probe.info.dsn
@@ -140,8 +177,45 @@ def refusing_connections(database: str) -> Iterator[None]:
 
 
 def test_postgres_a_job_that_ends_while_the_database_refuses_connections_keeps_everything() -> None:
-    with fresh_schema() as url:
-        database = psycopg.conninfo.conninfo_to_dict(url.partition("?")[0]).get("dbname") or "test"
-        with PostgresStore(url) as one, PostgresStore(url) as two, PostgresStore(url) as reader:
-            outage = refusing_connections(str(database))
-            run_through_outage(andon.Client(reader, app, actor="test"), (one, two), outage)
+    with (
+        own_database() as (url, name),
+        PostgresStore(url) as one,
+        PostgresStore(url) as two,
+        PostgresStore(url) as reader,
+    ):
+        run_through_outage(andon.Client(reader, app, actor="test"), (one, two), refusing_connections(name))
+
+
+def test_output_beyond_the_memory_budget_waits_in_a_journal_and_is_all_stored(
+    small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A handler emitting 1 MB a second through a full-disk outage: the worker holds at
+    most its budget in memory, the rest waits in a journal on another disk, and every item
+    the handler emitted is stored, in order, once the disk has room again."""
+    from andon import _attempt
+
+    monkeypatch.setattr(_attempt, "MAX_BUFFER_BYTES", 256 * 1024)
+    spool = tmp_path / "spool"
+    path = str(small_disk / "andon.db")
+    with andon.SqliteStore(path) as store:
+        client = andon.Client(store, app, actor="test")
+        worker = andon.Worker(app, store, concurrency=1, lease_s=LEASE_S, shutdown_grace_s=1.0, spool_dir=spool)
+        worker.start()
+        try:
+            job = client.submit("flood", {})
+            wait_until(lambda: client.get(job.id).items_count >= 100, timeout=30, what="the first items")
+            with disk_full(small_disk):
+                wait_until(lambda: any(spool.glob("*.jsonl")), timeout=30, what="a journal to be started")
+                time.sleep(OUTAGE_S)
+            ended = client.cancel(job.id, wait=True, timeout=60).job
+        finally:
+            worker.stop()
+        items = client.results(job.id)
+    # However the stop came (the cancel, or lease_lost if no renewal got through the full
+    # disk), every item the handler emitted is stored once, in order.
+    assert ended.status in (andon.JobStatus.CANCELLED, andon.JobStatus.SUCCEEDED)
+    first = [item for item in items if item.attempt == 1]
+    assert [item.seq for item in first] == list(range(emitted[job.id]))
+    assert emitted[job.id] * 1000 > 4 * 256 * 1024, "too little output to need the journal"
+    assert "the store is not taking its output" in caplog.text
+    assert not spool.exists() or not any(spool.iterdir()), "a journal was left behind"
