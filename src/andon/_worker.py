@@ -432,6 +432,10 @@ class Worker:
                     (log.warning if failures == 1 else log.debug)(
                         "job %s: writing its journalled output failed (%s); retrying", attempt.job.id, exc
                     )
+                except Exception:  # a bug: the end's own write takes the rest (and says so if it fails)
+                    attempt.buffer.restore(update)
+                    log.exception("job %s: writing its journalled output failed unexpectedly", attempt.job.id)
+                    return
             time.sleep(_backoff(failures))
 
     def _hand_out(self, jobs: list[Job], claimed_at: float) -> None:
@@ -447,7 +451,7 @@ class Worker:
         """Settle ``batch`` and claim up to ``want`` jobs; retries while the store is away.
 
         A living worker never gives up an outcome: an outage of any length is waited out
-        (the attempt's result and items stay in memory meanwhile). An error that is not a
+        (the attempt's result and last items stay in memory meanwhile, its journal on disk). An error that is not a
         storage failure (a bug) is confined: the batch is settled one attempt at a time, and
         an attempt whose end the store still refuses is recorded as failed with that error.
         """

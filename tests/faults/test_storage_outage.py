@@ -3,7 +3,7 @@ item 3), and the outage costs no living worker its leases.
 
 Real outages, each longer than the lease, while a job finishes:
 
-* SQLite on a real full filesystem (a 32 MB tmpfs that a filler file fills up);
+* SQLite on a real full filesystem (a 256 MB tmpfs that a filler file fills up);
 * PostgreSQL refusing every connection to the database (``ALLOW_CONNECTIONS false`` and
   the backends terminated), as a database that is down does.
 
@@ -104,7 +104,7 @@ def run_through_outage(
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount = tmp_path / "disk"
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32M", "tmpfs", str(mount)], capture_output=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256M", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
         reason = f"cannot mount a tmpfs to fill up ({done.stderr.decode().strip()}): run the suite as root"
         if os.environ.get("CI") == "true":
