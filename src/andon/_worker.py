@@ -361,6 +361,16 @@ class Worker:
         except BaseException as exc:  # a runtime's own fault: the job fails, the slot goes on
             log.exception("job %s: its runtime failed", attempt.job.id)
             outcome = failure(exc, attempt.token)
+        if outcome.stop_reason is CancelReason.LEASE_LOST and not running.fenced:
+            # The work judged its own vouch (a checkpoint) before the monitor fenced it.
+            running.fenced = True
+            log.warning(
+                "job %s: lease not renewed for %.1f s (lease %.1f s); the work stopped itself "
+                "before another worker may take it",
+                attempt.job.id,
+                time.monotonic() - running.lease_ok_at,
+                self.lease_s,
+            )
         if not attempt.take_settlement(AttemptState.SETTLING):
             return False
         self._settle(attempt, outcome)
