@@ -48,3 +48,24 @@ def make_worker(store: andon.SqliteStore) -> Iterator[Callable[..., andon.Worker
     yield make
     for worker in workers:
         worker.stop()
+
+
+# The tiers ./scripts/test --fast leaves out; CI runs every tier.
+_TIER_BY_FILE = {
+    "test_benchmarks_quick.py": "bench",
+    "test_load_quick.py": "bench",
+    "test_readme.py": "readme",
+    "test_examples_crawl.py": "browser",  # the crawl example's own Chromium
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.path
+        if "faults" in path.parts:
+            item.add_marker(pytest.mark.faults)
+        tier = _TIER_BY_FILE.get(path.name)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+        if {"browser", "page"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)

@@ -348,9 +348,12 @@ def test_a_server_restart_mid_run_loses_and_duplicates_nothing(url: str, tmp_pat
     exec_log = tmp_path / "executions.log"
     report_path = tmp_path / "client.json"
     workers = [start_worker(spawn, url, f"w{i}", exec_log, "--lease", "10", "--concurrency", "4") for i in range(2)]
+    # The client's calls wait out the restart: a shutdown's checkpoint on a busy machine can
+    # take longer than the default reconnect_timeout (10 s), after which a call fails as it should.
+    patient_url = with_query(url, reconnect_timeout="90")
     client = Spawned(
         "client",
-        *("--db", url, "--jobs", "300", "--cancels", "100", "--seed", "7", "--max-n", "40"),
+        *("--db", patient_url, "--jobs", "300", "--cancels", "100", "--seed", "7", "--max-n", "40"),
         *("--submit-over", "5", "--window", "6", "--out", str(report_path)),
     )
     spawn.append(client)
