@@ -69,7 +69,7 @@ def _probe(ctx: Context, path: Path, root: Path, timeout_s: float) -> dict[str, 
     item: dict[str, Any] = {"path": str(path.relative_to(root)), "size": path.lstat().st_size}
     command = ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", str(path)]
     try:
-        completed = ctx.run(command, capture_output=True, text=True, timeout=timeout_s)
+        completed = ctx.run(command, capture_output=True, text=True, timeout=timeout_s, check=False)
     except subprocess.TimeoutExpired:
         # A hung probe without a cancel: ctx.run killed it; report the file and go on.
         return {**item, "error": f"ffprobe did not answer within {timeout_s:g} s"}
