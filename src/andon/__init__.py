@@ -12,6 +12,7 @@ from andon._clock import Clock, ManualClock, SystemClock
 from andon._context import Context
 from andon._errors import (
     AndonError,
+    CommandFailed,
     ConfigurationError,
     InvalidCursor,
     InvalidParams,
@@ -71,6 +72,7 @@ __all__ = [
     "Cancelled",
     "Client",
     "Clock",
+    "CommandFailed",
     "ConfigurationError",
     "Context",
     "ErrorInfo",

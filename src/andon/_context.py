@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from andon._cancel import Cancelled, CancelToken
 from andon._children import ChildGroup
-from andon._errors import ResultTooLarge
+from andon._errors import CommandFailed, ResultTooLarge
 from andon._sizes import MAX_ITEM_BYTES, MAX_MESSAGE_CHARS, storable_text
 
 __all__ = ["Context", "ContextSink", "checked_progress", "encode_output"]
@@ -194,12 +194,39 @@ class Context:
         return self._children.popen(args, **kwargs)
 
     def run(
-        self, args: Any, *, check: bool = False, timeout: float | None = None, **kwargs: Any
-    ) -> subprocess.CompletedProcess[Any]:
+        self, args: Any, *, check: bool = True, timeout: float | None = None, **kwargs: Any
+    ) -> subprocess.CompletedProcess[Any]:  # Any: as subprocess.run
         """Checkpoint: run a child process to completion, like :func:`subprocess.run`.
 
         A cancel stops the child (SIGTERM, then SIGKILL) and raises :class:`Cancelled`.
+
+        Unlike :func:`subprocess.run`, ``check`` is on by default: a failure must not read
+        as success, so a job whose command failed fails too, unless the handler says it
+        will look at the exit code itself.
+
+        Args:
+            args: the command, as :func:`subprocess.run` takes it.
+            check: raise :class:`andon.CommandFailed` if the child exits with a non-zero
+                code or is killed by a signal; pass ``False`` to get the result back and
+                read ``returncode`` yourself.
+            timeout: seconds to wait for the child; past it the child is killed and
+                ``subprocess.TimeoutExpired`` raised.
+            kwargs: as :func:`subprocess.run` (``capture_output``, ``text``, ``input``, ...).
+
+        Returns:
+            The finished child's ``subprocess.CompletedProcess``.
+
+        Raises:
+            Cancelled: the job was asked to stop; the child was stopped.
+            CommandFailed: ``check`` is on and the child did not exit with 0. Its message
+                names the command, the exit code and the end of the child's stderr when
+                it was captured (``capture_output=True`` or ``stderr=subprocess.PIPE``).
+            subprocess.TimeoutExpired: ``timeout`` passed first.
         """
+        if not isinstance(check, bool):
+            raise TypeError(f"ctx.run's check must be True or False, not {check!r}")
+        if kwargs.get("capture_output") and ("stdout" in kwargs or "stderr" in kwargs):
+            raise ValueError("ctx.run takes capture_output=True or stdout/stderr, not both")
         if "input" in kwargs and kwargs["input"] is not None:
             kwargs["stdin"] = subprocess.PIPE
         stdin_data = kwargs.pop("input", None)
@@ -214,10 +241,9 @@ class Context:
             child.communicate()
             raise
         self.check()
-        completed = subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
-        if check:
-            completed.check_returncode()
-        return completed
+        if check and child.returncode != 0:
+            raise CommandFailed(child.returncode, child.args, stdout, stderr)
+        return subprocess.CompletedProcess(child.args, child.returncode, stdout, stderr)
 
     # -- for runtimes ------------------------------------------------------------
 

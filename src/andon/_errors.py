@@ -16,6 +16,7 @@ has to react::
     ├── JobNotFound                no job has that id (or it is another user's)
     ├── NotAllowed                 the caller's role does not allow the operation
     ├── WaitTimeout                a wait_* call gave up (also a TimeoutError)
+    ├── CommandFailed              a ctx.run child exited non-zero (also a CalledProcessError)
     ├── ConfigurationError         a bad database URL, app reference or setting
     └── StorageError               the store could not do what was asked
         ├── StorageUnavailable     the database cannot be reached or opened
@@ -27,10 +28,15 @@ The signal that tells a handler to stop, :class:`andon.Cancelled`, is deliberate
 
 from __future__ import annotations
 
-from typing import final
+import os
+import shlex
+import signal
+import subprocess
+from typing import Any, final
 
 __all__ = [
     "AndonError",
+    "CommandFailed",
     "ConfigurationError",
     "InvalidCursor",
     "InvalidParams",
@@ -205,3 +211,67 @@ class WaitTimeout(AndonError, TimeoutError):
         self.job_id = job_id
         self.state = state
         super().__init__(f"job {job_id} is still {state} after {timeout:g} s")
+
+
+_COMMAND_CHARS = 200
+_STDERR_TAIL_CHARS = 1000
+_STDERR_TAIL_LINES = 10
+
+
+@final
+class CommandFailed(AndonError, subprocess.CalledProcessError):
+    """A child process that ``ctx.run`` started exited with a non-zero code (or a signal).
+
+    It is a :class:`subprocess.CalledProcessError` too, so ``returncode``, ``cmd``,
+    ``output``/``stdout`` and ``stderr`` are there, and code that catches that still works.
+    Unlike it, the message names the command, the exit code and the tail of the child's
+    stderr (when ``ctx.run`` captured it), so a job that fails with it says why. Pass
+    ``check=False`` to ``ctx.run`` to get the result back instead.
+    """
+
+    def __init__(
+        self,
+        returncode: int,
+        cmd: Any,  # Any: whatever args the command was started with, as subprocess takes them
+        output: Any = None,  # Any: bytes, str or None, as subprocess captured them
+        stderr: Any = None,
+    ) -> None:
+        super().__init__(returncode, cmd, output, stderr)
+
+    def __str__(self) -> str:
+        return f"command {_command_text(self.cmd)} {_exit_text(self.returncode)}{_stderr_tail(self.stderr)}"
+
+
+def _command_text(cmd: Any) -> str:  # Any: as subprocess takes args
+    if isinstance(cmd, str | bytes):
+        text = cmd.decode(errors="replace") if isinstance(cmd, bytes) else cmd
+    else:
+        try:
+            text = shlex.join(os.fsdecode(arg) if isinstance(arg, bytes) else str(arg) for arg in cmd)
+        except TypeError:
+            text = str(cmd)
+    return f"`{text if len(text) <= _COMMAND_CHARS else text[: _COMMAND_CHARS - 3] + '...'}`"
+
+
+def _exit_text(returncode: int) -> str:
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        return f"was killed by signal {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
+def _stderr_tail(stderr: Any) -> str:  # Any: bytes, str or None
+    if stderr is None:
+        return " (its stderr was not captured; pass capture_output=True to see it here)"
+    text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else str(stderr)
+    lines = text.strip().splitlines()
+    if not lines:
+        return " and wrote nothing to stderr"
+    tail = "\n".join(lines[-_STDERR_TAIL_LINES:])
+    if len(tail) > _STDERR_TAIL_CHARS:
+        tail = "..." + tail[-_STDERR_TAIL_CHARS:]
+    elif len(lines) > _STDERR_TAIL_LINES:
+        tail = "...\n" + tail
+    return f"; the end of its stderr:\n{tail}"

@@ -158,6 +158,9 @@ class Job:
     started_at: float | None = None
     finished_at: float | None = None
     worker_id: str | None = None
+    """The worker that holds the job while it runs, and that ran its last attempt once it
+    ended (or was queued again); ``None`` only for a job that never started. Whether a worker
+    holds it now is ``status`` (running or cancelling), never this field."""
     lease_expires_at: float | None = None
     progress_done: float | None = None
     progress_total: float | None = None

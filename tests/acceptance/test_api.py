@@ -264,6 +264,21 @@ def test_one_job_has_progress_counts_error_and_timestamps(http: TestClient) -> N
     assert job["failures"] == 1
 
 
+def test_a_finished_job_names_the_worker_that_ran_it(http: TestClient) -> None:
+    """``worker_id`` outlives the attempt (issue 13): who ran a job is on the job, not only
+    in its ``started`` event; in listings too."""
+    done = submit(http, "count", n=1, interval_s=0.01)
+    failed = submit(http, "fail")
+    for job in (done, failed):
+        finished = wait_for(http, job["id"], lambda j: j["is_terminal"], "the job to end")
+        events = http.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+        [started] = [event for event in events if event["type"] == "started"]
+        assert finished["worker_id"] is not None, finished
+        assert started["actor"] == f"worker:{finished['worker_id']}"
+        listed = {item["id"]: item for item in http.get("/api/v1/jobs").json()["items"]}
+        assert listed[job["id"]]["worker_id"] == finished["worker_id"]
+
+
 @pytest.mark.parametrize("job_id", ["01a1fed6-aad3-7000-a5df-a4b67c0dd7d2", "nope", "0", "x.y", "%00", "a b"])
 def test_an_unknown_or_malformed_id_is_404(http: TestClient, job_id: str) -> None:
     for path in ("", "/events", "/results"):

@@ -168,8 +168,12 @@ def ran_by(seen: dict[str, Any], worker: WorkerProcess) -> None:
 
 
 def started_by(api: Served, job_id: str, worker: WorkerProcess) -> None:
-    """A finished job no longer holds a ``worker_id`` (it is cleared when the job settles): its
-    ``started`` event names the worker that ran it, ``worker:host:pid:suffix``."""
+    """A finished job still names the worker of its last attempt in ``worker_id`` (it used to be
+    cleared when the job settled), and its ``started`` event names that worker too,
+    ``worker:host:pid:suffix``."""
+    finished = job(api, job_id)
+    assert finished["is_terminal"], finished
+    ran_by(finished, worker)
     events = call(api, "GET", f"/api/v1/jobs/{job_id}/events")["items"]
     started = [event for event in events if event["type"] == "started"]
     assert len(started) == 1, events

@@ -292,7 +292,7 @@ class Lifecycle(RuleBasedStateMachine):
         assert holds, "an attempt was settled by a worker that does not hold it"
         assert before is not None
         assert after.status is decide_settlement(before, outcome).status
-        assert after.worker_id is None
+        assert after.worker_id == attempt.worker, "who ran the last attempt stays on the job"
 
     @rule(worker=st.sampled_from(WORKERS))
     def renew(self, worker: str) -> None:
@@ -313,7 +313,7 @@ class Lifecycle(RuleBasedStateMachine):
         recovered = self.store.recover_lost()
         assert {j.id: j.status for j in recovered} == expected
         for job in recovered:
-            assert job.worker_id is None
+            assert job.worker_id == self.last[job.id].worker_id, "the lost worker stays named"
             assert job.error is not None or job.status is JobStatus.CANCELLED
 
     # -- invariants --------------------------------------------------------------------
@@ -339,7 +339,8 @@ class Lifecycle(RuleBasedStateMachine):
 
     def _check_job(self, job: andon.Job) -> None:
         held = job.status in HELD
-        assert (job.worker_id is not None) == held
+        # worker_id names the last attempt's worker, held or not; only a job never started lacks one.
+        assert (job.worker_id is not None) == (job.attempt > 0)
         assert (job.lease_expires_at is not None) == held
         assert (job.finished_at is not None) == (job.status in TERMINAL_STATUSES)
         assert 0 <= job.failures <= job.max_attempts

@@ -772,7 +772,7 @@ def test_settle_succeeded_stores_the_result(store: Store, clock: ManualClock) ->
     assert done.status is JobStatus.SUCCEEDED
     assert done.result == {"answer": [42, None, "x"]}
     assert done.finished_at == clock.now()
-    assert (done.worker_id, done.lease_expires_at) == (None, None)
+    assert (done.worker_id, done.lease_expires_at) == ("w1", None), "who ran it stays on the job"
     assert (done.items_count, done.progress_message) == (1, "done")
     assert [i.data for i in store.items(job.id)] == [1]
     assert done.error is None
@@ -906,8 +906,9 @@ def test_settle_after_shutdown_requeues_without_a_failure(store: Store, clock: M
     assert requeued.available_at == clock.now()
     event = store.events(job.id)[-1]
     assert (event.type, event.reason) == ("requeued", "shutdown")
+    assert requeued.worker_id == "w1", "the last worker stays named until the next claim"
     again = claim(store, "w2")
-    assert (again.attempt, again.items_count) == (2, 2)
+    assert (again.attempt, again.items_count, again.worker_id) == (2, 2, "w2")
     assert_history_is_legal(store, job.id)
 
 
@@ -925,6 +926,49 @@ def test_retry_keeps_earlier_items_with_their_attempt(store: Store) -> None:
     assert [(i.seq, i.attempt) for i in store.items(job.id)] == [(0, 1), (1, 1), (2, 2)]
     assert done.items_count == 3
     assert_history_is_legal(store, job.id)
+
+
+def test_the_worker_of_the_last_attempt_stays_on_the_job_but_holds_nothing(store: Store) -> None:
+    """``worker_id`` says who ran the job, not who holds it (issue 13): after a retry's
+    requeue the job names its last worker until the next claim, and that worker can
+    neither renew, settle nor hear of a cancel for it."""
+    job = submit(store, max_attempts=2)
+    first = claim(store, "w1")
+    requeued = fail(store, first)
+    assert (requeued.status, requeued.worker_id, requeued.lease_expires_at) == (JobStatus.QUEUED, "w1", None)
+    assert store.get(job.id).worker_id == "w1"
+    assert store.renew_leases("w1", LEASE_S) == []
+    with pytest.raises(andon.InvalidTransition):
+        store.settle("w1", first.attempt, job.id, Outcome(OutcomeKind.SUCCEEDED), None)
+    assert store.recover_lost() == [], "a requeued job has no lease to lose"
+    cancelled = store.request_cancel(job.id, CancelReason.USER, by="alice").job
+    assert (cancelled.status, cancelled.worker_id) == (JobStatus.CANCELLED, "w1"), "withdrawn, not cancelling"
+    assert store.cancel_notices("w1") == []
+    assert_history_is_legal(store, job.id)
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        Outcome(OutcomeKind.SUCCEEDED, result=1),
+        Outcome(OutcomeKind.FAILED, error=ErrorInfo("E", "boom")),
+        Outcome(OutcomeKind.STOPPED, stop_method=StopMethod.COOPERATIVE),
+    ],
+    ids=["succeeded", "failed", "cancelled"],
+)
+def test_a_finished_job_names_the_worker_that_ran_it(store: Store, outcome: Outcome) -> None:
+    job = submit(store, max_attempts=2)
+    first = claim(store, "w1")
+    fail(store, first)
+    second = claim(store, "w2")
+    if outcome.kind is OutcomeKind.STOPPED:
+        store.request_cancel(job.id, CancelReason.USER, by="alice")
+    done = settle(store, second, outcome)
+    assert done.is_terminal, done
+    assert (done.worker_id, done.lease_expires_at) == ("w2", None)
+    assert store.get(job.id).worker_id == "w2"
+    [listed] = store.list_jobs(JobFilter(), limit=10).items
+    assert listed.worker_id == "w2"
 
 
 def test_settle_by_someone_else_is_an_invalid_transition(store: Store) -> None:
@@ -1208,7 +1252,7 @@ def test_lost_worker_fails_its_job_and_keeps_partial_items(store: Store, clock: 
     assert lost.error is not None
     assert lost.error.type == "WorkerLost"
     assert "w1" in lost.error.message
-    assert (lost.worker_id, lost.lease_expires_at) == (None, None)
+    assert (lost.worker_id, lost.lease_expires_at) == ("w1", None), "the worker that was lost stays named"
     assert lost.finished_at == clock.now()
     assert lost.failures == 1
     assert [i.seq for i in store.items(job.id)] == [0, 1, 2]
@@ -1425,7 +1469,9 @@ def test_job_fields_agree_with_the_status(store: Store) -> None:
     mix = make_mix(store)
     for job in store.list_jobs(JobFilter(), limit=100).items:
         held = job.status in (JobStatus.RUNNING, JobStatus.CANCELLING)
-        assert (job.worker_id is not None) == held, job
+        assert (job.lease_expires_at is not None) == held, job
+        # The worker of the last attempt stays on the job after it: only "never started" lacks one.
+        assert (job.worker_id is not None) == (job.attempt > 0), job
         assert (job.finished_at is not None) == (job.status in TERMINAL_STATUSES), job
         assert_history_is_legal(store, job.id)
     assert mix.succeeded.result == {"ok": 1}

@@ -446,28 +446,10 @@ ON CONFLICT (job_id, seq) DO NOTHING
 
 _COPY_ITEMS: Final = "COPY andon_items (job_id, seq, attempt, at, data) FROM STDIN"
 
-_SETTLE: Final = """
-UPDATE andon_jobs SET status = %(status)s, finished_at = %(finished)s, worker_id = NULL, lease_expires_at = NULL,
-    claim_token = NULL, result = %(result)s, error_type = %(error_type)s, error_message = %(error_message)s,
-    error_traceback = %(error_traceback)s, failures = failures + %(failed)s, available_at = %(available)s,
-    cancel_acknowledged_at = CASE WHEN %(clear_cancel)s THEN NULL
-                                  ELSE COALESCE(cancel_acknowledged_at, %(acknowledged_at)s) END,
-    cancel_stopped_at = CASE WHEN %(clear_cancel)s THEN NULL
-                             WHEN %(has_cancel)s THEN %(stopped)s ELSE cancel_stopped_at END,
-    cancel_stop_method = CASE WHEN %(clear_cancel)s THEN NULL
-                              WHEN %(has_cancel)s THEN %(method)s ELSE cancel_stop_method END,
-    cancel_requested_at = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_requested_at END,
-    cancel_reason = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_reason END,
-    cancel_by = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_by END,
-    cancel_message = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_message END,
-    cancel_retry = CASE WHEN %(clear_cancel)s THEN NULL ELSE cancel_retry END
-WHERE id = %(id)s
-"""
-
 # Every attempt a worker ends in one statement: the per-job values arrive as one JSON array
 # of objects (psycopg adapts one text parameter far faster than fifteen Python lists).
 _SETTLE_ALL: Final = """
-UPDATE andon_jobs AS job SET status = v.status, finished_at = v.finished, worker_id = NULL, lease_expires_at = NULL,
+UPDATE andon_jobs AS job SET status = v.status, finished_at = v.finished, lease_expires_at = NULL,
     claim_token = NULL, result = v.result, error_type = v.error_type, error_message = v.error_message,
     error_traceback = v.error_traceback, failures = job.failures + v.failed, available_at = v.available,
     events_count = job.events_count + v.events,

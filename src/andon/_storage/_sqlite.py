@@ -945,7 +945,7 @@ _CLAIM: Final = (
 )
 _SETTLE: Final = (
     "UPDATE andon_jobs SET status = :status, finished_at = :finished,"
-    " worker_id = NULL, lease_expires_at = NULL, lease_deadline = NULL, events_count = events_count + :events,"
+    " lease_expires_at = NULL, lease_deadline = NULL, events_count = events_count + :events,"
     " result = :result, error_type = :error_type, error_message = :error_message,"
     " error_traceback = :error_traceback,"
     " failures = failures + :failed, available_at = :available,"
