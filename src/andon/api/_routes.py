@@ -98,9 +98,9 @@ router = APIRouter(prefix="/api/v1", responses=_ERRORS)
 
 @router.get("/info", tags=["server"])
 async def info(rt: Ctx, request: Request) -> InfoOut:
-    """This server: version, database, its embedded worker (if any), whether it needs a token
-    and who this request comes from."""
-    worker = rt.worker
+    """This server: version, database, its embedded worker (while it runs), whether it needs a
+    token and who this request comes from."""
+    worker = rt.worker if rt.worker is not None and rt.worker.state is andon.WorkerState.RUNNING else None
     principal = _principal(request)
     return InfoOut(
         user=UserOut(name=principal.name, role=principal.role) if principal else None,
@@ -302,7 +302,7 @@ async def log_in(request: Request, rt: Ctx) -> Response:
             SESSION_COOKIE,
             rt.authenticator.open_session(caller),
             max_age=int(rt.authenticator.session_ttl_s),
-            path="/",
+            path=_cookie_path(request),
             secure=request.url.scheme == "https",
             httponly=True,
             samesite="strict",
@@ -317,8 +317,15 @@ async def log_out(request: Request, rt: Ctx) -> Response:
     if session:
         rt.authenticator.close_session(session)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request), httponly=True, samesite="strict")
     return response
+
+
+def _cookie_path(request: Request) -> str:
+    """Where the app is served (``/``, or ``/andon/`` when mounted there): the session cookie
+    goes only to this app's requests, not to the rest of the site it is mounted in."""
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/") + "/"
 
 
 def _redacted(url: str) -> str:
