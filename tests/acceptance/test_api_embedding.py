@@ -202,3 +202,14 @@ def test_a_service_serves_one_lifespan(store: andon.SqliteStore) -> None:
         pass
     with pytest.raises(andon.LifecycleError, match="create a new app"), TestClient(service.app):
         pass
+
+
+def test_a_parent_without_a_lifespan_of_its_own_can_take_the_services(
+    store: andon.SqliteStore, worker: andon.Worker
+) -> None:
+    service = Service(store, jobs, worker=worker)
+    parent = FastAPI(lifespan=service.lifespan)
+    parent.mount(PREFIX, service.app)
+    with TestClient(parent, base_url="http://127.0.0.1:8000") as http:
+        assert http.get(f"{API}/info").json()["worker"]["id"] == worker.id
+    assert worker.state is andon.WorkerState.STOPPED
