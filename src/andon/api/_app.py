@@ -1,11 +1,13 @@
-"""The FastAPI app factory: routes, the request guard, error mapping and the lifespan."""
+"""The service (its FastAPI app and lifespan) and the app factory: routes, the request guard,
+error mapping and the lifespan."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Collection
+from contextlib import AbstractAsyncContextManager
+from typing import Final, final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,10 +20,10 @@ from andon._sizes import MAX_REQUEST_BYTES
 from andon.api._auth import Authenticator
 from andon.api._guard import LOOPBACK_HOSTS, RETRY_AFTER, Guard
 from andon.api._routes import router, session_router
-from andon.api._runtime import Runtime
+from andon.api._runtime import Runtime, RuntimeState
 from andon.api._schemas import ErrorBody, ErrorDetail
 
-__all__ = ["ERROR_STATUS", "MAX_BODY_BYTES", "create_app", "runtime_of"]
+__all__ = ["ERROR_STATUS", "MAX_BODY_BYTES", "Service", "create_app", "runtime_of"]
 
 log = logging.getLogger("andon.api")
 
@@ -53,6 +55,113 @@ request did nothing, and the same request may succeed a moment later.
 """
 
 
+@final
+class Service:
+    """Andon's REST API, event stream and dashboard, with the background pieces they need.
+
+    ``app`` is an ASGI app (a FastAPI) to serve on its own or to mount in your FastAPI app;
+    ``lifespan`` starts and stops what it needs: the worker (if given), the event stream's
+    broadcaster and the threads that run blocking calls. A server that runs ``app`` on its
+    own runs ``lifespan`` itself. A *mounted* app's lifespan never runs (Starlette only runs
+    the top-level app's), so your app enters ``lifespan`` in its own::
+
+        andon_api = Service(store, jobs, worker=andon.Worker(jobs, store))
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+            async with andon_api.lifespan(app):
+                yield
+
+        app = FastAPI(lifespan=lifespan)
+        app.mount("/andon", andon_api.app)
+
+    Until ``lifespan`` has been entered, the API answers 503 ``not_started`` when it has a
+    worker (its jobs would stay queued), and logs an error otherwise; its info endpoint
+    lists the worker only while the worker runs. Every request to ``app`` passes the same
+    guard (Host check, same-origin check for state changes, tokens, body limits, security
+    headers) at any mount path, and the dashboard works at ``<prefix>/``.
+
+    Args:
+        source: a client, or a store to make one on (it is not closed by the service).
+        app: the job kinds that may be submitted (default: the client's app).
+        worker: a worker the lifespan starts (if new) and stops, gracefully.
+        token: the server's own token; it acts as ``admin``. With it, or with any active
+            token in the store (``andon token create``), every ``/api/`` request must
+            prove who it is: ``Authorization: Bearer <token>`` or a dashboard session.
+            Once that is so, it stays so until the service is made again, even if the last
+            token is revoked.
+        allowed_hosts: host names the server answers to. Default: loopback names only
+            when no auth is configured (so a web page cannot reach it by DNS rebinding),
+            any name when it is.
+        max_body_bytes: larger request bodies get 413.
+        stream_keepalive_s: seconds between keep-alive comments on an idle event stream.
+        auth_cache_s: how long a token lookup is reused (a revoked token works at most
+            this much longer).
+    """
+
+    def __init__(
+        self,
+        source: andon.Client | andon.Store,
+        app: andon.App | None = None,
+        *,
+        worker: andon.Worker | None = None,
+        token: str | None = None,
+        allowed_hosts: Collection[str] | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        stream_keepalive_s: float = 15.0,
+        auth_cache_s: float = 1.0,
+    ) -> None:
+        if isinstance(source, andon.Client):
+            client = source if app is None or app is source.app else andon.Client(source.store, app, actor=source.actor)
+        else:
+            client = andon.Client(source, app, actor="http")
+        self.runtime = Runtime(client, worker=worker, token=token or None, stream_keepalive_s=stream_keepalive_s)
+        # One reading decides both the Host rule and auth at start-up, so they cannot disagree:
+        # "any Host" is only ever granted to a server whose auth is latched on for good.
+        guarded = bool(token) or any(t.is_active for t in client.store.list_tokens())
+        self.runtime.authenticator = Authenticator(
+            client.store, static_token=token or None, call=self.runtime.call, cache_s=auth_cache_s, required=guarded
+        )
+        if allowed_hosts is None and not guarded:
+            allowed_hosts = LOOPBACK_HOSTS
+        self.app = _fastapi(self.runtime, self.lifespan)
+        self.app.add_middleware(
+            Guard,
+            auth=self.runtime.authenticator,
+            allowed_hosts=allowed_hosts,
+            max_body_bytes=max_body_bytes,
+            readiness=self._readiness,
+        )
+        self._warned_not_started = False
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _app: object = None) -> AsyncIterator[None]:
+        """Start the worker (if new), the event broadcaster and the call threads; stop them on exit.
+
+        The worker's stop is graceful: running jobs get its shutdown grace, then go back to
+        the queue. Enter it once: a service serves one lifespan (``LifecycleError`` after).
+        Takes (and ignores) an app argument so it can be passed as ``FastAPI(lifespan=...)``.
+        """
+        await self.runtime.start()
+        try:
+            yield
+        finally:
+            await self.runtime.stop()
+
+    def _readiness(self) -> str | None:
+        """Why an API request cannot be served yet, or ``None`` when it can."""
+        if self.runtime.state is not RuntimeState.NEW:
+            return None
+        message = (
+            "andon's lifespan has not run, so its worker and event stream are not started:"
+            " enter andon.api.Service.lifespan in your app's lifespan (see the README, 'Inside your FastAPI app')"
+        )
+        if not self._warned_not_started:
+            self._warned_not_started = True
+            log.error("%s", message)
+        return message if self.runtime.worker is not None else None
+
+
 def create_app(
     source: andon.Client | andon.Store,
     app: andon.App | None = None,
@@ -64,45 +173,24 @@ def create_app(
     stream_keepalive_s: float = 15.0,
     auth_cache_s: float = 1.0,
 ) -> FastAPI:
-    """The REST API, its event stream and the dashboard, as one ASGI app.
+    """The REST API, its event stream and the dashboard, as one ASGI app that runs its own lifespan.
 
-    Args:
-        source: a client, or a store to make one on (it is not closed by the app).
-        app: the job kinds that may be submitted (default: the client's app).
-        worker: a worker the app's lifespan starts (if new) and stops, gracefully.
-        token: the server's own token; it acts as ``admin``. With it, or with any active
-            token in the store (``andon token create``), every ``/api/`` request must
-            prove who it is: ``Authorization: Bearer <token>`` or a dashboard session.
-            Once that is so, it stays so until the app is made again, even if the last
-            token is revoked.
-        allowed_hosts: host names the server answers to. Default: loopback names only
-            when no auth is configured (so a web page cannot reach it by DNS rebinding),
-            any name when it is.
-        max_body_bytes: larger request bodies get 413.
-        stream_keepalive_s: seconds between keep-alive comments on an idle event stream.
-        auth_cache_s: how long a token lookup is reused (a revoked token works at most
-            this much longer).
+    ``Service(...).app``: see :class:`Service` for the arguments, and to mount Andon in your
+    own FastAPI app (where this app's lifespan would never run).
     """
-    if isinstance(source, andon.Client):
-        client = source if app is None or app is source.app else andon.Client(source.store, app, actor=source.actor)
-    else:
-        client = andon.Client(source, app, actor="http")
-    runtime = Runtime(client, worker=worker, token=token or None, stream_keepalive_s=stream_keepalive_s)
-    # One reading decides both the Host rule and auth at start-up, so they cannot disagree:
-    # "any Host" is only ever granted to a server whose auth is latched on for good.
-    guarded = bool(token) or any(t.is_active for t in client.store.list_tokens())
-    runtime.authenticator = Authenticator(
-        client.store, static_token=token or None, call=runtime.call, cache_s=auth_cache_s, required=guarded
-    )
+    return Service(
+        source,
+        app,
+        worker=worker,
+        token=token,
+        allowed_hosts=allowed_hosts,
+        max_body_bytes=max_body_bytes,
+        stream_keepalive_s=stream_keepalive_s,
+        auth_cache_s=auth_cache_s,
+    ).app
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_api: FastAPI) -> AsyncIterator[None]:
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
 
+def _fastapi(runtime: Runtime, lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]]) -> FastAPI:
     api = FastAPI(
         title="andon",
         version=andon.__version__,
@@ -119,14 +207,11 @@ def create_app(
     api.add_exception_handler(andon.AndonError, _andon_error)
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(HTTPException, _http_error)
-    if allowed_hosts is None and not guarded:
-        allowed_hosts = LOOPBACK_HOSTS
-    api.add_middleware(Guard, auth=runtime.authenticator, allowed_hosts=allowed_hosts, max_body_bytes=max_body_bytes)
     return api
 
 
 def runtime_of(api: FastAPI) -> Runtime:
-    """The background pieces of an app made by :func:`create_app`."""
+    """The background pieces of an app made by :func:`create_app` (or a :class:`Service`'s ``app``)."""
     runtime = api.state.andon
     if not isinstance(runtime, Runtime):
         raise andon.ConfigurationError("this app was not made by andon.api.create_app")

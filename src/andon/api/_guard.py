@@ -12,7 +12,12 @@ In order, it refuses:
 3. an API request that does not prove who it is, when auth is required (401): a bearer
    token (the server's or one from ``andon token create``) or the dashboard's session
    cookie (``_auth.py``); the caller is put in ``scope["state"]["andon.caller"]``;
-4. a body larger than the limit (413), or a body that is not declared JSON (415).
+4. an API request before the service's lifespan ran, when it has a worker to start (503
+   ``not_started``): its jobs would stay queued;
+5. a body larger than the limit (413), or a body that is not declared JSON (415).
+
+Paths are read relative to where the app is mounted (``root_path``), so every rule holds
+the same for ``/api/v1/jobs`` served alone and ``/andon/api/v1/jobs`` mounted at ``/andon``.
 
 It also adds security headers to every answer. It is a plain ASGI middleware (not
 Starlette's ``BaseHTTPMiddleware``) so it never buffers responses: the event stream flows.
@@ -21,7 +26,7 @@ Starlette's ``BaseHTTPMiddleware``) so it never buffers responses: the event str
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Final, final
 from urllib.parse import urlsplit
 
@@ -32,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import andon
 from andon.api._auth import SESSION_COOKIE, Authenticator, Caller
 
-__all__ = ["CALLER_KEY", "LOOPBACK_HOSTS", "RETRY_AFTER", "Guard"]
+__all__ = ["CALLER_KEY", "LOOPBACK_HOSTS", "RETRY_AFTER", "Guard", "route_path"]
 
 CALLER_KEY: Final = "andon.caller"
 
@@ -65,6 +70,7 @@ class Guard:
         auth: tells who a request comes from, and whether it must say.
         allowed_hosts: host names the server answers to; ``None`` for any.
         max_body_bytes: the largest request body accepted.
+        readiness: why API requests cannot be served yet (answered 503), or ``None``.
     """
 
     def __init__(
@@ -74,24 +80,31 @@ class Guard:
         auth: Authenticator,
         allowed_hosts: Collection[str] | None,
         max_body_bytes: int,
+        readiness: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.app = app
         self._auth = auth
         self._hosts = frozenset(h.lower() for h in allowed_hosts) if allowed_hosts is not None else None
         self._max_body = max_body_bytes
+        self._readiness = readiness
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = _with_security_headers(send, scope["path"])
+        path = route_path(scope)
+        send = _with_security_headers(send, path)
         headers = Headers(scope=scope)
         refusal = self._refusal(scope, headers)
         if refusal is not None:
             await _answer(send, *refusal)
             return
+        is_api = path.startswith("/api/")
+        if is_api and (not_ready := self._readiness()) is not None:
+            await _answer(send, 503, "not_started", not_ready)
+            return
         try:
-            allowed = not scope["path"].startswith("/api/") or await self._authenticate(scope, headers)
+            allowed = not is_api or await self._authenticate(scope, path, headers)
         except (andon.StorageError, andon.LifecycleError) as exc:  # fail closed, and say why
             code = "storage_unavailable" if isinstance(exc, andon.StorageError) else "unavailable"
             await _answer(send, 503, code, f"cannot check who this request comes from: {exc}", RETRY_AFTER)
@@ -116,7 +129,7 @@ class Guard:
             return 403, "cross_origin", "state-changing requests from another origin are refused", {}
         return None
 
-    async def _authenticate(self, scope: Scope, headers: Headers) -> bool:
+    async def _authenticate(self, scope: Scope, path: str, headers: Headers) -> bool:
         """Whether the request may go on; records its caller (if any) in the scope's state.
 
         A request that brings no credentials is let through only when auth is not required;
@@ -133,7 +146,7 @@ class Guard:
         if caller is not None:
             scope.setdefault("state", {})[CALLER_KEY] = caller
             return True
-        if scope["path"] == "/api/session" and scope["method"] == "DELETE":
+        if path == "/api/session" and scope["method"] == "DELETE":
             return True
         return not await self._auth.required()
 
@@ -165,6 +178,20 @@ class Guard:
             await _answer(send, 415, "unsupported_media_type", "send the body as JSON (Content-Type: application/json)")
             return None
         return body
+
+
+def route_path(scope: Scope) -> str:
+    """The request's path below where the app is mounted: what its routes match.
+
+    Starlette's ``Mount`` keeps the full ``path`` and extends ``root_path`` by the mount
+    prefix; the routes match what follows it. The guard must decide on that same string,
+    or ``/andon/api/...`` would pass as a non-API path without auth.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :] or "/"
+    return path
 
 
 def _host_name(host: str) -> str:

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Final, cast
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 import andon
@@ -77,6 +77,14 @@ WaitTimeoutS = Annotated[
     ),
 ]
 
+# Bodies that may be left out (an empty POST) are declared as their model with a default,
+# not ``Model | None``: the spec then says "this object, not required" rather than
+# ``anyOf [Model, null]``, which generated clients cannot leave out (openapi-python-client
+# sends its ``Unset`` marker and crashes). JSON ``null`` is refused (422), as the spec says.
+OptionalCancel = Annotated[CancelBody, Body(default_factory=CancelBody)]
+OptionalFail = Annotated[FailBody, Body(default_factory=FailBody)]
+OptionalBulkCancel = Annotated[BulkCancelBody, Body(default_factory=BulkCancelBody)]
+
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # Any: OpenAPI response objects
     code: {"model": ErrorBody, "description": text}
     for code, text in {
@@ -96,11 +104,11 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # Any: OpenAPI response obj
 router = APIRouter(prefix="/api/v1", responses=_ERRORS)
 
 
-@router.get("/info", tags=["server"])
-async def info(rt: Ctx, request: Request) -> InfoOut:
-    """This server: version, database, its embedded worker (if any), whether it needs a token
-    and who this request comes from."""
-    worker = rt.worker
+@router.get("/info", operation_id="getInfo", tags=["server"])
+async def get_info(rt: Ctx, request: Request) -> InfoOut:
+    """This server: version, database, its embedded worker (while it runs), whether it needs a
+    token and who this request comes from."""
+    worker = rt.worker if rt.worker is not None and rt.worker.state is andon.WorkerState.RUNNING else None
     principal = _principal(request)
     return InfoOut(
         user=UserOut(name=principal.name, role=principal.role) if principal else None,
@@ -112,21 +120,21 @@ async def info(rt: Ctx, request: Request) -> InfoOut:
     )
 
 
-@router.get("/kinds", tags=["kinds"])
-async def kinds(rt: Ctx) -> KindsOut:
+@router.get("/kinds", operation_id="listKinds", tags=["kinds"])
+async def list_kinds(rt: Ctx) -> KindsOut:
     """The registered job kinds, each with a JSON schema of its params."""
     return KindsOut(items=[KindOut.of(kind) for kind in rt.kinds])
 
 
-@router.post("/jobs", status_code=201, tags=["jobs"])
-async def submit(body: SubmitBody, rt: Ctx, client: Caller) -> JobOut:
+@router.post("/jobs", operation_id="submitJob", status_code=201, tags=["jobs"])
+async def submit_job(body: SubmitBody, rt: Ctx, client: Caller) -> JobOut:
     """Validate params and queue one job. Leave `timeout_s` out for the kind's default."""
     timeout = body.timeout_s if "timeout_s" in body.model_fields_set else andon.DEFAULT
     job = await rt.call(client.submit, body.kind, body.params, timeout=timeout, priority=body.priority)
     return JobOut.of(job)
 
 
-@router.get("/jobs", tags=["jobs"])
+@router.get("/jobs", operation_id="listJobs", tags=["jobs"])
 async def list_jobs(
     rt: Ctx,
     client: Caller,
@@ -144,67 +152,64 @@ async def list_jobs(
     return JobPage(items=[JobSummary.of(job) for job in page.items], next_cursor=page.next_cursor)
 
 
-@router.post("/jobs/cancel", tags=["stopping"])
-async def cancel_many(rt: Ctx, client: Caller, body: BulkCancelBody | None = None) -> BulkCancelOut:
+@router.post("/jobs/cancel", operation_id="cancelJobs", tags=["stopping"])
+async def cancel_jobs(rt: Ctx, client: Caller, body: OptionalBulkCancel) -> BulkCancelOut:
     """Cancel every active job matching all the filters given (every active job if none is)."""
-    body = body or BulkCancelBody()
     done = await rt.call(
         client.cancel_many, ids=body.ids, statuses=body.statuses, kinds=body.kinds, message=body.message
     )
     return BulkCancelOut(cancelled=len(done), ids=done.ids)
 
 
-@router.get("/jobs/{job_id}", tags=["jobs"])
+@router.get("/jobs/{job_id}", operation_id="getJob", tags=["jobs"])
 async def get_job(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
     """One job: params, state, progress, counts, result, error, cancel lifecycle, timestamps."""
     return JobOut.of(await rt.call(client.get, job_id))
 
 
-@router.post("/jobs/{job_id}/cancel", tags=["stopping"])
-async def cancel(
+@router.post("/jobs/{job_id}/cancel", operation_id="cancelJob", tags=["stopping"])
+async def cancel_job(
     job_id: JobId,
     rt: Ctx,
     client: Caller,
-    body: CancelBody | None = None,
+    body: OptionalCancel,
     wait: Annotated[bool, Query(description="Answer once the work has stopped.")] = False,
     wait_timeout: WaitTimeoutS = WAIT_DEFAULT_S,
 ) -> JobOut:
     """Cancel: a queued job never starts (`cancelled` at once); a running one is `cancelling`
     until its work stops. Cancelling again answers the current state; a job that already
     succeeded or failed is a 409. With `wait=true`, answers once the job is terminal."""
-    message = body.message if body else None
     if wait:
-        result = await rt.wait(client.cancel, job_id, message=message, wait=True, timeout=wait_timeout)
+        result = await rt.wait(client.cancel, job_id, message=body.message, wait=True, timeout=wait_timeout)
     else:
-        result = await rt.call(client.cancel, job_id, message=message)
+        result = await rt.call(client.cancel, job_id, message=body.message)
     return JobOut.of(result.job)
 
 
-@router.post("/jobs/{job_id}/fail", tags=["stopping"])
-async def fail(job_id: JobId, rt: Ctx, client: Caller, body: FailBody | None = None) -> JobOut:
+@router.post("/jobs/{job_id}/fail", operation_id="failJob", tags=["stopping"])
+async def fail_job(job_id: JobId, rt: Ctx, client: Caller, body: OptionalFail) -> JobOut:
     """Force-fail: stop the work and record the job `failed` (cancel reason `forced`).
     It counts as a failure: the kind's retry policy applies unless `retry` is false."""
-    retry, message = (body.retry, body.message) if body else (True, None)
-    result = await rt.call(client.fail, job_id, retry=retry, message=message)
+    result = await rt.call(client.fail, job_id, retry=body.retry, message=body.message)
     return JobOut.of(result.job)
 
 
-@router.post("/jobs/{job_id}/retry", status_code=201, tags=["jobs"])
-async def retry(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
+@router.post("/jobs/{job_id}/retry", operation_id="retryJob", status_code=201, tags=["jobs"])
+async def retry_job(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
     """Queue a new job with the kind and params of a failed or cancelled one (`retry_of` points back)."""
     return JobOut.of(await rt.call(client.retry, job_id))
 
 
-@router.delete("/jobs/{job_id}", status_code=204, tags=["jobs"])
-async def delete(job_id: JobId, rt: Ctx, client: Caller) -> Response:
+@router.delete("/jobs/{job_id}", operation_id="deleteJob", status_code=204, tags=["jobs"])
+async def delete_job(job_id: JobId, rt: Ctx, client: Caller) -> Response:
     """Cancel the job if it is active, wait until its work stopped, and delete it with its
     history and results."""
     await rt.wait(client.delete, job_id, timeout=DELETE_TIMEOUT_S)
     return Response(status_code=204)
 
 
-@router.get("/jobs/{job_id}/results", tags=["jobs"])
-async def results(
+@router.get("/jobs/{job_id}/results", operation_id="getResults", tags=["jobs"])
+async def get_results(
     job_id: JobId,
     rt: Ctx,
     client: Caller,
@@ -234,8 +239,8 @@ def _results(
     return client.get(job_id), page
 
 
-@router.get("/jobs/{job_id}/events", tags=["jobs"])
-async def events(
+@router.get("/jobs/{job_id}/events", operation_id="getEvents", tags=["jobs"])
+async def get_events(
     job_id: JobId,
     rt: Ctx,
     client: Caller,
@@ -251,11 +256,12 @@ async def events(
 
 @router.get(
     "/stream",
+    operation_id="streamEvents",
     tags=["events"],
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events."}},
 )
-async def stream(rt: Ctx, request: Request) -> StreamingResponse:
+async def stream_events(rt: Ctx, request: Request) -> StreamingResponse:
     """Server-Sent Events: `hello` first, then `job.created`, `job.status`, `job.progress`,
     `job.items` and `job.deleted`, each with `{"type", "id", "job"}` (the job's summary);
     `resync` when this client fell behind (fetch the state again). Fetch the state you show
@@ -282,8 +288,8 @@ async def stream(rt: Ctx, request: Request) -> StreamingResponse:
     )
 
 
-@router.get("/tokens", tags=["server"])
-async def tokens(rt: Ctx, client: Caller) -> TokensOut:
+@router.get("/tokens", operation_id="listTokens", tags=["server"])
+async def list_tokens(rt: Ctx, client: Caller) -> TokensOut:
     """Every API token: name, role, created, revoked (never a secret or hash). Admins only (403)."""
     return TokensOut(items=[TokenOut.of(record) for record in await rt.call(client.list_tokens)])
 
@@ -291,7 +297,7 @@ async def tokens(rt: Ctx, client: Caller) -> TokensOut:
 session_router = APIRouter(prefix="/api", tags=["session"], responses=_ERRORS)
 
 
-@session_router.post("/session", status_code=204)
+@session_router.post("/session", operation_id="logIn", status_code=204)
 async def log_in(request: Request, rt: Ctx) -> Response:
     """Exchange `Authorization: Bearer <token>` for a session cookie (HttpOnly, SameSite=Strict),
     so the dashboard's page never keeps the token. Without auth configured, sets nothing."""
@@ -302,7 +308,7 @@ async def log_in(request: Request, rt: Ctx) -> Response:
             SESSION_COOKIE,
             rt.authenticator.open_session(caller),
             max_age=int(rt.authenticator.session_ttl_s),
-            path="/",
+            path=_cookie_path(request),
             secure=request.url.scheme == "https",
             httponly=True,
             samesite="strict",
@@ -310,15 +316,22 @@ async def log_in(request: Request, rt: Ctx) -> Response:
     return response
 
 
-@session_router.delete("/session", status_code=204)
+@session_router.delete("/session", operation_id="logOut", status_code=204)
 async def log_out(request: Request, rt: Ctx) -> Response:
     """End this browser's session and clear its cookie."""
     session = request.cookies.get(SESSION_COOKIE)
     if session:
         rt.authenticator.close_session(session)
     response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request), httponly=True, samesite="strict")
     return response
+
+
+def _cookie_path(request: Request) -> str:
+    """Where the app is served (``/``, or ``/andon/`` when mounted there): the session cookie
+    goes only to this app's requests, not to the rest of the site it is mounted in."""
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/") + "/"
 
 
 def _redacted(url: str) -> str:

@@ -997,7 +997,7 @@
         h("span", { class: "detail" }, [event.actor && `by ${event.actor}`, event.reason && `reason ${event.reason}`, event.message, event.attempt ? `attempt ${event.attempt}` : null].filter(Boolean).join(" · ")),
       ),
     );
-    const more = nextOffset === null ? null : h("p", { class: "help" }, `The first ${plural(nextOffset, "event")} of a longer history; the rest: GET /api/v1/jobs/${jobPage.id}/events?offset=${nextOffset}`);
+    const more = nextOffset === null ? null : h("p", { class: "help" }, `The first ${plural(nextOffset, "event")} of a longer history; the rest: GET ${location.pathname}api/v1/jobs/${jobPage.id}/events?offset=${nextOffset}`);
     return section("Timeline", items.length ? h("ol", { class: "timeline" }, ...items) : h("p", { class: "empty" }, "No events."), more);
   }
 
