@@ -224,6 +224,30 @@ def test_show_says_a_job_cancelled_while_its_worker_was_lost_stopped_with_it(
     assert "its worker was lost" in run("cancel", job.id).stdout
 
 
+def test_show_says_retry_only_for_a_force_fail(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    """Issue 13: a plain cancel showed "cancel retry yes", though a cancelled job never runs again."""
+    cancelled = client.submit("count")
+    client.cancel(cancelled.id, message="not needed")
+    shown = run("show", cancelled.id)
+    assert shown.exit_code == 0, shown.output
+    assert "not needed" in shown.stdout
+    assert "cancel retry" not in shown.stdout
+
+    def retry_rows(job_id: str) -> list[str]:
+        lines = run("show", job_id).stdout.splitlines()
+        return [line.split("cancel retry", 1)[1].strip() for line in lines if "cancel retry" in line]
+
+    no_retry = client.submit("count")
+    client.fail(no_retry.id, retry=False)
+    assert retry_rows(no_retry.id) == ["no"]
+
+    make_worker()
+    running = client.submit("count", {"n": 100_000, "interval_s": 0.01})
+    wait_running(client, running.id)
+    client.fail(running.id, wait=True, timeout=WAIT_S)
+    assert retry_rows(running.id) == ["yes, as the kind's retry policy allows"]
+
+
 def test_show_and_results_of_a_failed_job(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
     make_worker()
     job = client.wait_finished(client.submit("fail", {"after_items": 2}).id, WAIT_S)
