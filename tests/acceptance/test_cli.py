@@ -164,6 +164,56 @@ def test_app_from_the_current_folder(
         sys.modules.pop("cli_test_jobs", None)
 
 
+def test_andon_app_in_the_environment_serves_every_command(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: andon.Client
+) -> None:
+    """Issue 13: a command without --app must use $ANDON_APP, not the example kinds; a retry
+    of a job of the user's kind failed "unknown job kind"."""
+    (tmp_path / "env_app_jobs.py").write_text(
+        "import andon\napp = andon.App()\n@app.job('resize')\ndef resize(ctx: andon.Context) -> None:\n    pass\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "env_app_jobs", raising=False)
+    monkeypatch.setenv("ANDON_APP", "env_app_jobs:app")
+    try:
+        listed = run("kinds")
+        assert listed.exit_code == 0, listed.output
+        assert "resize" in listed.stdout
+        assert "count" not in listed.stdout
+        assert_one_error_line(run("submit", "count"), "count")
+        job_id = run("submit", "resize", "-q").stdout.strip()
+        assert run("cancel", job_id).exit_code == 0
+        retried = run("retry", job_id, "-q")
+        assert retried.exit_code == 0, retried.output
+        assert client.get(retried.stdout.strip()).kind == "resize"
+    finally:
+        sys.modules.pop("env_app_jobs", None)
+
+
+_LOADED_MODULES = """
+import sys
+from andon.cli import main
+sys.argv = ["andon", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+heavy = ("fastapi", "starlette", "uvicorn", "pydantic_settings", "andon.api")
+print("loaded:", sorted(name for name in heavy if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("command", [["--help"], ["ls"], ["show", "xyz"], ["kinds"], ["db", "status"]])
+def test_commands_other_than_serve_do_not_import_the_web_stack(url: str, command: list[str]) -> None:
+    """Issue 13: importing FastAPI and uvicorn cost every command about 0.3 s at start."""
+    db = [] if command == ["--help"] else ["--db", url]
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED_MODULES, *command, *db], capture_output=True, text=True, timeout=WAIT_S * 2
+    )
+    assert done.stdout.splitlines()[-1] == "loaded: []", done.stdout + done.stderr
+
+
 # -- listing and showing ------------------------------------------------------------------
 
 
