@@ -334,6 +334,34 @@ def test_watch_follows_a_job_to_its_end(run: Run, client: andon.Client, make_wor
     assert client.get(job.id).status is andon.JobStatus.SUCCEEDED
 
 
+def test_watch_for_seconds_leaves_the_job_running(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.submit("count", {"n": 100_000, "interval_s": 0.01})
+    wait_running(client, job.id)
+    result = run("watch", job.id, "--for", "0.5")
+    assert result.exit_code == 0, result.output
+    assert f"job {job.id} (count) running" in result.stdout
+    assert "still going after watching 0.5 s (it was not cancelled)" in result.stdout
+    assert client.get(job.id).status is andon.JobStatus.RUNNING
+
+
+def test_watch_for_a_queued_job_and_a_bad_duration(run: Run, client: andon.Client) -> None:
+    job = client.submit("count")
+    result = run("watch", job.id, "--for", "0")
+    assert result.exit_code == 0, result.output
+    assert f"job {job.id} (count) queued — still going" in result.stdout
+    assert run("watch", job.id, "--for", "-1").exit_code == 2
+
+
+def test_watch_for_ends_with_the_job_if_it_ends_first(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.submit("count", {"n": 3, "interval_s": 0.01})
+    result = run("watch", job.id, "--for", str(WAIT_S * 2))
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.stdout
+    assert "still going" not in result.stdout
+
+
 # -- cancelling -------------------------------------------------------------------------
 
 
@@ -513,16 +541,22 @@ def test_demo(run: Run) -> None:
 # -- real processes: the worker and Ctrl-C ---------------------------------------------------
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Process:
     """A ``python -m andon.cli`` subprocess; its output is read line by line in threads."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, sigint_ignored: bool = False) -> None:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "andon.cli", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # As a shell starts a background job (`cmd &`): SIGINT ignored from the start.
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         assert self.popen.stdout is not None
         assert self.popen.stderr is not None
@@ -576,8 +610,8 @@ class Process:
 def processes() -> Iterator[Callable[..., Process]]:
     started: list[Process] = []
 
-    def start(*args: str) -> Process:
-        process = Process(*args)
+    def start(*args: str, sigint_ignored: bool = False) -> Process:
+        process = Process(*args, sigint_ignored=sigint_ignored)
         started.append(process)
         return process
 
@@ -639,11 +673,13 @@ def test_worker_second_signal_stops_at_once(url: str, client: andon.Client, proc
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "background"])
 def test_ctrl_c_in_watch_exits_130_and_leaves_the_job_alone(
-    url: str, client: andon.Client, processes: Callable[..., Process]
+    url: str, client: andon.Client, processes: Callable[..., Process], sigint_ignored: bool
 ) -> None:
+    """In the background (SIGINT inherited as ignored) too: pytest run with ``&`` failed here."""
     job = client.submit("count")
-    watcher = processes("watch", job.id, "--db", url)
+    watcher = processes("watch", job.id, "--db", url, sigint_ignored=sigint_ignored)
     watcher.wait_for_line("watching")
     watcher.signal(signal.SIGINT)
     code, _, stderr = watcher.finish(timeout=10)

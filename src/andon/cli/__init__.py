@@ -7,11 +7,15 @@ stderr and exit with code 1; usage errors exit with 2; Ctrl-C exits with 130.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from types import FrameType
 from typing import Annotated, Any, Final
 
 import typer
@@ -342,23 +346,68 @@ def _result_pages(
 
 
 @cli.command()
-def watch(job_id: JobId, db: DbOption = None, app_ref: AppOption = DEFAULT_APP) -> None:
+def watch(
+    job_id: JobId,
+    for_s: Annotated[
+        float | None,
+        typer.Option(
+            "--for",
+            min=0,
+            metavar="SECONDS",
+            help="Watch at most this long, then exit 0 and leave the job running. (default: until it ends)",
+        ),
+    ] = None,
+    db: DbOption = None,
+    app_ref: AppOption = None,
+) -> None:
     """Show a live progress bar until the job ends (Ctrl-C stops watching, not the job)."""
     with _client(db) as client:
         job = client.get(job_id)
-        try:
+        with _sigint_event() as interrupted:
             note = f"watching job {job.id} ({job.kind}); Ctrl-C stops watching, not the job"
             errors.print(Text(note, style="dim"), soft_wrap=True)
-            job = _follow(client, job)
-        except KeyboardInterrupt:
-            note = f"stopped watching; job {job_id} goes on (it was not cancelled)"
-            errors.print(Text(note, style="yellow"), soft_wrap=True)
-            raise typer.Exit(130) from None
-    console.print(fmt.final_line(job), soft_wrap=True)
+            job = _follow(client, job, interrupted, for_s)
+    if interrupted.is_set():
+        note = f"stopped watching; job {job_id} goes on (it was not cancelled)"
+        errors.print(Text(note, style="yellow"), soft_wrap=True)
+        raise typer.Exit(130)
+    if job.is_terminal:
+        console.print(fmt.final_line(job), soft_wrap=True)
+    else:
+        line = Text.assemble(f"job {job.id} ({job.kind}) ", fmt.status_text(job.status))
+        if job.progress_done is not None:
+            line.append(f" {fmt.progress(job)}")
+        line.append(f" — still going after watching {for_s:g} s (it was not cancelled)", style="dim")
+        console.print(line, soft_wrap=True)
 
 
-def _follow(client: andon.Client, job: andon.Job) -> andon.Job:
-    """Poll the job ten times a second and draw its progress until it is terminal."""
+@contextlib.contextmanager
+def _sigint_event() -> Iterator[threading.Event]:
+    """An event SIGINT sets while the block runs.
+
+    ``watch`` installs its own handler, as ``worker`` and ``serve`` do, instead of relying on
+    KeyboardInterrupt: a job started in the background by a shell inherits SIGINT as ignored,
+    and Python then never raises KeyboardInterrupt, so Ctrl-C (or ``kill -INT``) would not
+    end it. Off the main thread (tests, embedding) no handler can be installed; nothing is.
+    """
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handle(_signum: int, _frame: FrameType | None) -> None:
+        event.set()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _follow(client: andon.Client, job: andon.Job, stop: threading.Event, for_s: float | None) -> andon.Job:
+    """Poll the job ten times a second and draw its progress until it is terminal, ``stop``
+    is set, or ``for_s`` seconds have passed; returns the job as last seen."""
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -367,6 +416,7 @@ def _follow(client: andon.Client, job: andon.Job) -> andon.Job:
         TimeElapsedColumn(),
         console=console,
     )
+    deadline = None if for_s is None else time.monotonic() + for_s
     with bar:
         task = bar.add_task("", total=None, note="")
         while True:
@@ -378,9 +428,10 @@ def _follow(client: andon.Client, job: andon.Job) -> andon.Job:
                 total=job.progress_total,
                 note=job.progress_message or "",
             )
-            if job.is_terminal:
+            left_s = 0.1 if deadline is None else deadline - time.monotonic()
+            if job.is_terminal or stop.is_set() or left_s <= 0:
                 return job
-            time.sleep(0.1)
+            stop.wait(min(0.1, left_s))
             job = client.get(job.id)
 
 
