@@ -93,3 +93,19 @@ def test_suite_runs_quick_and_writes_its_table(tmp_path: Path) -> None:
     assert table.startswith("| measurement")
     assert "target" in table.splitlines()[0]
     assert len(table.splitlines()) == len(labels) + 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_startup_benchmark_runs_quick() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--quick", "--no-postgres"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    for label in ("python -c pass", "andon --help", "andon ls, empty SQLite database"):
+        assert f"cli start-up: {label}" in done.stdout, done.stdout

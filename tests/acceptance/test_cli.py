@@ -164,6 +164,56 @@ def test_app_from_the_current_folder(
         sys.modules.pop("cli_test_jobs", None)
 
 
+def test_andon_app_in_the_environment_serves_every_command(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, client: andon.Client
+) -> None:
+    """Issue 13: a command without --app must use $ANDON_APP, not the example kinds; a retry
+    of a job of the user's kind failed "unknown job kind"."""
+    (tmp_path / "env_app_jobs.py").write_text(
+        "import andon\napp = andon.App()\n@app.job('resize')\ndef resize(ctx: andon.Context) -> None:\n    pass\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "env_app_jobs", raising=False)
+    monkeypatch.setenv("ANDON_APP", "env_app_jobs:app")
+    try:
+        listed = run("kinds")
+        assert listed.exit_code == 0, listed.output
+        assert "resize" in listed.stdout
+        assert "count" not in listed.stdout
+        assert_one_error_line(run("submit", "count"), "count")
+        job_id = run("submit", "resize", "-q").stdout.strip()
+        assert run("cancel", job_id).exit_code == 0
+        retried = run("retry", job_id, "-q")
+        assert retried.exit_code == 0, retried.output
+        assert client.get(retried.stdout.strip()).kind == "resize"
+    finally:
+        sys.modules.pop("env_app_jobs", None)
+
+
+_LOADED_MODULES = """
+import sys
+from andon.cli import main
+sys.argv = ["andon", *sys.argv[1:]]
+try:
+    main()
+except SystemExit:
+    pass
+heavy = ("fastapi", "starlette", "uvicorn", "pydantic_settings", "andon.api")
+print("loaded:", sorted(name for name in heavy if name in sys.modules))
+"""
+
+
+@pytest.mark.parametrize("command", [["--help"], ["ls"], ["show", "xyz"], ["kinds"], ["db", "status"]])
+def test_commands_other_than_serve_do_not_import_the_web_stack(url: str, command: list[str]) -> None:
+    """Issue 13: importing FastAPI and uvicorn cost every command about 0.3 s at start."""
+    db = [] if command == ["--help"] else ["--db", url]
+    done = subprocess.run(
+        [sys.executable, "-c", _LOADED_MODULES, *command, *db], capture_output=True, text=True, timeout=WAIT_S * 2
+    )
+    assert done.stdout.splitlines()[-1] == "loaded: []", done.stdout + done.stderr
+
+
 # -- listing and showing ------------------------------------------------------------------
 
 
@@ -224,6 +274,30 @@ def test_show_says_a_job_cancelled_while_its_worker_was_lost_stopped_with_it(
     assert "its worker was lost" in run("cancel", job.id).stdout
 
 
+def test_show_says_retry_only_for_a_force_fail(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    """Issue 13: a plain cancel showed "cancel retry yes", though a cancelled job never runs again."""
+    cancelled = client.submit("count")
+    client.cancel(cancelled.id, message="not needed")
+    shown = run("show", cancelled.id)
+    assert shown.exit_code == 0, shown.output
+    assert "not needed" in shown.stdout
+    assert "cancel retry" not in shown.stdout
+
+    def retry_rows(job_id: str) -> list[str]:
+        lines = run("show", job_id).stdout.splitlines()
+        return [line.split("cancel retry", 1)[1].strip() for line in lines if "cancel retry" in line]
+
+    no_retry = client.submit("count")
+    client.fail(no_retry.id, retry=False)
+    assert retry_rows(no_retry.id) == ["no"]
+
+    make_worker()
+    running = client.submit("count", {"n": 100_000, "interval_s": 0.01})
+    wait_running(client, running.id)
+    client.fail(running.id, wait=True, timeout=WAIT_S)
+    assert retry_rows(running.id) == ["yes, as the kind's retry policy allows"]
+
+
 def test_show_and_results_of_a_failed_job(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
     make_worker()
     job = client.wait_finished(client.submit("fail", {"after_items": 2}).id, WAIT_S)
@@ -258,6 +332,34 @@ def test_watch_follows_a_job_to_its_end(run: Run, client: andon.Client, make_wor
     assert "succeeded" in result.stdout
     assert "5 partial result(s)" in result.stdout
     assert client.get(job.id).status is andon.JobStatus.SUCCEEDED
+
+
+def test_watch_for_seconds_leaves_the_job_running(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.submit("count", {"n": 100_000, "interval_s": 0.01})
+    wait_running(client, job.id)
+    result = run("watch", job.id, "--for", "0.5")
+    assert result.exit_code == 0, result.output
+    assert f"job {job.id} (count) running" in result.stdout
+    assert "still going after watching 0.5 s (it was not cancelled)" in result.stdout
+    assert client.get(job.id).status is andon.JobStatus.RUNNING
+
+
+def test_watch_for_a_queued_job_and_a_bad_duration(run: Run, client: andon.Client) -> None:
+    job = client.submit("count")
+    result = run("watch", job.id, "--for", "0")
+    assert result.exit_code == 0, result.output
+    assert f"job {job.id} (count) queued — still going" in result.stdout
+    assert run("watch", job.id, "--for", "-1").exit_code == 2
+
+
+def test_watch_for_ends_with_the_job_if_it_ends_first(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
+    make_worker()
+    job = client.submit("count", {"n": 3, "interval_s": 0.01})
+    result = run("watch", job.id, "--for", str(WAIT_S * 2))
+    assert result.exit_code == 0, result.output
+    assert "succeeded" in result.stdout
+    assert "still going" not in result.stdout
 
 
 # -- cancelling -------------------------------------------------------------------------
@@ -439,16 +541,22 @@ def test_demo(run: Run) -> None:
 # -- real processes: the worker and Ctrl-C ---------------------------------------------------
 
 
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class Process:
     """A ``python -m andon.cli`` subprocess; its output is read line by line in threads."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, sigint_ignored: bool = False) -> None:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "andon.cli", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # As a shell starts a background job (`cmd &`): SIGINT ignored from the start.
+            preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
         assert self.popen.stdout is not None
         assert self.popen.stderr is not None
@@ -502,8 +610,8 @@ class Process:
 def processes() -> Iterator[Callable[..., Process]]:
     started: list[Process] = []
 
-    def start(*args: str) -> Process:
-        process = Process(*args)
+    def start(*args: str, sigint_ignored: bool = False) -> Process:
+        process = Process(*args, sigint_ignored=sigint_ignored)
         started.append(process)
         return process
 
@@ -565,11 +673,13 @@ def test_worker_second_signal_stops_at_once(url: str, client: andon.Client, proc
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["foreground", "background"])
 def test_ctrl_c_in_watch_exits_130_and_leaves_the_job_alone(
-    url: str, client: andon.Client, processes: Callable[..., Process]
+    url: str, client: andon.Client, processes: Callable[..., Process], sigint_ignored: bool
 ) -> None:
+    """In the background (SIGINT inherited as ignored) too: pytest run with ``&`` failed here."""
     job = client.submit("count")
-    watcher = processes("watch", job.id, "--db", url)
+    watcher = processes("watch", job.id, "--db", url, sigint_ignored=sigint_ignored)
     watcher.wait_for_line("watching")
     watcher.signal(signal.SIGINT)
     code, _, stderr = watcher.finish(timeout=10)

@@ -1,5 +1,6 @@
-"""``andon serve`` as a real process: the loopback rule, seeding example jobs, the embedded
-worker, ``--no-worker``, and a graceful stop on SIGTERM/SIGINT with a dashboard connected."""
+"""``andon serve`` as a real process: the loopback rule, the user's app, seeding example jobs
+(``--examples`` only), the embedded worker, ``--no-worker``, and a graceful stop on
+SIGTERM/SIGINT with a dashboard connected."""
 
 from __future__ import annotations
 
@@ -66,8 +67,10 @@ def test_a_port_in_use_is_one_error_line_and_exit_1(db_path: Path) -> None:
     assert "Traceback" not in result.output
 
 
-def test_serve_seeds_example_jobs_runs_them_and_stops_gracefully_on_sigterm(start: Start, db_path: Path) -> None:
-    served = start("--db", f"sqlite:///{db_path}", "--shutdown-grace", "0.2")
+def test_serve_examples_seeds_example_jobs_runs_them_and_stops_gracefully_on_sigterm(
+    start: Start, db_path: Path
+) -> None:
+    served = start("--db", f"sqlite:///{db_path}", "--examples", "--shutdown-grace", "0.2")
     status, page = served.request("GET", "/api/v1/jobs")
     assert status == 200
     kinds = sorted(job["kind"] for job in page["items"])
@@ -98,8 +101,8 @@ def test_serve_seeds_example_jobs_runs_them_and_stops_gracefully_on_sigterm(star
     assert "Traceback" not in output
 
 
-def test_serve_with_no_worker_leaves_jobs_queued_and_seeds_nothing_by_flag(start: Start, db_path: Path) -> None:
-    served = start("--db", f"sqlite:///{db_path}", "--no-worker", "--no-demo-jobs")
+def test_serve_with_no_worker_leaves_jobs_queued_and_seeds_nothing(start: Start, db_path: Path) -> None:
+    served = start("--db", f"sqlite:///{db_path}", "--no-worker")
     status, info = served.request("GET", "/api/v1/info")
     assert (status, info["worker"]) == (200, None)
     assert served.request("GET", "/api/v1/jobs")[1]["items"] == []
@@ -108,7 +111,47 @@ def test_serve_with_no_worker_leaves_jobs_queued_and_seeds_nothing_by_flag(start
     time.sleep(0.3)
     assert served.request("GET", f"/api/v1/jobs/{job['id']}")[1]["status"] == "queued"
     assert served.stop(signal.SIGINT) == 0
-    assert "Traceback" not in served.output()
+    output = served.output()
+    assert "give --app MODULE:ATTR or $ANDON_APP to serve yours" in output  # it serves the examples
+    assert "example jobs" not in output
+    assert "Traceback" not in output
+
+
+def test_an_api_only_node_serves_the_users_kinds_and_queues_nothing(
+    start: Start, tmp_path: Path, db_path: Path
+) -> None:
+    """Issue 13: on an empty database such a node queued six example jobs, offered the example
+    kinds and could not retry a job of the user's kind ("unknown job kind")."""
+    (tmp_path / "node_jobs.py").write_text(
+        "import andon\n"
+        "app = andon.App()\n"
+        "@app.job('resize', description='Resize a photo.')\n"
+        "def resize(ctx: andon.Context, path: str) -> None:\n"
+        "    pass\n"
+    )
+    served = start("--db", f"sqlite:///{db_path}", "--no-worker", "--app", "node_jobs:app")
+    assert served.request("GET", "/api/v1/jobs")[1]["items"] == []
+    status, kinds = served.request("GET", "/api/v1/kinds")
+    assert (status, [kind["kind"] for kind in kinds["items"]]) == (200, ["resize"])
+    assert served.request("POST", "/api/v1/jobs", {"kind": "count"})[0] == 422
+
+    status, job = served.request("POST", "/api/v1/jobs", {"kind": "resize", "params": {"path": "a.jpg"}})
+    assert status == 201, job
+    assert served.request("POST", f"/api/v1/jobs/{job['id']}/cancel")[0] == 200
+    status, again = served.request("POST", f"/api/v1/jobs/{job['id']}/retry")
+    assert status == 201, again
+    assert (again["kind"], again["params"], again["retry_of"]) == ("resize", {"path": "a.jpg"}, job["id"])
+    assert served.stop(signal.SIGINT) == 0
+    output = served.output()
+    assert "kinds resize" in output
+    assert "example jobs" not in output
+
+
+def test_examples_with_another_app_is_a_usage_error(db_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--examples", "--app", "jobs:app", "--db", f"sqlite:///{db_path}"])
+    assert result.exit_code == 2
+    assert "--examples serves the example kinds" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_serve_with_a_token_demands_it(start: Start, db_path: Path) -> None:

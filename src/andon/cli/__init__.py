@@ -7,11 +7,15 @@ stderr and exit with code 1; usage errors exit with 2; Ctrl-C exits with 130.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from types import FrameType
 from typing import Annotated, Any, Final
 
 import typer
@@ -23,12 +27,14 @@ from rich.text import Text
 import andon
 from andon.cli import _format as fmt
 from andon.cli._db import db_cli
-from andon.cli._demo import run_demo
-from andon.cli._http import ServeOptions, run_server
 from andon.cli._input import DbOption, load_app, parse_params, split_list
 from andon.cli._sample import sample_data
 from andon.cli._serve import serve
 from andon.cli._tokens import token_cli
+
+# The web stack (FastAPI, Starlette, uvicorn) and the example kinds are imported by the
+# commands that use them (serve, demo), not here: every other command would otherwise pay
+# about 0.3 s for them at each start (see the cli group of benchmarks/suite.py).
 
 __all__ = ["cli", "main"]
 
@@ -70,12 +76,13 @@ cli = typer.Typer(
 # -- shared options -------------------------------------------------------------
 
 AppOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--app",
         metavar="MODULE:ATTR",
         envvar="ANDON_APP",
-        help="The andon.App with your job kinds (used by worker, submit, retry and kinds).",
+        show_default=False,
+        help=f"The andon.App with your job kinds; give it to every serve and worker. (default: {DEFAULT_APP})",
     ),
 ]
 JobId = Annotated[str, typer.Argument(metavar="ID", show_default=False, help="A job id.")]
@@ -97,10 +104,18 @@ class LogLevel(enum.StrEnum):
     ERROR = "error"
 
 
-def _client(db: str | None, app_ref: str | None = None) -> andon.Client:
-    """A client on ``db``; with the app loaded from ``app_ref`` when the command needs one."""
-    app = load_app(app_ref) if app_ref is not None else None
-    return andon.connect(db, app, actor=ACTOR)
+def _app(app_ref: str | None) -> andon.App:
+    """The app of ``--app``/``$ANDON_APP``, else the example app."""
+    return load_app(app_ref or DEFAULT_APP)
+
+
+def _client(db: str | None, app_ref: str | None = None, *, with_app: bool = False) -> andon.Client:
+    """A client on ``db``, with the app when the command needs its kinds (submit, retry, kinds).
+
+    The other commands read and stop jobs by id, which needs no kinds; they accept ``--app``
+    (so one ``$ANDON_APP`` serves every command) but do not import it.
+    """
+    return andon.connect(db, _app(app_ref) if with_app else None, actor=ACTOR)
 
 
 # -- running jobs -----------------------------------------------------------------
@@ -126,7 +141,7 @@ def worker(
     ] = False,
     log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
     db: DbOption = None,
-    app_ref: AppOption = DEFAULT_APP,
+    app_ref: AppOption = None,
 ) -> None:
     """Run jobs until SIGINT or SIGTERM (a second signal stops running jobs at once)."""
     logging.basicConfig(
@@ -134,7 +149,7 @@ def worker(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
-    app = load_app(app_ref)
+    app = _app(app_ref)
     only = split_list(kinds)
     if only == []:
         raise typer.BadParameter("name at least one kind, or leave --kinds out to run all", param_hint="'--kinds'")
@@ -175,27 +190,43 @@ def serve_http(
         float,
         typer.Option("--shutdown-grace", min=0, metavar="SECONDS", help="On Ctrl-C, how long running jobs may go on."),
     ] = 10.0,
-    demo_jobs: Annotated[
-        bool | None,
+    examples: Annotated[
+        bool,
         typer.Option(
-            "--demo-jobs/--no-demo-jobs",
-            show_default=False,
-            help="Queue a few example jobs at start. (default: if the database is empty and the app is the example)",
+            "--examples",
+            help="The demo: serve the example kinds and, if the database is empty, queue a few example jobs.",
         ),
-    ] = None,
+    ] = False,
+    no_demo_jobs: Annotated[
+        bool,
+        typer.Option("--no-demo-jobs", hidden=True, help="With --examples, queue no example jobs."),
+    ] = False,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every HTTP request.")] = False,
     upgrade_db: Annotated[
         bool, typer.Option("--upgrade-db", help="Create or upgrade the database schema first (as `andon db upgrade`).")
     ] = False,
     log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
     db: DbOption = None,
-    app_ref: AppOption = DEFAULT_APP,
+    app_ref: AppOption = None,
 ) -> None:
-    """The main command: the dashboard and the REST API at http://HOST:PORT, with a worker."""
+    """The main command: the dashboard and the REST API at http://HOST:PORT, with a worker.
+
+    Give it your app (--app or $ANDON_APP), also with --no-worker: the API takes, lists and
+    retries only the kinds of the app it serves.
+    """
+    # Only serve imports the web stack: the other commands start without it.
+    from andon.cli._http import ServeOptions, run_server
+
+    if examples and app_ref is not None:
+        raise typer.BadParameter(
+            f"--examples serves the example kinds, not {app_ref!r}: leave out --app (and unset ANDON_APP)",
+            param_hint="'--examples'",
+        )
     if upgrade_db:
         andon.upgrade_database(db)
     options = ServeOptions(
-        app=load_app(app_ref),
+        app=_app(app_ref),
+        app_given=app_ref is not None or examples,
         db=db,
         host=host,
         port=port,
@@ -203,7 +234,7 @@ def serve_http(
         worker=not no_worker,
         concurrency=concurrency,
         shutdown_grace_s=shutdown_grace,
-        demo_jobs=demo_jobs,
+        example_jobs=examples and not no_demo_jobs,
         log_level=log_level.value,
         access_log=access_log,
     )
@@ -224,11 +255,11 @@ def submit(
     ] = None,
     priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
     db: DbOption = None,
-    app_ref: AppOption = DEFAULT_APP,
+    app_ref: AppOption = None,
 ) -> None:
     """Queue a job and print its id."""
     values = parse_params(params or [])
-    with _client(db, app_ref) as client:
+    with _client(db, app_ref, with_app=True) as client:
         if timeout is None:
             job = client.submit(kind, values, priority=priority)
         else:
@@ -250,7 +281,7 @@ def list_jobs(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="Jobs per page.")] = 50,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Start after this page cursor.")] = None,
     db: DbOption = None,
-    app_ref: AppOption = DEFAULT_APP,
+    app_ref: AppOption = None,
 ) -> None:
     """List jobs, newest first."""
     with _client(db) as client:
@@ -264,7 +295,7 @@ def list_jobs(
 
 
 @cli.command()
-def show(job_id: JobId, db: DbOption = None, app_ref: AppOption = DEFAULT_APP) -> None:
+def show(job_id: JobId, db: DbOption = None, app_ref: AppOption = None) -> None:
     """Show one job: every field, its cancel lifecycle and its history."""
     with _client(db) as client:
         job = client.get(job_id)
@@ -283,7 +314,7 @@ def results(
     limit: Annotated[int | None, typer.Option("--limit", "-n", min=0, help="At most this many items.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line (JSON Lines).")] = False,
     db: DbOption = None,
-    app_ref: AppOption = DEFAULT_APP,
+    app_ref: AppOption = None,
 ) -> None:
     """Print a job's partial results, in the order it emitted them."""
     with _client(db) as client:
@@ -315,23 +346,68 @@ def _result_pages(
 
 
 @cli.command()
-def watch(job_id: JobId, db: DbOption = None, app_ref: AppOption = DEFAULT_APP) -> None:
+def watch(
+    job_id: JobId,
+    for_s: Annotated[
+        float | None,
+        typer.Option(
+            "--for",
+            min=0,
+            metavar="SECONDS",
+            help="Watch at most this long, then exit 0 and leave the job running. (default: until it ends)",
+        ),
+    ] = None,
+    db: DbOption = None,
+    app_ref: AppOption = None,
+) -> None:
     """Show a live progress bar until the job ends (Ctrl-C stops watching, not the job)."""
     with _client(db) as client:
         job = client.get(job_id)
-        try:
+        with _sigint_event() as interrupted:
             note = f"watching job {job.id} ({job.kind}); Ctrl-C stops watching, not the job"
             errors.print(Text(note, style="dim"), soft_wrap=True)
-            job = _follow(client, job)
-        except KeyboardInterrupt:
-            note = f"stopped watching; job {job_id} goes on (it was not cancelled)"
-            errors.print(Text(note, style="yellow"), soft_wrap=True)
-            raise typer.Exit(130) from None
-    console.print(fmt.final_line(job), soft_wrap=True)
+            job = _follow(client, job, interrupted, for_s)
+    if interrupted.is_set():
+        note = f"stopped watching; job {job_id} goes on (it was not cancelled)"
+        errors.print(Text(note, style="yellow"), soft_wrap=True)
+        raise typer.Exit(130)
+    if job.is_terminal:
+        console.print(fmt.final_line(job), soft_wrap=True)
+    else:
+        line = Text.assemble(f"job {job.id} ({job.kind}) ", fmt.status_text(job.status))
+        if job.progress_done is not None:
+            line.append(f" {fmt.progress(job)}")
+        line.append(f" — still going after watching {for_s:g} s (it was not cancelled)", style="dim")
+        console.print(line, soft_wrap=True)
 
 
-def _follow(client: andon.Client, job: andon.Job) -> andon.Job:
-    """Poll the job ten times a second and draw its progress until it is terminal."""
+@contextlib.contextmanager
+def _sigint_event() -> Iterator[threading.Event]:
+    """An event SIGINT sets while the block runs.
+
+    ``watch`` installs its own handler, as ``worker`` and ``serve`` do, instead of relying on
+    KeyboardInterrupt: a job started in the background by a shell inherits SIGINT as ignored,
+    and Python then never raises KeyboardInterrupt, so Ctrl-C (or ``kill -INT``) would not
+    end it. Off the main thread (tests, embedding) no handler can be installed; nothing is.
+    """
+    event = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+
+    def handle(_signum: int, _frame: FrameType | None) -> None:
+        event.set()
+
+    previous = signal.signal(signal.SIGINT, handle)
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _follow(client: andon.Client, job: andon.Job, stop: threading.Event, for_s: float | None) -> andon.Job:
+    """Poll the job ten times a second and draw its progress until it is terminal, ``stop``
+    is set, or ``for_s`` seconds have passed; returns the job as last seen."""
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -340,6 +416,7 @@ def _follow(client: andon.Client, job: andon.Job) -> andon.Job:
         TimeElapsedColumn(),
         console=console,
     )
+    deadline = None if for_s is None else time.monotonic() + for_s
     with bar:
         task = bar.add_task("", total=None, note="")
         while True:
@@ -351,9 +428,10 @@ def _follow(client: andon.Client, job: andon.Job) -> andon.Job:
                 total=job.progress_total,
                 note=job.progress_message or "",
             )
-            if job.is_terminal:
+            left_s = 0.1 if deadline is None else deadline - time.monotonic()
+            if job.is_terminal or stop.is_set() or left_s <= 0:
                 return job
-            time.sleep(0.1)
+            stop.wait(min(0.1, left_s))
             job = client.get(job.id)
 
 
@@ -373,7 +451,7 @@ def cancel(
     kind: KindOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before cancelling every active job.")] = False,
     db: DbOption = None,
-    app_ref: AppOption = DEFAULT_APP,
+    app_ref: AppOption = None,
 ) -> None:
     """Cancel jobs: a queued job never starts, a running one is stopped.
 
@@ -430,7 +508,7 @@ def fail(
     timeout: TimeoutOption = None,
     message: Annotated[str | None, typer.Option("--message", "-m", help="Why (kept in the history).")] = None,
     db: DbOption = None,
-    app_ref: AppOption = DEFAULT_APP,
+    app_ref: AppOption = None,
 ) -> None:
     """Force-fail a job: stop the work and record it as failed."""
     with _client(db) as client:
@@ -443,10 +521,10 @@ def retry(
     job_id: JobId,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the new job id.")] = False,
     db: DbOption = None,
-    app_ref: AppOption = DEFAULT_APP,
+    app_ref: AppOption = None,
 ) -> None:
     """Queue a new job with the kind and params of a failed or cancelled one."""
-    with _client(db, app_ref) as client:
+    with _client(db, app_ref, with_app=True) as client:
         job = client.retry(job_id)
     if quiet:
         typer.echo(job.id)
@@ -462,7 +540,7 @@ def remove(
         typer.Option("--timeout", min=0, metavar="SECONDS", help="How long to wait for an active job to stop."),
     ] = 60.0,
     db: DbOption = None,
-    app_ref: AppOption = DEFAULT_APP,
+    app_ref: AppOption = None,
 ) -> None:
     """Delete a job with its history and results (an active job is cancelled first)."""
     with _client(db) as client:
@@ -474,9 +552,9 @@ def remove(
 
 
 @cli.command()
-def kinds(db: DbOption = None, app_ref: AppOption = DEFAULT_APP) -> None:
+def kinds(db: DbOption = None, app_ref: AppOption = None) -> None:
     """The app's job kinds, with how their jobs ended and how fast they stopped when cancelled."""
-    with _client(db, app_ref) as client:
+    with _client(db, app_ref, with_app=True) as client:
         assert client.app is not None  # _client loaded it
         stats = client.kind_stats()
         if fmt.is_narrow(console, wide=160):
@@ -490,6 +568,8 @@ def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the temporary database and print its URL.")] = False,
 ) -> None:
     """A short show of cancels on a temporary database (a few seconds)."""
+    from andon.cli._demo import run_demo  # imports the example kinds, which only the demo needs
+
     run_demo(console, keep=keep)
 
 

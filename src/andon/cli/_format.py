@@ -335,17 +335,23 @@ def _progress_detail(job: andon.Job) -> str:
 
 
 def _cancel_rows(cancel: andon.CancelInfo) -> list[tuple[str, Text | str]]:
-    return [
+    rows: list[tuple[str, Text | str]] = [
         ("cancel requested", local_time(cancel.requested_at, ms=True)),
         ("cancel reason", cancel.reason.value),
         ("cancel by", cancel.by or "-"),
         ("cancel message", cancel.message or "-"),
-        ("cancel retry", "yes" if cancel.retry else "no"),
+    ]
+    # The stored flag is set on every cancel (it defaults to yes), but only a force-fail
+    # reads it: any other cancel ends the job for good, so "retry yes" there would be untrue.
+    if cancel.reason is andon.CancelReason.FORCED:
+        rows.append(("cancel retry", "yes, as the kind's retry policy allows" if cancel.retry else "no"))
+    rows += [
         ("acknowledged", local_time(cancel.acknowledged_at, ms=True)),
         ("stopped", local_time(cancel.stopped_at, ms=True)),
         ("stop method", stop_text(cancel.stop_method)),
         ("request → stop", seconds(cancel.stop_seconds)),
     ]
+    return rows
 
 
 def events_table(events: Sequence[andon.JobEvent]) -> Table:

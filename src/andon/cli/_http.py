@@ -19,7 +19,6 @@ from rich.text import Text
 
 import andon
 from andon.api import Runtime, create_app, runtime_of
-from andon.examples import app as example_app
 
 __all__ = ["ServeOptions", "is_loopback", "run_server", "seed_demo_jobs"]
 
@@ -34,6 +33,9 @@ before it cancels them; event streams are ended at once."""
 @dataclass(frozen=True, slots=True)
 class ServeOptions:
     app: andon.App
+    app_given: bool
+    """Whether the app was asked for (``--app``, ``$ANDON_APP`` or ``--examples``) rather than
+    the example app served by default; the banner says which kinds a default serves."""
     db: str | None
     host: str
     port: int
@@ -41,8 +43,9 @@ class ServeOptions:
     worker: bool
     concurrency: int
     shutdown_grace_s: float
-    demo_jobs: bool | None
-    """``None``: seed example jobs when the database is empty and the example app is served."""
+    example_jobs: bool
+    """Queue the example jobs when the database is empty (``--examples``: the demo only, so an
+    API node on a real database never fills it with jobs no worker of its own runs)."""
     log_level: str
     access_log: bool
 
@@ -108,10 +111,9 @@ def run_server(options: ServeOptions, console: Console) -> None:
 
 
 def _seed_if_wanted(client: andon.Client, options: ServeOptions) -> int:
-    wanted = options.demo_jobs
-    if wanted is None:
-        wanted = options.app is example_app and not client.list_jobs(limit=1).items
-    return len(seed_demo_jobs(client)) if wanted else 0
+    if not options.example_jobs or client.list_jobs(limit=1).items:
+        return 0
+    return len(seed_demo_jobs(client))
 
 
 def seed_demo_jobs(client: andon.Client) -> list[andon.Job]:
@@ -139,6 +141,12 @@ def _banner(console: Console, options: ServeOptions, url: str, worker: andon.Wor
     if options.token:
         line.append("  token required", style="dim")
     console.print(line, soft_wrap=True)
+    kinds = ", ".join(kind.kind for kind in options.app.kinds)
+    if options.app_given:
+        console.print(Text(f"kinds {kinds}", style="dim"), soft_wrap=True)
+    else:
+        note = f"kinds {kinds} (the examples: give --app MODULE:ATTR or $ANDON_APP to serve yours)"
+        console.print(Text(note, style="yellow"), soft_wrap=True)
     if seeded:
         console.print(Text(f"queued {seeded} example jobs (the database was empty)", style="dim"), soft_wrap=True)
     note = "open the address above in a browser; Ctrl-C stops (running jobs go back to the queue)"

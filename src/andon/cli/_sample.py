@@ -10,15 +10,13 @@ from rich.console import Console
 from rich.text import Text
 
 from andon.cli._input import split_list
-from andon.examples import create_sample_data
-from andon.examples._sample_data import SamplePart
 
 __all__ = ["sample_data"]
 
 _TRY = {
-    SamplePart.MEDIA: "andon submit scan folder={path}",
-    SamplePart.PAPERS: "andon submit papers folder={path}",
-    SamplePart.SITE: "python -m http.server -d {path} 8000 & andon submit crawl start_url=http://127.0.0.1:8000/",
+    "media": "andon submit scan folder={path}",
+    "papers": "andon submit papers folder={path}",
+    "site": "python -m http.server -d {path} 8000 & andon submit crawl start_url=http://127.0.0.1:8000/",
 }
 
 
@@ -32,6 +30,10 @@ def sample_data(
     ] = None,
 ) -> None:
     """Make local inputs for the example kinds: DIR/media (ffmpeg), DIR/papers (PDFs), DIR/site (HTML)."""
+    # The example kinds load on use: every other command starts without them.
+    from andon.examples import create_sample_data
+    from andon.examples._sample_data import SamplePart
+
     names = split_list(only)
     try:
         parts = list(SamplePart) if names is None else [SamplePart(name) for name in names]
@@ -44,4 +46,4 @@ def sample_data(
     for part in parts:
         path = folder / part.value
         console.print(Text.assemble((f"{written[part.value]:3} files ", "bold"), str(path)), soft_wrap=True)
-        console.print(Text("    try: " + _TRY[part].format(path=path), style="dim"), soft_wrap=True)
+        console.print(Text("    try: " + _TRY[part.value].format(path=path), style="dim"), soft_wrap=True)
