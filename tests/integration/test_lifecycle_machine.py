@@ -131,7 +131,7 @@ class Lifecycle(RuleBasedStateMachine):
                 return
             raise AssertionError("cancel of a missing job did not raise JobNotFound")
         try:
-            expected = decide_cancel(before, reason)
+            expected = decide_cancel(before, reason, retry=retry)
         except JobFinished:
             try:
                 self.store.request_cancel(job_id, reason, by="client", retry=retry)
