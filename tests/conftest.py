@@ -56,6 +56,7 @@ _TIER_BY_FILE = {
     "test_load_quick.py": "bench",
     "test_readme.py": "readme",
     "test_examples_crawl.py": "browser",  # the crawl example's own Chromium
+    "test_postgres_faults.py": "faults",  # restarts, cuts off and kills PostgreSQL's clients
 }
 
 

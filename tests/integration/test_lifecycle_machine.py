@@ -162,7 +162,7 @@ class Lifecycle(RuleBasedStateMachine):
         expected = {
             job.id: decide_cancel(job, reason)
             for job in before.values()
-            if job.status in (JobStatus.QUEUED, JobStatus.RUNNING)
+            if (job.status in (JobStatus.QUEUED, JobStatus.RUNNING) or _bulk_escalates(job, reason))
             and (not where.statuses or job.status in where.statuses)
             and (not where.kinds or job.kind in where.kinds)
             and (not where.ids or job.id in where.ids)
@@ -381,7 +381,7 @@ class Lifecycle(RuleBasedStateMachine):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
 def test_lifecycle_machine(backend: str) -> None:
     with contextlib.ExitStack() as cleanup:
         machine = Lifecycle
@@ -396,3 +396,14 @@ def test_lifecycle_machine(backend: str) -> None:
             machine,
             settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
         )
+
+
+def _bulk_escalates(job: andon.Job, reason: CancelReason) -> bool:
+    """A bulk cancel reaches a job already stopping only to outrank a retrying force-fail."""
+    return (
+        job.status is JobStatus.CANCELLING
+        and job.cancel is not None
+        and job.cancel.reason is CancelReason.FORCED
+        and job.cancel.retry
+        and decide_cancel(job, reason)[0] is CancelOutcome.ESCALATED
+    )

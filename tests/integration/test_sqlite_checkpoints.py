@@ -61,6 +61,7 @@ def test_writes_reach_the_database_file_from_the_background(tmp_path: Path) -> N
         assert conn.execute("SELECT count(*) FROM andon_jobs").fetchone()[0] == 5_000
 
 
+@pytest.mark.slow
 def test_the_thread_ends_when_writes_stop_and_the_next_write_starts_another(tmp_path: Path) -> None:
     path = tmp_path / "andon.db"
     with andon.SqliteStore(str(path)) as store:
@@ -99,6 +100,7 @@ def test_a_store_that_only_reads_starts_no_thread(tmp_path: Path) -> None:
         assert checkpointers(path) == []
 
 
+@pytest.mark.slow
 def test_after_a_crash_with_a_large_wal_the_store_opens_and_works(tmp_path: Path) -> None:
     path = tmp_path / "andon.db"
     script = (
