@@ -60,6 +60,13 @@ _TIER_BY_FILE = {
 }
 
 
+# What ./scripts/test runs alone, after the tests it runs on two processes.
+_SERIAL = {
+    # restarts the PostgreSQL server every other test shares
+    "tests/acceptance/test_postgres_faults.py::test_a_server_restart_mid_run_loses_and_duplicates_nothing",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         path = item.path
@@ -70,3 +77,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(getattr(pytest.mark, tier))
         if {"browser", "page"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.browser)
+        if item.nodeid in _SERIAL:
+            item.add_marker(pytest.mark.serial)

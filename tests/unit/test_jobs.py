@@ -371,8 +371,8 @@ def test_new_job_ids_are_uuid7() -> None:
     [
         "abc",
         "",
-        str(uuid.uuid4()),
-        str(uuid.uuid1()),
+        "5f0c8c4e-6d1a-4c1e-9b7e-2a4f1d3c6b8a",  # a UUID4
+        "07d44e22-eff8-11f1-95d6-02fc00000001",  # a UUID1
         "../etc",
         "../etc/passwd",
         "0" * 36,
