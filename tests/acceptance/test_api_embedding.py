@@ -23,21 +23,12 @@ from fastapi.testclient import TestClient
 import andon
 from andon.api import Service
 from tests.acceptance.threaded_server import serve_in_thread
+from tests.acceptance.tick_jobs import jobs
 
 PREFIX = "/andon"
 API = f"{PREFIX}/api/v1"
 ROOT = "embedded-admin-token"
 BOUND_S = 20.0  # generous: each wait below takes well under a second on a quiet machine
-
-jobs = andon.App()
-
-
-@jobs.job("tick")
-def tick(ctx: andon.Context, n: int = 10_000) -> None:
-    """Emits an item every 20 ms until cancelled (``ctx.sleep`` is a checkpoint)."""
-    for i in range(n):
-        ctx.emit({"i": i})
-        ctx.sleep(0.02)
 
 
 def parent_app(service: Service, lifecycle: list[str], *, compose: bool = True) -> FastAPI:

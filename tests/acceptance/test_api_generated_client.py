@@ -26,6 +26,7 @@ import pytest
 import andon
 from andon.api import create_app
 from tests.acceptance.threaded_server import serve_in_thread
+from tests.acceptance.tick_jobs import jobs
 
 PACKAGE: Final = "andon_generated_client"
 GENERATE_S: Final = 240.0
@@ -34,16 +35,6 @@ OPERATIONS: Final = {
     "getInfo", "listKinds", "submitJob", "listJobs", "cancelJobs", "getJob", "cancelJob", "failJob",
     "retryJob", "deleteJob", "getResults", "getEvents", "streamEvents", "listTokens", "logIn", "logOut",
 }  # fmt: skip
-
-jobs = andon.App()
-
-
-@jobs.job("tick")
-def tick(ctx: andon.Context, n: int = 10_000) -> None:
-    """Emits an item every 20 ms until cancelled (``ctx.sleep`` is a checkpoint)."""
-    for i in range(n):
-        ctx.emit({"i": i})
-        ctx.sleep(0.02)
 
 
 class Generated:
