@@ -108,6 +108,11 @@ def cancel_and_measure(
     return job, timing
 
 
+STOP_BOUND_S = 5.0
+"""Generous on purpose: a cancel that takes 5 s is a bug, but a busy machine may take seconds
+to close a browser. Each test prints the real stop time; the benchmarks report the figures."""
+
+
 def assert_cancelled_with_history(
     client: andon.Client, job: andon.Job, bound_s: float, reason: andon.CancelReason = andon.CancelReason.USER
 ) -> andon.CancelInfo:

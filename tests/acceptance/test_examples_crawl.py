@@ -22,6 +22,7 @@ from andon.examples import app as example_app
 from andon.examples import create_sample_data
 from andon.examples._crawl import CHROMIUM
 from tests.acceptance.examples_support import (
+    STOP_BOUND_S,
     assert_cancelled_with_history,
     cancel_and_measure,
     processes_with,
@@ -169,7 +170,7 @@ def test_cancel_closes_the_browser_and_keeps_the_pages(
 
     stopped, _timing = cancel_and_measure(client, job.id, "crawl", processes.gone)
 
-    cancel = assert_cancelled_with_history(client, stopped, bound_s=2.0)
+    cancel = assert_cancelled_with_history(client, stopped, bound_s=STOP_BOUND_S)
     assert cancel.stop_method is andon.StopMethod.COOPERATIVE, "stopped at the check between two pages"
     assert processes.gone(), "no Chromium and no driver of the job is left"
     assert not profile_folders(job.id)

@@ -27,7 +27,12 @@ from starlette.testclient import TestClient
 import andon
 from andon.api import create_app
 from andon.examples._extract import _ask, _endpoint, parse_properties
-from tests.acceptance.examples_support import assert_cancelled_with_history, cancel_and_measure, wait_items
+from tests.acceptance.examples_support import (
+    STOP_BOUND_S,
+    assert_cancelled_with_history,
+    cancel_and_measure,
+    wait_items,
+)
 from tests.support import wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -202,7 +207,7 @@ def test_cancel_aborts_the_requests_in_flight_and_sends_no_more(
 
     stopped, _timing = cancel_and_measure(client, job.id, "extract", lambda: not fake_model.in_flight())
 
-    cancel = assert_cancelled_with_history(client, stopped, bound_s=1.0)
+    cancel = assert_cancelled_with_history(client, stopped, bound_s=STOP_BOUND_S)
     assert cancel.stop_method is andon.StopMethod.ASYNC, "the task was cancelled at its await"
     assert [r.outcome for r in held] == ["closed by client"] * 3, "every request in flight was aborted"
     for request in held:

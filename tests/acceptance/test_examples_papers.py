@@ -21,6 +21,7 @@ import andon
 from andon.examples import create_sample_data
 from andon.examples._papers import classify
 from tests.acceptance.examples_support import (
+    STOP_BOUND_S,
     assert_cancelled_with_history,
     cancel_and_measure,
     use_tmp_as_examples_root,
@@ -165,7 +166,7 @@ def test_cancel_in_the_middle_of_a_large_pdf(
 
     stopped, _timing = cancel_and_measure(client, job.id, "papers (mid-PDF)", lambda: not open_files_under(folder))
 
-    cancel = assert_cancelled_with_history(client, stopped, bound_s=1.0)
+    cancel = assert_cancelled_with_history(client, stopped, bound_s=STOP_BOUND_S)
     assert cancel.stop_method is andon.StopMethod.COOPERATIVE
     assert cancel.message == "test: papers (mid-PDF)"
     message = stopped.progress_message or ""
@@ -197,7 +198,7 @@ def test_cancel_in_each_phase(
 
     stopped, _timing = cancel_and_measure(client, job.id, f"papers ({phase})", lambda: not leftovers(out))
 
-    assert_cancelled_with_history(client, stopped, bound_s=1.0)
+    assert_cancelled_with_history(client, stopped, bound_s=STOP_BOUND_S)
     message = stopped.progress_message or ""
     assert message.startswith(f"{phase}: "), f"the progress names the phase: {message!r}"
     done = stopped.progress_done

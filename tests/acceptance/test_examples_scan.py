@@ -17,6 +17,7 @@ import pytest
 import andon
 from andon.examples import create_sample_data
 from tests.acceptance.examples_support import (
+    STOP_BOUND_S,
     assert_cancelled_with_history,
     cancel_and_measure,
     descendants,
@@ -100,7 +101,7 @@ def test_cancel_kills_the_ffprobe_in_flight(client: andon.Client, make_worker: M
 
     stopped, _timing = cancel_and_measure(client, job.id, "scan", lambda: not processes_with(str(fifo)))
 
-    cancel = assert_cancelled_with_history(client, stopped, bound_s=1.0)
+    cancel = assert_cancelled_with_history(client, stopped, bound_s=STOP_BOUND_S)
     assert cancel.stop_method is andon.StopMethod.COOPERATIVE, "ctx.run raised once the probe was killed"
     assert not processes_with(str(fifo)), "no ffprobe is left"
     assert not [pid for pid in descendants(os.getpid()) if "ffprobe" in cmdline(pid)], "no ffprobe at all is left"
