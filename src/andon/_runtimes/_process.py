@@ -351,11 +351,18 @@ def _child_main(
         done = ("stopped", StopMethod.COOPERATIVE.value) if token.requested else ("failed", _error(exc))
     except BaseException as exc:
         done = ("failed", _limit_error(exc, limits) or _exit_error(exc) or _error(exc))
-    ctx._close()
     try:
-        send(("done", done[0], done[1], token.acknowledged_at))
-    except Exception as exc:  # e.g. an unpicklable result
-        send(("done", "failed", _error(exc), token.acknowledged_at))
+        ctx._close()
+        try:
+            send(("done", done[0], done[1], token.acknowledged_at))
+        except OSError:
+            raise
+        except Exception as exc:  # e.g. an unpicklable result
+            send(("done", "failed", _error(exc), token.acknowledged_at))
+    except (_Terminated, OSError):
+        # The worker is gone (a broken pipe; its reader thread is killing this group now) or
+        # stopped this process while it reported: nobody is left to read a traceback.
+        os._exit(1)
     # No conn.close(): the reader thread would take the closed pipe for a dead worker.
     os._exit(0)
 
