@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import enum
 import json
 import logging
 import os
 import threading
-import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, final
+from typing import final
 
-from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
-from andon._context import Context, encode_output
-from andon._jobs import ErrorInfo, Job, Outcome, OutcomeKind
+from andon._cancel import Cancelled, CancelReason, CancelToken
+from andon._clock import SYSTEM_CLOCK, Clock
+from andon._context import Context
+from andon._jobs import Job
 from andon._registry import JobKind
-from andon._sizes import MAX_RESULT_BYTES
+from andon._stop import LADDERS, StopState
 from andon._storage import ProgressUpdate
 
-__all__ = [
-    "Attempt",
-    "AttemptState",
-    "OutputBuffer",
-    "error_outcome",
-    "failure",
-    "stopped",
-    "succeeded",
-]
+__all__ = ["Attempt", "AttemptState", "OutputBuffer"]
 
 FLUSH_AT_ITEMS = 1000
 MAX_BUFFER_BYTES = 8 * 1024 * 1024
@@ -255,19 +245,30 @@ class AttemptState(enum.Enum):
 
 @final
 class Attempt:
-    """The worker's view of one running attempt."""
+    """The worker's view of one running attempt: its token, output, and place on the stop path."""
 
     def __init__(
-        self, job: Job, spec: JobKind, wake_flusher: Callable[[], None], spool_dir: Path | None = None
+        self,
+        job: Job,
+        spec: JobKind,
+        wake_flusher: Callable[[], None],
+        spool_dir: Path | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        claimed_at: float | None = None,
     ) -> None:
         self.job = job
         self.spec = spec
-        self.token = CancelToken()
+        self.clock = clock
+        self.token = CancelToken(clock)
         self.buffer = OutputBuffer(job.id, job.attempt, job.items_count, wake_flusher, spool_dir=spool_dir)
-        self.deadline = time.monotonic() + job.timeout_s if job.timeout_s is not None else None
-        self.stop_requested_at: float | None = None
-        """``time.monotonic()`` of the first stop request, for escalation."""
-        self.escalations = 0
+        now = clock.monotonic()
+        self.stop = StopState(
+            ladder=LADDERS[spec.isolation],
+            grace_s=spec.grace_s,
+            timeout_at=now + job.timeout_s if job.timeout_s is not None else None,
+            lease_ok_at=now if claimed_at is None else claimed_at,
+        )
         self.refused_items = 0
         """Items the store refused because this attempt no longer held the job."""
         self.unflushable = False
@@ -293,13 +294,13 @@ class Attempt:
         checkpoint past the vouch): its escalation starts now.
         """
         first = self.token.request(reason, message)
-        if self.stop_requested_at is None and self.token.requested:
-            self.stop_requested_at = time.monotonic()
+        if self.stop.requested_at is None and self.token.requested:
+            self.stop.requested_at = self.clock.monotonic()
             return True
         return first
 
     def vouch(self, until: float) -> None:
-        """The worker vouches that this attempt holds its job until ``until`` (monotonic)."""
+        """The worker vouches that this attempt holds its job until ``until`` (its clock's monotonic)."""
         self.token.vouched_until = until
 
     def take_settlement(self, state: AttemptState) -> bool:
@@ -309,54 +310,3 @@ class Attempt:
                 return False
             self.state = state
             return True
-
-
-def ended_now(outcome: Outcome) -> Outcome:
-    """Stamp the moment the work was entirely over (handler, cleanups, children, process)."""
-    return dataclasses.replace(outcome, stopped_at=time.time())
-
-
-def succeeded(result: Any) -> Outcome:  # Any: the handler's JSON result
-    """The handler returned ``result``; a failure instead if the store could not keep it.
-
-    A result that is not JSON (a set, NaN) or takes more than ``MAX_RESULT_BYTES`` fails
-    the job with a message saying so, and nothing of it is stored: left to the store, it
-    would break the final write (the job stuck ``running``) or every later read of it.
-    """
-    try:
-        encode_output(result, "the job's result", MAX_RESULT_BYTES)
-    except (TypeError, ValueError, RecursionError) as exc:  # ResultTooLarge is a ValueError
-        error = ErrorInfo(type(exc).__qualname__, str(exc) or repr(exc), None)
-        return Outcome(OutcomeKind.FAILED, error=error, stopped_at=time.time())
-    return Outcome(OutcomeKind.SUCCEEDED, result=result, stopped_at=time.time())
-
-
-def stopped(token: CancelToken, method: StopMethod) -> Outcome:
-    token.acknowledge()
-    return Outcome(
-        OutcomeKind.STOPPED,
-        stop_method=method,
-        stop_reason=token.reason,
-        acknowledged_at=token.acknowledged_at,
-        stopped_at=time.time(),
-    )
-
-
-def failure(exc: BaseException, token: CancelToken) -> Outcome:
-    text = "".join(traceback.format_exception(exc))
-    error = ErrorInfo(type(exc).__qualname__, str(exc) or repr(exc), text)
-    return Outcome(
-        OutcomeKind.FAILED,
-        error=error,
-        acknowledged_at=token.acknowledged_at,
-        stopped_at=time.time(),
-    )
-
-
-def error_outcome(error: ErrorInfo, token: CancelToken) -> Outcome:
-    return Outcome(
-        OutcomeKind.FAILED,
-        error=error,
-        acknowledged_at=token.acknowledged_at,
-        stopped_at=time.time(),
-    )

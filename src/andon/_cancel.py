@@ -17,9 +17,10 @@ from __future__ import annotations
 import enum
 import math
 import threading
-import time
 from collections.abc import Callable
 from typing import final
+
+from andon._clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["CancelReason", "CancelToken", "Cancelled", "StopMethod"]
 
@@ -88,10 +89,12 @@ class CancelToken:
     """A thread-safe, level-triggered cancel flag with wake-ups and callbacks.
 
     Reading :attr:`requested` is a plain attribute read (cheap enough to call in a tight
-    loop). :meth:`request` is idempotent: the first call wins and fixes the reason.
+    loop). :meth:`request` is idempotent: the first call wins and fixes the reason. Time
+    (the moment of acknowledgement, the vouch, waits) is read from ``clock``.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.clock = clock
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[CancelReason], None]] = []
@@ -100,7 +103,7 @@ class CancelToken:
         self.message: str | None = None
         self.acknowledged_at: float | None = None
         self.vouched_until = math.inf
-        """``time.monotonic()`` after which the work must not go on: past it, its worker can
+        """The moment (``clock.monotonic()``) after which the work must not go on: past it, its worker can
         no longer vouch that it still holds the job (a lease it could not renew, or a
         process paused past its lease), and the next checkpoint stops it, reason
         ``lease_lost``, before it takes another step. Extended on every lease renewal."""
@@ -122,7 +125,7 @@ class CancelToken:
     def acknowledge(self) -> None:
         """Note the first moment the work observed the request."""
         if self.acknowledged_at is None:
-            self.acknowledged_at = time.time()
+            self.acknowledged_at = self.clock.now()
 
     def raise_if_requested(self) -> None:
         """Raise :class:`Cancelled` if a cancel was requested (a checkpoint)."""
@@ -138,10 +141,10 @@ class CancelToken:
     def raise_if_unvouched(self) -> None:
         """Stop the work (reason ``lease_lost``) if its worker can no longer vouch for it.
 
-        Judged here, on this process's monotonic clock, not by a worker thread: after a
+        Judged here, on the token's clock, not by a worker thread: after a
         pause (SIGSTOP, a VM freeze) the work may run again before any other thread does.
         """
-        if time.monotonic() >= self.vouched_until:
+        if self.clock.monotonic() >= self.vouched_until:
             self.request(
                 CancelReason.LEASE_LOST,
                 "its worker could not vouch for the lease any more (paused or cut off past it)",
@@ -150,14 +153,14 @@ class CancelToken:
 
     def remaining(self, seconds: float | None) -> float | None:
         """``seconds`` cut short to end at :attr:`vouched_until` (a wait never outlives it)."""
-        left = self.vouched_until - time.monotonic()
+        left = self.vouched_until - self.clock.monotonic()
         if left == math.inf:
             return seconds
         return max(0.0, left if seconds is None else min(seconds, left))
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until a cancel is requested or ``timeout`` seconds pass; ``True`` if requested."""
-        return self._event.wait(timeout)
+        return self.clock.wait(self._event, timeout)
 
     def on_request(self, callback: Callable[[CancelReason], None]) -> Callable[[], None]:
         """Call ``callback(reason)`` once a cancel is requested (at once if it already was).

@@ -20,6 +20,7 @@ from andon._errors import (
     UsageError,
     WaitTimeout,
 )
+from andon._hub import deliver_here, wake_here
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import Job, JobEvent, JobStatus, ResultItem
 from andon._registry import DEFAULT, App, _Default
@@ -36,7 +37,6 @@ from andon._storage import (
     Store,
     open_store,
 )
-from andon._worker import deliver_locally, wake_local_workers
 
 __all__ = ["Client", "connect"]
 
@@ -137,7 +137,7 @@ class Client:
             for params in params_list
         ]
         jobs = self.store.submit(new, self.actor)
-        wake_local_workers()
+        wake_here()
         return jobs
 
     @property
@@ -185,7 +185,7 @@ class Client:
             owner=self._owner if self.principal is not None else old.owner,
         )
         job = self.store.submit([new], self.actor)[0]
-        wake_local_workers()
+        wake_here()
         return job
 
     def _app(self) -> App:
@@ -351,7 +351,7 @@ class Client:
             self._require_visible(job_id)  # an owner never changes, so checking first is safe
         result = self.store.request_cancel(_checked(job_id), reason, self.actor, message, retry)
         if result.job.status is JobStatus.CANCELLING and result.job.cancel is not None:
-            deliver_locally(job_id, result.job.cancel.reason, result.job.cancel.message)
+            deliver_here(job_id, result.job.cancel.reason, result.job.cancel.message)
         if wait and not result.job.is_terminal:
             return CancelResult(self.wait_stopped(job_id, timeout), result.outcome)
         return result
@@ -378,7 +378,7 @@ class Client:
         done = self.store.request_cancel_many(where, CancelReason.USER, self.actor, message)
         for result in done.stopping:
             if result.job.status is JobStatus.CANCELLING:
-                deliver_locally(result.job.id, CancelReason.USER, message)
+                deliver_here(result.job.id, CancelReason.USER, message)
         return done
 
     def delete(self, job_id: str, *, timeout: float | None = 60.0) -> None:

@@ -9,7 +9,6 @@ import json
 import math
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Final, Protocol, TypeVar
@@ -64,6 +63,7 @@ class Context:
         self.attempt = attempt
         self.params = params
         self._token = token
+        self._clock = token.clock
         self._sink = sink
         self._cleanups: list[Callable[[], object]] = []
         self._children = ChildGroup(child_grace_s, sink.child_started)
@@ -82,16 +82,16 @@ class Context:
     def check(self) -> None:
         """Checkpoint: raise :class:`Cancelled` if the job was asked to stop, or if its
         worker can no longer vouch that it still holds the job (reason ``lease_lost``)."""
-        if self._token.requested or time.monotonic() >= self._token.vouched_until:
+        if self._token.requested or self._clock.monotonic() >= self._token.vouched_until:
             self._token.raise_if_stopped()
 
     def sleep(self, seconds: float) -> None:
         """Checkpoint: sleep, waking at once and raising :class:`Cancelled` on a cancel."""
         self.check()
-        deadline = time.monotonic() + max(0.0, seconds)
-        while not self._token.wait(self._token.remaining(deadline - time.monotonic())):
+        deadline = self._clock.monotonic() + max(0.0, seconds)
+        while not self._token.wait(self._token.remaining(deadline - self._clock.monotonic())):
             self.check()  # woken by the end of the vouch, not by a cancel
-            if time.monotonic() >= deadline:
+            if self._clock.monotonic() >= deadline:
                 return
         self._token.raise_if_requested()
 
@@ -102,13 +102,13 @@ class Context:
         cancel (a future is cancelled too), ``TimeoutError`` if ``timeout`` passes first.
         """
         self.check()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
         if isinstance(waitable, threading.Event):
             # An Event has no callback to hook, so wait in short slices; 2 ms keeps the
             # cancel latency of this checkpoint far below what users notice.
             while not waitable.wait(0.002):
                 self.check()
-                if deadline is not None and time.monotonic() >= deadline:
+                if deadline is not None and self._clock.monotonic() >= deadline:
                     raise TimeoutError(f"the event was not set within {timeout} s")
             return True
         done = threading.Event()
@@ -116,9 +116,9 @@ class Context:
         unsubscribe = self._token.on_request(lambda _reason: done.set())
         try:
             while True:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                remaining = None if deadline is None else max(0.0, deadline - self._clock.monotonic())
                 finished = done.wait(self._token.remaining(remaining))
-                if finished or self._token.requested or (deadline is not None and time.monotonic() >= deadline):
+                if finished or self._token.requested or (deadline is not None and self._clock.monotonic() >= deadline):
                     break
                 self._token.raise_if_unvouched()
         except Cancelled:
@@ -168,7 +168,7 @@ class Context:
         """
         self._token.raise_if_unvouched()
         encoded = encode_output(item, "a result item", MAX_ITEM_BYTES)
-        self._sink.emit(time.time(), encoded)
+        self._sink.emit(self._clock.now(), encoded)
 
     # -- resources ---------------------------------------------------------------
 

@@ -37,33 +37,30 @@ import random
 import socket
 import tempfile
 import threading
-import time
 import uuid
-import weakref
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, final
 
-from andon._attempt import Attempt, AttemptState, ended_now, failure, stopped
+from andon._attempt import Attempt, AttemptState
 from andon._cancel import CancelReason, StopMethod
+from andon._clock import SYSTEM_CLOCK, Clock
 from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError, StorageError
+from andon._hub import join, leave
 from andon._jobs import ErrorInfo, Job, JobStatus, Outcome, OutcomeKind
 from andon._registry import App, Isolation
-from andon._runtimes import Escalation, Execution, close_slot_loop, execution_for
+from andon._runtimes import close_slot_loop, execution_for
+from andon._stop import Due, Execution, Step, due, ended_now, failure, stopped
 from andon._storage import Change, ChangeWatcher, ProgressUpdate, Settlement, Store
 
-__all__ = ["Worker", "WorkerState", "deliver_locally", "wake_local_workers"]
+__all__ = ["Worker", "WorkerState"]
 
 log = logging.getLogger("andon.worker")
 
 _CONTROL_TICK_S: Final = 0.25
-_MIN_SECOND_STEP_S: Final = 0.5
-_FENCE_AT: Final = 2 / 3
-"""Fraction of ``lease_s`` without a successful renewal after which an attempt is stopped."""
 _MAX_BACKOFF_S: Final = 5.0
 _MAX_CLAIM_BATCH: Final = 32
-_local_workers: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 
 class WorkerState(enum.Enum):
@@ -79,10 +76,6 @@ class _Running:
     execution: Execution
     thread: threading.Thread | None
     """The slot thread running it; ``None`` while it waits (microseconds) for an idle slot."""
-    lease_ok_at: float
-    """``time.monotonic()`` when the last claim or renewal that succeeded for it began."""
-    timeout_sent: bool = False
-    fenced: bool = False
 
 
 @dataclass(slots=True)
@@ -110,6 +103,8 @@ class Worker:
         flush_interval_s: how often buffered results and progress are written.
         spool_dir: where an attempt's output goes beyond its memory budget (8 MiB) while the
             store takes no writes; a temporary folder of this worker's by default.
+        clock: where timeouts, grace periods, escalation, leases, fences and backoffs read
+            the time (a :class:`~andon.ManualClock` in tests); give the store the same one.
     """
 
     def __init__(
@@ -125,6 +120,7 @@ class Worker:
         idle_poll_s: float = 1.0,
         kinds: Collection[str] | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if concurrency < 1:
             raise LifecycleError("a worker needs concurrency >= 1")
@@ -136,6 +132,7 @@ class Worker:
         self.shutdown_grace_s = shutdown_grace_s
         self.flush_interval_s = flush_interval_s
         self.idle_poll_s = idle_poll_s
+        self.clock = clock
         self.kinds = list(kinds) if kinds is not None else [k.kind for k in app.kinds]
         # Where output the store does not take goes beyond each attempt's memory budget.
         safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.id)
@@ -188,7 +185,7 @@ class Worker:
         self._spawn("flusher", self._flush_loop)
         for index in range(self.concurrency):
             self._spawn(f"slot-{index}", self._slot_loop)
-        _local_workers.add(self)
+        join(self)
         log.info(
             "worker %s started: %d slots, kinds %s",
             self.id,
@@ -208,7 +205,7 @@ class Worker:
         grace = self.shutdown_grace_s if grace_s is None else grace_s
         self._stopping.set()
         self._notify()
-        if not self._wait_idle(time.monotonic() + grace):
+        if not self._wait_idle(self.clock.monotonic() + grace):
             self.interrupt()
             self._wait_idle(None)
         self._halt.set()
@@ -222,7 +219,7 @@ class Worker:
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join()
-        _local_workers.discard(self)
+        leave(self)
         with contextlib.suppress(OSError):  # only if empty: a journal left behind says why
             self.spool_dir.rmdir()
         self.state = WorkerState.STOPPED
@@ -260,7 +257,7 @@ class Worker:
             # A claim in flight counts: its jobs are not in _running yet, and a slot would
             # start them after stop() had stopped waiting (nobody would then stop them).
             while self._running or self._reserved:
-                remaining = None if deadline is None else deadline - time.monotonic()
+                remaining = None if deadline is None else deadline - self.clock.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
                 self._changed.wait(0.05 if remaining is None else min(0.05, remaining))
@@ -282,6 +279,10 @@ class Worker:
         running.execution.deliver()
         self._monitor_wake.set()  # its escalation is now due at some point
         return True
+
+    def wake(self) -> None:
+        """Wake idle slots to claim (jobs were submitted in this process)."""
+        self._notify()
 
     def _notify(self) -> None:
         with self._changed:
@@ -316,9 +317,9 @@ class Worker:
                         # Another slot is claiming for this one, or the queue was empty at
                         # this generation: wait for its jobs, for news from the store, or
                         # for the next poll.
-                        began = time.monotonic()
+                        began = self.clock.monotonic()
                         self._changed.wait(self.idle_poll_s)
-                        if self._generation == generation and time.monotonic() - began >= self.idle_poll_s:
+                        if self._generation == generation and self.clock.monotonic() - began >= self.idle_poll_s:
                             self._drained_generation = -1
                         continue
                     self._reserved += want
@@ -326,7 +327,7 @@ class Worker:
                 if not self._run(running):
                     return  # this slot's thread was abandoned and replaced; it ends here
                 continue
-            claimed_at = time.monotonic()
+            claimed_at = self.clock.monotonic()
             jobs: list[Job] = []
             failed = False
             try:
@@ -347,7 +348,7 @@ class Worker:
                         self._drained_generation = generation
                     self._changed.notify_all()
             if failed:
-                self._stopping.wait(_backoff(failures))
+                self.clock.wait(self._stopping, _backoff(failures))
             elif failures:
                 log.info("worker %s: claiming again after %d failed attempt(s)", self.id, failures)
                 failures = 0
@@ -361,14 +362,14 @@ class Worker:
         except BaseException as exc:  # a runtime's own fault: the job fails, the slot goes on
             log.exception("job %s: its runtime failed", attempt.job.id)
             outcome = failure(exc, attempt.token)
-        if outcome.stop_reason is CancelReason.LEASE_LOST and not running.fenced:
+        if outcome.stop_reason is CancelReason.LEASE_LOST and not attempt.stop.fenced:
             # The work judged its own vouch (a checkpoint) before the monitor fenced it.
-            running.fenced = True
+            attempt.stop.fenced = True
             log.warning(
                 "job %s: lease not renewed for %.1f s (lease %.1f s); the work stopped itself "
                 "before another worker may take it",
                 attempt.job.id,
-                time.monotonic() - running.lease_ok_at,
+                self.clock.monotonic() - attempt.stop.lease_ok_at,
                 self.lease_s,
             )
         if not attempt.take_settlement(AttemptState.SETTLING):
@@ -386,7 +387,7 @@ class Worker:
         self._drain_journal(attempt)
         update = attempt.buffer.close(attempt.token.acknowledged_at)
         if outcome.stop_method is StopMethod.ABANDONED:
-            outcome = ended_now(outcome)  # the buffer is closed: nothing it emits now counts
+            outcome = ended_now(outcome, self.clock)  # the buffer is closed: nothing it emits now counts
         mine = _PendingSettlement(attempt, Settlement(job.id, job.attempt, outcome, update))
         with self._settle_lock:
             self._settle_queue.append(mine)
@@ -405,7 +406,7 @@ class Worker:
                 free = self.concurrency - len(self._running) + len(batch) - self._reserved
                 want = max(0, min(_MAX_CLAIM_BATCH, free))
             self._reserved += want
-        claimed_at = time.monotonic()
+        claimed_at = self.clock.monotonic()
         jobs: list[Job] = []
         try:
             jobs = self._record(batch, want)
@@ -446,14 +447,15 @@ class Worker:
                     attempt.buffer.restore(update)
                     log.exception("job %s: writing its journalled output failed unexpectedly", attempt.job.id)
                     return
-            time.sleep(_backoff(failures))
+            self.clock.sleep(_backoff(failures))
 
     def _hand_out(self, jobs: list[Job], claimed_at: float) -> None:
         """Make claimed jobs ready for idle slots (call with ``_changed`` held)."""
         for job in jobs:
-            attempt = Attempt(job, self.app.get(job.kind), self._flush_wake.set, self.spool_dir)
-            attempt.vouch(claimed_at + self.lease_s * _FENCE_AT)
-            entry = _Running(attempt, execution_for(attempt), None, claimed_at)
+            spec = self.app.get(job.kind)
+            attempt = Attempt(job, spec, self._flush_wake.set, self.spool_dir, clock=self.clock, claimed_at=claimed_at)
+            attempt.vouch(attempt.stop.fence_at(self.lease_s))
+            entry = _Running(attempt, execution_for(attempt), None)
             self._running[job.id] = entry
             self._ready.append(entry)
 
@@ -513,7 +515,7 @@ class Worker:
                     len(settlements),
                     exc,
                 )
-                time.sleep(_backoff(failures))
+                self.clock.sleep(_backoff(failures))
 
     def _record_alone(self, pending: _PendingSettlement) -> None:
         """Settle one attempt of a batch that met a bug; if it is the cause, record that."""
@@ -536,7 +538,7 @@ class Worker:
         failures = 0
         while not self._halt.is_set():
             try:
-                if self._watcher.wait(self._next_due()):
+                if self._watcher.wait(self._due().timeout_in):
                     self._notify()
                 with self._lock:
                     busy = bool(self._running)
@@ -547,37 +549,29 @@ class Worker:
             except AndonError as exc:
                 failures += 1
                 (log.warning if failures == 1 else log.debug)("worker %s: control step failed: %s", self.id, exc)
-                self._halt.wait(min(_backoff(failures), 1.0))
+                self.clock.wait(self._halt, min(_backoff(failures), 1.0))
             except Exception:  # a bug: logged in full; cancels keep being delivered
                 failures += 1
                 log.exception("worker %s: control step failed unexpectedly", self.id)
-                self._halt.wait(min(_backoff(failures), 1.0))
+                self.clock.wait(self._halt, min(_backoff(failures), 1.0))
 
-    def _next_due(self) -> float:
-        """Seconds until the next timeout is due (at most one control tick)."""
-        now = time.monotonic()
-        due = now + _CONTROL_TICK_S
+    def _due(self) -> Due[_Running]:
+        """What the stop path says is due now (``andon._stop.due``)."""
         with self._lock:
-            for running in self._running.values():
-                attempt = running.attempt
-                if attempt.deadline is not None and not running.timeout_sent:
-                    due = min(due, attempt.deadline)
-        return max(0.0, due - now)
+            entries = [
+                (r, r.attempt.stop, r.attempt.state is AttemptState.RUNNING, r.thread is not None)
+                for r in self._running.values()
+            ]
+        return due(self.clock.monotonic(), entries, self.lease_s, _CONTROL_TICK_S)
 
     def _deliver_notices(self) -> None:
         for notice in self.store.cancel_notices(self.id):
             self.deliver(notice.job_id, notice.reason, notice.message)
 
     def _fire_timeouts(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            late = [
-                r
-                for r in self._running.values()
-                if not r.timeout_sent and r.attempt.deadline is not None and now >= r.attempt.deadline
-            ]
-        for running in late:
-            running.timeout_sent = True
+        for running in self._due().timeouts:
+            stop = running.attempt.stop
+            stop.timeout_sent = True
             job = running.attempt.job
             try:
                 result = self.store.request_cancel(
@@ -589,24 +583,17 @@ class Worker:
             except JobFinished:
                 continue
             except StorageError:
-                running.timeout_sent = False  # not recorded: the next control step tries again
+                stop.timeout_sent = False  # not recorded: the next control step tries again
                 raise
             if result.job.status is JobStatus.CANCELLING and result.job.cancel is not None:
                 self.deliver(job.id, result.job.cancel.reason, result.job.cancel.message)
 
-    def _escalate(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            candidates = list(self._running.values())
-        for running in candidates:
-            attempt = running.attempt
-            step_at = _escalation_due(attempt)
-            if step_at is None or now < step_at or attempt.state is not AttemptState.RUNNING or running.thread is None:
-                continue
-            attempt.escalations += 1
-            action = running.execution.escalate(attempt.escalations)
-            log.info("job %s: escalation step %d: %s", attempt.job.id, attempt.escalations, action.value)
-            if action is Escalation.ABANDON:
+    def _climb(self, running: _Running) -> None:
+        """Take the next rung of the attempt's ladder (``andon._stop.StopState.climb``)."""
+        attempt = running.attempt
+        for step in attempt.stop.climb(running.execution.apply):
+            log.info("job %s: escalation step %d: %s", attempt.job.id, attempt.stop.steps_taken, step.value)
+            if step is Step.ABANDON:
                 self._abandon(running)
 
     def _abandon(self, running: _Running) -> None:
@@ -623,7 +610,7 @@ class Worker:
         log.warning(
             "job %s: its thread did not stop within %.1f s of the cancel; abandoning it",
             attempt.job.id,
-            time.monotonic() - (attempt.stop_requested_at or time.monotonic()),
+            self.clock.monotonic() - (attempt.stop.requested_at or self.clock.monotonic()),
         )
         # The replacement thread records the end (the store may be slow or away; the
         # monitor must not wait for it), then serves as a slot unless the worker is stopping.
@@ -642,15 +629,17 @@ class Worker:
         # been healthy for a whole lease: after an outage that blocked every writer, each
         # living worker renews its leases within a fraction of a lease, so only the jobs
         # of workers that really are gone still look expired by then.
-        healthy_since = time.monotonic() - self.lease_s
-        while not self._halt.wait(self.lease_s / 3 if not failures else min(self.lease_s / 12, _backoff(failures))):
+        healthy_since = self.clock.monotonic() - self.lease_s
+        while not self.clock.wait(
+            self._halt, self.lease_s / 3 if not failures else min(self.lease_s / 12, _backoff(failures))
+        ):
             try:
-                began = time.monotonic()
+                began = self.clock.monotonic()
                 self._renew()
-                if failures or time.monotonic() - began > self.lease_s / 6:
+                if failures or self.clock.monotonic() - began > self.lease_s / 6:
                     # Failed before, or slow now: a store that retried through an outage
                     # inside the call answers late, not with an error.
-                    healthy_since = time.monotonic()
+                    healthy_since = self.clock.monotonic()
                 elif began - healthy_since >= self.lease_s:
                     for job in self.store.recover_lost():
                         log.warning("job %s: its worker was lost; now %s", job.id, job.status.value)
@@ -671,14 +660,15 @@ class Worker:
         the store takes writes: the lease loop judges its own health by it)."""
         with self._lock:
             held = list(self._running.values())
-        began = time.monotonic()
+        began = self.clock.monotonic()
         renewed = set(self.store.renew_leases(self.id, self.lease_s, [r.attempt.job.id for r in held]))
         for running in held:
+            stop = running.attempt.stop
             if running.attempt.job.id in renewed:
-                running.lease_ok_at = max(running.lease_ok_at, began)
+                stop.lease_ok_at = max(stop.lease_ok_at, began)
                 # The work itself stops at the fence too, if no thread of ours gets there
                 # first (a paused process runs its handler again before the monitor).
-                running.attempt.vouch(running.lease_ok_at + self.lease_s * _FENCE_AT)
+                running.attempt.vouch(stop.fence_at(self.lease_s))
                 running.execution.vouched()
                 continue
             with self._lock:
@@ -686,7 +676,7 @@ class Worker:
             if current and running.attempt.state is AttemptState.RUNNING:
                 job_id = running.attempt.job.id
                 log.warning("job %s: this worker no longer holds it (it was recovered); stopping it", job_id)
-                running.fenced = True
+                stop.fenced = True
                 self.deliver(job_id, CancelReason.LEASE_LOST, "the job was recovered from this worker")
 
     # -- monitor (never touches the store) ----------------------------------------
@@ -694,44 +684,22 @@ class Worker:
     def _monitor_loop(self) -> None:
         while not self._halt.is_set():
             try:
-                self._monitor_wake.wait(self._monitor_due())
+                self.clock.wait(self._monitor_wake, self._due().stop_in)
                 self._monitor_wake.clear()
                 if self._halt.is_set():
                     return
-                self._escalate()
-                self._fence()
+                self._monitor_step()
             except Exception:  # a bug: logged in full; stops keep escalating on the next pass
                 log.exception("worker %s: monitor step failed unexpectedly", self.id)
                 self._halt.wait(0.05)
 
-    def _monitor_due(self) -> float:
-        """Seconds until the next escalation step or fence is due (at most one tick)."""
-        now = time.monotonic()
-        due = now + _CONTROL_TICK_S
-        with self._lock:
-            for running in self._running.values():
-                step_at = _escalation_due(running.attempt)
-                if step_at is not None:
-                    due = min(due, step_at)
-                # Only work still running is fenced; an attempt being settled has stopped
-                # (its deadline would stay in the past while the store is away).
-                if not running.fenced and running.attempt.state is AttemptState.RUNNING:
-                    due = min(due, running.lease_ok_at + self.lease_s * _FENCE_AT)
-        return max(0.0, due - now)
-
-    def _fence(self) -> None:
-        now = time.monotonic()
-        with self._lock:
-            late = [
-                r
-                for r in self._running.values()
-                if not r.fenced
-                and r.attempt.state is AttemptState.RUNNING
-                and now >= r.lease_ok_at + self.lease_s * _FENCE_AT
-            ]
-        for running in late:
-            running.fenced = True
-            silent = now - running.lease_ok_at
+    def _monitor_step(self) -> None:
+        """Escalate the stops that are due and fence the attempts not vouched for."""
+        now_due = self._due()
+        for running in now_due.steps:
+            self._climb(running)
+        for running, silent in now_due.fences:
+            running.attempt.stop.fenced = True
             log.warning(
                 "job %s: lease not renewed for %.1f s (lease %.1f s); stopping it before another worker may take it",
                 running.attempt.job.id,
@@ -830,23 +798,3 @@ def _degraded(settlement: Settlement, exc: BaseException) -> Settlement:
 def _backoff(failures: int) -> float:
     """Seconds to wait after ``failures`` failures in a row: doubling, capped, jittered."""
     return min(_MAX_BACKOFF_S, 0.05 * 2.0 ** min(failures, 10)) * random.uniform(0.5, 1.0)
-
-
-def _escalation_due(attempt: Attempt) -> float | None:
-    """When the next escalation step is due (monotonic), or ``None`` if none is."""
-    if attempt.stop_requested_at is None or attempt.escalations >= 2 or attempt.state is not AttemptState.RUNNING:
-        return None
-    grace = attempt.spec.grace_s
-    return attempt.stop_requested_at + grace + attempt.escalations * max(grace, _MIN_SECOND_STEP_S)
-
-
-def deliver_locally(job_id: str, reason: CancelReason, message: str | None) -> None:
-    """Tell workers in this process about a cancel at once (others see it in the store)."""
-    for worker in list(_local_workers):
-        worker.deliver(job_id, reason, message)
-
-
-def wake_local_workers() -> None:
-    """New jobs were submitted in this process: wake idle slots without waiting for a poll."""
-    for worker in list(_local_workers):
-        worker._notify()

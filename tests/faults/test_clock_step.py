@@ -52,6 +52,15 @@ class SteppingClock:
     def lease_now(self) -> None:
         return None
 
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, timeout: float | None) -> bool:
+        return event.wait(timeout)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
     def step(self, seconds: float) -> None:
         with self._lock:
             self.offset += seconds

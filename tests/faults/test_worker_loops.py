@@ -280,18 +280,16 @@ def test_the_control_loop_goes_on_to_fire_a_timeout(monkeypatch: pytest.MonkeyPa
 
 def test_the_monitor_goes_on_to_escalate_a_stop(monkeypatch: pytest.MonkeyPatch, store: andon.SqliteStore) -> None:
     """Injection into a thread that never checks is the monitor's alone: it must outlive faults."""
-    from andon import _worker
-
-    real = _worker._escalation_due
+    real = andon.Worker._monitor_step
     raised: list[int] = []
 
-    def failing(attempt: Any) -> float | None:  # Any: an Attempt
+    def failing(worker: andon.Worker) -> None:
         if len(raised) < 3:
             raised.append(1)
             raise Bug("injected into the monitor")
-        return real(attempt)
+        real(worker)
 
-    monkeypatch.setattr(_worker, "_escalation_due", failing)
+    monkeypatch.setattr(andon.Worker, "_monitor_step", failing)
     client = andon.Client(store, app, actor="test")
     with running(store, concurrency=1) as worker:
         job = client.submit("spin", {})

@@ -13,12 +13,12 @@ import asyncio
 import threading
 from typing import Any, final
 
-from andon._attempt import Attempt, ended_now, failure
+from andon._attempt import Attempt
 from andon._cancel import StopMethod
 from andon._context import Context
 from andon._jobs import Outcome
-from andon._runtimes import Escalation
 from andon._runtimes._inject import InjectionGuard, run_injectable
+from andon._stop import Step, ended_now, failure
 
 __all__ = ["AsyncExecution"]
 
@@ -63,7 +63,7 @@ class AsyncExecution:
         errors = ctx._close()
         if errors and outcome.error is None and not token.requested:
             outcome = failure(errors[0], token)
-        return ended_now(outcome)
+        return ended_now(outcome, attempt.clock)
 
     def deliver(self) -> None:
         with self._lock:
@@ -74,10 +74,8 @@ class AsyncExecution:
     def vouched(self) -> None:
         """Nothing to push: the handler reads the attempt's own token."""
 
-    def escalate(self, step: int) -> Escalation:
-        if step == 1 and self._guard.inject():
-            return Escalation.APPLIED
-        return Escalation.ABANDON
+    def apply(self, step: Step) -> bool:
+        return step is Step.INJECT and self._guard.inject()
 
 
 def _discard(loop: asyncio.AbstractEventLoop) -> None:

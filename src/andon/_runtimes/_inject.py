@@ -8,21 +8,16 @@ abandonment, and why hard stops need ``isolation="process"``.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from andon._attempt import failure, stopped, succeeded
-from andon._cancel import Cancelled, CancelToken, StopMethod
+from andon._cancel import CancelToken, StopMethod
 from andon._jobs import Outcome
+from andon._stop import InjectedCancel, outcome_of, stopped, succeeded
 
-__all__ = ["InjectedCancel", "InjectionGuard", "run_injectable"]
-
-
-class InjectedCancel(Cancelled):
-    """The :class:`~andon.Cancelled` that andon raised inside a handler's thread."""
+__all__ = ["InjectionGuard", "run_injectable"]
 
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
@@ -56,7 +51,7 @@ class InjectionGuard:
     def leave(self) -> None:
         # An injected exception can land on any bytecode, including inside this method
         # before the lock is taken; retry until the guard is down (see
-        # tests/unit/test_runtimes.py::test_injection_never_escapes_bookkeeping).
+        # tests/unit/test_inject.py::test_injection_never_escapes_bookkeeping).
         while True:
             try:
                 with self._lock:
@@ -82,20 +77,14 @@ def _clear(thread_id: int) -> None:
 
 
 def run_injectable(guard: InjectionGuard, token: CancelToken, call: Callable[[], Any]) -> Outcome:
-    """Run ``call`` on this thread with injection allowed, and say how it ended."""
+    """Run ``call`` on this thread with injection allowed, and say how it ended (``andon._stop``)."""
     outcome: Outcome | None = None
     try:
         guard.enter()
         try:
-            outcome = succeeded(call())
-        except InjectedCancel:
-            outcome = stopped(token, StopMethod.INJECTED)
-        except asyncio.CancelledError as exc:
-            outcome = stopped(token, StopMethod.ASYNC) if token.requested else failure(exc, token)
-        except Cancelled as exc:
-            outcome = stopped(token, StopMethod.COOPERATIVE) if token.requested else failure(exc, token)
+            outcome = succeeded(call(), token.clock)
         except BaseException as exc:
-            outcome = failure(exc, token)
+            outcome = outcome_of(exc, token)
     except InjectedCancel:
         # Landed between the call's end and the assignment of its outcome.
         outcome = outcome or stopped(token, StopMethod.INJECTED)

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import multiprocessing
 import os
 import resource
 import signal
 import sys
 import threading
+import time
 import traceback
 import types
 from collections.abc import Callable, Iterable
@@ -27,13 +29,24 @@ from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any, Final, final
 
-from andon._attempt import Attempt, ended_now, error_outcome, failure, stopped, succeeded
-from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
+from andon._attempt import Attempt
+from andon._cancel import CancelReason, CancelToken, StopMethod
 from andon._children import set_parent_death_signal
+from andon._clock import SYSTEM_CLOCK
 from andon._context import Context, checked_progress
 from andon._jobs import ErrorInfo, Outcome
 from andon._registry import Limits
-from andon._runtimes import Escalation
+from andon._stop import (
+    Step,
+    Terminated,
+    death_outcome,
+    ended_now,
+    error_outcome,
+    failure,
+    stop_method_of,
+    stopped,
+    succeeded,
+)
 
 __all__ = ["ProcessExecution", "preload_for"]
 
@@ -65,10 +78,6 @@ def preload_for(handlers: Iterable[Callable[..., object]]) -> None:
 
 
 _CPU_SAMPLE_S = 0.1  # how often a CPU-limited child's CPU time is read (hard limit is >= 1 s past soft)
-
-
-class _Terminated(Cancelled):
-    """Raised in the child's main thread by its SIGTERM handler."""
 
 
 class _CpuLimitExceeded(BaseException):
@@ -115,7 +124,7 @@ class ProcessExecution:
         except Exception as exc:  # e.g. an unpicklable handler or params, or no forkserver
             parent_conn.close()
             child_conn.close()
-            return ended_now(failure(exc, attempt.token))
+            return ended_now(failure(exc, attempt.token), attempt.clock)
         child_conn.close()
         pid = process.pid
         assert pid is not None  # set by a successful start()
@@ -138,7 +147,9 @@ class ProcessExecution:
                     self._cpu_seen = max(last, self._cpu_seen or 0.0)
             process.join()
             if outcome is None:
-                outcome = self._death_outcome(process.exitcode, self._cpu_seen)
+                outcome = death_outcome(
+                    process.exitcode, attempt.token, self._signalled, attempt.spec.limits, self._cpu_seen
+                )
         finally:
             with self._lock:
                 self._conn = None
@@ -150,7 +161,7 @@ class ProcessExecution:
                 _signal_group(group, signal.SIGKILL, leader_too=False)
             parent_conn.close()
             process.close()
-        return ended_now(outcome)
+        return ended_now(outcome, attempt.clock)
 
     def _pump(self, conn: Connection, pid: int) -> Outcome | None:
         """Relay the child's messages until it reports its end (or dies: ``None``)."""
@@ -188,31 +199,10 @@ class ProcessExecution:
     def _done_outcome(self, kind: str, payload: Any) -> Outcome:  # Any: a pickled message part
         token = self._attempt.token
         if kind == "succeeded":
-            return succeeded(payload)
+            return succeeded(payload, token.clock)
         if kind == "stopped":
             return stopped(token, StopMethod(payload))
         return error_outcome(ErrorInfo(*payload), token)
-
-    def _death_outcome(self, exitcode: int | None, cpu_s: float | None = None) -> Outcome:
-        token = self._attempt.token
-        if token.requested and self._signalled is not None:
-            return stopped(token, self._signalled)
-        limits = self._attempt.spec.limits
-        if exitcode is not None and exitcode < 0:
-            name = _signal_name(-exitcode)
-            if token.requested and -exitcode in (signal.SIGTERM, signal.SIGKILL):
-                return stopped(
-                    token,
-                    StopMethod.KILLED if -exitcode == signal.SIGKILL else StopMethod.TERMINATED,
-                )
-            past_cpu_limit = _cpu_limit_death(limits, -exitcode, cpu_s)
-            if past_cpu_limit is not None:
-                return error_outcome(ErrorInfo("CpuLimitExceeded", past_cpu_limit), token)
-            message = f"the handler's process was killed by {name}"
-            if limits is not None:
-                message += f" (its limits: {limits.describe()})"
-            return error_outcome(ErrorInfo("ProcessDied", message), token)
-        return error_outcome(ErrorInfo("ProcessDied", f"the handler's process exited with code {exitcode}"), token)
 
     def deliver(self) -> None:
         token = self._attempt.token
@@ -229,44 +219,37 @@ class ProcessExecution:
             if conn is None:
                 return
             with contextlib.suppress(OSError, ValueError):
-                conn.send(("vouch", self._attempt.token.vouched_until))
+                conn.send(("vouch", _on_system_clock(self._attempt.token)))
 
-    def escalate(self, step: int) -> Escalation:
-        if step not in (1, 2):
-            return Escalation.NOTHING
-        signum = signal.SIGTERM if step == 1 else signal.SIGKILL
+    def apply(self, step: Step) -> bool:
+        if step not in (Step.TERMINATE, Step.KILL):
+            return False
+        signum = signal.SIGTERM if step is Step.TERMINATE else signal.SIGKILL
         with self._lock:
-            self._signalled = StopMethod.TERMINATED if step == 1 else StopMethod.KILLED
+            self._signalled = StopMethod.TERMINATED if step is Step.TERMINATE else StopMethod.KILLED
             if self._pid is None:
                 # Still starting: run() sends it as soon as the process exists.
                 self._pending_signal = signum
-                return Escalation.APPLIED
+                return True
             if self._conn is None:
-                return Escalation.NOTHING  # already over
-            groups = [self._pid] if step == 1 else [self._pid, *self._child_pids]
+                return False  # already over
+            groups = [self._pid] if step is Step.TERMINATE else [self._pid, *self._child_pids]
         for group in groups:
             _signal_group(group, signum)
-        return Escalation.APPLIED
+        return True
 
 
-def _cpu_limit_death(limits: Limits | None, signum: int, cpu_s: float | None) -> str | None:
-    """Describe a death by ``signum`` that was the kernel enforcing ``RLIMIT_CPU`` (SIGXCPU
-    at the soft limit when the child's handler could not run, SIGKILL at the hard one)."""
-    if limits is None or limits.cpu_s is None or cpu_s is None:
-        return None
-    if signum not in (signal.SIGKILL, signal.SIGXCPU) or cpu_s < limits.cpu_s - 0.05:
-        return None
-    return (
-        f"the handler's process exceeded its CPU limit of {limits.cpu_s} s "
-        f"(used {cpu_s:.1f} s) and was killed by {_signal_name(signum)}"
-    )
+def _on_system_clock(token: CancelToken) -> float:
+    """The token's vouch as a time of the machine's monotonic clock, the child's clock.
 
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
+    The same number with the system clock (``CLOCK_MONOTONIC`` is one clock for the
+    machine, so a message's delay does not move it); on a test's manual clock, the moment
+    the same number of seconds from now falls.
+    """
+    until, clock = token.vouched_until, token.clock
+    if clock is SYSTEM_CLOCK or until == math.inf:
+        return until
+    return time.monotonic() + (until - clock.monotonic())
 
 
 def _cpu_seconds(pid: int) -> float | None:
@@ -345,12 +328,12 @@ def _child_main(
         if limits is not None:
             _apply_limits(limits, child_grace_s)
         done = ("succeeded", handler(ctx, **params))
-    except _Terminated:
-        done = ("stopped", StopMethod.TERMINATED.value)
-    except Cancelled as exc:
-        done = ("stopped", StopMethod.COOPERATIVE.value) if token.requested else ("failed", _error(exc))
     except BaseException as exc:
-        done = ("failed", _limit_error(exc, limits) or _exit_error(exc) or _error(exc))
+        method = stop_method_of(exc, token)
+        if method is not None:
+            done = ("stopped", method.value)
+        else:
+            done = ("failed", _limit_error(exc, limits) or _exit_error(exc) or _error(exc))
     try:
         ctx._close()
         try:
@@ -359,7 +342,7 @@ def _child_main(
             raise
         except Exception as exc:  # e.g. an unpicklable result
             send(("done", "failed", _error(exc), token.acknowledged_at))
-    except (_Terminated, OSError):
+    except (Terminated, OSError):
         # The worker is gone (a broken pipe; its reader thread is killing this group now) or
         # stopped this process while it reported: nobody is left to read a traceback.
         os._exit(1)
@@ -438,7 +421,7 @@ def _exit_error(exc: BaseException) -> tuple[str, str, str] | None:
 
 
 def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
-    raise _Terminated(None, "stopped by SIGTERM")
+    raise Terminated(None, "stopped by SIGTERM")
 
 
 def _read_parent(conn: Connection, token: CancelToken) -> None:
@@ -451,7 +434,7 @@ def _read_parent(conn: Connection, token: CancelToken) -> None:
             os.killpg(0, signal.SIGKILL)
             return
         if message[0] == "vouch":
-            token.vouched_until = message[1]  # CLOCK_MONOTONIC is one clock for the machine
+            token.vouched_until = message[1]  # on CLOCK_MONOTONIC, one clock for the machine
         elif message[0] == "cancel":
             reason = CancelReason(message[1]) if message[1] else CancelReason.USER
             token.request(reason, message[2])

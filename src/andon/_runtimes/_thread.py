@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import final
 
-from andon._attempt import Attempt, ended_now, failure
+from andon._attempt import Attempt
 from andon._jobs import Outcome
-from andon._runtimes import Escalation
 from andon._runtimes._inject import InjectionGuard, run_injectable
+from andon._stop import Step, ended_now, failure
 
 __all__ = ["ThreadExecution"]
 
@@ -34,7 +34,7 @@ class ThreadExecution:
         errors = ctx._close()
         if errors and outcome.error is None and not token.requested:
             outcome = failure(errors[0], token)
-        return ended_now(outcome)
+        return ended_now(outcome, attempt.clock)
 
     def deliver(self) -> None:
         """Nothing to push: the token is the flag checkpoints read."""
@@ -42,7 +42,5 @@ class ThreadExecution:
     def vouched(self) -> None:
         """Nothing to push: the handler reads the attempt's own token."""
 
-    def escalate(self, step: int) -> Escalation:
-        if step == 1 and self._guard.inject():
-            return Escalation.APPLIED
-        return Escalation.ABANDON
+    def apply(self, step: Step) -> bool:
+        return step is Step.INJECT and self._guard.inject()
