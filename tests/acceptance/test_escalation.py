@@ -123,13 +123,6 @@ async def busy_async(ctx: andon.Context) -> None:
         ctx.emit({"finally": True})
 
 
-@app.job("blocked", grace=0.2)
-def blocked(ctx: andon.Context, seconds: float = 6.0) -> None:
-    """Blocked in C (``time.sleep``): an injected exception only lands when the call returns."""
-    ctx.emit({"started": True})
-    time.sleep(seconds)
-
-
 @app.job("proc_sleep", isolation="process")
 def proc_sleep(ctx: andon.Context, seconds: float = 60.0) -> None:
     """A process-isolated handler that waits in a checkpoint."""
@@ -361,42 +354,8 @@ def test_code_that_never_checks_gets_cancelled_injected(client: andon.Client, wo
     assert [item.data for item in items] == [{"started": True}, {"finally": True}], "the finally block ran"
 
 
-BLOCKED_S = 6.0
-"""How long ``blocked`` sleeps in C: far longer than the ~0.7 s to abandonment, yet short
-enough for the test to see the abandoned thread end (and what it does then) itself."""
-
-
-def test_thread_blocked_in_c_is_abandoned_and_its_slot_replaced(client: andon.Client, store: andon.SqliteStore) -> None:
-    threads_before = set(threading.enumerate())
-    worker = andon.Worker(app, store, concurrency=1, shutdown_grace_s=0.2)
-    worker.start()
-    try:
-        job = client.submit("blocked", {"seconds": BLOCKED_S})
-        wait_items(client, job.id)
-        started = time.monotonic()
-        stopped = cancel_and_wait(client, job.id)
-        assert time.monotonic() - started < 2.5
-        assert_stopped(stopped, andon.StopMethod.ABANDONED, bound_s=2.5)
-        assert_items_kept(client, stopped)
-
-        # The only slot thread is still asleep in C: a job that now runs to the end ran on
-        # the replacement slot.
-        following = client.submit("count", {"n": 3, "interval_s": 0.01})
-        finished = client.wait_finished(following.id, timeout=10)
-        assert finished.status is andon.JobStatus.SUCCEEDED
-        assert finished.result == {"counted": 3}
-        assert time.monotonic() - started < BLOCKED_S - 1, "too slow to show anything"
-    finally:
-        # The abandoned thread cannot be stopped; shutting the worker down must not wait
-        # for it (a thread blocked forever would hang it).
-        stop_started = time.monotonic()
-        worker.stop()
-        stop_took = time.monotonic() - stop_started
-    assert stop_took < 3.0, f"Worker.stop() took {stop_took:.1f} s: it waited for the abandoned thread"
-    # When its C call returns, the abandoned thread ends quietly (within this test).
-    for thread in set(threading.enumerate()) - threads_before:
-        thread.join(BLOCKED_S + 5)
-        assert not thread.is_alive(), thread
+# A thread blocked in C code is abandoned and its slot replaced: on a manual clock, in
+# tests/unit/test_worker_clock.py::test_a_thread_blocked_in_c_code_is_abandoned_and_its_slot_replaced.
 
 
 # -- process escalation -------------------------------------------------------------------

@@ -45,6 +45,20 @@ def blocked(ctx: andon.Context) -> None:
     release.wait()
 
 
+@app.job("quick")
+def quick(ctx: andon.Context) -> str:
+    return "done"
+
+
+@app.job("spin_async", isolation="async")
+async def spin_async(ctx: andon.Context) -> None:
+    """Blocks its event loop with sync code: cancelling its task cannot reach it."""
+    ctx.emit({"started": True})
+    n = 0
+    while not release.is_set():
+        n += 1
+
+
 @app.job("polite")
 def polite(ctx: andon.Context) -> None:
     """Checks often, on real time (a ``ctx.sleep`` would wait for the manual clock)."""
@@ -82,7 +96,7 @@ class Rig:
         self.store.open()
         self.client = andon.Client(self.store, app, actor="test")
         self.worker = andon.Worker(
-            app, self.store, concurrency=2, lease_s=LEASE_S, shutdown_grace_s=10.0, clock=self.clock
+            app, self.store, concurrency=1, lease_s=LEASE_S, shutdown_grace_s=10.0, clock=self.clock
         )
 
     def started(self, kind: str, **options: object) -> andon.Job:
@@ -125,7 +139,17 @@ def test_injection_comes_one_grace_after_the_request(rig: Rig) -> None:
     assert ended.cancel.stop_method is StopMethod.INJECTED
 
 
-def test_a_thread_blocked_in_c_code_is_abandoned_after_the_second_rung(rig: Rig) -> None:
+def test_an_async_handler_that_blocks_its_loop_gets_the_injection(rig: Rig) -> None:
+    job = rig.started("spin_async")
+    rig.client.cancel(job.id)
+    rig.clock.advance(GRACE_S)
+    ended = rig.ended(job.id)
+    assert ended.cancel is not None
+    assert ended.cancel.stop_method is StopMethod.INJECTED
+
+
+def test_a_thread_blocked_in_c_code_is_abandoned_and_its_slot_replaced(rig: Rig) -> None:
+    threads_before = set(threading.enumerate())
     job = rig.started("blocked")
     rig.client.cancel(job.id)
     rig.clock.advance(GRACE_S)
@@ -135,6 +159,16 @@ def test_a_thread_blocked_in_c_code_is_abandoned_after_the_second_rung(rig: Rig)
     ended = rig.ended(job.id)
     assert ended.cancel is not None
     assert ended.cancel.stop_method is StopMethod.ABANDONED
+    # The worker's only slot thread is still blocked: a job that runs now runs on its replacement.
+    following = rig.client.submit("quick", {})
+    assert rig.ended(following.id).result == "done"
+    # Shutting down does not wait for the abandoned thread (it would hang), which ends by
+    # itself when its C call returns.
+    rig.worker.stop(grace_s=0)
+    release.set()
+    for thread in set(threading.enumerate()) - threads_before:
+        thread.join(10)
+        assert not thread.is_alive(), thread
 
 
 def test_a_process_gets_sigterm_one_grace_after_the_request(rig: Rig) -> None:
