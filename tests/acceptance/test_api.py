@@ -521,6 +521,47 @@ def test_delete_a_finished_job(idle: TestClient) -> None:
     assert idle.get("/api/v1/jobs").json()["items"] == []
 
 
+# -- what a job allows --------------------------------------------------------------------------
+
+
+def test_every_job_says_which_actions_it_allows_and_how_far_it_has_come(
+    idle: TestClient, store: andon.SqliteStore
+) -> None:
+    queued = submit(idle)
+    assert (queued["actions"], queued["stage"]) == (["cancel", "fail", "delete"], 3)
+    withdrawn = idle.post(f"/api/v1/jobs/{queued['id']}/cancel").json()
+    assert withdrawn["actions"] == ["retry", "delete"]
+    assert withdrawn["stage"] > queued["stage"]
+    other = submit(idle)
+    for listed in idle.get("/api/v1/jobs").json()["items"]:
+        job = store.get(listed["id"])
+        assert listed["actions"] == [action.value for action in andon.Action if action in andon.allowed_actions(job)]
+        assert listed["stage"] == andon.life_stage(job)
+        assert get(idle, listed["id"])["actions"] == listed["actions"]
+    assert {j["id"] for j in idle.get("/api/v1/jobs").json()["items"]} == {queued["id"], other["id"]}
+
+
+def test_a_running_and_a_succeeded_job_allow_what_their_state_allows(
+    http: TestClient, store: andon.SqliteStore
+) -> None:
+    running = submit(http, "count", n=1000, interval_s=0.01)
+    running = wait_for(http, running["id"], lambda j: j["status"] == "running", "the job to run")
+    assert running["actions"] == ["cancel", "fail", "delete"]
+    done = submit(http, "count", n=1, interval_s=0.01)
+    done = wait_for(http, done["id"], lambda j: j["status"] == "succeeded", "the job to succeed")
+    assert done["actions"] == ["delete"]
+    assert done["stage"] == andon.life_stage(store.get(done["id"]))
+
+
+def test_the_openapi_spec_lists_the_actions_and_stage_of_a_job(http: TestClient) -> None:
+    schemas = http.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("JobSummary", "JobOut"):
+        properties = schemas[name]["properties"]
+        assert {"actions", "stage"} <= set(properties)
+        assert {"actions", "stage"} <= set(schemas[name]["required"])
+    assert schemas["Action"]["enum"] == ["cancel", "fail", "retry", "delete"]
+
+
 # -- the event stream ------------------------------------------------------------------------------
 
 
