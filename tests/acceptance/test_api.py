@@ -9,9 +9,11 @@ must never get a 5xx.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 import andon
+from andon import dashboard
 from andon.api import MAX_BODY_BYTES, create_app, runtime_of
 from andon.api._events import RESYNC, ServerEvent, Subscription, changes
 from andon.examples import app as example_app
@@ -788,6 +791,24 @@ def test_info_openapi_docs_and_dashboard_files(http: TestClient) -> None:
     assert_error(http.get("/static/secret.py"), 404, "not_found")
     assert_error(http.get("/static/../__init__.py"), 404, "not_found")
     assert_error(http.put("/api/v1/jobs"), 405, "method_not_allowed")
+
+
+def test_every_dashboard_module_is_served_as_javascript(http: TestClient) -> None:
+    """app.js imports the others by relative URL: each import must be a file the server
+    serves (and ships: the package's own folder holds exactly the listed modules)."""
+    folder = resources.files(dashboard)
+    assert {entry.name for entry in folder.iterdir() if entry.name.endswith(".js")} == set(dashboard.SCRIPTS)
+    seen: set[str] = set()
+    waiting = ["app.js"]
+    while waiting:
+        name = waiting.pop()
+        seen.add(name)
+        response = http.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith("text/javascript")
+        imported = set(re.findall(r'^import [^;]+ from "\./([\w.]+)";$', response.text, re.MULTILINE))
+        waiting.extend(imported - seen)
+    assert seen == set(dashboard.SCRIPTS), "a module nothing imports"
 
 
 def test_the_lifespan_starts_the_worker_and_stops_it_requeuing_running_jobs(store: andon.SqliteStore) -> None:
