@@ -31,6 +31,7 @@ from andon._errors import (
     WaitTimeout,
 )
 from andon._jobs import (
+    Action,
     CancelInfo,
     CancelOutcome,
     ErrorInfo,
@@ -38,6 +39,8 @@ from andon._jobs import (
     JobEvent,
     JobStatus,
     ResultItem,
+    allowed_actions,
+    life_stage,
 )
 from andon._registry import DEFAULT, App, Isolation, JobKind, Limits, Retry
 from andon._storage import (
@@ -61,6 +64,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT",
     "DEFAULT_DATABASE_URL",
+    "Action",
     "AndonError",
     "App",
     "BulkCancel",
@@ -116,8 +120,10 @@ __all__ = [
     "Worker",
     "WorkerState",
     "__version__",
+    "allowed_actions",
     "connect",
     "database_url",
+    "life_stage",
     "open_store",
     "upgrade_database",
 ]

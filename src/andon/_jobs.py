@@ -25,6 +25,21 @@ State machine (``*`` marks terminal states; a terminal state never changes again
 A cancel of a ``cancelling`` or ``cancelled`` job is a no-op that reports the current state;
 a cancel of a ``succeeded`` or ``failed`` job raises :class:`~andon.JobFinished`.
 A cancelled job is never retried automatically.
+
+What may be asked of a job in each state (:func:`allowed_actions`; ``-`` marks an action that
+would be refused or would change nothing)::
+
+    status      cancel  fail  retry  delete
+    ----------  ------  ----  -----  ------
+    queued      yes     yes   -      yes
+    running     yes     yes   -      yes
+    cancelling  (1)     (2)   -      yes
+    succeeded   -       -     -      yes
+    failed      -       -     yes    yes
+    cancelled   -       -     yes    yes
+
+(1) only while the stop in force is a force-fail that allows a retry (a cancel is stronger);
+(2) unless the stop in force is already a force-fail without retry, or a delete.
 """
 
 from __future__ import annotations
@@ -40,7 +55,9 @@ from andon._sizes import MAX_ERROR_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, clipped_t
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "RETRYABLE_STATUSES",
     "TERMINAL_STATUSES",
+    "Action",
     "CancelInfo",
     "CancelOutcome",
     "ErrorInfo",
@@ -51,8 +68,10 @@ __all__ = [
     "OutcomeKind",
     "ResultItem",
     "Settlement",
+    "allowed_actions",
     "decide_cancel",
     "decide_settlement",
+    "life_stage",
     "retry_delay",
     "stop_strength",
 ]
@@ -79,6 +98,8 @@ class JobStatus(enum.StrEnum):
 
 TERMINAL_STATUSES: Final = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE_STATUSES: Final = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING})
+RETRYABLE_STATUSES: Final = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+"""A job in one of these states may be submitted again as a new job (``retry_of`` the old one)."""
 
 ALLOWED_TRANSITIONS: Final[frozenset[tuple[JobStatus, JobStatus]]] = frozenset(
     {
@@ -274,6 +295,68 @@ def stop_strength(reason: CancelReason, retry: bool) -> int:
     if reason is CancelReason.FORCED:
         return 1 if retry else 3
     return 2
+
+
+class Action(enum.StrEnum):
+    """What may be asked of a job (see :func:`allowed_actions`). Values are sent over the API: keep them stable."""
+
+    CANCEL = "cancel"
+    """Stop it as cancelled: withdrawn if it is queued, asked to stop if it runs."""
+    FAIL = "fail"
+    """Force-fail it: stop it and record it as failed (reason ``forced``)."""
+    RETRY = "retry"
+    """Submit it again, as a new job."""
+    DELETE = "delete"
+    """Stop it if it is active, then delete it with its history and results."""
+
+
+def allowed_actions(job: Job) -> frozenset[Action]:
+    """The actions that would change ``job`` now (the table in this module's docstring).
+
+    An action left out would be refused (a finished job cannot be cancelled) or would change
+    nothing (a second cancel while the first is in force). ``fail`` is in when a force-fail
+    without retry would change the job; one that allows a retry is weaker and may not (see
+    :func:`stop_strength`). Who may act on a job is not decided here.
+    """
+    allowed = {Action.DELETE}
+    if _stop_changes(job, CancelReason.USER, retry=True):
+        allowed.add(Action.CANCEL)
+    if _stop_changes(job, CancelReason.FORCED, retry=False):
+        allowed.add(Action.FAIL)
+    if job.status in RETRYABLE_STATUSES:
+        allowed.add(Action.RETRY)
+    return frozenset(allowed)
+
+
+def _stop_changes(job: Job, reason: CancelReason, *, retry: bool) -> bool:
+    try:
+        outcome, _ = decide_cancel(job, reason, retry=retry)
+    except JobFinished:
+        return False
+    return outcome is not CancelOutcome.ALREADY
+
+
+_STAGE_IN_ATTEMPT: Final = {
+    JobStatus.RUNNING: 1,
+    JobStatus.CANCELLING: 2,
+    JobStatus.QUEUED: 3,  # waiting for the next attempt (at attempt 0: for the first)
+    JobStatus.SUCCEEDED: 4,
+    JobStatus.FAILED: 4,
+    JobStatus.CANCELLED: 4,
+}
+
+
+def life_stage(job: Job) -> int:
+    """How far ``job`` has come in its life: a later snapshot of a job never has a smaller one.
+
+    Every transition in the table above raises it. A claim starts a new attempt (``attempt``
+    grows by one); within an attempt a job only moves on, from running to cancelling, to
+    queued for the next attempt, or to a terminal state, which never changes again. So a
+    client that gets snapshots of one job from several places (a listing, the answer to a
+    request, the event stream) in any order keeps the one with the larger stage. Two
+    snapshots of equal stage differ only in progress, items or the stop request in force.
+    """
+    return job.attempt * 4 + _STAGE_IN_ATTEMPT[job.status]
 
 
 class OutcomeKind(enum.StrEnum):

@@ -9,9 +9,11 @@ must never get a 5xx.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from importlib import resources
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 import andon
+from andon import dashboard
 from andon.api import MAX_BODY_BYTES, create_app, runtime_of
 from andon.api._events import RESYNC, ServerEvent, Subscription, changes
 from andon.examples import app as example_app
@@ -521,6 +524,47 @@ def test_delete_a_finished_job(idle: TestClient) -> None:
     assert idle.get("/api/v1/jobs").json()["items"] == []
 
 
+# -- what a job allows --------------------------------------------------------------------------
+
+
+def test_every_job_says_which_actions_it_allows_and_how_far_it_has_come(
+    idle: TestClient, store: andon.SqliteStore
+) -> None:
+    queued = submit(idle)
+    assert (queued["actions"], queued["stage"]) == (["cancel", "fail", "delete"], 3)
+    withdrawn = idle.post(f"/api/v1/jobs/{queued['id']}/cancel").json()
+    assert withdrawn["actions"] == ["retry", "delete"]
+    assert withdrawn["stage"] > queued["stage"]
+    other = submit(idle)
+    for listed in idle.get("/api/v1/jobs").json()["items"]:
+        job = store.get(listed["id"])
+        assert listed["actions"] == [action.value for action in andon.Action if action in andon.allowed_actions(job)]
+        assert listed["stage"] == andon.life_stage(job)
+        assert get(idle, listed["id"])["actions"] == listed["actions"]
+    assert {j["id"] for j in idle.get("/api/v1/jobs").json()["items"]} == {queued["id"], other["id"]}
+
+
+def test_a_running_and_a_succeeded_job_allow_what_their_state_allows(
+    http: TestClient, store: andon.SqliteStore
+) -> None:
+    running = submit(http, "count", n=1000, interval_s=0.01)
+    running = wait_for(http, running["id"], lambda j: j["status"] == "running", "the job to run")
+    assert running["actions"] == ["cancel", "fail", "delete"]
+    done = submit(http, "count", n=1, interval_s=0.01)
+    done = wait_for(http, done["id"], lambda j: j["status"] == "succeeded", "the job to succeed")
+    assert done["actions"] == ["delete"]
+    assert done["stage"] == andon.life_stage(store.get(done["id"]))
+
+
+def test_the_openapi_spec_lists_the_actions_and_stage_of_a_job(http: TestClient) -> None:
+    schemas = http.get("/openapi.json").json()["components"]["schemas"]
+    for name in ("JobSummary", "JobOut"):
+        properties = schemas[name]["properties"]
+        assert {"actions", "stage"} <= set(properties)
+        assert {"actions", "stage"} <= set(schemas[name]["required"])
+    assert schemas["Action"]["enum"] == ["cancel", "fail", "retry", "delete"]
+
+
 # -- the event stream ------------------------------------------------------------------------------
 
 
@@ -747,6 +791,24 @@ def test_info_openapi_docs_and_dashboard_files(http: TestClient) -> None:
     assert_error(http.get("/static/secret.py"), 404, "not_found")
     assert_error(http.get("/static/../__init__.py"), 404, "not_found")
     assert_error(http.put("/api/v1/jobs"), 405, "method_not_allowed")
+
+
+def test_every_dashboard_module_is_served_as_javascript(http: TestClient) -> None:
+    """app.js imports the others by relative URL: each import must be a file the server
+    serves (and ships: the package's own folder holds exactly the listed modules)."""
+    folder = resources.files(dashboard)
+    assert {entry.name for entry in folder.iterdir() if entry.name.endswith(".js")} == set(dashboard.SCRIPTS)
+    seen: set[str] = set()
+    waiting = ["app.js"]
+    while waiting:
+        name = waiting.pop()
+        seen.add(name)
+        response = http.get(f"/static/{name}")
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith("text/javascript")
+        imported = set(re.findall(r'^import [^;]+ from "\./([\w.]+)";$', response.text, re.MULTILINE))
+        waiting.extend(imported - seen)
+    assert seen == set(dashboard.SCRIPTS), "a module nothing imports"
 
 
 def test_the_lifespan_starts_the_worker_and_stops_it_requeuing_running_jobs(store: andon.SqliteStore) -> None:

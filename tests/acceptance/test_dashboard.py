@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import ConsoleMessage, Page, Response, expect
 
 import andon
 from andon.examples import app as example_app
@@ -73,6 +73,34 @@ def confirm(page: Page, action: str) -> None:
 def wait_status(jobs: andon.Client, job_id: str, status: andon.JobStatus) -> andon.Job:
     support.wait_until(lambda: jobs.get(job_id).status is status, WAIT_S, f"{job_id} to be {status.value}")
     return jobs.get(job_id)
+
+
+def test_the_page_loads_its_modules_with_no_console_errors(page: Page, server: Served, jobs: andon.Client) -> None:
+    """The script is native modules imported by app.js: each must load (served, allowed by
+    the Content-Security-Policy) and run without an error or warning, home page and job page."""
+    problems: list[str] = []
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(f"console {message.type}: {message.text}")
+
+    def response(answer: Response) -> None:
+        if answer.status >= 400:
+            problems.append(f"HTTP {answer.status}: {answer.url}")
+
+    page.on("console", console)
+    page.on("response", response)
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url} {request.failure}"))
+    done = jobs.submit("count", {"n": 2, "interval_s": 0.01})
+    wait_status(jobs, done.id, andon.JobStatus.SUCCEEDED)
+    open_dashboard(page, server)
+    assert page.evaluate("() => [...document.scripts].map((s) => s.type)") == ["module"]
+    row = history_row(page, done.id)
+    expect(row.get_by_role("button", name="Remove")).to_be_visible()
+    row.get_by_role("link", name="count").click()
+    expect(page.get_by_role("heading", name="Results (2)")).to_be_visible()
+    expect(page.locator(".job-actions").get_by_role("button")).to_have_text(["Remove"])
+    assert problems == []
 
 
 def test_submit_from_the_form_watch_the_progress_then_cancel_and_see_the_items_kept(

@@ -189,6 +189,13 @@ class JobSummary(BaseModel):
     kind: str
     status: andon.JobStatus
     is_terminal: bool
+    actions: list[andon.Action]
+    """What may be asked of the job now: the requests that would change it (``cancel`` ->
+    ``POST .../cancel``, ``fail`` -> ``POST .../fail``, ``retry`` -> ``POST .../retry``,
+    ``delete`` -> ``DELETE``). Whether the caller may act on it is not part of this."""
+    stage: int
+    """How far the job has come in its life. Of two snapshots of one job (from a listing, an
+    answer, the event stream), the one with the smaller stage is older: it never decreases."""
     attempt: int
     max_attempts: int
     failures: int
@@ -237,6 +244,8 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
         "kind": job.kind,
         "status": job.status,
         "is_terminal": job.is_terminal,
+        "actions": [action for action in andon.Action if action in andon.allowed_actions(job)],
+        "stage": andon.life_stage(job),
         "attempt": job.attempt,
         "max_attempts": job.max_attempts,
         "failures": job.failures,

@@ -1,6 +1,8 @@
-"""The dashboard: hand-written HTML, CSS and JavaScript, served as they are (no build step).
+"""The dashboard: hand-written HTML, CSS and JavaScript modules, served as they are (no build step).
 
-The page talks to the REST API and its event stream like any other client does.
+The page talks to the REST API and its event stream like any other client does. Its script
+is native ES modules: ``app.js`` imports the others by relative URL, so they load from
+``static/`` at any mount path, under the same Content-Security-Policy (``'self'``).
 """
 
 from __future__ import annotations
@@ -12,12 +14,29 @@ from typing import Final
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
-__all__ = ["ASSETS", "router"]
+__all__ = ["ASSETS", "SCRIPTS", "router"]
+
+SCRIPTS: Final = (
+    "actions.js",
+    "api.js",
+    "app.js",
+    "cards.js",
+    "dom.js",
+    "format.js",
+    "history.js",
+    "jobpage.js",
+    "live.js",
+    "notices.js",
+    "session.js",
+    "state.js",
+    "submit.js",
+)
+"""The dashboard's modules; only files named here (and below) are served."""
 
 ASSETS: Final = {
     "app.css": "text/css; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
     "favicon.svg": "image/svg+xml",
+    **dict.fromkeys(SCRIPTS, "text/javascript; charset=utf-8"),
 }
 
 router = APIRouter(include_in_schema=False)

@@ -1,0 +1,94 @@
+// What a person can do to a job, shared by the cards, the history table and the job page.
+// Which actions a job offers is the server's answer (job.actions), not decided here.
+
+import { api, jobPath } from "./api.js";
+import { $, h } from "./dom.js";
+import { isActive, jobHref, shortId } from "./format.js";
+import { act, confirmAction, toast } from "./notices.js";
+import { forget, historyChanged, remember, shown } from "./state.js";
+
+async function cancel(job, button) {
+  const updated = await act(button, () => api("POST", `${jobPath(job.id)}/cancel`, {}));
+  if (updated) remember(updated);
+}
+
+async function cancelAndDelete(job, button) {
+  const what = `${job.kind} ${shortId(job.id)}`;
+  const sure = await confirmAction(
+    "Cancel and delete this job?",
+    `Job ${what} is stopped if it runs, then deleted with its history and results.`,
+    "Cancel & delete",
+  );
+  if (sure) await removeJob(job, button, `Deleted ${what}.`);
+}
+
+async function remove(job, button) {
+  const what = `${job.kind} ${shortId(job.id)}`;
+  const sure = await confirmAction("Remove this job?", `Job ${what} is deleted with its history and results.`, "Remove");
+  if (sure) await removeJob(job, button, `Removed ${what}.`);
+}
+
+async function forceFail(job, button) {
+  const sure = await confirmAction(
+    "Force-fail this job?",
+    `The work of ${job.kind} ${shortId(job.id)} is stopped and the job is recorded as failed (reason: forced).`,
+    "Force fail",
+  );
+  if (!sure) return;
+  const updated = await act(button, () => api("POST", `${jobPath(job.id)}/fail`, {}));
+  if (updated) remember(updated);
+}
+
+async function retry(job, button) {
+  const created = await act(button, () => api("POST", `${jobPath(job.id)}/retry`));
+  if (!created) return;
+  remember(created);
+  toast(`Queued a new attempt of ${job.kind}:`, "info", { href: jobHref(created.id), text: shortId(created.id) });
+  historyChanged();
+}
+
+async function removeJob(job, button, message) {
+  const done = await act(button, () => api("DELETE", jobPath(job.id)).then(() => true));
+  if (!done) return;
+  forget(job.id);
+  toast(message);
+  historyChanged();
+  if (shown.jobId === job.id) location.hash = "#/";
+}
+
+function dismissCard(job) {
+  forget(job.id);
+  const next = $("active-list").querySelector("button, a");
+  if (next) next.focus();
+}
+
+function actionButton(label, job, action, style = "") {
+  const button = h("button", { class: `btn small ${style}`, type: "button", "data-key": `${label}:${job.id}` }, label);
+  button.addEventListener("click", () => action(job, button));
+  return button;
+}
+
+// What the buttons of a job depend on: rebuild them only when this changes.
+export const buttonsKey = (job) => `${job.status}:${job.actions.join(",")}`;
+
+// The buttons for what the job allows; `compact` leaves out the rarer ones (history rows),
+// `dismiss` adds one that takes a finished job's card away.
+export function jobButtons(job, { dismiss = false, compact = false } = {}) {
+  const allows = new Set(job.actions);
+  const buttons = [];
+  if (job.status === "cancelling") {
+    buttons.push(h("button", { class: "btn small stop busy", type: "button", disabled: true, "aria-busy": "true" }, "Cancelling…"));
+  } else if (allows.has("cancel")) {
+    buttons.push(actionButton("Cancel", job, cancel, "stop"));
+  }
+  if (isActive(job)) {
+    if (compact) return buttons;
+    if (allows.has("delete")) buttons.push(actionButton("Cancel & delete", job, cancelAndDelete));
+    if (allows.has("fail")) buttons.push(actionButton("Force fail", job, forceFail));
+  } else {
+    if (allows.has("retry")) buttons.push(actionButton("Retry", job, retry));
+    if (allows.has("delete")) buttons.push(actionButton("Remove", job, remove));
+  }
+  if (dismiss && !isActive(job)) buttons.push(actionButton("Dismiss", job, dismissCard, "quiet"));
+  return buttons;
+}

@@ -1,0 +1,72 @@
+// How jobs, times and values read on the page.
+
+import { h } from "./dom.js";
+
+const STATUSES = ["queued", "running", "cancelling", "succeeded", "failed", "cancelled"];
+
+let skew = 0; // server clock minus ours, in seconds
+
+export function setServerTime(serverTime) {
+  skew = serverTime - Date.now() / 1000;
+}
+
+export const now = () => Date.now() / 1000 + skew;
+export const shortId = (id) => (id.length > 12 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id);
+export const jobHref = (id) => `#/jobs/${encodeURIComponent(id)}`;
+export const isActive = (job) => !job.is_terminal;
+export const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  if (seconds < 10) return `${Math.max(0, seconds).toFixed(1)} s`;
+  const s = Math.floor(seconds);
+  const hours = Math.floor(s / 3600);
+  const minutes = Math.floor((s % 3600) / 60);
+  const secs = String(s % 60).padStart(2, "0");
+  return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${secs}` : `${minutes}:${secs}`;
+}
+
+function clock(at) {
+  if (!at) return "—";
+  const date = new Date(at * 1000);
+  const today = new Date().toDateString() === date.toDateString();
+  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return today ? time : `${date.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
+}
+
+export function timeCell(at) {
+  return at ? h("time", { datetime: new Date(at * 1000).toISOString(), title: new Date(at * 1000).toString() }, clock(at)) : "—";
+}
+
+export function number(value) {
+  if (value === null || value === undefined) return "?";
+  return Number.isInteger(value) ? String(value) : value.toFixed(1);
+}
+
+export function badge(status) {
+  return h("span", { class: `badge s-${STATUSES.includes(status) ? status : "unknown"}` }, status);
+}
+
+export function reasonText(job) {
+  if (job.cancel) {
+    let text = job.cancel.reason;
+    if (job.cancel.message) text += `: ${job.cancel.message}`;
+    if (job.cancel.stop_method) text += ` (${job.cancel.stop_method})`;
+    return text;
+  }
+  if (job.error) return `${job.error.type}: ${job.error.message}`;
+  if (job.status === "succeeded") return "completed";
+  return (job.progress && job.progress.message) || "";
+}
+
+export function elapsedText(job) {
+  if (job.status === "queued") return `waiting ${duration(now() - job.created_at)}`;
+  if (job.started_at === null) return "—";
+  return duration((job.finished_at || now()) - job.started_at);
+}
+
+// Short values stay on one line; longer ones are indented to be readable.
+export function json(value) {
+  const flat = JSON.stringify(value);
+  return flat !== undefined && flat.length <= 100 ? flat : JSON.stringify(value, null, 2);
+}

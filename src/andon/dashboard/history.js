@@ -1,0 +1,103 @@
+// The history table: every job, newest first, a page at a time, with filters.
+
+import { buttonsKey, jobButtons } from "./actions.js";
+import { api } from "./api.js";
+import { $, h, replaceKeepingFocus } from "./dom.js";
+import { badge, duration, elapsedText, isActive, jobHref, reasonText, shortId, timeCell } from "./format.js";
+import { toast } from "./notices.js";
+import { on } from "./state.js";
+
+const HISTORY_PAGE = 20;
+const history = { cursors: [null], index: 0, next: null, timer: null, loading: false, again: false };
+
+export async function loadHistory() {
+  if (history.loading) {
+    history.again = true;
+    return;
+  }
+  history.loading = true;
+  try {
+    const query = new URLSearchParams({ limit: String(HISTORY_PAGE) });
+    if ($("filter-status").value) query.append("status", $("filter-status").value);
+    if ($("filter-kind").value) query.append("kind", $("filter-kind").value);
+    const cursor = history.cursors[history.index];
+    if (cursor) query.set("cursor", cursor);
+    const page = await api("GET", `jobs?${query}`);
+    history.next = page.next_cursor;
+    renderHistory(page.items);
+  } finally {
+    history.loading = false;
+    if (history.again) {
+      history.again = false;
+      scheduleHistory();
+    }
+  }
+}
+
+const reload = () => loadHistory().catch((error) => toast(error.message, "error"));
+
+// Many events can arrive at once (a bulk cancel): reload at most every 700 ms.
+export function scheduleHistory() {
+  if (history.timer) return;
+  history.timer = setTimeout(() => {
+    history.timer = null;
+    reload();
+  }, 700);
+}
+
+function renderHistory(jobs) {
+  // A row whose job kept its status and actions keeps its buttons (the same elements), so
+  // a reload under a pointer never swaps the button being clicked.
+  const kept = new Map();
+  for (const row of $("history-body").querySelectorAll("tr[data-job-id]")) {
+    const buttons = row.querySelector(".row-actions");
+    if (buttons) kept.set(`${row.dataset.jobId}:${row.dataset.buttons}`, buttons);
+  }
+  const actionsFor = (job) =>
+    kept.get(`${job.id}:${buttonsKey(job)}`) || h("div", { class: "row-actions" }, ...jobButtons(job, { compact: true }));
+  const rows = jobs.map((job) =>
+    h(
+      "tr",
+      { "data-job-id": job.id, "data-status": job.status, "data-buttons": buttonsKey(job) },
+      h("td", null, badge(job.status)),
+      h("td", null, h("a", { href: jobHref(job.id), "data-key": `open:${job.id}` }, job.kind)),
+      h("td", null, h("code", { class: "job-id", title: job.id }, shortId(job.id))),
+      h("td", { class: "owner" }, job.owner || "—"),
+      h("td", { class: "reason", title: reasonText(job) }, reasonText(job)),
+      h("td", null, timeCell(job.created_at)),
+      h("td", null, timeCell(job.started_at)),
+      h("td", null, timeCell(job.finished_at)),
+      h("td", { class: "num" }, isActive(job) ? elapsedText(job) : duration(job.duration_s)),
+      h("td", { class: "num" }, String(job.items_count)),
+      h("td", null, actionsFor(job)),
+    ),
+  );
+  replaceKeepingFocus($("history-body"), rows);
+  $("history-empty").hidden = jobs.length > 0;
+  $("history-newer").disabled = history.index === 0;
+  $("history-older").disabled = !history.next;
+  $("history-page").textContent = `page ${history.index + 1}`;
+}
+
+function restartHistory() {
+  history.cursors = [null];
+  history.index = 0;
+  reload();
+}
+
+export function setUpHistory() {
+  on("history", scheduleHistory);
+  $("filter-status").addEventListener("change", restartHistory);
+  $("filter-kind").addEventListener("change", restartHistory);
+  $("history-older").addEventListener("click", () => {
+    if (!history.next) return;
+    history.cursors[history.index + 1] = history.next;
+    history.index += 1;
+    reload();
+  });
+  $("history-newer").addEventListener("click", () => {
+    if (history.index === 0) return;
+    history.index -= 1;
+    reload();
+  });
+}

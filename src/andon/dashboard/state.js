@@ -1,0 +1,73 @@
+// What the page knows about jobs, and the views that want to hear when it changes.
+//
+// Jobs shown as cards: the active ones, and those that ended while shown (so a cancel
+// ends visibly, with the count of items kept) until dismissed or old. Views subscribe
+// with on(topic, fn): "cards" (the set of cards changed), "job" (a job changed: its id),
+// "history" (the history may have changed).
+
+import { isActive } from "./format.js";
+
+const FINISHED_KEEP_MS = 10 * 60 * 1000;
+const FINISHED_MAX = 12;
+
+export const cards = new Map(); // id -> job summary
+const endedAt = new Map(); // id -> Date.now() when it ended while shown
+const listeners = { cards: [], job: [], history: [] };
+
+export function on(topic, listener) {
+  listeners[topic].push(listener);
+}
+
+function tell(topic, detail) {
+  for (const listener of listeners[topic]) listener(detail);
+}
+
+export const historyChanged = () => tell("history");
+export const cardsChanged = () => tell("cards");
+export const jobChanged = (id) => tell("job", id);
+
+// A response or event can arrive after a newer one (a list request that was slow, a
+// snapshot taken before a cancel): never move a card backwards in its job's life. The
+// server numbers how far each snapshot has come (stage): a smaller one is older.
+export function isStale(incoming, current) {
+  return Boolean(current) && incoming.stage < current.stage;
+}
+
+// Take a snapshot of an active job as a card, quietly (the caller renders once for many).
+export function keep(job) {
+  if (isStale(job, cards.get(job.id))) return;
+  cards.set(job.id, job);
+  endedAt.delete(job.id);
+}
+
+export function remember(job) {
+  if (isStale(job, cards.get(job.id))) return;
+  if (isActive(job)) {
+    keep(job);
+  } else if (cards.has(job.id)) {
+    cards.set(job.id, job);
+    if (!endedAt.has(job.id)) endedAt.set(job.id, Date.now());
+  }
+  tell("cards");
+  tell("job", job.id);
+}
+
+export function forget(id) {
+  cards.delete(id);
+  endedAt.delete(id);
+  tell("cards");
+}
+
+// Jobs that ended while shown stay a while (at most FINISHED_MAX of them).
+export function pruneEnded() {
+  const ended = [...endedAt.entries()].sort((a, b) => b[1] - a[1]);
+  ended.forEach(([id, at], index) => {
+    if (index >= FINISHED_MAX || Date.now() - at > FINISHED_KEEP_MS) {
+      cards.delete(id);
+      endedAt.delete(id);
+    }
+  });
+}
+
+// The job whose page is open (null on the home page).
+export const shown = { jobId: null };

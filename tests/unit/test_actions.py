@@ -1,0 +1,90 @@
+"""What may be asked of a job in each state (``allowed_actions``) and the order of a job's
+snapshots (``life_stage``), both checked against the rules they are derived from."""
+
+from __future__ import annotations
+
+import pytest
+
+from andon import Action, CancelInfo, CancelReason, Job, JobFinished, JobStatus, allowed_actions, life_stage
+from andon._jobs import ALLOWED_TRANSITIONS, RETRYABLE_STATUSES, CancelOutcome, decide_cancel
+
+Q, R, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING
+OK, FAIL, X = JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
+CANCEL, FORCE, RETRY, DELETE = Action.CANCEL, Action.FAIL, Action.RETRY, Action.DELETE
+
+STOPS = [
+    (CancelReason.USER, True),
+    (CancelReason.TIMEOUT, True),
+    (CancelReason.FORCED, True),
+    (CancelReason.FORCED, False),
+    (CancelReason.DELETED, True),
+]
+
+
+def job(status: JobStatus, stop: tuple[CancelReason, bool] | None = None, *, attempt: int = 1) -> Job:
+    cancel = None if stop is None else CancelInfo(requested_at=100.0, reason=stop[0], retry=stop[1])
+    return Job(id="job-1", kind="k", params={}, status=status, created_at=0.0, attempt=attempt, cancel=cancel)
+
+
+TABLE: list[tuple[JobStatus, tuple[CancelReason, bool] | None, set[Action]]] = [
+    (Q, None, {CANCEL, FORCE, DELETE}),
+    (R, None, {CANCEL, FORCE, DELETE}),
+    (C, (CancelReason.USER, True), {FORCE, DELETE}),
+    (C, (CancelReason.TIMEOUT, True), {FORCE, DELETE}),
+    (C, (CancelReason.FORCED, True), {CANCEL, FORCE, DELETE}),
+    (C, (CancelReason.FORCED, False), {DELETE}),
+    (C, (CancelReason.DELETED, True), {DELETE}),
+    (OK, None, {DELETE}),
+    (FAIL, None, {RETRY, DELETE}),
+    (FAIL, (CancelReason.FORCED, True), {RETRY, DELETE}),
+    (X, (CancelReason.USER, True), {RETRY, DELETE}),
+    (X, (CancelReason.TIMEOUT, True), {RETRY, DELETE}),
+]
+
+
+@pytest.mark.parametrize(("status", "stop", "expected"), TABLE)
+def test_allowed_actions_in_every_state(
+    status: JobStatus, stop: tuple[CancelReason, bool] | None, expected: set[Action]
+) -> None:
+    assert allowed_actions(job(status, stop)) == expected
+
+
+def test_every_state_is_in_the_table_above() -> None:
+    assert {status for status, _, _ in TABLE} == set(JobStatus)
+
+
+# Every status with every stop request it can have in force (a cancelling or cancelled job
+# always has one, a failed one has one after a force-fail).
+STATES = [(status, None) for status in (Q, R, OK, FAIL)] + [(status, stop) for status in (C, X, FAIL) for stop in STOPS]
+
+
+@pytest.mark.parametrize(("status", "stop"), STATES)
+def test_cancel_and_fail_are_allowed_exactly_when_decide_cancel_would_change_the_job(
+    status: JobStatus, stop: tuple[CancelReason, bool] | None
+) -> None:
+    subject = job(status, stop)
+    actions = allowed_actions(subject)
+    assert (CANCEL in actions) == _changes(subject, CancelReason.USER, retry=True)
+    # fail is offered when its strongest form (no retry) changes the job
+    assert (FORCE in actions) == _changes(subject, CancelReason.FORCED, retry=False)
+    assert (RETRY in actions) == (status in RETRYABLE_STATUSES)
+    assert DELETE in actions
+
+
+def test_action_values_are_stable() -> None:
+    assert [action.value for action in Action] == ["cancel", "fail", "retry", "delete"]
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(ALLOWED_TRANSITIONS))
+def test_every_transition_raises_the_life_stage(old: JobStatus, new: JobStatus) -> None:
+    before = job(old, attempt=2)
+    after = job(new, attempt=3 if (old, new) == (Q, R) else 2)  # a claim starts the next attempt
+    assert life_stage(after) > life_stage(before)
+
+
+def _changes(subject: Job, reason: CancelReason, *, retry: bool) -> bool:
+    try:
+        outcome, _ = decide_cancel(subject, reason, retry=retry)
+    except JobFinished:
+        return False
+    return outcome is not CancelOutcome.ALREADY
