@@ -22,7 +22,7 @@ from andon._errors import (
 )
 from andon._hub import deliver_here, wake_here
 from andon._ids import is_job_id, new_job_id
-from andon._jobs import Job, JobEvent, JobStatus, ResultItem
+from andon._jobs import RETRYABLE_STATUSES, Job, JobEvent, JobStatus, ResultItem
 from andon._registry import DEFAULT, App, _Default
 from andon._storage import (
     PAGE_MAX_BYTES,
@@ -165,7 +165,7 @@ class Client:
             InvalidTransition: the job is still active, or it succeeded.
         """
         old = self.get(job_id)
-        if old.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if old.status not in RETRYABLE_STATUSES:
             raise InvalidTransition(
                 job_id,
                 old.status.value,
