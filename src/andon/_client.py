@@ -278,7 +278,7 @@ class Client:
         Raises:
             WaitTimeout: ``timeout`` seconds passed first.
         """
-        return self._wait(job_id, timeout, lambda job: job.status not in (JobStatus.RUNNING, JobStatus.CANCELLING))
+        return self._wait(job_id, timeout, lambda job: not job.status.is_underway)
 
     def _wait(self, job_id: str, timeout: float | None, done: Callable[[Job], bool]) -> Job:
         deadline = None if timeout is None else time.monotonic() + timeout

@@ -57,6 +57,7 @@ __all__ = [
     "ACTIVE_STATUSES",
     "RETRYABLE_STATUSES",
     "TERMINAL_STATUSES",
+    "UNDERWAY_STATUSES",
     "Action",
     "CancelInfo",
     "CancelOutcome",
@@ -93,11 +94,18 @@ class JobStatus(enum.StrEnum):
 
     @property
     def is_active(self) -> bool:
+        """Not yet ended: queued, running or cancelling."""
         return self in ACTIVE_STATUSES
+
+    @property
+    def is_underway(self) -> bool:
+        """Claimed by a worker and not yet ended: running or cancelling."""
+        return self in UNDERWAY_STATUSES
 
 
 TERMINAL_STATUSES: Final = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 ACTIVE_STATUSES: Final = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING})
+UNDERWAY_STATUSES: Final = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 RETRYABLE_STATUSES: Final = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 """A job in one of these states may be submitted again as a new job (``retry_of`` the old one)."""
 
@@ -409,7 +417,7 @@ def decide_settlement(job: Job, outcome: Outcome) -> Settlement:
         InvalidTransition: the job is not running (it was already settled).
     """
     status = job.status
-    if status not in (JobStatus.RUNNING, JobStatus.CANCELLING):
+    if not status.is_underway:
         raise InvalidTransition(job.id, status.value, "settle")
     kind = outcome.kind
     cancel = job.cancel if status is JobStatus.CANCELLING else None

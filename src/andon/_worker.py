@@ -101,6 +101,7 @@ class Worker:
         shutdown_grace_s: on :meth:`stop`, how long running jobs may go on before they
             are cancelled with reason ``shutdown`` and put back in the queue.
         flush_interval_s: how often buffered results and progress are written.
+        kind_names: the names of the kinds to claim (of those ``app`` knows); all by default.
         spool_dir: where an attempt's output goes beyond its memory budget (8 MiB) while the
             store takes no writes; a temporary folder of this worker's by default.
         clock: where timeouts, grace periods, escalation, leases, fences and backoffs read
@@ -118,7 +119,7 @@ class Worker:
         shutdown_grace_s: float = 10.0,
         flush_interval_s: float = 0.05,
         idle_poll_s: float = 1.0,
-        kinds: Collection[str] | None = None,
+        kind_names: Collection[str] | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
@@ -133,13 +134,13 @@ class Worker:
         self.flush_interval_s = flush_interval_s
         self.idle_poll_s = idle_poll_s
         self.clock = clock
-        self.kinds = list(kinds) if kinds is not None else [k.kind for k in app.kinds]
+        self.kind_names = list(kind_names) if kind_names is not None else [k.kind for k in app.kinds]
         # Where output the store does not take goes beyond each attempt's memory budget.
         safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.id)
         self.spool_dir = (
             Path(spool_dir) if spool_dir is not None else Path(tempfile.gettempdir(), "andon-spool", safe_id)
         )
-        for kind in self.kinds:
+        for kind in self.kind_names:
             app.get(kind)
         self.state = WorkerState.NEW
         self._lock = threading.Lock()
@@ -172,8 +173,8 @@ class Worker:
         # New work wakes idle slots; cancels are delivered. Jobs ending elsewhere do not
         # matter. Taken first: if the store cannot watch, the worker has not started.
         self._watcher = self.store.watch({Change.WORK, Change.CANCEL})
-        kinds = [self.app.get(kind) for kind in self.kinds]
-        process_kinds = [kind for kind in kinds if kind.isolation is Isolation.PROCESS]
+        specs = [self.app.get(kind) for kind in self.kind_names]
+        process_kinds = [kind for kind in specs if kind.isolation is Isolation.PROCESS]
         if process_kinds:
             from andon._runtimes._process import preload_for
 
@@ -190,7 +191,7 @@ class Worker:
             "worker %s started: %d slots, kinds %s",
             self.id,
             self.concurrency,
-            ", ".join(self.kinds),
+            ", ".join(self.kind_names),
         )
 
     def stop(self, grace_s: float | None = None) -> None:
@@ -331,7 +332,7 @@ class Worker:
             jobs: list[Job] = []
             failed = False
             try:
-                jobs = self.store.claim_many(self.id, self.kinds, self.lease_s, want)
+                jobs = self.store.claim_many(self.id, self.kind_names, self.lease_s, want)
             except AndonError as exc:
                 failed = True
                 failures += 1
@@ -504,7 +505,9 @@ class Worker:
         while True:
             try:
                 if want:
-                    results, jobs = self.store.settle_and_claim(self.id, settlements, self.kinds, self.lease_s, want)
+                    results, jobs = self.store.settle_and_claim(
+                        self.id, settlements, self.kind_names, self.lease_s, want
+                    )
                     return list(results), jobs
                 return list(self.store.settle_many(self.id, settlements)), []
             except AndonError as exc:

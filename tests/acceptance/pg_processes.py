@@ -108,7 +108,7 @@ def run_worker(argv: Sequence[str]) -> int:
             worker_id=args.id,
             lease_s=args.lease,
             shutdown_grace_s=1.0,
-            kinds=kinds,
+            kind_names=kinds,
         ):
             print(READY, flush=True)
             while not stop.wait(0.1):

@@ -34,7 +34,7 @@ from typing import Final, Protocol, final
 import andon
 from andon.api._schemas import JobSummary
 
-__all__ = ["Broadcaster", "Change", "ServerEvent", "Subscription", "changes"]
+__all__ = ["Broadcaster", "JobChange", "ServerEvent", "Subscription", "changes"]
 
 log = logging.getLogger("andon.api")
 
@@ -51,7 +51,7 @@ _ERROR_BACKOFF_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class Change:
+class JobChange:
     """One event about one job: ``job`` is ``None`` for ``job.deleted``."""
 
     type: str
@@ -63,7 +63,7 @@ def changes(
     previous: Mapping[str, andon.Job],
     current: Mapping[str, andon.Job],
     deleted: Collection[str] = (),
-) -> list[Change]:
+) -> list[JobChange]:
     """What happened between two snapshots (``{id: job}``), oldest job first.
 
     A job not seen before is ``job.created`` when it is newer than every job of the
@@ -72,25 +72,25 @@ def changes(
     give several events: a cancelled counter gives ``job.status`` and ``job.items``.
     """
     newest = max(previous, default=None)
-    found: list[Change] = []
+    found: list[JobChange] = []
     for job_id in sorted(current):
         job = current[job_id]
         old = previous.get(job_id)
         if old is None:
             kind = "job.created" if newest is None or job_id > newest else "job.status"
-            found.append(Change(kind, job_id, job))
+            found.append(JobChange(kind, job_id, job))
             continue
         if (old.status, old.attempt, old.cancel, old.error) != (job.status, job.attempt, job.cancel, job.error):
-            found.append(Change("job.status", job_id, job))
+            found.append(JobChange("job.status", job_id, job))
         if (old.progress_done, old.progress_total, old.progress_message) != (
             job.progress_done,
             job.progress_total,
             job.progress_message,
         ):
-            found.append(Change("job.progress", job_id, job))
+            found.append(JobChange("job.progress", job_id, job))
         if old.items_count != job.items_count:
-            found.append(Change("job.items", job_id, job))
-    found.extend(Change("job.deleted", job_id, None) for job_id in sorted(deleted))
+            found.append(JobChange("job.items", job_id, job))
+    found.extend(JobChange("job.deleted", job_id, None) for job_id in sorted(deleted))
     return found
 
 
@@ -325,13 +325,13 @@ class Broadcaster:
         return current, deleted
 
 
-def _owner(change: Change, previous: Mapping[str, andon.Job]) -> str | None:
+def _owner(change: JobChange, previous: Mapping[str, andon.Job]) -> str | None:
     """The owner of the job a change is about (a deleted job's, from the snapshot before)."""
     job = change.job or previous.get(change.job_id)
     return job.owner if job is not None else None
 
 
-def _encode(change: Change) -> str:
+def _encode(change: JobChange) -> str:
     """``{"type", "id", "job"}`` on one line (pydantic writes NaN as null, so it is always JSON)."""
     job = JobSummary.of(change.job).model_dump_json() if change.job is not None else "null"
     return f'{{"type":{json.dumps(change.type)},"id":{json.dumps(change.job_id)},"job":{job}}}'

@@ -114,7 +114,7 @@ async def get_info(rt: Ctx, request: Request) -> InfoOut:
         user=UserOut(name=principal.name, role=principal.role) if principal else None,
         version=andon.__version__,
         database=_redacted(rt.client.store.url),
-        worker=WorkerOut(id=worker.id, concurrency=worker.concurrency, kinds=worker.kinds) if worker else None,
+        worker=WorkerOut(id=worker.id, concurrency=worker.concurrency, kinds=worker.kind_names) if worker else None,
         auth=await rt.authenticator.required(),
         server_time=time.time(),
     )

@@ -157,9 +157,9 @@ def worker(
         andon.upgrade_database(db)
     store = andon.open_store(db)
     try:
-        runner = andon.Worker(app, store, concurrency=concurrency, shutdown_grace_s=shutdown_grace, kinds=only)
+        runner = andon.Worker(app, store, concurrency=concurrency, shutdown_grace_s=shutdown_grace, kind_names=only)
         banner = Text("andon worker ", style="bold")
-        banner.append(f"{runner.id}  db {store.url}  kinds {', '.join(runner.kinds)}")
+        banner.append(f"{runner.id}  db {store.url}  kinds {', '.join(runner.kind_names)}")
         banner.append(f"  concurrency {concurrency}", style="dim")
         console.print(banner, soft_wrap=True)
         serve(runner)
