@@ -192,9 +192,9 @@ def test_output_beyond_the_memory_budget_waits_in_a_journal_and_is_all_stored(
     """A handler emitting 1 MB a second through a full-disk outage: the worker holds at
     most its budget in memory, the rest waits in a journal on another disk, and every item
     the handler emitted is stored, in order, once the disk has room again."""
-    from andon import _attempt
+    from andon import _output
 
-    monkeypatch.setattr(_attempt, "MAX_BUFFER_BYTES", 256 * 1024)
+    monkeypatch.setattr(_output, "MAX_BUFFER_BYTES", 256 * 1024)
     spool = tmp_path / "spool"
     path = str(small_disk / "andon.db")
     with andon.SqliteStore(path) as store:

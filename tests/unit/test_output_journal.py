@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from andon._attempt import OutputBuffer
+from andon._output import OutputBuffer
 from andon._storage import ProgressUpdate
 
 BUDGET = 4_000
