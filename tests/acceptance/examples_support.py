@@ -131,9 +131,3 @@ def assert_cancelled_with_history(
     assert (andon.JobStatus.RUNNING, andon.JobStatus.CANCELLING) in moves, moves
     assert (andon.JobStatus.CANCELLING, andon.JobStatus.CANCELLED) in moves, moves
     return cancel
-
-
-def wait_items(client: andon.Client, job_id: str, n: int, timeout: float = 20.0) -> list[andon.ResultItem]:
-    """Wait until the job has at least ``n`` stored items; return them."""
-    wait_until(lambda: client.get(job_id).items_count >= n, timeout, f"{n} item(s) of job {job_id}")
-    return client.results(job_id)

@@ -12,8 +12,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.support import wait_until
 
 __all__ = ["Served", "free_port", "serve"]
 
@@ -60,6 +63,25 @@ class Served:
         except urllib.error.HTTPError as error:
             raw = error.read()
             return error.code, json.loads(raw) if raw else None
+
+    def wait_job(
+        self, job_id: str, done: Callable[[Any], bool], timeout: float, what: str = ""
+    ) -> Any:  # Any: the decoded JobOut
+        """Poll the job through the API (every read must answer 200) until ``done(job)``;
+        returns the job as seen then. A timeout names ``what`` and the job as last seen."""
+        seen: dict[str, Any] = {}
+
+        def reached() -> bool:
+            status, job = self.request("GET", f"/api/v1/jobs/{job_id}")
+            assert status == 200, f"GET job {job_id}: {status} {job}"
+            seen.update(job)
+            return done(job)
+
+        try:
+            wait_until(reached, timeout, what or f"job {job_id}", interval=0.02)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; last seen {seen}") from None
+        return seen
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + START_S

@@ -51,13 +51,8 @@ def run(url: str) -> Run:
     return invoke
 
 
-def wait_until(check: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    support.wait_until(check, timeout)
-
-
 def wait_running(client: andon.Client, job_id: str) -> andon.Job:
-    wait_until(lambda: client.get(job_id).status is andon.JobStatus.RUNNING)
-    return client.get(job_id)
+    return support.wait_status(client, job_id, andon.JobStatus.RUNNING, WAIT_S)
 
 
 def assert_one_error_line(result: Result, *fragments: str) -> None:
@@ -267,7 +262,7 @@ def test_show_says_a_job_cancelled_while_its_worker_was_lost_stopped_with_it(
     job = client.submit("count")
     assert store.claim("doomed", ["count"], 0.05) is not None  # a worker that is then killed
     client.cancel(job.id)
-    wait_until(lambda: bool(store.recover_lost()))
+    support.wait_until(lambda: bool(store.recover_lost()), WAIT_S, "the lost job to be recovered")
     shown = run("show", job.id)
     assert shown.exit_code == 0, shown.output
     assert any("stop method" in line and "worker_lost" in line for line in shown.stdout.splitlines()), shown.stdout
@@ -384,7 +379,7 @@ def test_cancel_a_queued_job_withdraws_it(run: Run, client: andon.Client) -> Non
 def test_cancel_a_running_job_and_wait(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
     make_worker()
     job = client.submit("count", {"n": 1000, "interval_s": 0.01})
-    wait_until(lambda: client.get(job.id).items_count >= 2)
+    support.wait_items(client, job.id, 2, WAIT_S)
 
     result = run("cancel", job.id, "--wait", "--timeout", "10", "-m", "enough now")
     assert result.exit_code == 0, result.output
@@ -630,7 +625,7 @@ def test_worker_process_runs_cancels_and_requeues_on_sigterm(
     submitted = run("submit", "count", "n=1000", "interval_s=0.01", "-q")
     assert submitted.exit_code == 0, submitted.output
     first = submitted.stdout.strip()
-    wait_until(lambda: client.get(first).items_count >= 1)
+    support.wait_items(client, first, 1, WAIT_S)
     cancelled = run("cancel", first, "--wait", "--timeout", "10")
     assert cancelled.exit_code == 0, cancelled.output
     assert "cancelled" in cancelled.stdout

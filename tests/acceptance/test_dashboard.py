@@ -71,8 +71,7 @@ def confirm(page: Page, action: str) -> None:
 
 
 def wait_status(jobs: andon.Client, job_id: str, status: andon.JobStatus) -> andon.Job:
-    support.wait_until(lambda: jobs.get(job_id).status is status, WAIT_S, f"{job_id} to be {status.value}")
-    return jobs.get(job_id)
+    return support.wait_status(jobs, job_id, status, WAIT_S)
 
 
 def test_submit_from_the_form_watch_the_progress_then_cancel_and_see_the_items_kept(

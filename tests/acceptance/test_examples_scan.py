@@ -24,9 +24,8 @@ from tests.acceptance.examples_support import (
     processes_with,
     require_tool,
     use_tmp_as_examples_root,
-    wait_items,
 )
-from tests.support import cmdline, wait_until
+from tests.support import cmdline, wait_items, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 

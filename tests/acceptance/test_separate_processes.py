@@ -135,28 +135,14 @@ def submit(api: Served, params: dict[str, float]) -> str:
 
 
 def wait_status(api: Served, job_id: str, status: str) -> Any:  # Any: the decoded JobOut
-    seen: dict[str, Any] = {}
-
-    def reached() -> bool:
-        seen.update(job(api, job_id))
-        return bool(seen["status"] == status)
-
-    try:
-        support.wait_until(reached, WAIT_S, f"{job_id} to be {status}", interval=0.02)
-    except AssertionError as error:
-        raise AssertionError(f"{error}; last seen {seen}") from None
-    return seen
+    return api.wait_job(job_id, lambda seen: seen["status"] == status, WAIT_S, f"{job_id} to be {status}")
 
 
 def wait_running_with_items(api: Served, job_id: str, worker: WorkerProcess) -> Any:  # Any: the decoded JobOut
     """Running in the worker's process, with at least one item emitted there."""
-    seen: dict[str, Any] = {}
-
-    def going() -> bool:
-        seen.update(job(api, job_id))
-        return bool(seen["status"] == "running" and seen["items_count"] > 0)
-
-    support.wait_until(going, WAIT_S, f"{job_id} to run and emit", interval=0.02)
+    seen = api.wait_job(
+        job_id, lambda job: job["status"] == "running" and job["items_count"] > 0, WAIT_S, f"{job_id} to run and emit"
+    )
     ran_by(seen, worker)
     return seen
 
