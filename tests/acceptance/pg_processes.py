@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 import andon
+from tests.job_checks import assert_ended_once, assert_items_numbered
 
 app = andon.App(default_grace=0.5)
 READY = "ready"
@@ -206,12 +207,6 @@ STOP_BOUND_S = 5.0
 """A cancel that takes this long to stop the work is a bug, however loaded the machine."""
 
 
-def terminal_transitions(events: list[andon.JobEvent]) -> list[andon.JobEvent]:
-    """Events that moved the job into a terminal state (a withdrawal's request event names
-    the state it leads to but is not the transition itself)."""
-    return [e for e in events if e.to_status is not None and e.to_status.is_terminal and e.type != "cancel requested"]
-
-
 def check_jobs(
     store: andon.Store, report: dict[str, object], exec_log: Path, *, workers: int, commits_in_doubt: bool = False
 ) -> Counter[str]:
@@ -236,14 +231,8 @@ def check_jobs(
         context = f"job {job.id} ({job.status.value}, cancel: {outcomes.get(job.id)})"
         statuses[job.status.value] += 1
 
-        assert job.is_terminal, context
-        assert [e.seq for e in events] == list(range(1, len(events) + 1)), context
-        ended = terminal_transitions(events)
-        assert len(ended) == 1, f"{context}: terminal transitions {ended}"
-        assert ended[0] is events[-1], f"{context}: events after the end: {events}"
-        assert ended[0].to_status is job.status, context
-        assert job.items_count == len(items), context
-        assert [item.seq for item in items] == list(range(len(items))), context
+        ended = assert_ended_once(job, events, context)
+        assert_items_numbered(job, items, context)
 
         started = [e for e in events if e.type == "started"]
         assert len(started) <= 1, f"{context}: started {len(started)} times"
@@ -278,7 +267,7 @@ def check_jobs(
         assert cancel.stop_seconds < STOP_BOUND_S, f"{context}: the stop took {cancel.stop_seconds:.2f} s"
         late = [item for item in items if item.at > cancel.stopped_at]
         assert not late, f"{context}: emitted after the work stopped at {cancel.stopped_at}: {late}"
-        assert all(item.at <= ended[0].at for item in items), f"{context}: emitted after it was settled"
+        assert all(item.at <= ended.at for item in items), f"{context}: emitted after it was settled"
 
     for job_id in set(ids) - set(outcomes):
         assert store.get(job_id).status is andon.JobStatus.SUCCEEDED, job_id

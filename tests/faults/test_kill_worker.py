@@ -36,6 +36,7 @@ from andon._ids import new_job_id
 from andon._storage import NewJob
 from tests.faults.processes import marked_processes
 from tests.faults.trial_app import RETRY_ITEMS
+from tests.job_checks import assert_ended_once, assert_items_numbered
 from tests.postgres import fresh_schema
 from tests.support import is_alive, wait_until
 
@@ -226,12 +227,7 @@ def check_trial(store: andon.Store, trial: Trial, log_dir: Path) -> str:
     context = f"trial {trial.index} ({trial.phase}, max {trial.max_attempts}): job {job.id} {job.status.value}"
 
     # One terminal state, reached once, and last.
-    assert job.is_terminal, context
-    assert [e.seq for e in events] == list(range(1, len(events) + 1)), context
-    ended = [e for e in events if e.to_status is not None and e.to_status.is_terminal and e.type != "cancel requested"]
-    assert len(ended) == 1, f"{context}: terminal transitions {ended}"
-    assert ended[0] is events[-1], f"{context}: events after the end: {events}"
-    assert ended[0].to_status is job.status, context
+    assert_ended_once(job, events, context)
     started = [e for e in events if e.type == "started"]
     # A fenced attempt (lease_lost, when a loaded machine delays a renewal) goes back to the
     # queue without counting as a failure, so it may add an attempt.
@@ -242,8 +238,7 @@ def check_trial(store: andon.Store, trial: Trial, log_dir: Path) -> str:
     assert set(runs) <= set(range(1, job.attempt + 1)), f"{context}: runs {runs}, attempts {job.attempt}"
 
     # Items: stored once each, in order, never lost once seen stored.
-    assert job.items_count == len(items), context
-    assert [item.seq for item in items] == list(range(len(items))), f"{context}: seqs are not 0..n-1"
+    assert_items_numbered(job, items, context)
     payloads = [(item.data["a"], item.data["i"]) for item in items]
     assert len(set(payloads)) == len(payloads), f"{context}: a payload was stored twice"
     final = {(item.seq, item.attempt, item.at): item.data for item in items}
