@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import os
-import queue
 import random
 import signal
 import subprocess
@@ -27,10 +26,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import andon
 from tests.job_checks import assert_ended_once, assert_items_numbered
+from tests.subprocesses import LineReader
 
 app = andon.App(default_grace=0.5)
 READY = "ready"
@@ -294,50 +293,23 @@ class Spawned:
             text=True,
             env=env,
         )
-        assert self.popen.stdout is not None
-        assert self.popen.stderr is not None
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout, True), daemon=True),
-            threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr, False), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
+        self._output = LineReader(self.popen, watched="stdout")
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
-    def _read(self, stream: IO[str], into: list[str], announce: bool) -> None:
-        with stream:
-            for line in stream:
-                into.append(line)
-                if announce:
-                    self.lines.put(line.strip())
-
     def wait_for(self, text: str, timeout: float) -> None:
         """Wait for a stdout line equal to ``text``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                if time.monotonic() >= deadline or self.popen.poll() is not None:
-                    raise AssertionError(f"no {text!r} from pid {self.pid} in {timeout} s: {self.output()}") from None
-                continue
-            if line == text:
-                return
+        self._output.wait_for_line(lambda line: line.strip() == text, timeout, repr(text))
 
     def output(self) -> str:
-        return "".join(self.stdout) + "".join(self.stderr)
+        return self._output.output()
 
     def wait(self, timeout: float) -> int:
         """Wait for the process to exit on its own; returns the exit code."""
         code = self.popen.wait(timeout)
-        for reader in self._readers:
-            reader.join(timeout)
+        self._output.join(timeout)
         return code
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -345,16 +317,14 @@ class Spawned:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
         code = self.popen.wait(timeout)
-        for reader in self._readers:
-            reader.join(timeout)
+        self._output.join(timeout)
         return code
 
     def kill(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
         self.popen.wait(30)
-        for reader in self._readers:
-            reader.join(30)
+        self._output.join(30)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

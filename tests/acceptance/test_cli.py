@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -26,6 +23,7 @@ import andon
 from andon.cli import cli
 from andon.cli._input import parse_params
 from tests import support
+from tests.subprocesses import LineReader
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -553,35 +551,11 @@ class Process:
             # As a shell starts a background job (`cmd &`): SIGINT ignored from the start.
             preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
-        assert self.popen.stdout is not None
-        assert self.popen.stderr is not None
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout, False), daemon=True),
-            threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr, True), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, stream: IO[str], into: list[str], announce: bool) -> None:
-        with stream:
-            for line in stream:
-                into.append(line)
-                if announce:
-                    self.lines.put(line)
+        self._output = LineReader(self.popen, watched="stderr")
 
     def wait_for_line(self, fragment: str, timeout: float = WAIT_S) -> str:
         """Wait for a line on stderr that contains ``fragment``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line with {fragment!r} in {timeout} s: {''.join(self.stderr)}") from None
-            if fragment in line:
-                return line
+        return self._output.wait_for_line(lambda line: fragment in line, timeout, f"line with {fragment!r} on stderr")
 
     def signal(self, signum: int) -> None:
         self.popen.send_signal(signum)
@@ -589,16 +563,14 @@ class Process:
     def finish(self, timeout: float) -> tuple[int, str, str]:
         """Wait for the exit; returns (code, stdout, stderr)."""
         code = self.popen.wait(timeout)
-        for reader in self._readers:
-            reader.join(timeout)
-        return code, "".join(self.stdout), "".join(self.stderr)
+        self._output.join(timeout)
+        return code, "".join(self._output.stdout), "".join(self._output.stderr)
 
     def kill(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
         self.popen.wait(WAIT_S)
-        for reader in self._readers:
-            reader.join(WAIT_S)
+        self._output.join(WAIT_S)
 
 
 @pytest.fixture

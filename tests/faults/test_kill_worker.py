@@ -15,19 +15,16 @@ payload twice. No worker or job process is left at the end.
 from __future__ import annotations
 
 import os
-import queue
 import random
 import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
 
@@ -38,6 +35,7 @@ from tests.faults.processes import marked_processes
 from tests.faults.trial_app import RETRY_ITEMS
 from tests.job_checks import assert_ended_once, assert_items_numbered
 from tests.postgres import fresh_schema
+from tests.subprocesses import LineReader
 from tests.support import is_alive, wait_until
 
 pytestmark = pytest.mark.slow
@@ -80,14 +78,7 @@ class Zygote:
             text=True,
             env=env,
         )
-        assert self.popen.stdout is not None
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._lines.put(line.strip())
+        self._output = LineReader(self.popen, watched="stdout")
 
     def _send(self, line: str) -> None:
         assert self.popen.stdin is not None
@@ -97,15 +88,12 @@ class Zygote:
     def fork(self, worker_id: str) -> int:
         """Start a worker; returns its pid once it runs."""
         self._send(f"fork {worker_id}")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"worker {worker_id} did not start: {self.stderr()}") from None
-            word, name, pid = line.split()
-            if (word, name) == ("ready", worker_id):
-                return int(pid)
+        try:
+            line = self._output.wait_for_line(lambda line: line.split()[:2] == ["ready", worker_id], 30, "ready line")
+        except AssertionError as error:
+            raise AssertionError(f"worker {worker_id} did not start ({error}): {self.stderr()}") from None
+        _, _, pid = line.split()
+        return int(pid)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")[-3000:]
@@ -118,7 +106,7 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(10)
-        self._reader.join(10)
+        self._output.join(10)
         for stream in (self.popen.stdin, self.popen.stdout):
             if stream is not None:
                 stream.close()
