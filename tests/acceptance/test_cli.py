@@ -23,6 +23,7 @@ import andon
 from andon.cli import cli
 from andon.cli._input import parse_params
 from tests import support
+from tests.acceptance import cli_checks
 from tests.subprocesses import LineReader
 
 pytestmark = pytest.mark.timeout(60)
@@ -54,14 +55,8 @@ def wait_running(client: andon.Client, job_id: str) -> andon.Job:
 
 
 def assert_one_error_line(result: Result, *fragments: str) -> None:
-    """Exit code 1, one red line on stderr that says what went wrong, no traceback anywhere."""
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.output
+    """:func:`cli_checks.assert_one_error_line`, and the command ended by exiting, not by an exception."""
+    cli_checks.assert_one_error_line(result, *fragments)
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 

@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 import andon
 from andon.cli import cli
 from andon.examples import app
+from tests.acceptance.cli_checks import assert_one_error_line
 from tests.postgres import fresh_schema
 
 pytestmark = pytest.mark.timeout(60)
@@ -26,16 +27,6 @@ pytestmark = pytest.mark.timeout(60)
 
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
-
-
-def assert_one_error_line(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
 
 
 @pytest.fixture
