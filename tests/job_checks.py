@@ -1,5 +1,6 @@
 """Checks that tests of many jobs make on each finished job's record: it ended once, last,
-in the state it shows, and its items are numbered without gaps."""
+in the state it shows; its items are numbered without gaps; a cancel of running work
+stopped it in time, with nothing emitted after."""
 
 from __future__ import annotations
 
@@ -28,3 +29,17 @@ def assert_items_numbered(job: andon.Job, items: list[andon.ResultItem], context
     """The job counts the items it holds, and their numbers run 0..n-1."""
     assert job.items_count == len(items), context
     assert [item.seq for item in items] == list(range(len(items))), f"{context}: seqs are not 0..n-1"
+
+
+def assert_stopped_within(
+    cancel: andon.CancelInfo, items: list[andon.ResultItem], bound_s: float, context: str
+) -> None:
+    """A cancel of running work: the handler acknowledged it, the work stopped less than
+    ``bound_s`` seconds after the request, and nothing was emitted after the stop."""
+    assert cancel.acknowledged_at is not None, context
+    assert cancel.stopped_at is not None, context
+    assert cancel.requested_at <= cancel.acknowledged_at <= cancel.stopped_at, f"{context}: {cancel}"
+    assert cancel.stop_seconds is not None, context
+    assert cancel.stop_seconds < bound_s, f"{context}: the stop took {cancel.stop_seconds:.2f} s"
+    late = [item for item in items if item.at > cancel.stopped_at]
+    assert not late, f"{context}: emitted after the work stopped at {cancel.stopped_at}: {late}"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import andon
-from tests.job_checks import assert_ended_once, assert_items_numbered
+from tests.job_checks import assert_ended_once, assert_items_numbered, assert_stopped_within
 from tests.subprocesses import LineReader
 
 app = andon.App(default_grace=0.5)
@@ -260,12 +260,7 @@ def check_jobs(
             continue
         assert outcomes[job.id] in ("requested", "already"), context
         assert cancel.stop_method is andon.StopMethod.COOPERATIVE, f"{context}: {cancel}"
-        assert cancel.acknowledged_at is not None, context
-        assert cancel.requested_at <= cancel.acknowledged_at <= cancel.stopped_at, f"{context}: {cancel}"
-        assert cancel.stop_seconds is not None, context
-        assert cancel.stop_seconds < STOP_BOUND_S, f"{context}: the stop took {cancel.stop_seconds:.2f} s"
-        late = [item for item in items if item.at > cancel.stopped_at]
-        assert not late, f"{context}: emitted after the work stopped at {cancel.stopped_at}: {late}"
+        assert_stopped_within(cancel, items, STOP_BOUND_S, context)
         assert all(item.at <= ended.at for item in items), f"{context}: emitted after it was settled"
 
     for job_id in set(ids) - set(outcomes):
