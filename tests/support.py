@@ -3,6 +3,7 @@ at processes in /proc."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,6 +59,23 @@ def is_alive(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie (a zombie has ended; only its entry is left)."""
     stat = proc_stat(pid)
     return stat is not None and stat[0] != "Z"
+
+
+def descendants(root: int) -> list[int]:
+    """Live (not zombie) descendants of ``root``, found through their parent ids in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = proc_stat(entry)
+            if stat is not None:
+                children.setdefault(stat[1], []).append(int(entry))
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return [pid for pid in found if is_alive(pid)]
 
 
 def cmdline(pid: int) -> str:

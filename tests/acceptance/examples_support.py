@@ -48,26 +48,6 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def descendants(pid: int) -> list[int]:
-    """Live descendants of ``pid``: its children, their children and so on."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                text = (entry / "stat").read_text()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            ppid = int(text[text.rindex(")") + 2 :].split()[1])
-            parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            if is_alive(child):
-                found.append(child)
-                todo.append(child)
-    return found
-
-
 @dataclass(frozen=True, slots=True)
 class StopTiming:
     """One cancel of a running job, measured from the request the store recorded."""

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,19 +19,12 @@ import andon
 from andon.cli import cli
 from andon.examples import app
 from tests.acceptance.cli_checks import assert_one_error_line
-from tests.postgres import fresh_schema
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
-
-
-@pytest.fixture
-def empty_schema() -> Iterator[str]:
-    with fresh_schema(migrate=False) as url:
-        yield url
 
 
 def test_db_upgrade_creates_then_does_nothing(empty_schema: str) -> None:

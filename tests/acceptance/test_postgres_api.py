@@ -8,22 +8,14 @@ the worker's process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.acceptance.pg_processes import ROOT, Spawned, read_executions
 from tests.acceptance.serving import serve
-from tests.postgres import fresh_schema
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
-
-
-@pytest.fixture
-def empty_schema() -> Iterator[str]:
-    with fresh_schema(migrate=False) as url:
-        yield url
 
 
 def test_an_api_node_and_a_worker_process_share_postgres(
