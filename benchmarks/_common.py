@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 import andon
-from _report import rows_table
+from _report import rows_table, wait_for
 from andon._storage._postgres import PostgresStore
 
 HERE = Path(__file__).resolve().parent
@@ -99,11 +98,8 @@ def andon_workers(
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 300.0, poll: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            raise SystemExit(f"gave up after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
+    """:func:`_report.wait_for` with the throughput benchmark's bound: five minutes."""
+    wait_for(condition, what, timeout, poll)
 
 
 def machine() -> dict[str, object]:

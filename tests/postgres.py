@@ -45,6 +45,22 @@ def admin_connection() -> psycopg.Connection[tuple[object, ...]]:
     return psycopg.connect(url, autocommit=True, connect_timeout=5)
 
 
+def backend_pids(application_name: str) -> list[int]:
+    """Server pids of every connection made with this ``application_name`` (pooled and listening)."""
+    with admin_connection() as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
+        ).fetchall()
+    return [int(str(row[0])) for row in rows]
+
+
+def terminate_backends(pids: list[int]) -> None:
+    """End those server connections (``pg_terminate_backend``), as a server fault would."""
+    with admin_connection() as conn:
+        for pid in pids:
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
 @functools.cache
 def _unreachable() -> str | None:
     """Why the server cannot be used, or ``None``; checked once per session."""

@@ -1,21 +1,48 @@
-"""Helpers shared by the test tiers: bounded polling and a look at processes in /proc."""
+"""Helpers shared by the test tiers: bounded polling (of anything, and of a job) and a look
+at processes in /proc."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import andon
+
+T = TypeVar("T")
 
 
-def wait_until(
-    condition: Callable[[], bool], timeout: float, what: str = "the condition", interval: float = 0.01
-) -> None:
-    """Poll ``condition``; fail naming ``what`` if it is not true within ``timeout`` seconds."""
+def wait_until(condition: Callable[[], T], timeout: float, what: str = "the condition", interval: float = 0.01) -> T:
+    """Poll ``condition`` until it returns something true, and return that.
+
+    Fails naming ``what`` if nothing true came within ``timeout`` seconds.
+    """
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (value := condition()):
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+    return value
+
+
+def wait_status(client: andon.Client, job_id: str, status: andon.JobStatus, timeout: float) -> andon.Job:
+    """Wait until the job is in ``status``; returns it as read then."""
+
+    def in_status() -> andon.Job | None:
+        job = client.get(job_id)
+        return job if job.status is status else None
+
+    job = wait_until(in_status, timeout, f"job {job_id} to be {status.value}")
+    assert job is not None  # wait_until returns only something true
+    return job
+
+
+def wait_items(client: andon.Client, job_id: str, n: int = 1, timeout: float = 20.0) -> list[andon.ResultItem]:
+    """Wait until the job has at least ``n`` stored items (so it has run); returns them."""
+    wait_until(lambda: client.get(job_id).items_count >= n, timeout, f"{n} item(s) of job {job_id}")
+    return client.results(job_id)
 
 
 def proc_stat(pid: int | str) -> tuple[str, int, int] | None:
@@ -32,6 +59,23 @@ def is_alive(pid: int) -> bool:
     """Whether ``pid`` exists and is not a zombie (a zombie has ended; only its entry is left)."""
     stat = proc_stat(pid)
     return stat is not None and stat[0] != "Z"
+
+
+def descendants(root: int) -> list[int]:
+    """Live (not zombie) descendants of ``root``, found through their parent ids in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = proc_stat(entry)
+            if stat is not None:
+                children.setdefault(stat[1], []).append(int(entry))
+    found: list[int] = []
+    pending = [root]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return [pid for pid in found if is_alive(pid)]
 
 
 def cmdline(pid: int) -> str:

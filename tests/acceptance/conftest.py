@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.postgres import fresh_schema
+
 CHROMIUM = "/usr/bin/chromium"  # Debian's: test tools never download a browser here
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -44,3 +46,10 @@ def page(browser: Browser) -> Iterator[Page]:
     yield opened
     context.close()
     assert errors == [], errors
+
+
+@pytest.fixture
+def empty_schema() -> Iterator[str]:
+    """The URL of a PostgreSQL schema of its own with no tables (skips loudly when the server is missing)."""
+    with fresh_schema(migrate=False) as url:
+        yield url

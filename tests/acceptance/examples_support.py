@@ -48,26 +48,6 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
-def descendants(pid: int) -> list[int]:
-    """Live descendants of ``pid``: its children, their children and so on."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                text = (entry / "stat").read_text()
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            ppid = int(text[text.rindex(")") + 2 :].split()[1])
-            parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            if is_alive(child):
-                found.append(child)
-                todo.append(child)
-    return found
-
-
 @dataclass(frozen=True, slots=True)
 class StopTiming:
     """One cancel of a running job, measured from the request the store recorded."""
@@ -131,9 +111,3 @@ def assert_cancelled_with_history(
     assert (andon.JobStatus.RUNNING, andon.JobStatus.CANCELLING) in moves, moves
     assert (andon.JobStatus.CANCELLING, andon.JobStatus.CANCELLED) in moves, moves
     return cancel
-
-
-def wait_items(client: andon.Client, job_id: str, n: int, timeout: float = 20.0) -> list[andon.ResultItem]:
-    """Wait until the job has at least ``n`` stored items; return them."""
-    wait_until(lambda: client.get(job_id).items_count >= n, timeout, f"{n} item(s) of job {job_id}")
-    return client.results(job_id)

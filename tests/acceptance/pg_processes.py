@@ -16,7 +16,6 @@ import argparse
 import json
 import logging
 import os
-import queue
 import random
 import signal
 import subprocess
@@ -27,9 +26,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import andon
+from tests.job_checks import assert_ended_once, assert_items_numbered, assert_stopped_within
+from tests.subprocesses import LineReader
 
 app = andon.App(default_grace=0.5)
 READY = "ready"
@@ -206,12 +206,6 @@ STOP_BOUND_S = 5.0
 """A cancel that takes this long to stop the work is a bug, however loaded the machine."""
 
 
-def terminal_transitions(events: list[andon.JobEvent]) -> list[andon.JobEvent]:
-    """Events that moved the job into a terminal state (a withdrawal's request event names
-    the state it leads to but is not the transition itself)."""
-    return [e for e in events if e.to_status is not None and e.to_status.is_terminal and e.type != "cancel requested"]
-
-
 def check_jobs(
     store: andon.Store, report: dict[str, object], exec_log: Path, *, workers: int, commits_in_doubt: bool = False
 ) -> Counter[str]:
@@ -236,14 +230,8 @@ def check_jobs(
         context = f"job {job.id} ({job.status.value}, cancel: {outcomes.get(job.id)})"
         statuses[job.status.value] += 1
 
-        assert job.is_terminal, context
-        assert [e.seq for e in events] == list(range(1, len(events) + 1)), context
-        ended = terminal_transitions(events)
-        assert len(ended) == 1, f"{context}: terminal transitions {ended}"
-        assert ended[0] is events[-1], f"{context}: events after the end: {events}"
-        assert ended[0].to_status is job.status, context
-        assert job.items_count == len(items), context
-        assert [item.seq for item in items] == list(range(len(items))), context
+        ended = assert_ended_once(job, events, context)
+        assert_items_numbered(job, items, context)
 
         started = [e for e in events if e.type == "started"]
         assert len(started) <= 1, f"{context}: started {len(started)} times"
@@ -272,13 +260,8 @@ def check_jobs(
             continue
         assert outcomes[job.id] in ("requested", "already"), context
         assert cancel.stop_method is andon.StopMethod.COOPERATIVE, f"{context}: {cancel}"
-        assert cancel.acknowledged_at is not None, context
-        assert cancel.requested_at <= cancel.acknowledged_at <= cancel.stopped_at, f"{context}: {cancel}"
-        assert cancel.stop_seconds is not None, context
-        assert cancel.stop_seconds < STOP_BOUND_S, f"{context}: the stop took {cancel.stop_seconds:.2f} s"
-        late = [item for item in items if item.at > cancel.stopped_at]
-        assert not late, f"{context}: emitted after the work stopped at {cancel.stopped_at}: {late}"
-        assert all(item.at <= ended[0].at for item in items), f"{context}: emitted after it was settled"
+        assert_stopped_within(cancel, items, STOP_BOUND_S, context)
+        assert all(item.at <= ended.at for item in items), f"{context}: emitted after it was settled"
 
     for job_id in set(ids) - set(outcomes):
         assert store.get(job_id).status is andon.JobStatus.SUCCEEDED, job_id
@@ -305,50 +288,23 @@ class Spawned:
             text=True,
             env=env,
         )
-        assert self.popen.stdout is not None
-        assert self.popen.stderr is not None
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout, True), daemon=True),
-            threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr, False), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
+        self._output = LineReader(self.popen, watched="stdout")
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
-    def _read(self, stream: IO[str], into: list[str], announce: bool) -> None:
-        with stream:
-            for line in stream:
-                into.append(line)
-                if announce:
-                    self.lines.put(line.strip())
-
     def wait_for(self, text: str, timeout: float) -> None:
         """Wait for a stdout line equal to ``text``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                if time.monotonic() >= deadline or self.popen.poll() is not None:
-                    raise AssertionError(f"no {text!r} from pid {self.pid} in {timeout} s: {self.output()}") from None
-                continue
-            if line == text:
-                return
+        self._output.wait_for_line(lambda line: line.strip() == text, timeout, repr(text))
 
     def output(self) -> str:
-        return "".join(self.stdout) + "".join(self.stderr)
+        return self._output.output()
 
     def wait(self, timeout: float) -> int:
         """Wait for the process to exit on its own; returns the exit code."""
         code = self.popen.wait(timeout)
-        for reader in self._readers:
-            reader.join(timeout)
+        self._output.join(timeout)
         return code
 
     def stop(self, timeout: float = 30.0) -> int:
@@ -356,16 +312,14 @@ class Spawned:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
         code = self.popen.wait(timeout)
-        for reader in self._readers:
-            reader.join(timeout)
+        self._output.join(timeout)
         return code
 
     def kill(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
         self.popen.wait(30)
-        for reader in self._readers:
-            reader.join(30)
+        self._output.join(30)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

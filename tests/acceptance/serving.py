@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from tests.subprocesses import LoggedProcess, popen_logged
+from tests.support import wait_until
 
 __all__ = ["Served", "free_port", "serve"]
 
@@ -27,18 +29,14 @@ def free_port() -> int:
         return port
 
 
-class Served:
+class Served(LoggedProcess):
     """One ``andon serve`` process; its output goes to a log file (never a full pipe)."""
 
     def __init__(self, process: subprocess.Popen[bytes], port: int, log: Path, token: str | None) -> None:
-        self.process = process
+        super().__init__(process, log, "andon serve")
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        self.log = log
         self.token = token
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
     def request(
         self, method: str, path: str, body: object = None, *, headers: dict[str, str] | None = None
@@ -61,54 +59,45 @@ class Served:
             raw = error.read()
             return error.code, json.loads(raw) if raw else None
 
+    def wait_job(
+        self, job_id: str, done: Callable[[Any], bool], timeout: float, what: str = ""
+    ) -> Any:  # Any: the decoded JobOut
+        """Poll the job through the API (every read must answer 200) until ``done(job)``;
+        returns the job as seen then. A timeout names ``what`` and the job as last seen."""
+        seen: dict[str, Any] = {}
+
+        def reached() -> bool:
+            status, job = self.request("GET", f"/api/v1/jobs/{job_id}")
+            assert status == 200, f"GET job {job_id}: {status} {job}"
+            seen.update(job)
+            return done(job)
+
+        try:
+            wait_until(reached, timeout, what or f"job {job_id}", interval=0.02)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; last seen {seen}") from None
+        return seen
+
     def wait_ready(self) -> None:
-        deadline = time.monotonic() + START_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"andon serve exited with {self.process.returncode}:\n{self.output()}")
+        def answers() -> bool:
             try:
                 status, _ = self.request("GET", "/api/v1/info")
-            except OSError:
-                time.sleep(0.05)
-                continue
-            if status in (200, 401):
-                return
-        raise AssertionError(f"andon serve did not answer within {START_S:g} s:\n{self.output()}")
+            except OSError:  # not listening yet
+                return False
+            return status in (200, 401)
 
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15.0) -> int:
-        """Send ``signum`` and wait for the process to exit; returns its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-            raise AssertionError(f"andon serve did not stop within {timeout:g} s:\n{self.output()}") from None
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
+        self.wait_until(answers, START_S, "andon serve to answer")
 
 
 def serve(folder: Path, *args: str, token: str | None = None) -> Served:
     """Start ``andon serve ARGS`` on a free port and wait until it answers."""
     port = free_port()
     log = folder / f"serve-{port}.log"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = dict(os.environ)
     env.pop("ANDON_TOKEN", None)
     if token:
         env["ANDON_TOKEN"] = token
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "andon.cli", "serve", "--port", str(port), *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=folder,
-        )
+    process = popen_logged([sys.executable, "-m", "andon.cli", "serve", "--port", str(port), *args], log, folder, env)
     served = Served(process, port, log, token)
     try:
         served.wait_ready()

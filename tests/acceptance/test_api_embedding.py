@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -24,6 +22,7 @@ import andon
 from andon.api import Service
 from tests.acceptance.threaded_server import serve_in_thread
 from tests.acceptance.tick_jobs import jobs
+from tests.support import wait_until
 
 PREFIX = "/andon"
 API = f"{PREFIX}/api/v1"
@@ -54,14 +53,6 @@ def parent_app(service: Service, lifecycle: list[str], *, compose: bool = True) 
     return app
 
 
-def wait_until(what: str, check: Callable[[], Any]) -> Any:  # Any: whatever check returns
-    deadline = time.monotonic() + BOUND_S
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"not within {BOUND_S} s: {what}"
-        time.sleep(0.02)
-    return value
-
-
 @pytest.fixture
 def worker(store: andon.SqliteStore) -> andon.Worker:
     return andon.Worker(jobs, store, concurrency=2, shutdown_grace_s=2.0, idle_poll_s=0.05)
@@ -81,7 +72,12 @@ def test_a_parent_app_runs_cancels_and_stops_jobs_through_the_embedded_api(
         created = http.post(f"{API}/jobs", json={"kind": "tick"})
         assert created.status_code == 201, created.text
         job_id = created.json()["id"]
-        wait_until("the job runs and emits", lambda: http.get(f"{API}/jobs/{job_id}").json()["items_count"] >= 3)
+        wait_until(
+            lambda: http.get(f"{API}/jobs/{job_id}").json()["items_count"] >= 3,
+            BOUND_S,
+            "the job to run and emit",
+            interval=0.02,
+        )
 
         cancelled = http.post(f"{API}/jobs/{job_id}/cancel", params={"wait": "true"}, json={"message": "enough"})
         assert cancelled.status_code == 200, cancelled.text
@@ -93,7 +89,9 @@ def test_a_parent_app_runs_cancels_and_stops_jobs_through_the_embedded_api(
         assert http.get("/hello").status_code == 200
     assert lifecycle == ["parent started", "parent stopped"]
     assert worker.state is andon.WorkerState.STOPPED
-    wait_until("no thread is left behind", lambda: set(threading.enumerate()) <= threads_before)
+    wait_until(
+        lambda: set(threading.enumerate()) <= threads_before, BOUND_S, "no thread to be left behind", interval=0.02
+    )
 
 
 def test_the_dashboard_and_docs_work_under_the_prefix(store: andon.SqliteStore, worker: andon.Worker) -> None:

@@ -14,8 +14,7 @@ import json
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Final
@@ -27,6 +26,7 @@ import andon
 from andon.api import create_app
 from tests.acceptance.threaded_server import serve_in_thread
 from tests.acceptance.tick_jobs import jobs
+from tests.support import wait_until
 
 PACKAGE: Final = "andon_generated_client"
 GENERATE_S: Final = 240.0
@@ -74,14 +74,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generated]:
                     del sys.modules[name]
 
 
-def wait_until(what: str, check: Callable[[], Any]) -> Any:  # Any: whatever check returns
-    deadline = time.monotonic() + BOUND_S
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"not within {BOUND_S} s: {what}"
-        time.sleep(0.02)
-    return value
-
-
 def test_every_operation_has_a_clean_name(generated: Generated) -> None:
     spec = json.loads((generated.root.parent / "openapi.json").read_text())
     ids = [operation["operationId"] for path in spec["paths"].values() for operation in path.values()]
@@ -113,7 +105,7 @@ def test_a_generated_client_submits_cancels_reads_and_gets_typed_errors(generate
 
         # A bare cancel (no body) of a running job, waiting for it to stop.
         bare = submit()
-        wait_until("the job runs and emits", lambda: emitting(bare.id, 3))
+        wait_until(lambda: emitting(bare.id, 3), BOUND_S, "the job to run and emit", interval=0.02)
         stopped = cancel_job.sync(bare.id, client=client, wait=True)
         assert isinstance(stopped, models.JobOut), stopped
         assert stopped.status == models.JobStatus.CANCELLED
@@ -126,7 +118,9 @@ def test_a_generated_client_submits_cancels_reads_and_gets_typed_errors(generate
         told = submit()
         answered = cancel_job.sync(told.id, client=client, body=models.CancelBody(message="not today"))
         assert isinstance(answered, models.JobOut), answered
-        final = wait_until("the cancel completes", lambda: _terminal(get_job.sync(told.id, client=client)))
+        final = wait_until(
+            lambda: _terminal(get_job.sync(told.id, client=client)), BOUND_S, "the cancel to complete", interval=0.02
+        )
         assert final.status == models.JobStatus.CANCELLED
         assert final.cancel.message == "not today"
 

@@ -12,7 +12,20 @@ import pytest
 from tests.postgres import SERVER_URL, require_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "stops.py"
+
+
+def run_benchmark(script: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/<script>`` from the repository root; it must exit 0 within ``timeout`` s."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 @pytest.mark.slow
@@ -20,15 +33,7 @@ SCRIPT = ROOT / "benchmarks" / "stops.py"
 def test_stops_benchmark_runs_quick_and_leaves_no_orphans(tmp_path: Path) -> None:
     require_postgres()
     out = tmp_path / "stops.json"
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--db", SERVER_URL, "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=210,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_benchmark("stops.py", "--quick", "--db", SERVER_URL, "--out", str(out), timeout=210)
     assert done.stdout.splitlines()[0].split()[:2] == ["measurement", "runs"], done.stdout
     report = json.loads(out.read_text())
     assert report["meta"]["quick"] is True
@@ -57,25 +62,17 @@ def test_stops_benchmark_runs_quick_and_leaves_no_orphans(tmp_path: Path) -> Non
 def test_suite_runs_quick_and_writes_its_table(tmp_path: Path) -> None:
     """The other groups through the suite itself: one table, targets beside the figures."""
     require_postgres()
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "suite.py"),
-            "--quick",
-            "--only",
-            "throughput,overheads,scale",
-            "--db",
-            SERVER_URL,
-            "--out",
-            str(tmp_path),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
+    done = run_benchmark(
+        "suite.py",
+        "--quick",
+        "--only",
+        "throughput,overheads,scale",
+        "--db",
+        SERVER_URL,
+        "--out",
+        str(tmp_path),
         timeout=210,
-        check=False,
     )
-    assert done.returncode == 0, done.stdout + done.stderr
     assert "QUICK MODE" in done.stdout
     report = json.loads((tmp_path / "suite.json").read_text())
     assert report["machine"]["quick"] is True
@@ -98,14 +95,6 @@ def test_suite_runs_quick_and_writes_its_table(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_startup_benchmark_runs_quick() -> None:
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "startup.py"), "--quick", "--no-postgres"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_benchmark("startup.py", "--quick", "--no-postgres", timeout=100)
     for label in ("python -c pass", "andon --help", "andon ls, empty SQLite database"):
         assert f"cli start-up: {label}" in done.stdout, done.stdout

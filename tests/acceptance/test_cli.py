@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -26,6 +23,8 @@ import andon
 from andon.cli import cli
 from andon.cli._input import parse_params
 from tests import support
+from tests.acceptance import cli_checks
+from tests.subprocesses import LineReader
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,24 +50,13 @@ def run(url: str) -> Run:
     return invoke
 
 
-def wait_until(check: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    support.wait_until(check, timeout)
-
-
 def wait_running(client: andon.Client, job_id: str) -> andon.Job:
-    wait_until(lambda: client.get(job_id).status is andon.JobStatus.RUNNING)
-    return client.get(job_id)
+    return support.wait_status(client, job_id, andon.JobStatus.RUNNING, WAIT_S)
 
 
 def assert_one_error_line(result: Result, *fragments: str) -> None:
-    """Exit code 1, one red line on stderr that says what went wrong, no traceback anywhere."""
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.output
+    """:func:`cli_checks.assert_one_error_line`, and the command ended by exiting, not by an exception."""
+    cli_checks.assert_one_error_line(result, *fragments)
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
@@ -267,7 +255,7 @@ def test_show_says_a_job_cancelled_while_its_worker_was_lost_stopped_with_it(
     job = client.submit("count")
     assert store.claim("doomed", ["count"], 0.05) is not None  # a worker that is then killed
     client.cancel(job.id)
-    wait_until(lambda: bool(store.recover_lost()))
+    support.wait_until(lambda: bool(store.recover_lost()), WAIT_S, "the lost job to be recovered")
     shown = run("show", job.id)
     assert shown.exit_code == 0, shown.output
     assert any("stop method" in line and "worker_lost" in line for line in shown.stdout.splitlines()), shown.stdout
@@ -384,7 +372,7 @@ def test_cancel_a_queued_job_withdraws_it(run: Run, client: andon.Client) -> Non
 def test_cancel_a_running_job_and_wait(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
     make_worker()
     job = client.submit("count", {"n": 1000, "interval_s": 0.01})
-    wait_until(lambda: client.get(job.id).items_count >= 2)
+    support.wait_items(client, job.id, 2, WAIT_S)
 
     result = run("cancel", job.id, "--wait", "--timeout", "10", "-m", "enough now")
     assert result.exit_code == 0, result.output
@@ -558,35 +546,11 @@ class Process:
             # As a shell starts a background job (`cmd &`): SIGINT ignored from the start.
             preexec_fn=_ignore_sigint if sigint_ignored else None,
         )
-        assert self.popen.stdout is not None
-        assert self.popen.stderr is not None
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout, False), daemon=True),
-            threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr, True), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    def _read(self, stream: IO[str], into: list[str], announce: bool) -> None:
-        with stream:
-            for line in stream:
-                into.append(line)
-                if announce:
-                    self.lines.put(line)
+        self._output = LineReader(self.popen, watched="stderr")
 
     def wait_for_line(self, fragment: str, timeout: float = WAIT_S) -> str:
         """Wait for a line on stderr that contains ``fragment``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"no line with {fragment!r} in {timeout} s: {''.join(self.stderr)}") from None
-            if fragment in line:
-                return line
+        return self._output.wait_for_line(lambda line: fragment in line, timeout, f"line with {fragment!r} on stderr")
 
     def signal(self, signum: int) -> None:
         self.popen.send_signal(signum)
@@ -594,16 +558,14 @@ class Process:
     def finish(self, timeout: float) -> tuple[int, str, str]:
         """Wait for the exit; returns (code, stdout, stderr)."""
         code = self.popen.wait(timeout)
-        for reader in self._readers:
-            reader.join(timeout)
-        return code, "".join(self.stdout), "".join(self.stderr)
+        self._output.join(timeout)
+        return code, "".join(self._output.stdout), "".join(self._output.stderr)
 
     def kill(self) -> None:
         if self.popen.poll() is None:
             self.popen.kill()
         self.popen.wait(WAIT_S)
-        for reader in self._readers:
-            reader.join(WAIT_S)
+        self._output.join(WAIT_S)
 
 
 @pytest.fixture
@@ -630,7 +592,7 @@ def test_worker_process_runs_cancels_and_requeues_on_sigterm(
     submitted = run("submit", "count", "n=1000", "interval_s=0.01", "-q")
     assert submitted.exit_code == 0, submitted.output
     first = submitted.stdout.strip()
-    wait_until(lambda: client.get(first).items_count >= 1)
+    support.wait_items(client, first, 1, WAIT_S)
     cancelled = run("cancel", first, "--wait", "--timeout", "10")
     assert cancelled.exit_code == 0, cancelled.output
     assert "cancelled" in cancelled.stdout

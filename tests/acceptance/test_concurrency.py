@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 import andon
+from tests.job_checks import assert_ended_once, assert_items_numbered, assert_stopped_within
 from tests.support import cmdline, proc_stat, wait_until
 
 pytestmark = pytest.mark.slow
@@ -120,12 +121,6 @@ def job_processes() -> set[int]:
 
 def os_thread_count() -> int:
     return len(os.listdir("/proc/self/task"))
-
-
-def terminal_transitions(events: list[andon.JobEvent]) -> list[andon.JobEvent]:
-    """Events that moved the job into a terminal state (a withdrawal's request event, which
-    names the state it leads to, is not itself the transition)."""
-    return [e for e in events if e.to_status is not None and e.to_status.is_terminal and e.type != "cancel requested"]
 
 
 # -- many jobs ----------------------------------------------------------------------------
@@ -278,14 +273,8 @@ def _check_jobs(client: andon.Client, by_id: dict[str, andon.Job], outcomes: dic
         items = client.results(job_id)
         context = f"job {job_id} ({job.kind}, {job.status.value}, cancel: {outcomes.get(job_id)})"
 
-        assert job.is_terminal, context
-        assert [e.seq for e in events] == list(range(1, len(events) + 1)), context
-        ended = terminal_transitions(events)
-        assert len(ended) == 1, f"{context}: terminal transitions {ended}"
-        assert ended[0] is events[-1], f"{context}: events after the end: {events}"
-        assert ended[0].to_status is job.status, context
-        assert job.items_count == len(items), context
-        assert [item.seq for item in items] == list(range(len(items))), context
+        assert_ended_once(job, events, context)
+        assert_items_numbered(job, items, context)
         assert job.status is not andon.JobStatus.FAILED, f"{context}: {job.error}"
 
         started = any(e.type == "started" for e in events)
@@ -313,12 +302,7 @@ def _check_jobs(client: andon.Client, by_id: dict[str, andon.Job], outcomes: dic
             continue
         assert outcomes[job_id] in ("requested", "already"), context
         assert cancel.stop_method in ALLOWED_STOPS[job.kind], f"{context}: {cancel}"
-        assert cancel.acknowledged_at is not None, context
-        assert cancel.requested_at <= cancel.acknowledged_at <= cancel.stopped_at, f"{context}: {cancel}"
-        assert cancel.stop_seconds is not None, context
-        assert cancel.stop_seconds < STOP_BOUND_S, f"{context}: the stop took {cancel.stop_seconds:.2f} s"
-        late = [item for item in items if item.at > cancel.stopped_at]
-        assert not late, f"{context}: emitted after the work stopped at {cancel.stopped_at}: {late}"
+        assert_stopped_within(cancel, items, STOP_BOUND_S, context)
     print(f"seed {SEED}: statuses {statuses}, stop methods {methods}")
     assert statuses.get("succeeded", 0) > 0
     running_stops = sum(n for method, n in methods.items() if method != "withdrawn")

@@ -71,8 +71,7 @@ def confirm(page: Page, action: str) -> None:
 
 
 def wait_status(jobs: andon.Client, job_id: str, status: andon.JobStatus) -> andon.Job:
-    support.wait_until(lambda: jobs.get(job_id).status is status, WAIT_S, f"{job_id} to be {status.value}")
-    return jobs.get(job_id)
+    return support.wait_status(jobs, job_id, status, WAIT_S)
 
 
 def test_the_page_loads_its_modules_with_no_console_errors(page: Page, server: Served, jobs: andon.Client) -> None:

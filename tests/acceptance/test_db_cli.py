@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,29 +18,13 @@ from typer.testing import CliRunner, Result
 import andon
 from andon.cli import cli
 from andon.examples import app
-from tests.postgres import fresh_schema
+from tests.acceptance.cli_checks import assert_one_error_line
 
 pytestmark = pytest.mark.timeout(60)
 
 
 def run(*args: str) -> Result:
     return CliRunner().invoke(cli, list(args))
-
-
-def assert_one_error_line(result: Result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "Traceback" not in result.output
-
-
-@pytest.fixture
-def empty_schema() -> Iterator[str]:
-    with fresh_schema(migrate=False) as url:
-        yield url
 
 
 def test_db_upgrade_creates_then_does_nothing(empty_schema: str) -> None:

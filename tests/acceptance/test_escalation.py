@@ -29,6 +29,7 @@ import pytest
 
 import andon
 from andon.examples import app as example_app
+from tests import support
 from tests.support import is_alive, proc_stat, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -225,10 +226,9 @@ STOP_BOUND_S = 3.0
 """Generous: every stop path here is designed to end well under a second (grace included)."""
 
 
-def wait_items(client: andon.Client, job_id: str, n: int = 1, timeout: float = 10.0) -> list[andon.ResultItem]:
-    """Wait until the job has at least ``n`` stored items (so it is running); return them."""
-    wait_until(lambda: client.get(job_id).items_count >= n, timeout, f"{n} item(s) of job {job_id}")
-    return client.results(job_id)
+def wait_items(client: andon.Client, job_id: str, n: int = 1) -> list[andon.ResultItem]:
+    """:func:`tests.support.wait_items` within this module's 10 s."""
+    return support.wait_items(client, job_id, n, timeout=10.0)
 
 
 def cancel_and_wait(client: andon.Client, job_id: str, timeout: float = 10.0) -> andon.Job:

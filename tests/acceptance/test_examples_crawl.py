@@ -27,9 +27,8 @@ from tests.acceptance.examples_support import (
     cancel_and_measure,
     processes_with,
     require_tool,
-    wait_items,
 )
-from tests.support import cmdline, is_alive, proc_stat, wait_until
+from tests.support import cmdline, is_alive, proc_stat, wait_items, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 

@@ -31,9 +31,8 @@ from tests.acceptance.examples_support import (
     STOP_BOUND_S,
     assert_cancelled_with_history,
     cancel_and_measure,
-    wait_items,
 )
-from tests.support import wait_until
+from tests.support import wait_items, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 

@@ -25,9 +25,8 @@ from tests.acceptance.examples_support import (
     assert_cancelled_with_history,
     cancel_and_measure,
     use_tmp_as_examples_root,
-    wait_items,
 )
-from tests.support import wait_until
+from tests.support import wait_items, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 

@@ -20,13 +20,11 @@ from tests.acceptance.examples_support import (
     STOP_BOUND_S,
     assert_cancelled_with_history,
     cancel_and_measure,
-    descendants,
     processes_with,
     require_tool,
     use_tmp_as_examples_root,
-    wait_items,
 )
-from tests.support import cmdline, wait_until
+from tests.support import cmdline, descendants, wait_items, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 

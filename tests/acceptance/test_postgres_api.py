@@ -8,23 +8,14 @@ the worker's process.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.acceptance.pg_processes import ROOT, Spawned, read_executions
-from tests.acceptance.serving import Served, serve
-from tests.postgres import fresh_schema
+from tests.acceptance.serving import serve
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
-
-
-@pytest.fixture
-def empty_schema() -> Iterator[str]:
-    with fresh_schema(migrate=False) as url:
-        yield url
 
 
 def test_an_api_node_and_a_worker_process_share_postgres(
@@ -45,7 +36,7 @@ def test_an_api_node_and_a_worker_process_share_postgres(
         worker = Spawned("worker", "--db", empty_schema, "--id", "api-test", "--concurrency", "1", exec_log=exec_log)
         worker.wait_for("ready", 30)
         job_id = submitted["id"]
-        _wait_running(api, job_id)
+        api.wait_job(job_id, lambda job: job["status"] == "running", 30)
         status, cancelled = api.request("POST", f"/api/v1/jobs/{job_id}/cancel?wait=true&timeout=20")
         assert status == 200, cancelled
         assert cancelled["status"] == "cancelled"
@@ -60,14 +51,3 @@ def test_an_api_node_and_a_worker_process_share_postgres(
         api.kill()
         if worker is not None:
             worker.kill()
-
-
-def _wait_running(api: Served, job_id: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        status, job = api.request("GET", f"/api/v1/jobs/{job_id}")
-        assert status == 200, job
-        if job["status"] == "running":
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} did not start")

@@ -28,7 +28,7 @@ from andon._ids import new_job_id
 from andon._storage import NewJob
 from andon._storage._postgres import PostgresStore
 from tests.acceptance.pg_processes import Execution, Spawned, check_jobs, read_executions
-from tests.postgres import SERVER_URL, admin_connection, fresh_schema
+from tests.postgres import SERVER_URL, admin_connection, backend_pids, fresh_schema, terminate_backends
 from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
@@ -68,20 +68,6 @@ def with_query(url: str, **params: str) -> str:
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True)) | params
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
-
-
-def backends(application_name: str) -> list[int]:
-    with admin_connection() as conn:
-        rows = conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (application_name,)
-        ).fetchall()
-    return [int(str(row[0])) for row in rows]
-
-
-def terminate(pids: list[int]) -> None:
-    with admin_connection() as conn:
-        for pid in pids:
-            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
 
 def executions_of(exec_log: Path, job_id: str) -> list[Execution]:
@@ -154,10 +140,10 @@ def test_dropped_connections_do_not_stop_a_worker(
     jobs = store.submit([_new("tick", n=20, interval_s=0.01) for _ in range(60)], actor="test")
     dropped: set[int] = set()
     for _ in range(2):
-        wait_until(lambda: len(set(backends(name)) - dropped) >= 2, 15, "the worker's connections")
+        wait_until(lambda: len(set(backend_pids(name)) - dropped) >= 2, 15, "the worker's connections")
         time.sleep(0.3)
-        doomed = backends(name)
-        terminate(doomed)
+        doomed = backend_pids(name)
+        terminate_backends(doomed)
         dropped.update(doomed)
     for job in jobs:
         done = client.wait_finished(job.id, timeout=30)
@@ -166,7 +152,7 @@ def test_dropped_connections_do_not_stop_a_worker(
         assert done.attempt == 1
         assert len([e for e in executions_of(exec_log, job.id) if e.what == "start"]) == 1
     assert worker.popen.poll() is None
-    assert set(backends(name)).isdisjoint(dropped), "a terminated connection is still in use"
+    assert set(backend_pids(name)).isdisjoint(dropped), "a terminated connection is still in use"
     assert worker.stop() == 0, worker.output()
     assert "lease_lost" not in worker.output()
     assert "lost the listening connection" in worker.output()

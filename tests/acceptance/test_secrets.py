@@ -7,7 +7,6 @@ from __future__ import annotations
 import http.server
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -81,11 +80,7 @@ def test_no_secret_reaches_logs_events_errors_or_the_database(
             "POST", "/api/v1/jobs", {"kind": "extract", "params": {"rows": ["one", "two"], "properties": ["name"]}}
         )
         assert status == 201, job
-        deadline = time.monotonic() + 30.0
-        while job["status"] not in ("succeeded", "failed", "cancelled"):
-            assert time.monotonic() < deadline, job
-            time.sleep(0.1)
-            _, job = served.request("GET", f"/api/v1/jobs/{job['id']}")
+        job = served.wait_job(job["id"], lambda seen: seen["status"] in ("succeeded", "failed", "cancelled"), 30.0)
         for path in (
             f"/api/v1/jobs/{job['id']}",
             f"/api/v1/jobs/{job['id']}/events",

@@ -10,11 +10,7 @@ form, watch the progress move, press Cancel, see ``cancelled`` with the items ke
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,68 +19,15 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests import support
 from tests.acceptance.serving import Served, serve
 from tests.postgres import fresh_schema
+from tests.subprocesses import WorkerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 WAIT_S = 15.0
 LONG = {"n": 100_000, "interval_s": 0.05}
 """Runs for well over a minute: only a cancel ends it within the test."""
-
-
-class WorkerProcess:
-    """One ``python -m andon.cli worker`` process; its output goes to a log file."""
-
-    def __init__(self, folder: Path, db: str) -> None:
-        self.log = folder / "worker.log"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "andon.cli",
-                    "worker",
-                    *("--db", db, "--concurrency", "4", "--shutdown-grace", "1"),
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=folder,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_started(self) -> None:
-        def started() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(f"andon worker exited with {self.process.returncode}:\n{self.output()}")
-            return "andon worker " in self.output()
-
-        support.wait_until(started, WAIT_S, "andon worker to start", interval=0.05)
-
-    def stop(self) -> int:
-        """SIGTERM (by pid), then wait for the exit; returns the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(WAIT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"andon worker did not stop within {WAIT_S:g} s:\n{self.output()}") from None
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(5)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -104,7 +47,7 @@ def processes(db: str, tmp_path: Path) -> Iterator[tuple[Served, WorkerProcess]]
     worker: WorkerProcess | None = None
     try:
         worker = WorkerProcess(tmp_path, db)
-        worker.wait_started()
+        worker.wait_started(WAIT_S)
         assert api.process.pid != worker.pid
         yield api, worker
         assert worker.stop() == 0, worker.output()
@@ -135,28 +78,14 @@ def submit(api: Served, params: dict[str, float]) -> str:
 
 
 def wait_status(api: Served, job_id: str, status: str) -> Any:  # Any: the decoded JobOut
-    seen: dict[str, Any] = {}
-
-    def reached() -> bool:
-        seen.update(job(api, job_id))
-        return bool(seen["status"] == status)
-
-    try:
-        support.wait_until(reached, WAIT_S, f"{job_id} to be {status}", interval=0.02)
-    except AssertionError as error:
-        raise AssertionError(f"{error}; last seen {seen}") from None
-    return seen
+    return api.wait_job(job_id, lambda seen: seen["status"] == status, WAIT_S, f"{job_id} to be {status}")
 
 
 def wait_running_with_items(api: Served, job_id: str, worker: WorkerProcess) -> Any:  # Any: the decoded JobOut
     """Running in the worker's process, with at least one item emitted there."""
-    seen: dict[str, Any] = {}
-
-    def going() -> bool:
-        seen.update(job(api, job_id))
-        return bool(seen["status"] == "running" and seen["items_count"] > 0)
-
-    support.wait_until(going, WAIT_S, f"{job_id} to run and emit", interval=0.02)
+    seen = api.wait_job(
+        job_id, lambda job: job["status"] == "running" and job["items_count"] > 0, WAIT_S, f"{job_id} to run and emit"
+    )
     ran_by(seen, worker)
     return seen
 
@@ -262,7 +191,7 @@ def sqlite_processes(tmp_path: Path) -> Iterator[tuple[Served, WorkerProcess]]:
     worker: WorkerProcess | None = None
     try:
         worker = WorkerProcess(tmp_path, db_url)
-        worker.wait_started()
+        worker.wait_started(WAIT_S)
         yield api, worker
         assert worker.stop() == 0, worker.output()
         assert api.stop() == 0, api.output()

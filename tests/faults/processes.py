@@ -4,24 +4,7 @@ from __future__ import annotations
 
 import os
 
-from tests.support import cmdline, is_alive, proc_stat
-
-
-def descendants(root: int) -> list[int]:
-    """Live (not zombie) descendants of ``root``, found through their parent ids in /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            stat = proc_stat(entry)
-            if stat is not None:
-                children.setdefault(stat[1], []).append(int(entry))
-    found: list[int] = []
-    pending = [root]
-    while pending:
-        for child in children.get(pending.pop(), []):
-            found.append(child)
-            pending.append(child)
-    return [pid for pid in found if is_alive(pid)]
+from tests.support import cmdline, descendants, is_alive
 
 
 def job_processes(root: int | None = None) -> list[int]:

@@ -15,19 +15,16 @@ payload twice. No worker or job process is left at the end.
 from __future__ import annotations
 
 import os
-import queue
 import random
 import secrets
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
 
@@ -36,7 +33,9 @@ from andon._ids import new_job_id
 from andon._storage import NewJob
 from tests.faults.processes import marked_processes
 from tests.faults.trial_app import RETRY_ITEMS
+from tests.job_checks import assert_ended_once, assert_items_numbered
 from tests.postgres import fresh_schema
+from tests.subprocesses import LineReader
 from tests.support import is_alive, wait_until
 
 pytestmark = pytest.mark.slow
@@ -79,14 +78,7 @@ class Zygote:
             text=True,
             env=env,
         )
-        assert self.popen.stdout is not None
-        self._lines: queue.Queue[str] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, args=(self.popen.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._lines.put(line.strip())
+        self._output = LineReader(self.popen, watched="stdout")
 
     def _send(self, line: str) -> None:
         assert self.popen.stdin is not None
@@ -96,15 +88,12 @@ class Zygote:
     def fork(self, worker_id: str) -> int:
         """Start a worker; returns its pid once it runs."""
         self._send(f"fork {worker_id}")
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                raise AssertionError(f"worker {worker_id} did not start: {self.stderr()}") from None
-            word, name, pid = line.split()
-            if (word, name) == ("ready", worker_id):
-                return int(pid)
+        try:
+            line = self._output.wait_for_line(lambda line: line.split()[:2] == ["ready", worker_id], 30, "ready line")
+        except AssertionError as error:
+            raise AssertionError(f"worker {worker_id} did not start ({error}): {self.stderr()}") from None
+        _, _, pid = line.split()
+        return int(pid)
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")[-3000:]
@@ -117,7 +106,7 @@ class Zygote:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(10)
-        self._reader.join(10)
+        self._output.join(10)
         for stream in (self.popen.stdin, self.popen.stdout):
             if stream is not None:
                 stream.close()
@@ -226,12 +215,7 @@ def check_trial(store: andon.Store, trial: Trial, log_dir: Path) -> str:
     context = f"trial {trial.index} ({trial.phase}, max {trial.max_attempts}): job {job.id} {job.status.value}"
 
     # One terminal state, reached once, and last.
-    assert job.is_terminal, context
-    assert [e.seq for e in events] == list(range(1, len(events) + 1)), context
-    ended = [e for e in events if e.to_status is not None and e.to_status.is_terminal and e.type != "cancel requested"]
-    assert len(ended) == 1, f"{context}: terminal transitions {ended}"
-    assert ended[0] is events[-1], f"{context}: events after the end: {events}"
-    assert ended[0].to_status is job.status, context
+    assert_ended_once(job, events, context)
     started = [e for e in events if e.type == "started"]
     # A fenced attempt (lease_lost, when a loaded machine delays a renewal) goes back to the
     # queue without counting as a failure, so it may add an attempt.
@@ -242,8 +226,7 @@ def check_trial(store: andon.Store, trial: Trial, log_dir: Path) -> str:
     assert set(runs) <= set(range(1, job.attempt + 1)), f"{context}: runs {runs}, attempts {job.attempt}"
 
     # Items: stored once each, in order, never lost once seen stored.
-    assert job.items_count == len(items), context
-    assert [item.seq for item in items] == list(range(len(items))), f"{context}: seqs are not 0..n-1"
+    assert_items_numbered(job, items, context)
     payloads = [(item.data["a"], item.data["i"]) for item in items]
     assert len(set(payloads)) == len(payloads), f"{context}: a payload was stored twice"
     final = {(item.seq, item.attempt, item.at): item.data for item in items}

@@ -6,11 +6,7 @@ API; the jobs are the example app's ``count``, which emits an item every few mil
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -20,6 +16,7 @@ import pytest
 
 import andon
 from tests.acceptance.serving import Served, serve
+from tests.subprocesses import WorkerProcess
 from tests.support import wait_until
 
 pytestmark = pytest.mark.slow
@@ -134,48 +131,13 @@ def test_kill_9_serve_mid_writes_then_restart(tmp_path: Path) -> None:
         assert "Traceback" not in output
 
 
-class WorkerProcess:
-    def __init__(self, folder: Path, url: str, name: str) -> None:
-        self.log = folder / f"{name}.log"
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "andon.cli",
-                    "worker",
-                    "--db",
-                    url,
-                    "--concurrency",
-                    "3",
-                    "--shutdown-grace",
-                    "1",
-                ],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                cwd=folder,
-            )
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(20)
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
 @pytest.mark.timeout(90)
 def test_many_writers_on_one_sqlite_file_never_show_database_is_locked(tmp_path: Path) -> None:
     """The API (with its worker) and three worker processes write one file while clients
     submit, cancel and read through the API: no request fails, no log says the file was locked."""
     url = f"sqlite:///{tmp_path / 'andon.db'}"
     server = serve(tmp_path, "--db", url, "--no-demo-jobs", "--concurrency", "3")
-    workers = [WorkerProcess(tmp_path, url, f"worker{i}") for i in range(3)]
+    workers = [WorkerProcess(tmp_path, url, name=f"worker{i}", concurrency=3) for i in range(3)]
     statuses: Counter[int] = Counter()
     submitted: list[str] = []
     lock = threading.Lock()
@@ -219,13 +181,13 @@ def test_many_writers_on_one_sqlite_file_never_show_database_is_locked(tmp_path:
             ran_by.update(str(e["actor"]) for e in events if e["type"] == "started")
         assert len(ran_by) >= 3, f"the work was not shared between the processes: {ran_by}"
         for worker in workers:
-            assert worker.stop() == 0, worker.log.read_text()
+            assert worker.stop(timeout=20) == 0, worker.output()
         assert server.stop() == 0, server.output()
     finally:
         for worker in workers:
             worker.kill()
         server.kill()
-    outputs = [server.output(), *(w.log.read_text(errors="replace") for w in workers)]
+    outputs = [server.output(), *(w.output() for w in workers)]
     for output in outputs:
         assert "database is locked" not in output
         assert "Traceback" not in output

@@ -24,7 +24,15 @@ from andon._jobs import Outcome, OutcomeKind
 from andon._storage import Change, JobFilter, NewJob
 from andon._storage._postgres import SCHEMA_VERSION, PostgresStore, _Mode
 from andon.examples import app
-from tests.postgres import SERVER_URL, admin_connection, fresh_schema, require_postgres, with_schema
+from tests.postgres import (
+    SERVER_URL,
+    admin_connection,
+    backend_pids,
+    fresh_schema,
+    require_postgres,
+    terminate_backends,
+    with_schema,
+)
 from tests.support import wait_until
 
 
@@ -43,16 +51,7 @@ def store(url: str) -> Iterator[PostgresStore]:
 
 def backends(url: str) -> list[int]:
     """Server pids of every connection made with ``url`` (pooled and listening)."""
-    name = dict(parse_qsl(urlsplit(url).query))["application_name"]
-    with admin_connection() as conn:
-        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,)).fetchall()
-    return [int(str(row[0])) for row in rows]
-
-
-def terminate(pids: list[int]) -> None:
-    with admin_connection() as conn:
-        for pid in pids:
-            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    return backend_pids(dict(parse_qsl(urlsplit(url).query))["application_name"])
 
 
 # -- URLs and errors -------------------------------------------------------------------
@@ -178,7 +177,7 @@ def test_dropped_pool_connections_are_replaced_without_the_caller_noticing(store
     job = store.submit([NewJob(new_job_id(), "a", {})], actor=None)[0]
     before = backends(url)
     assert before
-    terminate(before)
+    terminate_backends(before)
     assert store.get(job.id).id == job.id
     claimed = store.claim("w1", ["a"], 30)
     assert claimed is not None
@@ -273,7 +272,7 @@ def test_the_listener_reconnects_and_reports_a_change(store: PostgresStore, url:
     watcher = store.watch()
     try:
         assert watcher.wait(0.05) is False
-        terminate(backends(url))
+        terminate_backends(backends(url))
         # After a reconnect anything may have been missed: the watcher reports a change.
         assert watcher.wait(10.0) is True
         with PostgresStore(url) as other:

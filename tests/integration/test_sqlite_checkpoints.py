@@ -14,8 +14,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ import pytest
 import andon
 from andon._ids import new_job_id
 from andon._storage import NewJob
+from tests.support import wait_until
 
 CHECKPOINTER = "andon-sqlite-checkpoint"
 
@@ -35,13 +34,11 @@ def submit(store: andon.SqliteStore, count: int) -> None:
     store.submit([NewJob(new_job_id(), "a", {"pad": "x" * 200}) for _ in range(count)], actor=None)
 
 
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return False
+def wait_file_grown(path: Path, past: int) -> None:
+    """Wait until the database file has grown by more than a megabyte past ``past`` bytes."""
+    wait_until(
+        lambda: path.stat().st_size > past + 1_000_000, 10, f"{path} to grow past {past + 1_000_000} bytes", 0.02
+    )
 
 
 def test_writes_reach_the_database_file_from_the_background(tmp_path: Path) -> None:
@@ -52,7 +49,7 @@ def test_writes_reach_the_database_file_from_the_background(tmp_path: Path) -> N
         before = path.stat().st_size
         submit(store, 5_000)  # a few MB of WAL, under the 4,000-page mark: only the thread copies it
         [thread] = checkpointers(path)
-        assert wait_until(lambda: path.stat().st_size > before + 1_000_000), (before, path.stat().st_size)
+        wait_file_grown(path, before)
         # what a fresh reader sees after the WAL went back into the file
         assert store.list_jobs(andon.JobFilter(), limit=10).items
     assert not thread.is_alive()
@@ -74,7 +71,7 @@ def test_the_thread_ends_when_writes_stop_and_the_next_write_starts_another(tmp_
         submit(store, 5_000)
         [second] = checkpointers(path)
         assert second is not first
-        assert wait_until(lambda: path.stat().st_size > before + 1_000_000)
+        wait_file_grown(path, before)
 
 
 def test_the_automatic_checkpoint_still_bounds_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
