@@ -19,7 +19,7 @@ import enum
 import json
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeAlias, TypeVar
 
 from andon._access import Role, TokenRecord
 from andon._cancel import CancelReason
@@ -62,7 +62,7 @@ from andon._storage._rows import (
     settlement_write,
 )
 
-__all__ = ["Connector", "Engine", "IfUnsure", "Resolution", "Resolver", "Tx"]
+__all__ = ["Connector", "Engine", "IfUnsure", "Resolution", "Resolver", "StoreEngine", "Tx"]
 
 T = TypeVar("T")
 Args = Mapping[str, Any]  # Any: SQL parameter values
@@ -720,6 +720,11 @@ class Engine(Generic[C]):
             "attempt": job.attempt,
         }
         tx.one("add_event", args)
+
+
+StoreEngine: TypeAlias = Engine[Any]  # Any: either connector
+"""A store as the engine serves it: the port, plus what only tests and tools use
+(:meth:`Engine.claim`, :meth:`Engine.settle`, :meth:`Engine.upgrade`)."""
 
 
 def _token_from_row(row: Row) -> TokenRecord:
