@@ -52,7 +52,8 @@ from psycopg_pool import ConnectionPool, PoolClosed
 
 from andon._clock import Clock, SystemClock
 from andon._errors import ConfigurationError, LifecycleError, StorageError, StorageUnavailable
-from andon._storage._engine import Args, Engine, IfUnsure, Resolution, Resolver, Tx
+from andon._storage._connector import Args, IfUnsure, Resolution, Resolver, Tx
+from andon._storage._engine import Engine
 from andon._storage._pg_listener import Listener, Watcher
 from andon._storage._port import Change, JobFilter, NewJob, ProgressUpdate
 from andon._storage._rows import Row
@@ -514,19 +515,6 @@ class PostgresStore(Engine[PostgresConnector]):
     @property
     def schema(self) -> str:
         return self._db.schema
-
-    def upgrade(self) -> tuple[int, int]:
-        """Apply the migrations this schema has not had yet; returns (version before, after).
-
-        Idempotent and safe to run from many processes at once (they take turns on an
-        advisory lock; each migration and its record commit together).
-
-        Raises:
-            StorageUnavailable: the server cannot be reached.
-            ConfigurationError: the schema is newer than this andon.
-            StorageError: a migration failed (nothing of it was applied).
-        """
-        return self._db.upgrade()
 
     def __enter__(self) -> PostgresStore:
         self.open()

@@ -23,7 +23,8 @@ from typing import Any, Final, TypeVar, final
 
 from andon._clock import Clock, SystemClock
 from andon._errors import ConfigurationError, LifecycleError, StorageBusy, StorageError, StorageUnavailable
-from andon._storage._engine import Args, Engine, IfUnsure, Resolver, Tx
+from andon._storage._connector import Args, IfUnsure, Resolver, Tx
+from andon._storage._engine import Engine
 from andon._storage._port import Change, JobFilter, NewJob, ProgressUpdate
 from andon._storage._rows import Row
 from andon._storage._sql import read_blocks, read_sql, sqlite_filter
