@@ -94,7 +94,7 @@ def measure_store(name: str, url: str, history: int, queued: int, claims: int, p
         store = client.store
 
         def claim() -> None:
-            if store.claim("bench", ["noop", "scan", "crawl"], 30.0) is None:
+            if not store.claim_many("bench", ["noop", "scan", "crawl"], 30.0, 1):
                 raise SystemExit("the queue ran dry")
 
         took = timed(claim, claims)

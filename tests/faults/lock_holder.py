@@ -8,10 +8,10 @@ Ctrl-Z inside a write: it holds the file's write lock and does nothing.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 
 import andon
+from andon._storage._sqlite import _SqliteTx
 
 HELD_PRIORITY = 1_000
 """What the held write adds to every job's priority; no committed job ever has it."""
@@ -21,8 +21,8 @@ class _LetGo(Exception):
     """Ends the held write: the store rolls it back."""
 
 
-def hold(conn: sqlite3.Connection) -> None:
-    conn.execute("UPDATE andon_jobs SET priority = priority + ?", (HELD_PRIORITY,))
+def hold(tx: _SqliteTx) -> None:
+    tx.conn.execute("UPDATE andon_jobs SET priority = priority + ?", (HELD_PRIORITY,))
     print("locked", flush=True)
     sys.stdin.readline()
     raise _LetGo
@@ -32,7 +32,7 @@ def main(path: str) -> None:
     with andon.SqliteStore(path) as store:
         try:
             # The private write path: no public call can be paused halfway, which is the point.
-            store._write(hold)
+            store._db.write(hold)
         except _LetGo:
             print("released", flush=True)
 

@@ -37,7 +37,8 @@ from andon._jobs import (
     decide_cancel,
     decide_settlement,
 )
-from andon._storage import JobFilter, NewJob, ProgressUpdate, Store
+from andon._storage import JobFilter, NewJob, ProgressUpdate
+from andon._storage._engine import StoreEngine
 from andon._storage._postgres import PostgresStore
 from tests.postgres import admin_connection, fresh_schema
 
@@ -65,7 +66,7 @@ class Lifecycle(RuleBasedStateMachine):
         super().__init__()
         self.folder = tempfile.mkdtemp(prefix="andon-machine-")
         self.clock = ManualClock()
-        self.store: Store
+        self.store: StoreEngine
         if self.postgres_url is None:
             self.store = andon.SqliteStore(str(Path(self.folder) / "m.db"), clock=self.clock)
         else:

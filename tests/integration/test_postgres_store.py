@@ -22,7 +22,7 @@ from andon import CancelReason, JobStatus
 from andon._ids import new_job_id
 from andon._jobs import Outcome, OutcomeKind
 from andon._storage import Change, JobFilter, NewJob
-from andon._storage._postgres import SCHEMA_VERSION, PostgresStore, _Mode
+from andon._storage._postgres import SCHEMA_VERSION, PostgresStore
 from andon.examples import app
 from tests.postgres import (
     SERVER_URL,
@@ -86,7 +86,7 @@ def test_an_unreachable_server_is_unavailable_and_the_password_stays_secret() ->
 def test_libpq_parameters_in_the_url_pass_through_intact(url: str) -> None:
     """``options`` with an encoded space reaches the server as written (a space, not a '+')."""
     with PostgresStore(url.replace("?", "?options=-c%20statement_timeout%3D12345&", 1)) as store:
-        row = store._run(lambda cur: cur.execute("SHOW statement_timeout").fetchone(), _Mode.READ)
+        row = store._db.read(lambda tx: tx.cur.execute("SHOW statement_timeout").fetchone())
         assert row is not None
         assert row["statement_timeout"] == "12345ms"
         assert store.list_jobs(JobFilter(), 1).items == []  # the schema option still applies
@@ -196,7 +196,8 @@ def test_a_claim_whose_commit_is_in_doubt_is_looked_up_by_its_token(store: Postg
     # Any: whatever the real execute takes and returns is passed through.
     def execute_then_break(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(self, query, *args, **kwargs)
-        if isinstance(query, str) and "FOR UPDATE SKIP LOCKED" in query and not broken.is_set():
+        text = query.decode() if isinstance(query, bytes) else query  # the store's queries are bytes
+        if isinstance(text, str) and "FOR UPDATE SKIP LOCKED" in text and not broken.is_set():
             broken.set()
             raise psycopg.OperationalError("connection lost just after the claim committed (simulated)")
         return result
@@ -253,9 +254,9 @@ def test_an_unreachable_server_makes_calls_fail_after_the_reconnect_timeout(url:
     try:
         # Point the pool at a port where nothing listens, as if the server had gone away.
         dead = PostgresStore(with_schema("postgresql://root@127.0.0.1:1/test", store.schema))
-        assert store._pool is not None
-        store._pool.close()
-        store._pool = ConnectionPool(dead._target.conninfo, min_size=1, max_size=2, open=True, timeout=0.5)
+        assert store._db._pool is not None
+        store._db._pool.close()
+        store._db._pool = ConnectionPool(dead._db._target.conninfo, min_size=1, max_size=2, open=True, timeout=0.5)
         began = time.monotonic()
         with pytest.raises(andon.StorageUnavailable, match="unreachable") as raised:
             store.get(new_job_id())

@@ -21,6 +21,7 @@ import pytest
 import andon
 from andon._ids import new_job_id
 from andon._storage import NewJob
+from andon._storage._sqlite import SqliteConnector
 from tests.support import wait_until
 
 CHECKPOINTER = "andon-sqlite-checkpoint"
@@ -44,7 +45,7 @@ def wait_file_grown(path: Path, past: int) -> None:
 def test_writes_reach_the_database_file_from_the_background(tmp_path: Path) -> None:
     path = tmp_path / "andon.db"
     with andon.SqliteStore(str(path)) as store:
-        assert store._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 4_000
+        assert store._db._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 4_000
         assert checkpointers(path) == []  # nothing written yet
         before = path.stat().st_size
         submit(store, 5_000)  # a few MB of WAL, under the 4,000-page mark: only the thread copies it
@@ -77,7 +78,7 @@ def test_the_thread_ends_when_writes_stop_and_the_next_write_starts_another(tmp_
 def test_the_automatic_checkpoint_still_bounds_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the thread (here: never started), SQLite's own checkpoint at 4,000 pages
     keeps the WAL near 16 MB; with it turned off, the WAL grew with every write."""
-    monkeypatch.setattr(andon.SqliteStore, "_wrote", lambda self: None)
+    monkeypatch.setattr(SqliteConnector, "_wrote", lambda self: None)
     path = tmp_path / "andon.db"
     largest = 0
     with andon.SqliteStore(str(path)) as store:

@@ -22,16 +22,17 @@ import andon
 from andon import CancelReason, JobStatus, ManualClock, StopMethod
 from andon._ids import new_job_id
 from andon._jobs import ALLOWED_TRANSITIONS, CancelOutcome, Outcome, OutcomeKind, stop_strength
-from andon._storage import JobFilter, NewJob, Store
+from andon._storage import JobFilter, NewJob
+from andon._storage._engine import StoreEngine
 from andon._storage._postgres import PostgresStore
 from tests.postgres import fresh_schema
 from tests.support import wait_until
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreEngine]:
     with contextlib.ExitStack() as stack:
-        opened: Store
+        opened: StoreEngine
         if request.param == "sqlite":
             opened = andon.SqliteStore(str(tmp_path / "stops.db"), clock=ManualClock())
         else:
@@ -41,14 +42,14 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield opened
 
 
-def running_job(store: Store) -> andon.Job:
+def running_job(store: StoreEngine) -> andon.Job:
     store.submit([NewJob(id=new_job_id(), kind="a", params={}, max_attempts=3)], actor="tester")
     job = store.claim("w1", ("a",), 30.0)
     assert job is not None
     return job
 
 
-def assert_one_transition_per_change(store: Store, job_id: str) -> None:
+def assert_one_transition_per_change(store: StoreEngine, job_id: str) -> None:
     state = JobStatus.QUEUED
     for event in store.events(job_id)[1:]:
         if event.from_status is not None and event.to_status is not None and event.from_status != event.to_status:
@@ -64,7 +65,7 @@ class Request:
     reason: CancelReason
     retry: bool = True
 
-    def send(self, store: Store, job_id: str, *, bulk: bool = False) -> None:
+    def send(self, store: StoreEngine, job_id: str, *, bulk: bool = False) -> None:
         if bulk and self.reason is not CancelReason.FORCED:
             store.request_cancel_many(JobFilter(ids=[job_id]), self.reason, by=self.name)
         else:
@@ -97,7 +98,7 @@ def strongest(first: Request, second: Request) -> Request:
 @pytest.mark.parametrize("bulk", [False, True], ids=["one", "bulk"])
 @pytest.mark.parametrize(("first", "second"), PAIRS, ids=[f"{a.name}+{b.name}" for a, b in PAIRS])
 def test_two_requests_during_a_stop_end_as_the_strongest(
-    store: Store, first: Request, second: Request, bulk: bool
+    store: StoreEngine, first: Request, second: Request, bulk: bool
 ) -> None:
     running = running_job(store)
     job = running
@@ -117,7 +118,7 @@ def test_two_requests_during_a_stop_end_as_the_strongest(
     assert_one_transition_per_change(store, job.id)
 
 
-def test_a_weaker_request_changes_nothing_and_says_so(store: Store) -> None:
+def test_a_weaker_request_changes_nothing_and_says_so(store: StoreEngine) -> None:
     job = running_job(store)
     store.request_cancel(job.id, CancelReason.FORCED, by="bob", retry=False)
     events = store.events(job.id)
@@ -127,7 +128,7 @@ def test_a_weaker_request_changes_nothing_and_says_so(store: Store) -> None:
     assert store.events(job.id) == events
 
 
-def test_a_delete_in_flight_is_never_overruled(store: Store) -> None:
+def test_a_delete_in_flight_is_never_overruled(store: StoreEngine) -> None:
     job = running_job(store)
     store.request_cancel(job.id, CancelReason.DELETED, by="alice")
     for request in REQUESTS:
@@ -161,7 +162,7 @@ def slow_to_stop(ctx: andon.Context) -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("second", [r for r in REQUESTS if r.name != "fail-retry"], ids=lambda r: str(r.name))
-def test_a_worker_honours_a_cancel_sent_after_a_retrying_force_fail(store: Store, second: Request) -> None:
+def test_a_worker_honours_a_cancel_sent_after_a_retrying_force_fail(store: StoreEngine, second: Request) -> None:
     saw_stop.clear()
     may_stop.clear()
     client = andon.Client(store, app, actor="test")

@@ -32,8 +32,8 @@ from andon._storage import (
     OffsetPage,
     ProgressUpdate,
     Settlement,
-    Store,
 )
+from andon._storage._engine import StoreEngine
 from andon._storage._postgres import PostgresStore
 from tests.postgres import fresh_schema
 
@@ -45,9 +45,9 @@ T = TypeVar("T")
 class Backend:
     """One store under test, plus a way to reach the same database through another store object."""
 
-    store: Store
+    store: StoreEngine
     clock: ManualClock
-    peer: Callable[[], Store]
+    peer: Callable[[], StoreEngine]
     """Another store on the same database (its own connections), opened; the test closes it."""
 
 
@@ -63,12 +63,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, clock: ManualClock) 
 
 
 def _backend(name: str, tmp_path: Path, clock: ManualClock, cleanup: contextlib.ExitStack) -> Iterator[Backend]:
-    store: Store
+    store: StoreEngine
     if name == "sqlite":
         path = str(tmp_path / "x.db")
         store = andon.SqliteStore(path, clock=clock)
 
-        def peer() -> Store:
+        def peer() -> StoreEngine:
             other = andon.SqliteStore(path, clock=clock)
             other.open()
             return other
@@ -76,7 +76,7 @@ def _backend(name: str, tmp_path: Path, clock: ManualClock, cleanup: contextlib.
     elif name == "sqlite-memory":
         store = andon.SqliteStore(":memory:", clock=clock)
 
-        def peer() -> Store:
+        def peer() -> StoreEngine:
             # A private in-memory database has no other way in; the same store object still
             # opens a connection of its own per thread (and the watcher has its own).
             return store
@@ -85,7 +85,7 @@ def _backend(name: str, tmp_path: Path, clock: ManualClock, cleanup: contextlib.
         url = cleanup.enter_context(fresh_schema())
         store = PostgresStore(url, clock=clock)
 
-        def peer() -> Store:
+        def peer() -> StoreEngine:
             other = PostgresStore(url, clock=clock)
             other.open()
             return other
@@ -100,7 +100,7 @@ def _backend(name: str, tmp_path: Path, clock: ManualClock, cleanup: contextlib.
 
 
 @pytest.fixture
-def store(backend: Backend) -> Store:
+def store(backend: Backend) -> StoreEngine:
     return backend.store
 
 
@@ -111,17 +111,19 @@ def new_job(kind: str = "a", **options: Any) -> NewJob:
     return NewJob(id=new_job_id(), kind=kind, params=options.pop("params", {"x": 1}), **options)
 
 
-def submit(store: Store, kind: str = "a", **options: Any) -> andon.Job:
+def submit(store: StoreEngine, kind: str = "a", **options: Any) -> andon.Job:
     return store.submit([new_job(kind, **options)], actor="tester")[0]
 
 
-def claim(store: Store, worker: str = "w1", kinds: Collection[str] = ("a",), lease_s: float = LEASE_S) -> andon.Job:
+def claim(
+    store: StoreEngine, worker: str = "w1", kinds: Collection[str] = ("a",), lease_s: float = LEASE_S
+) -> andon.Job:
     job = store.claim(worker, kinds, lease_s)
     assert job is not None, "nothing to claim"
     return job
 
 
-def settle(store: Store, job: andon.Job, outcome: Outcome, update: ProgressUpdate | None = None) -> andon.Job:
+def settle(store: StoreEngine, job: andon.Job, outcome: Outcome, update: ProgressUpdate | None = None) -> andon.Job:
     assert job.worker_id is not None
     return store.settle(job.worker_id, job.attempt, job.id, outcome, update)
 
@@ -130,15 +132,15 @@ def items_update(job: andon.Job, seqs: range, at: float = 0.0) -> ProgressUpdate
     return ProgressUpdate(job.id, job.attempt, items=[(seq, at, json.dumps({"i": seq})) for seq in seqs])
 
 
-def succeed(store: Store, job: andon.Job, result: Any = None) -> andon.Job:
+def succeed(store: StoreEngine, job: andon.Job, result: Any = None) -> andon.Job:
     return settle(store, job, Outcome(OutcomeKind.SUCCEEDED, result=result))
 
 
-def fail(store: Store, job: andon.Job) -> andon.Job:
+def fail(store: StoreEngine, job: andon.Job) -> andon.Job:
     return settle(store, job, Outcome(OutcomeKind.FAILED, error=ErrorInfo("RuntimeError", "boom", "Traceback...")))
 
 
-def assert_history_is_legal(store: Store, job_id: str) -> None:
+def assert_history_is_legal(store: StoreEngine, job_id: str) -> None:
     """Events are numbered 1..n, in time order, every status change they record is allowed,
     and each change is recorded once: a transition starts from the state the one before it
     reached (``queued -> cancelled`` twice is two transitions for one change)."""
@@ -159,7 +161,7 @@ def assert_history_is_legal(store: Store, job_id: str) -> None:
 # -- submit and get ------------------------------------------------------------------
 
 
-def test_submit_creates_queued_jobs(store: Store, clock: ManualClock) -> None:
+def test_submit_creates_queued_jobs(store: StoreEngine, clock: ManualClock) -> None:
     wanted = [
         new_job("a", params={"n": 1, "nested": {"list": [1, 2.5, None, "x"]}}),
         new_job("b", max_attempts=3, retry_backoff_s=2.0, timeout_s=9.0, priority=5),
@@ -190,12 +192,12 @@ def test_submit_creates_queued_jobs(store: Store, clock: ManualClock) -> None:
         assert store.items(job.id) == []
 
 
-def test_submit_nothing(store: Store) -> None:
+def test_submit_nothing(store: StoreEngine) -> None:
     assert store.submit([], actor=None) == []
     assert store.list_jobs(JobFilter(), limit=10).items == []
 
 
-def test_submit_is_all_or_none(store: Store) -> None:
+def test_submit_is_all_or_none(store: StoreEngine) -> None:
     existing = submit(store)
     fresh = new_job()
     raised: list[Exception] = []
@@ -210,14 +212,14 @@ def test_submit_is_all_or_none(store: Store) -> None:
     assert len(store.events(existing.id)) == 1
 
 
-def test_submit_failure_is_a_storage_error(store: Store) -> None:
+def test_submit_failure_is_a_storage_error(store: StoreEngine) -> None:
     """A store reports its own failures as StorageError, not as its driver's exception type."""
     existing = submit(store)
     with pytest.raises(andon.StorageError):
         store.submit([NewJob(existing.id, "a", {})], actor=None)
 
 
-def test_unknown_id_is_not_found(store: Store) -> None:
+def test_unknown_id_is_not_found(store: StoreEngine) -> None:
     unknown = new_job_id()
     with pytest.raises(andon.JobNotFound) as raised:
         store.get(unknown)
@@ -231,7 +233,7 @@ def test_unknown_id_is_not_found(store: Store) -> None:
 # -- claim ---------------------------------------------------------------------------
 
 
-def test_claim_moves_the_job_to_running(store: Store, clock: ManualClock) -> None:
+def test_claim_moves_the_job_to_running(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store)
     clock.advance(5)
     claimed = claim(store, "w1", lease_s=12.0)
@@ -249,7 +251,7 @@ def test_claim_moves_the_job_to_running(store: Store, clock: ManualClock) -> Non
     assert_history_is_legal(store, job.id)
 
 
-def test_claim_returns_none_when_empty(store: Store) -> None:
+def test_claim_returns_none_when_empty(store: StoreEngine) -> None:
     assert store.claim("w1", ["a"], LEASE_S) is None
     job = submit(store)
     claim(store)
@@ -258,7 +260,7 @@ def test_claim_returns_none_when_empty(store: Store) -> None:
     assert store.get(job.id).worker_id == "w1"
 
 
-def test_claim_order_is_priority_then_oldest(store: Store, clock: ManualClock) -> None:
+def test_claim_order_is_priority_then_oldest(store: StoreEngine, clock: ManualClock) -> None:
     low = submit(store, priority=-1)
     clock.advance(1)
     normal_old = submit(store)
@@ -273,7 +275,7 @@ def test_claim_order_is_priority_then_oldest(store: Store, clock: ManualClock) -
     assert store.claim("w1", ["a"], LEASE_S) is None
 
 
-def test_claim_only_requested_kinds(store: Store) -> None:
+def test_claim_only_requested_kinds(store: StoreEngine) -> None:
     a = submit(store, "a")
     b = submit(store, "b")
     assert store.claim("w1", [], LEASE_S) is None
@@ -316,7 +318,7 @@ def test_concurrent_claims_never_hand_out_a_job_twice(backend: Backend) -> None:
             assert (job.status, job.worker_id, job.attempt) == (JobStatus.RUNNING, worker, 1)
 
 
-def test_retry_backoff_delays_the_next_claim(store: Store, clock: ManualClock) -> None:
+def test_retry_backoff_delays_the_next_claim(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store, max_attempts=3, retry_backoff_s=10.0)
     first = claim(store)
     requeued = fail(store, first)
@@ -346,7 +348,7 @@ def test_retry_backoff_delays_the_next_claim(store: Store, clock: ManualClock) -
 # -- request_cancel ----------------------------------------------------------------
 
 
-def test_cancel_of_a_queued_job_withdraws_it(store: Store, clock: ManualClock) -> None:
+def test_cancel_of_a_queued_job_withdraws_it(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store)
     clock.advance(3)
     result = store.request_cancel(job.id, CancelReason.USER, by="alice", message="not needed")
@@ -373,7 +375,7 @@ def test_cancel_of_a_queued_job_withdraws_it(store: Store, clock: ManualClock) -
 @pytest.mark.parametrize("bulk", [False, True], ids=["one", "many"])
 @pytest.mark.parametrize("reason", [CancelReason.USER, CancelReason.FORCED])
 def test_withdrawing_a_queued_job_is_one_transition_that_names_the_request(
-    store: Store, clock: ManualClock, bulk: bool, reason: CancelReason
+    store: StoreEngine, clock: ManualClock, bulk: bool, reason: CancelReason
 ) -> None:
     """Issue 12, item 9: a withdrawn job's history had ``queued -> cancelled`` twice (a
     "cancel requested" event and the end); it is one change, so one event, carrying who
@@ -399,7 +401,7 @@ def test_withdrawing_a_queued_job_is_one_transition_that_names_the_request(
     assert_history_is_legal(store, job.id)
 
 
-def test_force_fail_of_a_queued_job_fails_it(store: Store) -> None:
+def test_force_fail_of_a_queued_job_fails_it(store: StoreEngine) -> None:
     job = submit(store, max_attempts=3)
     result = store.request_cancel(job.id, CancelReason.FORCED, by="alice")
     assert result.outcome is CancelOutcome.WITHDRAWN
@@ -410,7 +412,7 @@ def test_force_fail_of_a_queued_job_fails_it(store: Store) -> None:
     assert_history_is_legal(store, job.id)
 
 
-def test_cancel_of_a_running_job_asks_its_worker(store: Store, clock: ManualClock) -> None:
+def test_cancel_of_a_running_job_asks_its_worker(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store)
     other = submit(store)
     claim(store, "w1")
@@ -440,7 +442,7 @@ def test_cancel_of_a_running_job_asks_its_worker(store: Store, clock: ManualCloc
 
 
 @pytest.mark.parametrize("running", [True, False], ids=["cancelling", "cancelled"])
-def test_cancel_twice_changes_nothing(store: Store, running: bool) -> None:
+def test_cancel_twice_changes_nothing(store: StoreEngine, running: bool) -> None:
     job = submit(store)
     if running:
         claim(store)
@@ -454,7 +456,7 @@ def test_cancel_twice_changes_nothing(store: Store, running: bool) -> None:
     assert store.events(job.id) == events
 
 
-def test_force_fail_escalates_an_earlier_cancel(store: Store) -> None:
+def test_force_fail_escalates_an_earlier_cancel(store: StoreEngine) -> None:
     job = submit(store)
     claim(store)
     store.request_cancel(job.id, CancelReason.USER, by="alice")
@@ -475,7 +477,7 @@ def test_force_fail_escalates_an_earlier_cancel(store: Store) -> None:
 
 @pytest.mark.parametrize("reason", [CancelReason.USER, CancelReason.FORCED])
 @pytest.mark.parametrize("finish", ["succeeded", "failed"])
-def test_cancel_of_a_finished_job_raises(store: Store, reason: CancelReason, finish: str) -> None:
+def test_cancel_of_a_finished_job_raises(store: StoreEngine, reason: CancelReason, finish: str) -> None:
     job = submit(store)
     running = claim(store)
     done = succeed(store, running) if finish == "succeeded" else fail(store, running)
@@ -487,7 +489,7 @@ def test_cancel_of_a_finished_job_raises(store: Store, reason: CancelReason, fin
     assert store.events(job.id) == events
 
 
-def test_force_fail_of_a_cancelled_job_raises(store: Store) -> None:
+def test_force_fail_of_a_cancelled_job_raises(store: StoreEngine) -> None:
     job = submit(store)
     cancelled = store.request_cancel(job.id, CancelReason.USER, by=None).job
     with pytest.raises(andon.JobFinished):
@@ -495,7 +497,7 @@ def test_force_fail_of_a_cancelled_job_raises(store: Store) -> None:
     assert store.get(job.id) == cancelled
 
 
-def test_cancel_of_an_unknown_job_raises(store: Store) -> None:
+def test_cancel_of_an_unknown_job_raises(store: StoreEngine) -> None:
     with pytest.raises(andon.JobNotFound):
         store.request_cancel(new_job_id(), CancelReason.USER, by=None)
 
@@ -514,7 +516,7 @@ class Mix:
     other_kind: andon.Job
 
 
-def make_mix(store: Store) -> Mix:
+def make_mix(store: StoreEngine) -> Mix:
     finished = [submit(store) for _ in range(2)]
     succeeded = succeed(store, claim(store), {"ok": 1})
     failed = fail(store, claim(store))
@@ -547,7 +549,7 @@ def outcomes(done: BulkCancel) -> dict[str, CancelOutcome]:
     return {job_id: CancelOutcome.WITHDRAWN for job_id in done.withdrawn} | {r.job.id: r.outcome for r in done.stopping}
 
 
-def test_cancel_many_by_kind(store: Store, clock: ManualClock) -> None:
+def test_cancel_many_by_kind(store: StoreEngine, clock: ManualClock) -> None:
     mix = make_mix(store)
     untouched = [mix.cancelling, mix.succeeded, mix.failed, mix.withdrawn, mix.other_kind]
     events_before = {j.id: store.events(j.id) for j in untouched}
@@ -589,7 +591,7 @@ def test_cancel_many_by_kind(store: Store, clock: ManualClock) -> None:
     assert claim(store, kinds=["b"]).id == mix.other_kind.id
 
 
-def test_cancel_many_by_status(store: Store) -> None:
+def test_cancel_many_by_status(store: StoreEngine) -> None:
     mix = make_mix(store)
     done = store.request_cancel_many(JobFilter(statuses=[JobStatus.QUEUED]), CancelReason.USER, by=None)
     assert outcomes(done) == {j.id: CancelOutcome.WITHDRAWN for j in [*mix.queued, mix.other_kind]}
@@ -604,7 +606,7 @@ def test_cancel_many_by_status(store: Store) -> None:
     assert store.get(mix.succeeded.id) == mix.succeeded
 
 
-def test_cancel_many_by_ids(store: Store) -> None:
+def test_cancel_many_by_ids(store: StoreEngine) -> None:
     mix = make_mix(store)
     chosen = [mix.queued[0], mix.running[1], mix.succeeded, mix.cancelling, mix.withdrawn]
     done = store.request_cancel_many(JobFilter(ids=[j.id for j in chosen]), CancelReason.USER, by=None)
@@ -620,7 +622,7 @@ def test_cancel_many_by_ids(store: Store) -> None:
 
 
 @pytest.mark.parametrize("reason", [CancelReason.USER, CancelReason.TIMEOUT, CancelReason.DELETED, CancelReason.FORCED])
-def test_cancel_many_follows_the_same_rule_as_cancel(store: Store, reason: CancelReason) -> None:
+def test_cancel_many_follows_the_same_rule_as_cancel(store: StoreEngine, reason: CancelReason) -> None:
     """Cancelling many jobs ends each one as cancelling it alone would."""
     many_running, one_running, many_queued, one_queued = (submit(store) for _ in range(4))
     assert {claim(store).id, claim(store).id} == {many_running.id, one_running.id}
@@ -647,7 +649,7 @@ def test_cancel_many_follows_the_same_rule_as_cancel(store: Store, reason: Cance
 # -- write_progress ---------------------------------------------------------------
 
 
-def test_write_progress_stores_items_in_order(store: Store, clock: ManualClock) -> None:
+def test_write_progress_stores_items_in_order(store: StoreEngine, clock: ManualClock) -> None:
     submit(store)
     job = claim(store)
     store.write_progress(
@@ -677,7 +679,7 @@ def test_write_progress_stores_items_in_order(store: Store, clock: ManualClock) 
     assert store.items(job.id)[-1].data is None
 
 
-def test_write_progress_resend_is_idempotent(store: Store) -> None:
+def test_write_progress_resend_is_idempotent(store: StoreEngine) -> None:
     submit(store)
     job = claim(store)
     first = ProgressUpdate(job.id, 1, items=[(0, 1.0, '"a"'), (1, 1.0, '"b"')], progress=(2.0, 4.0, None))
@@ -700,7 +702,7 @@ def test_write_progress_resend_is_idempotent(store: Store) -> None:
     assert [i.data for i in store.items(other.id)] == ["x"]
 
 
-def test_write_progress_of_many_jobs_at_once(store: Store) -> None:
+def test_write_progress_of_many_jobs_at_once(store: StoreEngine) -> None:
     a, b = submit(store), submit(store)
     claim(store)
     claim(store)
@@ -716,7 +718,7 @@ def test_write_progress_of_many_jobs_at_once(store: Store) -> None:
     assert (store.get(a.id).items_count, store.get(b.id).items_count) == (1, 2)
 
 
-def test_write_progress_records_the_first_acknowledgement(store: Store) -> None:
+def test_write_progress_records_the_first_acknowledgement(store: StoreEngine) -> None:
     job = submit(store)
     claim(store)
     store.request_cancel(job.id, CancelReason.USER, by=None)
@@ -727,7 +729,7 @@ def test_write_progress_records_the_first_acknowledgement(store: Store) -> None:
     assert cancel.acknowledged_at == 5.0
 
 
-def test_write_progress_of_a_lost_attempt_changes_nothing(store: Store, clock: ManualClock) -> None:
+def test_write_progress_of_a_lost_attempt_changes_nothing(store: StoreEngine, clock: ManualClock) -> None:
     """A worker that lost its job (lease expired, job recovered) cannot write into it any more."""
     job = submit(store)
     stale = claim(store, "w1")
@@ -740,7 +742,7 @@ def test_write_progress_of_a_lost_attempt_changes_nothing(store: Store, clock: M
     assert [i.seq for i in store.items(job.id)] == [0, 1]
 
 
-def test_write_progress_of_a_lost_attempt_does_not_mix_into_the_next(store: Store, clock: ManualClock) -> None:
+def test_write_progress_of_a_lost_attempt_does_not_mix_into_the_next(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store, max_attempts=2)
     stale = claim(store, "w1")
     clock.advance(LEASE_S + 1)
@@ -758,7 +760,7 @@ def test_write_progress_of_a_lost_attempt_does_not_mix_into_the_next(store: Stor
 # -- settle ----------------------------------------------------------------------------
 
 
-def test_settle_succeeded_stores_the_result(store: Store, clock: ManualClock) -> None:
+def test_settle_succeeded_stores_the_result(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store)
     running = claim(store)
     clock.advance(4)
@@ -782,7 +784,7 @@ def test_settle_succeeded_stores_the_result(store: Store, clock: ManualClock) ->
     assert_history_is_legal(store, job.id)
 
 
-def test_settle_failed_stores_the_error(store: Store) -> None:
+def test_settle_failed_stores_the_error(store: StoreEngine) -> None:
     job = submit(store)
     running = claim(store)
     failed = settle(
@@ -800,7 +802,7 @@ def test_settle_failed_stores_the_error(store: Store) -> None:
     assert_history_is_legal(store, job.id)
 
 
-def test_settle_stopped_while_cancelling_is_cancelled(store: Store, clock: ManualClock) -> None:
+def test_settle_stopped_while_cancelling_is_cancelled(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store, max_attempts=3)
     running = claim(store)
     clock.advance(1)
@@ -831,7 +833,7 @@ def test_settle_stopped_while_cancelling_is_cancelled(store: Store, clock: Manua
     assert_history_is_legal(store, job.id)
 
 
-def test_settle_force_failed(store: Store) -> None:
+def test_settle_force_failed(store: StoreEngine) -> None:
     job = submit(store)
     running = claim(store)
     store.request_cancel(job.id, CancelReason.FORCED, by="alice")
@@ -844,7 +846,7 @@ def test_settle_force_failed(store: Store) -> None:
     assert_history_is_legal(store, job.id)
 
 
-def test_a_retry_after_a_force_fail_starts_a_fresh_cancel(store: Store, clock: ManualClock) -> None:
+def test_a_retry_after_a_force_fail_starts_a_fresh_cancel(store: StoreEngine, clock: ManualClock) -> None:
     """A cancel of the next attempt records its own acknowledgement and stop, not the old ones."""
     job = submit(store, max_attempts=2)
     first = claim(store, "w1")
@@ -881,7 +883,7 @@ def test_a_retry_after_a_force_fail_starts_a_fresh_cancel(store: Store, clock: M
     assert done.cancel.stop_seconds == 2.0
 
 
-def test_settle_succeeded_although_cancelling(store: Store) -> None:
+def test_settle_succeeded_although_cancelling(store: StoreEngine) -> None:
     job = submit(store)
     running = claim(store)
     store.request_cancel(job.id, CancelReason.USER, by=None)
@@ -890,7 +892,7 @@ def test_settle_succeeded_although_cancelling(store: Store) -> None:
     assert_history_is_legal(store, job.id)
 
 
-def test_settle_after_shutdown_requeues_without_a_failure(store: Store, clock: ManualClock) -> None:
+def test_settle_after_shutdown_requeues_without_a_failure(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store)
     running = claim(store)
     store.write_progress([items_update(running, range(2))])
@@ -912,7 +914,7 @@ def test_settle_after_shutdown_requeues_without_a_failure(store: Store, clock: M
     assert_history_is_legal(store, job.id)
 
 
-def test_retry_keeps_earlier_items_with_their_attempt(store: Store) -> None:
+def test_retry_keeps_earlier_items_with_their_attempt(store: StoreEngine) -> None:
     job = submit(store, max_attempts=2)
     first = claim(store)
     store.write_progress([items_update(first, range(2))])
@@ -928,7 +930,7 @@ def test_retry_keeps_earlier_items_with_their_attempt(store: Store) -> None:
     assert_history_is_legal(store, job.id)
 
 
-def test_the_worker_of_the_last_attempt_stays_on_the_job_but_holds_nothing(store: Store) -> None:
+def test_the_worker_of_the_last_attempt_stays_on_the_job_but_holds_nothing(store: StoreEngine) -> None:
     """``worker_id`` says who ran the job, not who holds it (issue 13): after a retry's
     requeue the job names its last worker until the next claim, and that worker can
     neither renew, settle nor hear of a cancel for it."""
@@ -956,7 +958,7 @@ def test_the_worker_of_the_last_attempt_stays_on_the_job_but_holds_nothing(store
     ],
     ids=["succeeded", "failed", "cancelled"],
 )
-def test_a_finished_job_names_the_worker_that_ran_it(store: Store, outcome: Outcome) -> None:
+def test_a_finished_job_names_the_worker_that_ran_it(store: StoreEngine, outcome: Outcome) -> None:
     job = submit(store, max_attempts=2)
     first = claim(store, "w1")
     fail(store, first)
@@ -971,7 +973,7 @@ def test_a_finished_job_names_the_worker_that_ran_it(store: Store, outcome: Outc
     assert listed.worker_id == "w2"
 
 
-def test_settle_by_someone_else_is_an_invalid_transition(store: Store) -> None:
+def test_settle_by_someone_else_is_an_invalid_transition(store: StoreEngine) -> None:
     job = submit(store, max_attempts=2)
     running = claim(store)
     with pytest.raises(andon.InvalidTransition):
@@ -997,7 +999,7 @@ def test_settle_by_someone_else_is_an_invalid_transition(store: Store) -> None:
 # -- reading ---------------------------------------------------------------------------
 
 
-def test_items_offset_and_limit(store: Store) -> None:
+def test_items_offset_and_limit(store: StoreEngine) -> None:
     job = submit(store)
     running = claim(store)
     store.write_progress([items_update(running, range(10))])
@@ -1024,7 +1026,7 @@ def _follow_offsets(read: Callable[[int], OffsetPage[T]]) -> list[OffsetPage[T]]
     return pages
 
 
-def test_items_pages_end_at_the_byte_budget_and_resume_where_they_ended(store: Store) -> None:
+def test_items_pages_end_at_the_byte_budget_and_resume_where_they_ended(store: StoreEngine) -> None:
     job = submit(store)
     running = claim(store)
     padded = [json.dumps({"i": seq, "pad": "x" * 1000}) for seq in range(20)]
@@ -1049,7 +1051,7 @@ def test_items_pages_end_at_the_byte_budget_and_resume_where_they_ended(store: S
         store.items_page(new_job_id(), 0, 10, max_bytes=5_000)
 
 
-def test_events_pages_end_at_the_byte_budget_and_resume_where_they_ended(store: Store) -> None:
+def test_events_pages_end_at_the_byte_budget_and_resume_where_they_ended(store: StoreEngine) -> None:
     job = submit(store, max_attempts=6)
     for _ in range(6):
         running = claim(store)
@@ -1068,7 +1070,7 @@ def test_events_pages_end_at_the_byte_budget_and_resume_where_they_ended(store: 
         store.events_page(new_job_id(), 0, 10, max_bytes=8_000)
 
 
-def test_job_pages_end_at_the_byte_budget_and_resume_at_the_cursor(store: Store) -> None:
+def test_job_pages_end_at_the_byte_budget_and_resume_at_the_cursor(store: StoreEngine) -> None:
     small = [submit(store, params={"pad": "p" * 2_000}) for _ in range(12)]
     big = submit(store, params={"pad": "q" * 30_000})  # alone over the budget: listed on its own
     last = submit(store)
@@ -1093,7 +1095,7 @@ def test_job_pages_end_at_the_byte_budget_and_resume_at_the_cursor(store: Store)
     assert store.list_jobs(JobFilter(), limit=2, max_bytes=10**9).next_cursor == newest_first[1]
 
 
-def test_events_tell_the_whole_story(store: Store, clock: ManualClock) -> None:
+def test_events_tell_the_whole_story(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store, max_attempts=2)
     first = claim(store)
     clock.advance(1)
@@ -1119,7 +1121,7 @@ def test_events_tell_the_whole_story(store: Store, clock: ManualClock) -> None:
     assert_history_is_legal(store, job.id)
 
 
-def test_list_jobs_pages_newest_first(store: Store, clock: ManualClock) -> None:
+def test_list_jobs_pages_newest_first(store: StoreEngine, clock: ManualClock) -> None:
     jobs = []
     for i in range(23):
         jobs.append(submit(store, "a" if i % 3 else "b"))
@@ -1143,7 +1145,7 @@ def test_list_jobs_pages_newest_first(store: Store, clock: ManualClock) -> None:
     assert store.list_jobs(JobFilter(), limit=22).next_cursor is not None
 
 
-def test_list_jobs_filters(store: Store) -> None:
+def test_list_jobs_filters(store: StoreEngine) -> None:
     mix = make_mix(store)
 
     def listed(where: JobFilter) -> list[str]:
@@ -1182,7 +1184,7 @@ def test_list_jobs_filters(store: Store) -> None:
 # -- delete ----------------------------------------------------------------------------
 
 
-def test_delete_an_active_job_is_refused(store: Store) -> None:
+def test_delete_an_active_job_is_refused(store: StoreEngine) -> None:
     running = submit(store)
     cancelling = submit(store)
     queued = submit(store)
@@ -1196,7 +1198,7 @@ def test_delete_an_active_job_is_refused(store: Store) -> None:
 
 
 @pytest.mark.parametrize("end", ["succeeded", "failed", "cancelled"])
-def test_delete_a_finished_job_removes_it_with_its_history(store: Store, end: str) -> None:
+def test_delete_a_finished_job_removes_it_with_its_history(store: StoreEngine, end: str) -> None:
     job = submit(store)
     keep = submit(store)
     running = claim(store)
@@ -1224,7 +1226,7 @@ def test_delete_a_finished_job_removes_it_with_its_history(store: Store, end: st
     assert store.items(job.id) == []
 
 
-def test_delete_an_unknown_job(store: Store) -> None:
+def test_delete_an_unknown_job(store: StoreEngine) -> None:
     with pytest.raises(andon.JobNotFound):
         store.delete(new_job_id())
 
@@ -1232,7 +1234,7 @@ def test_delete_an_unknown_job(store: Store) -> None:
 # -- leases ------------------------------------------------------------------------------
 
 
-def test_lost_worker_fails_its_job_and_keeps_partial_items(store: Store, clock: ManualClock) -> None:
+def test_lost_worker_fails_its_job_and_keeps_partial_items(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store)
     other = submit(store)
     running = claim(store, "w1", lease_s=30)
@@ -1265,7 +1267,7 @@ def test_lost_worker_fails_its_job_and_keeps_partial_items(store: Store, clock: 
     assert_history_is_legal(store, job.id)
 
 
-def test_lost_worker_job_is_retried_if_the_policy_allows(store: Store, clock: ManualClock) -> None:
+def test_lost_worker_job_is_retried_if_the_policy_allows(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store, max_attempts=2, retry_backoff_s=5)
     running = claim(store, "w1", lease_s=10)
     store.write_progress([items_update(running, range(1))])
@@ -1284,7 +1286,7 @@ def test_lost_worker_job_is_retried_if_the_policy_allows(store: Store, clock: Ma
     assert_history_is_legal(store, job.id)
 
 
-def test_lost_worker_of_a_cancelling_job(store: Store, clock: ManualClock) -> None:
+def test_lost_worker_of_a_cancelling_job(store: StoreEngine, clock: ManualClock) -> None:
     """A job whose worker is killed (kill -9) while it is cancelling ends ``cancelled`` when
     its lease runs out, and its record says how it ended (issue 12, item 9: it had no stop
     method at all)."""
@@ -1306,7 +1308,7 @@ def test_lost_worker_of_a_cancelling_job(store: Store, clock: ManualClock) -> No
     assert_history_is_legal(store, job.id)
 
 
-def test_lost_worker_of_a_force_failed_job_says_so(store: Store, clock: ManualClock) -> None:
+def test_lost_worker_of_a_force_failed_job_says_so(store: StoreEngine, clock: ManualClock) -> None:
     job = submit(store, max_attempts=3)
     claim(store, "w1", lease_s=10)
     store.request_cancel(job.id, CancelReason.FORCED, by="alice", retry=False)
@@ -1319,7 +1321,7 @@ def test_lost_worker_of_a_force_failed_job_says_so(store: Store, clock: ManualCl
     assert_history_is_legal(store, job.id)
 
 
-def test_renew_leases_touches_only_that_workers_jobs(store: Store, clock: ManualClock) -> None:
+def test_renew_leases_touches_only_that_workers_jobs(store: StoreEngine, clock: ManualClock) -> None:
     submit(store)
     submit(store)
     mine = claim(store, "w1", lease_s=10)
@@ -1330,7 +1332,7 @@ def test_renew_leases_touches_only_that_workers_jobs(store: Store, clock: Manual
     assert store.get(theirs.id).lease_expires_at == theirs.lease_expires_at
 
 
-def test_renew_leases_of_named_jobs_says_which_it_renewed(store: Store, clock: ManualClock) -> None:
+def test_renew_leases_of_named_jobs_says_which_it_renewed(store: StoreEngine, clock: ManualClock) -> None:
     first, second, third = submit(store), submit(store), submit(store, max_attempts=2)
     for _ in range(3):
         claim(store, "w1", lease_s=10)
@@ -1354,7 +1356,7 @@ def test_renew_leases_of_named_jobs_says_which_it_renewed(store: Store, clock: M
 # -- statistics -------------------------------------------------------------------------
 
 
-def test_kind_stats(store: Store, clock: ManualClock) -> None:
+def test_kind_stats(store: StoreEngine, clock: ManualClock) -> None:
     for _ in range(2):
         submit(store)
         succeed(store, claim(store))
@@ -1382,7 +1384,7 @@ def test_kind_stats(store: Store, clock: ManualClock) -> None:
     assert (b.stops, b.stop_p50_s, b.stop_max_s, b.stop_methods) == (0, None, None, {})
 
 
-def test_kind_stats_of_an_empty_store(store: Store) -> None:
+def test_kind_stats_of_an_empty_store(store: StoreEngine) -> None:
     assert store.kind_stats() == []
 
 
@@ -1458,14 +1460,14 @@ def test_a_watcher_never_misses_the_change_it_waits_for(backend: Backend, change
         watcher.close()
 
 
-def test_watch_close_wakes_nothing_and_is_idempotent(store: Store) -> None:
+def test_watch_close_wakes_nothing_and_is_idempotent(store: StoreEngine) -> None:
     watcher = store.watch()
     watcher.close()
     watcher.close()
     assert watcher.wait(0.01) is False
 
 
-def test_job_fields_agree_with_the_status(store: Store) -> None:
+def test_job_fields_agree_with_the_status(store: StoreEngine) -> None:
     mix = make_mix(store)
     for job in store.list_jobs(JobFilter(), limit=100).items:
         held = job.status in (JobStatus.RUNNING, JobStatus.CANCELLING)
@@ -1480,7 +1482,7 @@ def test_job_fields_agree_with_the_status(store: Store) -> None:
 # -- batches: a worker's hot path -----------------------------------------------------
 
 
-def test_claim_many_takes_up_to_limit_in_claim_order(store: Store) -> None:
+def test_claim_many_takes_up_to_limit_in_claim_order(store: StoreEngine) -> None:
     low = [submit(store) for _ in range(3)]
     high = submit(store, priority=5)
     submit(store, kind="other")
@@ -1498,7 +1500,7 @@ def test_claim_many_takes_up_to_limit_in_claim_order(store: Store) -> None:
         assert_history_is_legal(store, job.id)
 
 
-def test_settle_many_settles_each_and_refuses_only_what_it_must(store: Store) -> None:
+def test_settle_many_settles_each_and_refuses_only_what_it_must(store: StoreEngine) -> None:
     jobs = [submit(store) for _ in range(3)]
     mine = store.claim_many("w1", ["a"], LEASE_S, 2)
     theirs = claim(store, "w2")
@@ -1531,7 +1533,7 @@ def test_settle_many_settles_each_and_refuses_only_what_it_must(store: Store) ->
         assert_history_is_legal(store, job.id)
 
 
-def test_settle_and_claim_frees_and_refills_slots(store: Store) -> None:
+def test_settle_and_claim_frees_and_refills_slots(store: StoreEngine) -> None:
     first = [submit(store) for _ in range(2)]
     running = store.claim_many("w1", ["a"], LEASE_S, 2)
     waiting = [submit(store) for _ in range(3)]
@@ -1554,7 +1556,7 @@ def test_settle_and_claim_frees_and_refills_slots(store: Store) -> None:
 # -- owners and tokens ----------------------------------------------------------------
 
 
-def test_owner_is_stored_and_filters_listings_and_bulk_cancel(store: Store) -> None:
+def test_owner_is_stored_and_filters_listings_and_bulk_cancel(store: StoreEngine) -> None:
     alice = submit(store, owner="alice")
     bob = submit(store, owner="bob")
     nobody = submit(store)
@@ -1571,7 +1573,7 @@ def test_owner_is_stored_and_filters_listings_and_bulk_cancel(store: Store) -> N
     assert store.get(nobody.id).status is JobStatus.QUEUED
 
 
-def test_tokens_are_created_found_listed_and_revoked(store: Store, clock: ManualClock) -> None:
+def test_tokens_are_created_found_listed_and_revoked(store: StoreEngine, clock: ManualClock) -> None:
     created = store.create_token("alice", andon.Role.USER, "a" * 64)
     assert created == andon.TokenRecord("alice", andon.Role.USER, clock.now(), None)
     store.create_token("root", andon.Role.ADMIN, "b" * 64)
@@ -1590,7 +1592,7 @@ def test_tokens_are_created_found_listed_and_revoked(store: Store, clock: Manual
     assert [t.is_active for t in store.list_tokens()] == [False, True]
 
 
-def test_token_names_are_unique_even_after_revoke(store: Store) -> None:
+def test_token_names_are_unique_even_after_revoke(store: StoreEngine) -> None:
     store.create_token("alice", andon.Role.USER, "a" * 64)
     with pytest.raises(andon.UsageError, match="exists already"):
         store.create_token("alice", andon.Role.ADMIN, "b" * 64)

@@ -11,7 +11,7 @@ import pytest
 import andon
 from andon._access import hash_token
 from andon._storage import NewJob
-from andon._storage._postgres import _MIGRATIONS, PostgresStore
+from andon._storage._postgres import MIGRATIONS, PostgresStore
 from andon.examples import app as example_app
 from tests.postgres import fresh_schema
 
@@ -164,7 +164,7 @@ def test_postgres_version_1_schema_upgrades_to_2() -> None:
         with psycopg.connect(url.partition("?")[0], autocommit=True) as conn:
             conn.execute(f'CREATE SCHEMA "{schema}"')
             conn.execute(f'SET search_path TO "{schema}"')
-            conn.execute(_MIGRATIONS[0].sql.encode())
+            conn.execute(MIGRATIONS[0].sql.encode())
             conn.execute("CREATE TABLE andon_migrations (version integer PRIMARY KEY, name text, applied_at float8)")
             conn.execute("INSERT INTO andon_migrations VALUES (1, 'v1', 0)")
             conn.execute(

@@ -303,15 +303,9 @@ class Store(Protocol):
 
     # -- workers --------------------------------------------------------------
 
-    def claim(self, worker_id: str, kinds: Collection[str], lease_s: float) -> Job | None:
-        """Atomically move the next available queued job of ``kinds`` to ``running``.
-
-        Order: highest priority first, then oldest. ``None`` when nothing is available.
-        """
-        ...
-
     def claim_many(self, worker_id: str, kinds: Collection[str], lease_s: float, limit: int) -> list[Job]:
-        """:meth:`claim` up to ``limit`` jobs in one transaction, in claim order.
+        """Atomically move up to ``limit`` available queued jobs of ``kinds`` to ``running``,
+        in one transaction, in claim order: highest priority first, then oldest.
 
         A worker asks for as many as it has idle slots, never more: a claimed job is held
         (its lease runs) and no other worker can take it.
@@ -327,25 +321,11 @@ class Store(Protocol):
         """
         ...
 
-    def settle(
-        self,
-        worker_id: str,
-        attempt: int,
-        job_id: str,
-        outcome: Outcome,
-        update: ProgressUpdate | None,
-    ) -> Job:
-        """End an attempt: write its last output and the one state it ends in, atomically.
-
-        Raises:
-            InvalidTransition: this worker no longer holds this attempt (it was recovered).
-        """
-        ...
-
     def settle_many(
         self, worker_id: str, settlements: Sequence[Settlement]
     ) -> list[Job | InvalidTransition | JobNotFound]:
-        """:meth:`settle` several attempts in one transaction (a worker's group commit).
+        """End attempts, in one transaction (a worker's group commit): for each, write its
+        last output and the one state it ends in.
 
         Returns, in order, each job as settled or the error that refused it:
         :class:`~andon.InvalidTransition` (this worker no longer holds that attempt) or

@@ -1,0 +1,110 @@
+"""What the storage engine needs of a database: a :class:`Connector` per backend, and the
+:class:`Tx` it runs each operation's named statements through."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from andon._storage._port import Change, ChangeWatcher, JobFilter, NewJob, ProgressUpdate
+from andon._storage._rows import Row
+
+__all__ = ["Args", "Connector", "IfUnsure", "Resolution", "Resolver", "Tx"]
+
+T = TypeVar("T")
+Args = Mapping[str, Any]  # Any: SQL parameter values
+
+
+class IfUnsure(enum.Enum):
+    """What to do when the connection broke while a commit may have been under way."""
+
+    RETRY = "retry"
+    """Run the operation again: doing it twice is the same as doing it once."""
+    RAISE = "raise"
+    """Report it to the caller (StorageUnavailable saying so)."""
+
+
+class Resolution(enum.Enum):
+    NOT_APPLIED = "not applied"
+    """A resolver found that the ambiguous commit did not happen: run the operation again."""
+
+
+class Tx(Protocol):
+    """One transaction (or one read) of a connector, running named statements."""
+
+    def one(self, name: str, args: Args, **fragments: str) -> Row | None:
+        """Run block ``name``; the first row of its last statement, if any."""
+        ...
+
+    def all(self, name: str, args: Args, **fragments: str) -> list[Row]:
+        """Run block ``name``; every row of its last statement."""
+        ...
+
+    def scan(self, name: str, args: Args, **fragments: str) -> Iterator[Row]:
+        """Run block ``name``; its rows, read only as far as the caller goes."""
+        ...
+
+    def many(self, name: str, rows: Sequence[Args] | Sequence[Sequence[Any]]) -> None:
+        """Run one-statement block ``name`` once for each of ``rows`` (named or positional parameters)."""
+        ...
+
+    def notify(self, changes: Collection[Change]) -> None:
+        """Tell every watcher, at commit, what kind of change this transaction made."""
+        ...
+
+
+Resolver = Callable[[Tx], T | Resolution]
+
+
+class Connector(Protocol):
+    """How the engine reaches one database, and the steps that database does its own way."""
+
+    @property
+    def url(self) -> str: ...
+
+    def open(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def upgrade(self) -> tuple[int, int]: ...
+
+    def read(self, body: Callable[[Tx], T]) -> T:
+        """``body`` outside any transaction (each statement sees the latest commit)."""
+        ...
+
+    def write(
+        self, body: Callable[[Tx], T], if_unsure: IfUnsure | Resolver[T] = IfUnsure.RAISE, *, single: bool = False
+    ) -> T:
+        """``body`` in one transaction; ``single``: it is one statement, which a connector
+        may run on its own, committing itself. ``if_unsure``: what a connector that can lose
+        a commit's outcome does then, or a resolver that looks whether the commit happened."""
+        ...
+
+    def watch(self, changes: frozenset[Change]) -> ChangeWatcher: ...
+
+    def job_filter(self, where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:
+        """The ``{where}`` and ``{order}`` fragments of a filter, and their parameters."""
+        ...
+
+    def array(self, values: Collection[str]) -> Any:  # Any: a parameter value
+        """A list of strings as one parameter (``json_each`` on SQLite, an array on PostgreSQL)."""
+        ...
+
+    def lease_base(self) -> float | None:
+        """The time leases are set from and judged against; ``None``: the server's clock."""
+        ...
+
+    def insert_jobs(self, tx: Tx, jobs: Sequence[NewJob], now: float, actor: str | None) -> None: ...
+
+    def insert_items(self, tx: Tx, update: ProgressUpdate) -> None: ...
+
+    def settle_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> list[Row]:
+        """Apply the settlement ``rows`` (:func:`settlement_write` columns and ``id``); the jobs after it."""
+        ...
+
+    def insert_events(self, tx: Tx, at: float, events: Sequence[dict[str, Any]]) -> None: ...
+
+    def expired_args(self, tx: Tx) -> dict[str, Any]:
+        """The parameters of the ``expired`` query (which leases are over)."""
+        ...

@@ -1,0 +1,82 @@
+-- The PostgreSQL schema, as numbered migrations (andon db upgrade applies those a schema has
+-- not had yet, each with its record in one transaction). Never edit one that shipped: add
+-- the next. The text after the number is the name recorded in andon_migrations.
+
+-- migration 1: jobs, events and results
+CREATE TABLE andon_jobs (
+    id                     text COLLATE "C" PRIMARY KEY,  -- UUIDv7: byte order is age order
+    kind                   text NOT NULL,
+    params                 text NOT NULL,                 -- JSON, as written
+    status                 text NOT NULL CHECK (status IN
+                               ('queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled')),
+    priority               bigint NOT NULL DEFAULT 0,
+    created_at             double precision NOT NULL,
+    available_at           double precision NOT NULL,
+    attempt                integer NOT NULL DEFAULT 0,
+    failures               integer NOT NULL DEFAULT 0,
+    max_attempts           integer NOT NULL DEFAULT 1,
+    retry_backoff_s        double precision NOT NULL DEFAULT 0,
+    timeout_s              double precision,
+    started_at             double precision,
+    finished_at            double precision,
+    worker_id              text,
+    lease_expires_at       double precision,
+    claim_token            text,                          -- tells an ambiguous claim apart
+    progress_done          double precision,
+    progress_total         double precision,
+    progress_message       text,
+    items_count            bigint NOT NULL DEFAULT 0,
+    events_count           integer NOT NULL DEFAULT 0,
+    result                 text,                          -- JSON, as written
+    error_type             text,
+    error_message          text,
+    error_traceback        text,
+    cancel_requested_at    double precision,
+    cancel_reason          text,
+    cancel_by              text,
+    cancel_message         text,
+    cancel_retry           boolean,
+    cancel_acknowledged_at double precision,
+    cancel_stopped_at      double precision,
+    cancel_stop_method     text,
+    retry_of               text
+);
+-- Partial indexes hold active jobs only: claims, notices, renewals and recovery stay cheap
+-- however much history the table keeps.
+CREATE INDEX andon_jobs_queue ON andon_jobs (priority DESC, id) WHERE status = 'queued';
+CREATE INDEX andon_jobs_held ON andon_jobs (worker_id) WHERE status IN ('running', 'cancelling');
+CREATE INDEX andon_jobs_leases ON andon_jobs (lease_expires_at) WHERE status IN ('running', 'cancelling');
+CREATE INDEX andon_jobs_status ON andon_jobs (status, id);
+CREATE INDEX andon_jobs_kind ON andon_jobs (kind, id);
+CREATE TABLE andon_events (
+    job_id      text COLLATE "C" NOT NULL,
+    seq         integer NOT NULL,
+    at          double precision NOT NULL,
+    type        text NOT NULL,
+    from_status text,
+    to_status   text,
+    actor       text,
+    reason      text,
+    message     text,
+    attempt     integer NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE andon_items (
+    job_id  text COLLATE "C" NOT NULL,
+    seq     bigint NOT NULL,
+    attempt integer NOT NULL,
+    at      double precision NOT NULL,
+    data    text NOT NULL,                                 -- JSON, as emitted
+    PRIMARY KEY (job_id, seq)
+);
+
+-- migration 2: job owners and API tokens
+ALTER TABLE andon_jobs ADD COLUMN owner text;
+CREATE INDEX andon_jobs_owner ON andon_jobs (owner, id);
+CREATE TABLE andon_tokens (
+    name       text PRIMARY KEY,
+    role       text NOT NULL CHECK (role IN ('admin', 'user')),
+    token_hash text NOT NULL UNIQUE,                       -- SHA-256 of the token, never the token
+    created_at double precision NOT NULL,
+    revoked_at double precision
+);

@@ -1,0 +1,317 @@
+-- Every statement of the PostgreSQL store, by name (loaded by andon._storage._sql).
+--
+-- Tables are named as in SQLite. Statements run with search_path set to the store's schema
+-- (a connection option), so they name tables without a schema. %(name)s are parameters; a
+-- {where} or {order} is one of the fixed fragments built by andon._storage._sql. Each
+-- block is one statement: one round trip.
+
+-- == schema and migrations ==============================================================
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS andon_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at double precision NOT NULL
+)
+
+-- name: schema_version
+SELECT COALESCE(MAX(version), 0) AS version FROM andon_migrations
+
+-- name: record_migration
+INSERT INTO andon_migrations (version, name, applied_at) VALUES (%(v)s, %(name)s, %(at)s)
+
+-- name: migration_lock
+SELECT pg_advisory_xact_lock(hashtext('andon migrations ' || %(schema)s))
+
+-- name: notify
+SELECT pg_notify(%(channel)s, %(payload)s)
+
+-- == clients ============================================================================
+
+-- name: submit
+WITH new AS (
+    INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
+                            max_attempts, retry_backoff_s, timeout_s, retry_of, owner, events_count)
+    SELECT id, kind, params, 'queued', priority, %(now)s, %(now)s,
+           max_attempts, retry_backoff_s, timeout_s, retry_of, owner, 1
+    FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(params)s::text[], %(priorities)s::bigint[],
+                %(max_attempts)s::integer[], %(backoffs)s::float8[], %(timeouts)s::float8[], %(retry_ofs)s::text[],
+                %(owners)s::text[])
+         AS new (id, kind, params, priority, max_attempts, retry_backoff_s, timeout_s, retry_of, owner)
+    RETURNING id
+)
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, 1, %(now)s, 'submitted', NULL, 'queued', %(actor)s, NULL, NULL, 0 FROM new
+
+-- name: submitted_count
+SELECT count(*) AS n FROM andon_jobs WHERE id = ANY(%(ids)s) AND created_at = %(now)s
+
+-- name: get
+SELECT * FROM andon_jobs WHERE id = %(id)s
+
+-- name: get_for_update
+SELECT * FROM andon_jobs WHERE id = %(id)s FOR UPDATE
+
+-- name: lock_many
+SELECT * FROM andon_jobs WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR UPDATE
+
+-- name: exists
+SELECT 1 FROM andon_jobs WHERE id = %(id)s
+
+-- name: list
+SELECT * FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT %(limit)s
+
+-- Pages bounded in bytes read the sizes of their candidate rows first, then only the rows
+-- that fit. octet_length of a TOASTed value reads its header, not the value.
+-- name: job_sizes
+SELECT id,
+       COALESCE(octet_length(kind), 0) + COALESCE(octet_length(params), 0) + COALESCE(octet_length(result), 0)
+       + COALESCE(octet_length(error_type), 0) + COALESCE(octet_length(error_message), 0)
+       + COALESCE(octet_length(error_traceback), 0) + COALESCE(octet_length(progress_message), 0)
+       + COALESCE(octet_length(cancel_by), 0) + COALESCE(octet_length(cancel_message), 0)
+       + COALESCE(octet_length(worker_id), 0) + COALESCE(octet_length(retry_of), 0)
+       + COALESCE(octet_length(owner), 0) AS size
+FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT %(limit)s
+
+-- name: jobs_by_ids
+SELECT * FROM andon_jobs WHERE id = ANY(%(ids)s::text[]) ORDER BY id DESC
+
+-- name: events
+SELECT * FROM andon_events WHERE job_id = %(id)s ORDER BY seq
+
+-- name: event_sizes
+SELECT seq, octet_length(type) + COALESCE(octet_length(actor), 0) + COALESCE(octet_length(reason), 0)
+       + COALESCE(octet_length(message), 0) AS size
+FROM andon_events WHERE job_id = %(id)s AND seq > %(offset)s ORDER BY seq LIMIT %(limit)s
+
+-- name: events_between
+SELECT * FROM andon_events WHERE job_id = %(id)s AND seq BETWEEN %(first)s AND %(last)s ORDER BY seq
+
+-- name: items
+SELECT * FROM andon_items WHERE job_id = %(id)s ORDER BY seq LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: item_sizes
+SELECT seq, octet_length(data) AS size FROM andon_items WHERE job_id = %(id)s
+ORDER BY seq LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: items_between
+SELECT * FROM andon_items WHERE job_id = %(id)s AND seq BETWEEN %(first)s AND %(last)s ORDER BY seq LIMIT %(n)s
+
+-- name: add_event
+WITH numbered AS (
+    UPDATE andon_jobs SET events_count = events_count + 1 WHERE id = %(job_id)s RETURNING events_count
+)
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT %(job_id)s, events_count, %(at)s, %(type)s, %(from_status)s, %(to_status)s, %(actor)s, %(reason)s,
+       %(message)s, %(attempt)s
+FROM numbered
+
+-- == cancels ============================================================================
+
+-- name: withdraw
+UPDATE andon_jobs SET status = %(status)s, finished_at = %(now)s, cancel_requested_at = %(now)s,
+    cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = false,
+    cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', error_type = %(error_type)s,
+    error_message = %(error_message)s
+WHERE id = %(id)s
+
+-- name: request_stop
+UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = %(reason)s,
+    cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = %(retry)s, cancel_acknowledged_at = NULL,
+    cancel_stopped_at = NULL, cancel_stop_method = NULL
+WHERE id = %(id)s
+
+-- name: escalate
+UPDATE andon_jobs SET cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s,
+    cancel_retry = %(retry)s
+WHERE id = %(id)s
+
+-- The rule of decide_cancel for many jobs at once, as two set-based statements: queued jobs
+-- are withdrawn (this one statement is the whole bulk cancel of a queue), running ones move
+-- to cancelling; everything else is left alone. Each writes its events in the same statement.
+-- name: withdraw_many
+WITH withdrawn AS (
+    UPDATE andon_jobs SET status = 'cancelled', finished_at = %(now)s, cancel_requested_at = %(now)s,
+        cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = false,
+        cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', events_count = events_count + 1
+    WHERE status = 'queued' AND {where}
+    RETURNING *
+), events AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, events_count, %(now)s, 'withdrawn', 'queued', 'cancelled', %(by)s, %(reason)s, %(message)s, attempt
+    FROM withdrawn
+)
+SELECT id FROM withdrawn
+
+-- name: request_stop_many
+WITH requested AS (
+    UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = %(reason)s,
+        cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = true, cancel_acknowledged_at = NULL,
+        cancel_stopped_at = NULL, cancel_stop_method = NULL, events_count = events_count + 1
+    WHERE status = 'running' AND {where}
+    RETURNING *
+), events AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, events_count, %(now)s, 'cancel requested', 'running', 'cancelling', %(by)s, %(reason)s,
+           %(message)s, attempt
+    FROM requested
+)
+SELECT * FROM requested
+
+-- name: retrying_force_fails
+SELECT * FROM andon_jobs
+WHERE status = 'cancelling' AND cancel_reason = 'forced' AND cancel_retry AND {where}
+ORDER BY id FOR UPDATE
+
+-- name: active_for_update
+SELECT * FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {where} ORDER BY id FOR UPDATE
+
+-- name: status_for_update
+SELECT status FROM andon_jobs WHERE id = %(id)s FOR UPDATE
+
+-- name: delete_job
+WITH items AS (DELETE FROM andon_items WHERE job_id = %(id)s),
+     events AS (DELETE FROM andon_events WHERE job_id = %(id)s)
+DELETE FROM andon_jobs WHERE id = %(id)s
+
+-- == figures ============================================================================
+
+-- name: counts_by_kind
+SELECT kind, status, count(*) AS n FROM andon_jobs GROUP BY kind, status
+
+-- name: stops_by_kind
+SELECT kind, count(*) AS stops,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY GREATEST(0, cancel_stopped_at - cancel_requested_at)) AS p50,
+       max(GREATEST(0, cancel_stopped_at - cancel_requested_at)) AS slowest
+FROM andon_jobs
+WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
+GROUP BY kind
+
+-- name: stop_methods_by_kind
+SELECT kind, cancel_stop_method AS method, count(*) AS n
+FROM andon_jobs
+WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
+GROUP BY kind, cancel_stop_method
+
+-- == workers ============================================================================
+
+-- One statement, one transaction: take the best queued job nobody else is taking, start
+-- it, and write its event. SKIP LOCKED passes over rows another claim (or a cancel) holds.
+-- The plan must walk andon_jobs_queue in order and stop at the first row it can lock.
+-- kind COLLATE "C" (equality is the same under any deterministic collation) keeps the
+-- kind index out of it: with statistics taken while the queue was empty, the planner would
+-- otherwise AND both indexes, fetch the whole queue and sort it, for every claim.
+-- name: claim
+WITH next AS (
+    SELECT id FROM andon_jobs
+    WHERE status = 'queued' AND available_at <= %(now)s AND kind COLLATE "C" = ANY(%(kinds)s)
+    ORDER BY priority DESC, id
+    LIMIT %(n)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE andon_jobs AS job SET status = 'running', attempt = job.attempt + 1, started_at = %(now)s,
+        worker_id = %(worker)s, lease_expires_at =
+            COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) + %(lease_s)s,
+        claim_token = %(token)s,
+        events_count = job.events_count + 1, progress_done = NULL, progress_total = NULL, progress_message = NULL
+    FROM next
+    WHERE job.id = next.id
+    RETURNING job.*
+), started AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, events_count, %(now)s, 'started', 'queued', 'running', %(actor)s, NULL, NULL, attempt
+    FROM claimed
+)
+SELECT * FROM claimed
+
+-- name: claimed_with_token
+SELECT * FROM andon_jobs
+WHERE worker_id = %(worker)s AND status IN ('running', 'cancelling') AND claim_token = %(token)s
+
+-- name: write_progress
+UPDATE andon_jobs SET items_count = GREATEST(items_count, %(items_count)s),
+    progress_done = CASE WHEN %(has_progress)s THEN %(done)s ELSE progress_done END,
+    progress_total = CASE WHEN %(has_progress)s THEN %(total)s ELSE progress_total END,
+    progress_message = CASE WHEN %(has_progress)s THEN %(progress_message)s ELSE progress_message END,
+    cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, %(acknowledged_at)s)
+WHERE id = %(job_id)s AND attempt = %(attempt)s AND status IN ('running', 'cancelling')
+RETURNING id
+
+-- name: insert_items
+INSERT INTO andon_items (job_id, seq, attempt, at, data)
+SELECT %(job_id)s, seq, %(attempt)s, at, data
+FROM unnest(%(seqs)s::bigint[], %(ats)s::float8[], %(datas)s::text[]) AS item (seq, at, data)
+ON CONFLICT (job_id, seq) DO NOTHING
+
+-- name: copy_items
+COPY andon_items (job_id, seq, attempt, at, data) FROM STDIN
+
+-- Every attempt a worker ends in one statement: the per-job values arrive as one JSON array
+-- of objects (psycopg adapts one text parameter far faster than fifteen Python lists).
+-- name: settle_all
+UPDATE andon_jobs AS job SET status = v.status, finished_at = v.finished, lease_expires_at = NULL,
+    claim_token = NULL, result = v.result, error_type = v.error_type, error_message = v.error_message,
+    error_traceback = v.error_traceback, failures = job.failures + v.failed, available_at = v.available,
+    events_count = job.events_count + v.events,
+    cancel_acknowledged_at = CASE WHEN v.clear_cancel THEN NULL
+                                  ELSE COALESCE(job.cancel_acknowledged_at, v.acknowledged_at) END,
+    cancel_stopped_at = CASE WHEN v.clear_cancel THEN NULL
+                             WHEN v.has_cancel THEN v.stopped ELSE job.cancel_stopped_at END,
+    cancel_stop_method = CASE WHEN v.clear_cancel THEN NULL
+                              WHEN v.has_cancel THEN v.method ELSE job.cancel_stop_method END,
+    cancel_requested_at = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_requested_at END,
+    cancel_reason = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_reason END,
+    cancel_by = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_by END,
+    cancel_message = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_message END,
+    cancel_retry = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_retry END
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS v (
+    id text, status text, finished float8, result text, error_type text, error_message text,
+    error_traceback text, failed int, available float8, acknowledged_at float8, has_cancel bool,
+    clear_cancel bool, stopped float8, method text, events int)
+WHERE job.id = v.id
+RETURNING job.*
+
+-- name: insert_events
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT e.job_id, e.seq, %(at)s, e.type, e.from_status, e.to_status, e.actor, e.reason, e.message, e.attempt
+FROM jsonb_to_recordset(%(events)s::jsonb) AS e (
+    job_id text, seq int, attempt int, type text, from_status text, to_status text, actor text, reason text,
+    message text)
+
+-- name: cancel_notices
+SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs
+WHERE worker_id = %(worker)s AND status = 'cancelling'
+
+-- Leases are set and judged on the database server's clock (lease_base NULL), unless a test
+-- clock has a lease time of its own.
+-- name: renew_leases
+UPDATE andon_jobs SET lease_expires_at =
+    COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) + %(lease_s)s
+WHERE worker_id = %(worker)s AND status IN ('running', 'cancelling')
+  AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+RETURNING id
+
+-- SKIP LOCKED: a row locked right now is being settled by its (living) worker.
+-- name: expired
+SELECT * FROM andon_jobs
+WHERE status IN ('running', 'cancelling')
+  AND lease_expires_at < COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp()))
+ORDER BY id
+FOR UPDATE SKIP LOCKED
+
+-- == tokens =============================================================================
+
+-- ON CONFLICT without a target: a taken name (or, never in practice, hash) inserts nothing.
+-- name: insert_token
+INSERT INTO andon_tokens (name, role, token_hash, created_at) VALUES (%(name)s, %(role)s, %(hash)s, %(now)s)
+ON CONFLICT DO NOTHING RETURNING name, role, created_at, revoked_at
+
+-- name: find_token
+SELECT name, role, created_at, revoked_at FROM andon_tokens WHERE token_hash = %(hash)s
+
+-- name: list_tokens
+SELECT name, role, created_at, revoked_at FROM andon_tokens ORDER BY created_at, name
+
+-- name: revoke_token
+UPDATE andon_tokens SET revoked_at = COALESCE(revoked_at, %(now)s) WHERE name = %(name)s
+RETURNING name, role, created_at, revoked_at

@@ -1,0 +1,283 @@
+-- Every statement of the SQLite store, by name (loaded by andon._storage._sql).
+--
+-- The same names as queries_postgres.sql, for the same operations of andon._storage._engine.
+-- :name are parameters; a {where} is a fixed fragment built by andon._storage._sql. A block
+-- may hold several statements, run in order inside the operation's transaction (SQLite has
+-- no data-modifying WITH); the last one's rows are the block's result. Writes run under
+-- BEGIN IMMEDIATE, so a row read inside one stays as read until it commits.
+
+-- == connections and schema =============================================================
+
+-- name: wal_mode
+PRAGMA journal_mode = WAL
+
+-- Checkpoints run in the store's checkpointer thread (_sqlite_watch.py), not in the commit
+-- of whichever write happens to push the WAL past SQLite's usual 1,000 pages. The automatic
+-- one stays on at a higher mark as a bound: only a writer can start the WAL over, and under
+-- steady writes and reads a WAL with no automatic checkpoint grew by ~50 MB a second here.
+-- name: connection_settings
+PRAGMA synchronous = NORMAL;
+PRAGMA wal_autocheckpoint = 4000
+
+-- name: data_version
+PRAGMA data_version
+
+-- name: wal_checkpoint
+PRAGMA wal_checkpoint(PASSIVE)
+
+-- name: schema_version
+SELECT value FROM andon_meta WHERE key = 'schema_version'
+
+-- name: schema_objects
+SELECT name FROM sqlite_master
+
+-- 1 -> 2: jobs get an owner (and schema_sqlite.sql then adds the tokens table).
+-- name: upgrade_to_2
+ALTER TABLE andon_jobs ADD COLUMN owner TEXT;
+UPDATE andon_meta SET value = '2' WHERE key = 'schema_version'
+
+-- 2 -> 3: jobs get a lease_deadline on the boot-time clock.
+-- name: upgrade_to_3
+ALTER TABLE andon_jobs ADD COLUMN lease_deadline REAL;
+UPDATE andon_meta SET value = '3' WHERE key = 'schema_version'
+
+-- == clients ============================================================================
+
+-- name: insert_job
+INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
+                        max_attempts, retry_backoff_s, timeout_s, retry_of, owner, events_count)
+VALUES (:id, :kind, :params, 'queued', :priority, :now, :now, :max_attempts, :retry_backoff_s, :timeout_s,
+        :retry_of, :owner, 1)
+
+-- name: insert_submitted
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+VALUES (:id, 1, :now, 'submitted', NULL, 'queued', :actor, NULL, NULL, 0)
+
+-- name: get
+SELECT * FROM andon_jobs WHERE id = :id
+
+-- BEGIN IMMEDIATE holds the whole database: a plain read is a locked read.
+-- name: get_for_update
+SELECT * FROM andon_jobs WHERE id = :id
+
+-- name: lock_many
+SELECT * FROM andon_jobs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id
+
+-- name: exists
+SELECT 1 FROM andon_jobs WHERE id = :id
+
+-- name: list
+SELECT * FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT :limit
+
+-- Pages bounded in bytes read the sizes of their candidate rows first (no row is read in
+-- full), then only the rows that fit. Sizes are bytes of the stored text (CAST to BLOB).
+-- name: job_sizes
+SELECT id,
+       COALESCE(length(CAST(kind AS BLOB)), 0) + COALESCE(length(CAST(params AS BLOB)), 0)
+       + COALESCE(length(CAST(result AS BLOB)), 0) + COALESCE(length(CAST(error_type AS BLOB)), 0)
+       + COALESCE(length(CAST(error_message AS BLOB)), 0) + COALESCE(length(CAST(error_traceback AS BLOB)), 0)
+       + COALESCE(length(CAST(progress_message AS BLOB)), 0) + COALESCE(length(CAST(cancel_by AS BLOB)), 0)
+       + COALESCE(length(CAST(cancel_message AS BLOB)), 0) + COALESCE(length(CAST(worker_id AS BLOB)), 0)
+       + COALESCE(length(CAST(retry_of AS BLOB)), 0) + COALESCE(length(CAST(owner AS BLOB)), 0) AS size
+FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT :limit
+
+-- name: jobs_by_ids
+SELECT * FROM andon_jobs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id DESC
+
+-- name: events
+SELECT * FROM andon_events WHERE job_id = :id ORDER BY seq
+
+-- name: event_sizes
+SELECT seq, length(CAST(type AS BLOB)) + COALESCE(length(CAST(actor AS BLOB)), 0)
+       + COALESCE(length(CAST(reason AS BLOB)), 0) + COALESCE(length(CAST(message AS BLOB)), 0) AS size
+FROM andon_events WHERE job_id = :id AND seq > :offset ORDER BY seq LIMIT :limit
+
+-- name: events_between
+SELECT * FROM andon_events WHERE job_id = :id AND seq BETWEEN :first AND :last ORDER BY seq
+
+-- name: items
+SELECT * FROM andon_items WHERE job_id = :id ORDER BY seq LIMIT COALESCE(:limit, -1) OFFSET :offset
+
+-- name: item_sizes
+SELECT seq, length(CAST(data AS BLOB)) AS size FROM andon_items WHERE job_id = :id
+ORDER BY seq LIMIT :limit OFFSET :offset
+
+-- name: items_between
+SELECT * FROM andon_items WHERE job_id = :id AND seq BETWEEN :first AND :last ORDER BY seq LIMIT :n
+
+-- name: add_event
+UPDATE andon_jobs SET events_count = events_count + 1 WHERE id = :job_id;
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT :job_id, events_count, :at, :type, :from_status, :to_status, :actor, :reason, :message, :attempt
+FROM andon_jobs WHERE id = :job_id
+
+-- == cancels ============================================================================
+
+-- name: withdraw
+UPDATE andon_jobs SET status = :status, finished_at = :now, cancel_requested_at = :now, cancel_reason = :reason,
+    cancel_by = :by, cancel_message = :message, cancel_retry = 0, cancel_stopped_at = :now,
+    cancel_stop_method = 'withdrawn', error_type = :error_type, error_message = :error_message
+WHERE id = :id
+
+-- name: request_stop
+UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now, cancel_reason = :reason,
+    cancel_by = :by, cancel_message = :message, cancel_retry = :retry, cancel_acknowledged_at = NULL,
+    cancel_stopped_at = NULL, cancel_stop_method = NULL
+WHERE id = :id
+
+-- name: escalate
+UPDATE andon_jobs SET cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = :retry
+WHERE id = :id
+
+-- Bulk cancel: the jobs' one event each (seq events_count + 1) first, then the jobs
+-- themselves; both by the same filter, under the same write lock, so they match.
+-- name: withdraw_many
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, events_count + 1, :now, 'withdrawn', 'queued', 'cancelled', :by, :reason, :message, attempt
+FROM andon_jobs WHERE status = 'queued' AND {where};
+UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested_at = :now,
+    cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 0,
+    cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 1
+WHERE status = 'queued' AND {where} RETURNING id
+
+-- name: request_stop_many
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, events_count + 1, :now, 'cancel requested', 'running', 'cancelling', :by, :reason, :message, attempt
+FROM andon_jobs WHERE status = 'running' AND {where};
+UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now,
+    cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 1,
+    cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL,
+    events_count = events_count + 1
+WHERE status = 'running' AND {where} RETURNING *
+
+-- name: retrying_force_fails
+SELECT * FROM andon_jobs
+WHERE status = 'cancelling' AND cancel_reason = 'forced' AND cancel_retry = 1 AND {where}
+ORDER BY id
+
+-- name: active_for_update
+SELECT * FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {where} ORDER BY id
+
+-- name: status_for_update
+SELECT status FROM andon_jobs WHERE id = :id
+
+-- name: delete_job
+DELETE FROM andon_items WHERE job_id = :id;
+DELETE FROM andon_events WHERE job_id = :id;
+DELETE FROM andon_jobs WHERE id = :id
+
+-- == figures ============================================================================
+
+-- name: counts_by_kind
+SELECT kind, status, COUNT(*) AS n FROM andon_jobs GROUP BY kind, status
+
+-- The median is the mean of the one or two middle rows of each kind (statistics.median).
+-- name: stops_by_kind
+SELECT kind, stops, AVG(seconds) AS p50, slowest FROM (
+    SELECT kind, seconds,
+           ROW_NUMBER() OVER (PARTITION BY kind ORDER BY seconds) AS rank,
+           COUNT(*) OVER (PARTITION BY kind) AS stops,
+           MAX(seconds) OVER (PARTITION BY kind) AS slowest
+    FROM (
+        SELECT kind, MAX(0.0, cancel_stopped_at - cancel_requested_at) AS seconds FROM andon_jobs
+        WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
+    )
+)
+WHERE rank IN ((stops + 1) / 2, (stops + 2) / 2)
+GROUP BY kind
+
+-- name: stop_methods_by_kind
+SELECT kind, cancel_stop_method AS method, COUNT(*) AS n
+FROM andon_jobs
+WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
+GROUP BY kind, cancel_stop_method
+
+-- == workers ============================================================================
+
+-- Claims walk the queue index in order and stop at :n rows; without INDEXED BY the planner
+-- prefers the status index and sorts every queued row for each claim. The events go in
+-- first, by the same selection under the same write lock (SQLite has no INSERT ... FROM an
+-- UPDATE); lease_deadline is on the boot-time clock, what expiry is judged on.
+-- name: claim
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, events_count + 1, :now, 'started', 'queued', 'running', :actor, NULL, NULL, attempt + 1
+FROM andon_jobs INDEXED BY andon_jobs_queue
+WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
+ORDER BY priority DESC, id LIMIT :n;
+UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :now,
+    worker_id = :worker, lease_expires_at = :now + :lease_s, lease_deadline = :lease_base + :lease_s,
+    events_count = events_count + 1, progress_done = NULL, progress_total = NULL, progress_message = NULL
+WHERE id IN (SELECT id FROM andon_jobs INDEXED BY andon_jobs_queue
+             WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
+             ORDER BY priority DESC, id LIMIT :n)
+RETURNING *
+
+-- name: write_progress
+UPDATE andon_jobs SET items_count = MAX(items_count, :items_count),
+    progress_done = CASE WHEN :has_progress THEN :done ELSE progress_done END,
+    progress_total = CASE WHEN :has_progress THEN :total ELSE progress_total END,
+    progress_message = CASE WHEN :has_progress THEN :progress_message ELSE progress_message END,
+    cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, :acknowledged_at)
+WHERE id = :job_id AND attempt = :attempt AND status IN ('running', 'cancelling')
+RETURNING id
+
+-- name: insert_item
+INSERT OR IGNORE INTO andon_items (job_id, seq, attempt, at, data) VALUES (?, ?, ?, ?, ?)
+
+-- name: settle
+UPDATE andon_jobs SET status = :status, finished_at = :finished,
+    lease_expires_at = NULL, lease_deadline = NULL, events_count = events_count + :events,
+    result = :result, error_type = :error_type, error_message = :error_message,
+    error_traceback = :error_traceback, failures = failures + :failed, available_at = :available,
+    cancel_acknowledged_at = CASE WHEN :clear_cancel THEN NULL
+                                  ELSE COALESCE(cancel_acknowledged_at, :acknowledged_at) END,
+    cancel_stopped_at = CASE WHEN :clear_cancel THEN NULL WHEN :has_cancel THEN :stopped ELSE cancel_stopped_at END,
+    cancel_stop_method = CASE WHEN :clear_cancel THEN NULL WHEN :has_cancel THEN :method
+                              ELSE cancel_stop_method END,
+    cancel_requested_at = CASE WHEN :clear_cancel THEN NULL ELSE cancel_requested_at END,
+    cancel_reason = CASE WHEN :clear_cancel THEN NULL ELSE cancel_reason END,
+    cancel_by = CASE WHEN :clear_cancel THEN NULL ELSE cancel_by END,
+    cancel_message = CASE WHEN :clear_cancel THEN NULL ELSE cancel_message END,
+    cancel_retry = CASE WHEN :clear_cancel THEN NULL ELSE cancel_retry END
+WHERE id = :id RETURNING *
+
+-- name: insert_event
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+VALUES (:job_id, :seq, :at, :type, :from_status, :to_status, :actor, :reason, :message, :attempt)
+
+-- name: cancel_notices
+SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs
+WHERE worker_id = :worker AND status = 'cancelling'
+
+-- name: renew_leases
+UPDATE andon_jobs SET lease_expires_at = :now + :lease_s, lease_deadline = :lease_base + :lease_s
+WHERE worker_id = :worker AND status IN ('running', 'cancelling')
+  AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+RETURNING id
+
+-- name: boot_id
+SELECT value FROM andon_meta WHERE key = 'boot_id'
+
+-- name: set_boot_id
+INSERT OR REPLACE INTO andon_meta (key, value) VALUES ('boot_id', :boot_id)
+
+-- A lease with no deadline was written by andon before schema 3: judged expired.
+-- name: expired
+SELECT * FROM andon_jobs WHERE status IN ('running', 'cancelling')
+  AND (:rebooted OR lease_deadline IS NULL OR lease_deadline < :lease_base)
+
+-- == tokens =============================================================================
+
+-- name: insert_token
+INSERT INTO andon_tokens (name, role, token_hash, created_at) VALUES (:name, :role, :hash, :now)
+ON CONFLICT DO NOTHING RETURNING name, role, created_at, revoked_at
+
+-- name: find_token
+SELECT name, role, created_at, revoked_at FROM andon_tokens WHERE token_hash = :hash
+
+-- name: list_tokens
+SELECT name, role, created_at, revoked_at FROM andon_tokens ORDER BY created_at, name
+
+-- name: revoke_token
+UPDATE andon_tokens SET revoked_at = COALESCE(revoked_at, :now) WHERE name = :name
+RETURNING name, role, created_at, revoked_at
