@@ -10,13 +10,43 @@ import logging
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import final
 
 from andon._cancel import Cancelled
-from andon._storage import ProgressUpdate
+from andon._jobs import Outcome
 
-__all__ = ["FLUSH_AT_ITEMS", "MAX_BUFFER_BYTES", "OutputBuffer"]
+__all__ = ["FLUSH_AT_ITEMS", "MAX_BUFFER_BYTES", "AttemptEnd", "OutputBuffer", "ProgressUpdate"]
+
+
+@dataclass(slots=True)
+class ProgressUpdate:
+    """What a running attempt produced since the last write (items are already JSON)."""
+
+    job_id: str
+    attempt: int
+    items: list[tuple[int, float, str]] = field(default_factory=list)
+    """``(seq, at, encoded JSON)``, in order."""
+    progress: tuple[float, float | None, str | None] | None = None
+    acknowledged_at: float | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.items and self.progress is None and self.acknowledged_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """The end of one attempt, as its worker reports it to the store: its outcome and the
+    output it still had buffered (the store decides the job's state from it:
+    ``andon._jobs.decide_settlement``)."""
+
+    job_id: str
+    attempt: int
+    outcome: Outcome
+    update: ProgressUpdate | None = None
+
 
 FLUSH_AT_ITEMS = 1000
 MAX_BUFFER_BYTES = 8 * 1024 * 1024

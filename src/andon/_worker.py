@@ -49,10 +49,11 @@ from andon._clock import SYSTEM_CLOCK, Clock
 from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError, StorageError
 from andon._hub import join, leave
 from andon._jobs import ErrorInfo, Job, JobStatus, Outcome, OutcomeKind
+from andon._output import AttemptEnd, ProgressUpdate
 from andon._registry import App, Isolation
 from andon._runtimes import close_slot_loop, execution_for
 from andon._stop import Due, Execution, Step, due, ended_now, failure, stopped
-from andon._storage import Change, ChangeWatcher, ProgressUpdate, Settlement, Store
+from andon._storage import Change, ChangeWatcher, Store
 
 __all__ = ["Worker", "WorkerState"]
 
@@ -79,9 +80,9 @@ class _Running:
 
 
 @dataclass(slots=True)
-class _PendingSettlement:
+class _PendingEnd:
     attempt: Attempt
-    settlement: Settlement
+    end: AttemptEnd
     done: bool = False
 
 
@@ -162,7 +163,7 @@ class Worker:
         # Group commit: slots that finish while a settlement is being written queue here
         # and the next writer records them all in one transaction.
         self._settle_lock = threading.Condition(threading.Lock())
-        self._settle_queue: list[_PendingSettlement] = []
+        self._settle_queue: list[_PendingEnd] = []
         self._settling = False
 
     # -- lifecycle ------------------------------------------------------------
@@ -389,7 +390,7 @@ class Worker:
         update = attempt.buffer.close(attempt.token.acknowledged_at)
         if outcome.stop_method is StopMethod.ABANDONED:
             outcome = ended_now(outcome, self.clock)  # the buffer is closed: nothing it emits now counts
-        mine = _PendingSettlement(attempt, Settlement(job.id, job.attempt, outcome, update))
+        mine = _PendingEnd(attempt, AttemptEnd(job.id, job.attempt, outcome, update))
         with self._settle_lock:
             self._settle_queue.append(mine)
             while self._settling and not mine.done:
@@ -460,7 +461,7 @@ class Worker:
             self._running[job.id] = entry
             self._ready.append(entry)
 
-    def _record(self, batch: list[_PendingSettlement], want: int) -> list[Job]:
+    def _record(self, batch: list[_PendingEnd], want: int) -> list[Job]:
         """Settle ``batch`` and claim up to ``want`` jobs; retries while the store is away.
 
         A living worker never gives up an outcome: an outage of any length is waited out
@@ -469,7 +470,7 @@ class Worker:
         an attempt whose end the store still refuses is recorded as failed with that error.
         """
         try:
-            results, jobs = self._store_settlements([p.settlement for p in batch], want)
+            results, jobs = self._store_ends([p.end for p in batch], want)
         except Exception:
             log.exception("worker %s: recording the end of %d job(s) failed unexpectedly", self.id, len(batch))
             for pending in batch:
@@ -481,15 +482,15 @@ class Worker:
                 self._record_lost_attempt(pending)
         return jobs
 
-    def _record_lost_attempt(self, pending: _PendingSettlement) -> None:
+    def _record_lost_attempt(self, pending: _PendingEnd) -> None:
         """The job was recovered from this worker while the attempt went on (it was cut off
         past its lease): put the attempt's own end, and what of its output was refused, in
         the job's history, so the record tells what happened on this side too."""
-        attempt, settlement = pending.attempt, pending.settlement
-        lost = attempt.refused_items + (len(settlement.update.items) if settlement.update else 0)
+        attempt, end = pending.attempt, pending.end
+        lost = attempt.refused_items + (len(end.update.items) if end.update else 0)
         job = attempt.job
         try:
-            self.store.record_lost_attempt(job.id, job.attempt, self.id, settlement.outcome, lost)
+            self.store.record_lost_attempt(job.id, job.attempt, self.id, end.outcome, lost)
         except AndonError as exc:
             log.warning("job %s: could not record how its lost attempt %d ended: %s", job.id, job.attempt, exc)
             return
@@ -500,39 +501,37 @@ class Worker:
             lost,
         )
 
-    def _store_settlements(self, settlements: list[Settlement], want: int) -> tuple[list[Job | AndonError], list[Job]]:
+    def _store_ends(self, ends: list[AttemptEnd], want: int) -> tuple[list[Job | AndonError], list[Job]]:
         failures = 0
         while True:
             try:
                 if want:
-                    results, jobs = self.store.settle_and_claim(
-                        self.id, settlements, self.kind_names, self.lease_s, want
-                    )
+                    results, jobs = self.store.settle_and_claim(self.id, ends, self.kind_names, self.lease_s, want)
                     return list(results), jobs
-                return list(self.store.settle_many(self.id, settlements)), []
+                return list(self.store.settle_many(self.id, ends)), []
             except AndonError as exc:
                 failures += 1
                 (log.warning if failures == 1 else log.debug)(
                     "worker %s: recording the end of %d job(s) failed (%s); keeping them, retrying",
                     self.id,
-                    len(settlements),
+                    len(ends),
                     exc,
                 )
                 self.clock.sleep(_backoff(failures))
 
-    def _record_alone(self, pending: _PendingSettlement) -> None:
+    def _record_alone(self, pending: _PendingEnd) -> None:
         """Settle one attempt of a batch that met a bug; if it is the cause, record that."""
-        settlement = pending.settlement
+        end = pending.end
         for _ in range(2):
             try:
-                (settled,) = self._store_settlements([settlement], 0)[0]
+                (settled,) = self._store_ends([end], 0)[0]
             except Exception as exc:
-                log.exception("job %s: recording its end failed unexpectedly", settlement.job_id)
-                settlement = _degraded(settlement, exc)
+                log.exception("job %s: recording its end failed unexpectedly", end.job_id)
+                end = _degraded(end, exc)
                 continue
             _log_settled(pending.attempt.job, settled)
             return
-        log.error("job %s: its end could not be recorded; its lease will expire", settlement.job_id)
+        log.error("job %s: its end could not be recorded; its lease will expire", end.job_id)
 
     # -- control --------------------------------------------------------------
 
@@ -784,18 +783,18 @@ def _log_settled(job: Job, settled: Job | AndonError) -> None:
         log.info("job %s (%s) attempt %d: %s", job.id, job.kind, job.attempt, settled.status.value)
 
 
-def _degraded(settlement: Settlement, exc: BaseException) -> Settlement:
-    """``settlement`` as a failure caused by ``exc``, without the progress report.
+def _degraded(end: AttemptEnd, exc: BaseException) -> AttemptEnd:
+    """``end`` as a failure caused by ``exc``, without the progress report.
 
     For an attempt whose end the store refused with a bug rather than an outage: its items
     are still written (each was checked when emitted); the record says what went wrong.
     """
     error = ErrorInfo("AndonInternalError", f"andon could not record how this attempt ended: {exc!r}")
-    update = settlement.update
+    update = end.update
     if update is not None:
         update = dataclasses.replace(update, progress=None)
-    outcome = Outcome(OutcomeKind.FAILED, error=error, stopped_at=settlement.outcome.stopped_at)
-    return dataclasses.replace(settlement, outcome=outcome, update=update)
+    outcome = Outcome(OutcomeKind.FAILED, error=error, stopped_at=end.outcome.stopped_at)
+    return dataclasses.replace(end, outcome=outcome, update=update)
 
 
 def _backoff(failures: int) -> float:

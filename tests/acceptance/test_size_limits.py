@@ -27,8 +27,9 @@ from typer.testing import CliRunner
 
 import andon
 from andon._jobs import Outcome, OutcomeKind
+from andon._output import ProgressUpdate
 from andon._sizes import MAX_ITEM_BYTES, MAX_PARAMS_BYTES, MAX_REQUEST_BYTES, MAX_RESULT_BYTES
-from andon._storage import PAGE_MAX_BYTES, ProgressUpdate
+from andon._storage import PAGE_MAX_BYTES
 from andon.api import MAX_BODY_BYTES, create_app
 from andon.cli import cli
 

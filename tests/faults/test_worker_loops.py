@@ -26,8 +26,9 @@ import pytest
 
 import andon
 from andon._jobs import OutcomeKind
+from andon._output import AttemptEnd, ProgressUpdate
 from andon._sizes import MAX_ERROR_MESSAGE_CHARS
-from andon._storage import ProgressUpdate, Settlement, Store
+from andon._storage import Store
 from andon._storage._postgres import PostgresStore
 from tests.postgres import fresh_schema
 from tests.support import wait_until
@@ -240,9 +241,9 @@ def test_an_unexpected_error_in_a_store_call_does_not_kill_its_loop(
         # The worker calls settle_many only for a batch that wants no next job, which group
         # commit on a busy machine may never form: here every settlement takes that path.
         def settle_then_claim(
-            worker_id: str, settlements: Any, kinds: Any, lease_s: float, limit: int
+            worker_id: str, ends: Any, kinds: Any, lease_s: float, limit: int
         ) -> tuple[list[Any], list[andon.Job]]:
-            return store.settle_many(worker_id, settlements), store.claim_many(worker_id, kinds, lease_s, limit)
+            return store.settle_many(worker_id, ends), store.claim_many(worker_id, kinds, lease_s, limit)
 
         monkeypatch.setattr(store, "settle_and_claim", settle_then_claim)
     # Once each: a settlement that meets the bug is retried alone and must then be stored
@@ -333,8 +334,8 @@ def test_an_end_the_store_refuses_is_recorded_as_that_attempts_failure(
     client = andon.Client(store, app, actor="test")
     poison = client.submit("emitter", {"steps": 50})
 
-    def poisoned(_worker: str, settlements: Sequence[Settlement], *_rest: Any) -> bool:
-        return any(s.job_id == poison.id and s.outcome.kind is OutcomeKind.SUCCEEDED for s in settlements)
+    def poisoned(_worker: str, ends: Sequence[AttemptEnd], *_rest: Any) -> bool:
+        return any(s.job_id == poison.id and s.outcome.kind is OutcomeKind.SUCCEEDED for s in ends)
 
     fail_calls(monkeypatch, store, "settle_many", poisoned)
     fail_calls(monkeypatch, store, "settle_and_claim", poisoned)

@@ -37,7 +37,8 @@ from andon._jobs import (
     decide_cancel,
     decide_settlement,
 )
-from andon._storage import JobFilter, NewJob, ProgressUpdate
+from andon._output import ProgressUpdate
+from andon._storage import JobFilter, NewJob
 from andon._storage._engine import StoreEngine
 from andon._storage._postgres import PostgresStore
 from tests.postgres import admin_connection, fresh_schema

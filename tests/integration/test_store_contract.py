@@ -23,16 +23,8 @@ import andon
 from andon import CancelReason, JobStatus, ManualClock, StopMethod
 from andon._ids import new_job_id
 from andon._jobs import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, CancelOutcome, ErrorInfo, Outcome, OutcomeKind
-from andon._storage import (
-    BulkCancel,
-    CancelNotice,
-    Change,
-    JobFilter,
-    NewJob,
-    OffsetPage,
-    ProgressUpdate,
-    Settlement,
-)
+from andon._output import AttemptEnd, ProgressUpdate
+from andon._storage import BulkCancel, CancelNotice, Change, JobFilter, NewJob, OffsetPage
 from andon._storage._engine import StoreEngine
 from andon._storage._postgres import PostgresStore
 from tests.postgres import fresh_schema
@@ -1509,12 +1501,12 @@ def test_settle_many_settles_each_and_refuses_only_what_it_must(store: StoreEngi
     results = store.settle_many(
         "w1",
         [
-            Settlement(
+            AttemptEnd(
                 mine[0].id, mine[0].attempt, Outcome(OutcomeKind.SUCCEEDED, result=1), items_update(mine[0], range(2))
             ),
-            Settlement(theirs.id, theirs.attempt, Outcome(OutcomeKind.SUCCEEDED)),
-            Settlement(unknown, 1, Outcome(OutcomeKind.SUCCEEDED)),
-            Settlement(mine[1].id, mine[1].attempt, Outcome(OutcomeKind.FAILED, error=ErrorInfo("E", "boom", None))),
+            AttemptEnd(theirs.id, theirs.attempt, Outcome(OutcomeKind.SUCCEEDED)),
+            AttemptEnd(unknown, 1, Outcome(OutcomeKind.SUCCEEDED)),
+            AttemptEnd(mine[1].id, mine[1].attempt, Outcome(OutcomeKind.FAILED, error=ErrorInfo("E", "boom", None))),
         ],
     )
     assert isinstance(results[0], andon.Job)
@@ -1539,7 +1531,7 @@ def test_settle_and_claim_frees_and_refills_slots(store: StoreEngine) -> None:
     waiting = [submit(store) for _ in range(3)]
     settled, claimed = store.settle_and_claim(
         "w1",
-        [Settlement(j.id, j.attempt, Outcome(OutcomeKind.SUCCEEDED)) for j in running],
+        [AttemptEnd(j.id, j.attempt, Outcome(OutcomeKind.SUCCEEDED)) for j in running],
         ["a"],
         LEASE_S,
         2,

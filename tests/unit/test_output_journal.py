@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from andon._output import OutputBuffer
-from andon._storage import ProgressUpdate
+from andon._output import OutputBuffer, ProgressUpdate
 
 BUDGET = 4_000
 

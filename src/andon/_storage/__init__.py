@@ -15,8 +15,6 @@ from andon._storage._port import (
     NewJob,
     OffsetPage,
     Page,
-    ProgressUpdate,
-    Settlement,
     Store,
 )
 from andon._storage._url import SchemaUpgrade, open_store, upgrade_database
@@ -34,9 +32,7 @@ __all__ = [
     "NewJob",
     "OffsetPage",
     "Page",
-    "ProgressUpdate",
     "SchemaUpgrade",
-    "Settlement",
     "Store",
     "open_store",
     "upgrade_database",

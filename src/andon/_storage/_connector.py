@@ -7,7 +7,8 @@ import enum
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from andon._storage._port import Change, ChangeWatcher, JobFilter, NewJob, ProgressUpdate
+from andon._output import ProgressUpdate
+from andon._storage._port import Change, ChangeWatcher, JobFilter, NewJob
 from andon._storage._rows import Row
 
 __all__ = ["Args", "Connector", "IfUnsure", "Resolution", "Resolver", "Tx"]

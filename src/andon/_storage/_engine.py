@@ -35,6 +35,7 @@ from andon._jobs import (
     check_transition,
     decide_cancel,
 )
+from andon._output import AttemptEnd, ProgressUpdate
 from andon._storage._connector import Args, Connector, IfUnsure, Resolution, Tx
 from andon._storage._port import (
     ALL_CHANGES,
@@ -48,8 +49,6 @@ from andon._storage._port import (
     NewJob,
     OffsetPage,
     Page,
-    ProgressUpdate,
-    Settlement,
 )
 from andon._storage._rows import (
     LOST_ATTEMPT_EVENT,
@@ -428,53 +427,53 @@ class Engine(Generic[C]):
             InvalidTransition: this worker no longer holds this attempt (it was recovered).
             JobNotFound: no such job.
         """
-        (settled,) = self.settle_many(worker_id, [Settlement(job_id, attempt, outcome, update)])
+        (settled,) = self.settle_many(worker_id, [AttemptEnd(job_id, attempt, outcome, update)])
         if isinstance(settled, (InvalidTransition, JobNotFound)):
             raise settled
         return settled
 
-    def settle_many(self, worker_id: str, settlements: Sequence[Settlement]) -> list[Settled]:
-        if not settlements:
+    def settle_many(self, worker_id: str, ends: Sequence[AttemptEnd]) -> list[Settled]:
+        if not ends:
             return []
         return self._db.write(
-            lambda tx: self._settle_held(tx, worker_id, settlements),
-            lambda tx: _settled_now(tx, worker_id, settlements),
+            lambda tx: self._settle_held(tx, worker_id, ends),
+            lambda tx: _settled_now(tx, worker_id, ends),
         )
 
     def settle_and_claim(
         self,
         worker_id: str,
-        settlements: Sequence[Settlement],
+        ends: Sequence[AttemptEnd],
         kinds: Collection[str],
         lease_s: float,
         limit: int,
     ) -> tuple[list[Settled], list[Job]]:
         if not kinds or limit < 1:
-            return self.settle_many(worker_id, settlements), []
+            return self.settle_many(worker_id, ends), []
         args = self._claim_args(worker_id, kinds, lease_s, limit)
 
         def body(tx: Tx) -> tuple[list[Settled], list[Job]]:
-            return self._settle_held(tx, worker_id, settlements), _in_claim_order(tx.all("claim", args))
+            return self._settle_held(tx, worker_id, ends), _in_claim_order(tx.all("claim", args))
 
         def resolved(tx: Tx) -> tuple[list[Settled], list[Job]] | Resolution:
-            # One transaction: the settlements tell whether it committed, the token finds
+            # One transaction: the ends tell whether it committed, the token finds
             # the jobs it claimed if it did.
-            found = _settled_now(tx, worker_id, settlements)
+            found = _settled_now(tx, worker_id, ends)
             if found is Resolution.NOT_APPLIED:
                 return found
             return found, _in_claim_order(tx.all("claimed_with_token", args))
 
         return self._db.write(body, resolved)
 
-    def _settle_held(self, tx: Tx, worker_id: str, settlements: Sequence[Settlement]) -> list[Settled]:
-        if not settlements:
+    def _settle_held(self, tx: Tx, worker_id: str, ends: Sequence[AttemptEnd]) -> list[Settled]:
+        if not ends:
             return []
         # Rows are locked in id order, the order recovery and bulk cancels lock them in.
-        ids = self._db.array(sorted({s.job_id for s in settlements}))
+        ids = self._db.array(sorted({s.job_id for s in ends}))
         locked = {row["id"]: job_from_row(row) for row in tx.all("lock_many", {"ids": ids})}
-        results: list[Settled | None] = [None] * len(settlements)
-        ending: list[tuple[int, Job, Settlement]] = []
-        for i, s in enumerate(settlements):
+        results: list[Settled | None] = [None] * len(ends)
+        ending: list[tuple[int, Job, AttemptEnd]] = []
+        for i, s in enumerate(ends):
             job = locked.get(s.job_id)
             if job is None:
                 results[i] = JobNotFound(s.job_id)
@@ -645,12 +644,12 @@ def _in_claim_order(rows: Sequence[Row]) -> list[Job]:
     return sorted((job_from_row(row) for row in rows), key=lambda job: (-job.priority, job.id))
 
 
-def _settled_now(tx: Tx, worker_id: str, settlements: Sequence[Settlement]) -> list[Settled] | Resolution:
+def _settled_now(tx: Tx, worker_id: str, ends: Sequence[AttemptEnd]) -> list[Settled] | Resolution:
     """After a commit in doubt: if any of these attempts is still held, the transaction did
     not commit (those recovered meanwhile are refused when it runs again); if none is, it
     did (or they were recovered), and the jobs as they are now are the answer."""
     found: list[Settled] = []
-    for s in settlements:
+    for s in ends:
         row = tx.one("get", {"id": s.job_id})
         if row is None:
             found.append(JobNotFound(s.job_id))

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
 from andon._access import Role, TokenRecord
 from andon._cancel import CancelReason
 from andon._errors import InvalidTransition, JobNotFound
 from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, ResultItem
+from andon._output import AttemptEnd, ProgressUpdate
 
 __all__ = [
     "ALL_CHANGES",
@@ -30,8 +31,6 @@ __all__ = [
     "NewJob",
     "OffsetPage",
     "Page",
-    "ProgressUpdate",
-    "Settlement",
     "Store",
 ]
 
@@ -138,32 +137,6 @@ class CancelNotice:
     attempt: int
     reason: CancelReason
     message: str | None
-
-
-@dataclass(slots=True)
-class ProgressUpdate:
-    """What a running attempt produced since the last write (items are already JSON)."""
-
-    job_id: str
-    attempt: int
-    items: list[tuple[int, float, str]] = field(default_factory=list)
-    """``(seq, at, encoded JSON)``, in order."""
-    progress: tuple[float, float | None, str | None] | None = None
-    acknowledged_at: float | None = None
-
-    @property
-    def is_empty(self) -> bool:
-        return not self.items and self.progress is None and self.acknowledged_at is None
-
-
-@dataclass(frozen=True, slots=True)
-class Settlement:
-    """The end of one attempt, to record: its outcome and the output it still had buffered."""
-
-    job_id: str
-    attempt: int
-    outcome: Outcome
-    update: ProgressUpdate | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,9 +294,7 @@ class Store(Protocol):
         """
         ...
 
-    def settle_many(
-        self, worker_id: str, settlements: Sequence[Settlement]
-    ) -> list[Job | InvalidTransition | JobNotFound]:
+    def settle_many(self, worker_id: str, ends: Sequence[AttemptEnd]) -> list[Job | InvalidTransition | JobNotFound]:
         """End attempts, in one transaction (a worker's group commit): for each, write its
         last output and the one state it ends in.
 
@@ -336,7 +307,7 @@ class Store(Protocol):
     def settle_and_claim(
         self,
         worker_id: str,
-        settlements: Sequence[Settlement],
+        ends: Sequence[AttemptEnd],
         kinds: Collection[str],
         lease_s: float,
         limit: int,

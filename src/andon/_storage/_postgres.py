@@ -52,10 +52,11 @@ from psycopg_pool import ConnectionPool, PoolClosed
 
 from andon._clock import Clock, SystemClock
 from andon._errors import ConfigurationError, LifecycleError, StorageError, StorageUnavailable
+from andon._output import ProgressUpdate
 from andon._storage._connector import Args, IfUnsure, Resolution, Resolver, Tx
 from andon._storage._engine import Engine
 from andon._storage._pg_listener import Listener, Watcher
-from andon._storage._port import Change, JobFilter, NewJob, ProgressUpdate
+from andon._storage._port import Change, JobFilter, NewJob
 from andon._storage._rows import Row
 from andon._storage._sql import postgres_filter, read_blocks, read_sql
 from andon._storage._url import one_line, parse_postgres_url, redact_url

@@ -23,9 +23,10 @@ from typing import Any, Final, TypeVar, final
 
 from andon._clock import Clock, SystemClock
 from andon._errors import ConfigurationError, LifecycleError, StorageBusy, StorageError, StorageUnavailable
+from andon._output import ProgressUpdate
 from andon._storage._connector import Args, IfUnsure, Resolver, Tx
 from andon._storage._engine import Engine
-from andon._storage._port import Change, JobFilter, NewJob, ProgressUpdate
+from andon._storage._port import Change, JobFilter, NewJob
 from andon._storage._rows import Row
 from andon._storage._sql import read_blocks, read_sql, sqlite_filter
 from andon._storage._sqlite_watch import Checkpointer, DataVersionWatcher
