@@ -1,0 +1,164 @@
+"""Submitting jobs, reading them (one, a page, their history and items), deleting them,
+and the figures per kind."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from andon._errors import InvalidTransition, JobNotFound
+from andon._jobs import Job, JobEvent, JobStatus, ResultItem
+from andon._storage._connector import Args, Resolution, Tx
+from andon._storage._ops._base import C, Operations
+from andon._storage._port import Change, JobFilter, KindStats, NewJob, OffsetPage, Page
+from andon._storage._rows import Row, event_from_row, item_from_row, job_from_row, rows_that_fit
+
+__all__ = ["JobOperations"]
+
+
+class JobOperations(Operations[C]):
+    def submit(self, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+        if not jobs:
+            return []
+        now = self._clock.now()
+        ids = self._db.array([j.id for j in jobs])
+
+        def body(tx: Tx) -> None:
+            self._db.insert_jobs(tx, jobs, now, actor)
+            tx.notify([Change.WORK])
+
+        def applied(tx: Tx) -> Resolution | None:
+            row = tx.one("submitted_count", {"ids": ids, "now": now})
+            return Resolution.NOT_APPLIED if row is None or row["n"] == 0 else None
+
+        self._db.write(body, applied)
+        return [
+            Job(
+                id=j.id,
+                kind=j.kind,
+                params=j.params,
+                status=JobStatus.QUEUED,
+                created_at=now,
+                available_at=now,
+                max_attempts=j.max_attempts,
+                retry_backoff_s=j.retry_backoff_s,
+                timeout_s=j.timeout_s,
+                priority=j.priority,
+                retry_of=j.retry_of,
+                owner=j.owner,
+            )
+            for j in jobs
+        ]
+
+    def get(self, job_id: str) -> Job:
+        row = self._db.read(lambda tx: tx.one("get", {"id": job_id}))
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row)
+
+    def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None, max_bytes: int | None = None) -> Page:
+        clause, order, args = self._db.job_filter(where, cursor)
+        args["limit"] = limit + 1
+        if max_bytes is None:
+            rows = self._db.read(lambda tx: tx.all("list", args, where=clause, order=order))
+            jobs = [job_from_row(r) for r in rows[:limit]]
+            return Page(jobs, jobs[-1].id if len(rows) > limit else None)
+
+        def body(tx: Tx) -> tuple[list[Row], list[str], bool]:
+            sizes = ((r["id"], r["size"]) for r in tx.scan("job_sizes", args, where=clause, order=order))
+            ids, more = rows_that_fit(sizes, limit, max_bytes)
+            return tx.all("jobs_by_ids", {"ids": self._db.array(ids)}), ids, more
+
+        rows, ids, more = self._db.read(body)
+        return Page([job_from_row(r) for r in rows], ids[-1] if more else None)
+
+    def events(self, job_id: str) -> list[JobEvent]:
+        return [event_from_row(r) for r in self._rows_of(job_id, "events", {"id": job_id})]
+
+    def items(self, job_id: str, offset: int = 0, limit: int | None = None) -> list[ResultItem]:
+        rows = self._rows_of(job_id, "items", {"id": job_id, "limit": limit, "offset": offset})
+        return [item_from_row(r) for r in rows]
+
+    def _rows_of(self, job_id: str, name: str, args: Args) -> list[Row]:
+        """The rows of query ``name`` about one job. Raises :class:`~andon.JobNotFound`."""
+
+        def body(tx: Tx) -> list[Row] | None:
+            rows = tx.all(name, args)
+            if not rows and tx.one("exists", {"id": job_id}) is None:
+                return None
+            return rows
+
+        rows = self._db.read(body)
+        if rows is None:
+            raise JobNotFound(job_id)
+        return rows
+
+    def events_page(self, job_id: str, offset: int, limit: int, max_bytes: int) -> OffsetPage[JobEvent]:
+        # Events are numbered 1..n, so the first ``offset`` are those up to seq ``offset``.
+        rows, seqs, more = self._page("event_sizes", "events_between", job_id, offset, limit, max_bytes)
+        return OffsetPage([event_from_row(r) for r in rows], offset + len(seqs) if more else None)
+
+    def items_page(self, job_id: str, offset: int, limit: int, max_bytes: int) -> OffsetPage[ResultItem]:
+        rows, seqs, more = self._page("item_sizes", "items_between", job_id, offset, limit, max_bytes)
+        return OffsetPage([item_from_row(r) for r in rows], offset + len(seqs) if more else None)
+
+    def _page(
+        self, sizes: str, rows_between: str, job_id: str, offset: int, limit: int, max_bytes: int
+    ) -> tuple[list[Row], list[int], bool]:
+        """The rows of one job's page (by seq) that fit in ``max_bytes``, their seqs, and
+        whether rows are left. Raises :class:`~andon.JobNotFound`."""
+        args = {"id": job_id, "offset": offset, "limit": limit + 1}
+
+        def body(tx: Tx) -> tuple[list[Row], list[int], bool] | None:
+            seqs, more = rows_that_fit(((r["seq"], r["size"]) for r in tx.scan(sizes, args)), limit, max_bytes)
+            if not seqs:
+                return None if tx.one("exists", args) is None else ([], [], False)
+            between = {**args, "first": seqs[0], "last": seqs[-1], "n": len(seqs)}
+            return tx.all(rows_between, between), seqs, more
+
+        page = self._db.read(body)
+        if page is None:
+            raise JobNotFound(job_id)
+        return page
+
+    def delete(self, job_id: str) -> None:
+        def body(tx: Tx) -> None:
+            row = tx.one("status_for_update", {"id": job_id})
+            if row is None:
+                raise JobNotFound(job_id)
+            if JobStatus(row["status"]).is_active:
+                raise InvalidTransition(
+                    job_id, row["status"], "delete", f"job {job_id} is {row['status']}; cancel it first"
+                )
+            tx.one("delete_job", {"id": job_id})
+
+        def gone(tx: Tx) -> Resolution | None:
+            return Resolution.NOT_APPLIED if tx.one("exists", {"id": job_id}) else None
+
+        self._db.write(body, gone)
+
+    def kind_stats(self) -> list[KindStats]:
+        def body(tx: Tx) -> tuple[list[Row], list[Row], list[Row]]:
+            return tx.all("counts_by_kind", {}), tx.all("stops_by_kind", {}), tx.all("stop_methods_by_kind", {})
+
+        count_rows, stop_rows, method_rows = self._db.read(body)
+        counts: dict[str, dict[str, int]] = {}
+        for row in count_rows:
+            counts.setdefault(row["kind"], {})[row["status"]] = row["n"]
+        stops = {row["kind"]: row for row in stop_rows}
+        methods: dict[str, dict[str, int]] = {}
+        for row in method_rows:
+            methods.setdefault(row["kind"], {})[row["method"]] = row["n"]
+        result = []
+        for kind in sorted(counts):
+            stop = stops.get(kind)
+            result.append(
+                KindStats(
+                    kind=kind,
+                    counts=counts[kind],
+                    stops=stop["stops"] if stop else 0,
+                    stop_p50_s=stop["p50"] if stop else None,
+                    stop_max_s=stop["slowest"] if stop else None,
+                    stop_methods=methods.get(kind, {}),
+                )
+            )
+        return result
