@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from andon._storage._open import SchemaUpgrade, open_store, upgrade_database
 from andon._storage._port import (
     ALL_CHANGES,
     PAGE_MAX_BYTES,
@@ -17,7 +18,6 @@ from andon._storage._port import (
     Page,
     Store,
 )
-from andon._storage._url import SchemaUpgrade, open_store, upgrade_database
 
 __all__ = [
     "ALL_CHANGES",

@@ -1,88 +1,17 @@
-"""The SQLite store's background pieces: the WAL checkpointer and the watcher that sees
-commits of other connections, each on a connection of its own."""
+"""The watcher that sees commits of other connections to a SQLite file, on a connection of
+its own (the WAL checkpointer, the connector's other background piece, is in ``_sqlite.py``)."""
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, final
+from typing import final
 
-from andon._errors import AndonError, LifecycleError
+from andon._errors import LifecycleError
 
-if TYPE_CHECKING:
-    from andon._storage._sqlite import SqliteConnector
-
-__all__ = ["Checkpointer", "DataVersionWatcher"]
-
-log = logging.getLogger("andon._storage._sqlite")
-
-
-@final
-class Checkpointer:
-    """Copies the WAL back into the database file, in a thread of its own.
-
-    SQLite's automatic checkpoint runs inside the COMMIT that takes the WAL past 1,000
-    pages, so one unlucky write (a claim, a bulk cancel) waits ~15 ms for it. This thread
-    runs the same PASSIVE checkpoint (it never waits for readers or writers) a little after
-    writes, and the store's connections move the automatic one to 4,000 pages, where it
-    only bounds the WAL. It ends after a second without writes, or when the store closes;
-    the next write starts another.
-    """
-
-    INTERVAL_S: Final = 0.1
-    IDLE_ROUNDS: Final = 10
-
-    def __init__(self, store: SqliteConnector) -> None:
-        self.writes = 0
-        """Writes so far (the store counts them, holding its lock)."""
-        self._store = store
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"andon-sqlite-checkpoint:{store.path}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        store = self._store
-        try:
-            conn = store._connect()
-        except (AndonError, sqlite3.Error):  # the store closed meanwhile
-            self._retire()
-            return
-        try:
-            done, idle = 0, 0
-            while not self._stopping.wait(self.INTERVAL_S):
-                with store._lock:
-                    writes = self.writes
-                    if writes == done:
-                        idle += 1
-                        if idle >= self.IDLE_ROUNDS:
-                            self._retire_locked()
-                            return
-                        continue
-                idle = 0
-                try:
-                    store.checkpoint(conn)
-                except (sqlite3.Error, AndonError) as exc:  # busy, or the store closing
-                    log.debug("checkpoint of the SQLite WAL skipped: %s", exc)
-                    continue
-                done = writes
-        finally:
-            store._release(conn)
-
-    def _retire(self) -> None:
-        with self._store._lock:
-            self._retire_locked()
-
-    def _retire_locked(self) -> None:
-        if self._store._checkpointer is self:
-            self._store._checkpointer = None
+__all__ = ["DataVersionWatcher"]
 
 
 @final
