@@ -7,7 +7,7 @@ import enum
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import final
+from typing import Any, final
 
 from andon._cancel import CancelReason, CancelToken
 from andon._clock import SYSTEM_CLOCK, Clock
@@ -68,7 +68,14 @@ class Attempt:
             token=self.token,
             sink=self.buffer,
             child_grace_s=max(self.spec.grace_s, 0.5),
+            resumed=self.resumed,
         )
+
+    @property
+    def resumed(self) -> Any:  # Any: the JSON state of a checkpoint
+        """The state this attempt starts from (the job's checkpoint, if it resumes), else ``None``."""
+        checkpoint = self.job.checkpoint
+        return checkpoint.state if self.job.resume and checkpoint is not None else None
 
     def request_stop(self, reason: CancelReason, message: str | None) -> bool:
         """Set the token; ``True`` if this was the first request (the caller delivers it).

@@ -42,6 +42,9 @@ class CancelReason(enum.StrEnum):
     """The worker could not renew its lease and stopped its own work (fencing)."""
     WORKER_LOST = "worker_lost"
     """The worker running the job disappeared; its lease expired."""
+    PAUSED = "paused"
+    """Its kind was paused with ``--now``: the job goes back to the queue and resumes from its
+    last checkpoint once the kind is unpaused."""
 
 
 class StopMethod(enum.StrEnum):

@@ -34,6 +34,8 @@ from andon._storage import (
     NewJob,
     OffsetPage,
     Page,
+    PausedKind,
+    PauseResult,
     Store,
     open_store,
 )
@@ -133,6 +135,7 @@ class Client:
                 timeout_s=timeout_s,
                 priority=priority,
                 owner=self._owner,
+                retry_resume=spec.retry.resume,
             )
             for params in params_list
         ]
@@ -183,6 +186,7 @@ class Client:
             priority=old.priority,
             retry_of=old.id,
             owner=self._owner if self.principal is not None else old.owner,
+            retry_resume=spec.retry.resume,
         )
         job = self.store.submit([new], self.actor)[0]
         wake_here()
@@ -394,6 +398,52 @@ class Client:
             with contextlib.suppress(JobFinished):  # it finished on its own meanwhile
                 self._stop(job_id, CancelReason.DELETED, None, retry=False, wait=True, timeout=timeout)
         self.store.delete(job_id)
+
+    # -- resume and pause ------------------------------------------------------
+
+    def resume(self, job_id: str) -> Job:
+        """Go on where a cancelled or failed job left off: the same job is queued again as a
+        new attempt that starts from its last checkpoint (``ctx.resumed``); what it emitted
+        after that checkpoint is dropped, and its history records who resumed it, from which
+        checkpoint. Unlike :meth:`retry`, no new job is made and nothing is done twice.
+
+        Raises:
+            JobNotFound: unknown id.
+            InvalidTransition: the job is not cancelled or failed, or has no checkpoint.
+        """
+        if self.principal is not None:
+            self._require_visible(job_id)
+        job = self.store.resume(_checked(job_id), self.actor)
+        wake_here()
+        return job
+
+    def pause(self, kind: str, *, now: bool = False, message: str | None = None) -> PauseResult:
+        """Stop claiming jobs of ``kind``: its queued jobs wait (each with the pause in its
+        history). With ``now=True`` its running jobs are also stopped (reason ``paused``) and
+        go back to the queue, to resume from their checkpoints once the kind is unpaused.
+
+        Raises:
+            NotAllowed: the caller is not an admin (a pause holds everyone's jobs).
+            UnknownKind: the client's app has no such kind.
+        """
+        self._require_admin("pause a kind")
+        if self.app is not None:
+            self.app.get(kind)
+        result = self.store.pause_kind(kind, self.actor, message, now)
+        for job in result.stopping:
+            deliver_here(job.id, CancelReason.PAUSED, message)
+        return result
+
+    def unpause(self, kind: str) -> bool:
+        """Let workers claim ``kind`` again; ``False`` if it was not paused."""
+        self._require_admin("unpause a kind")
+        removed = self.store.unpause_kind(kind, self.actor)
+        wake_here()
+        return removed
+
+    def paused_kinds(self) -> list[PausedKind]:
+        """The kinds no worker claims now, with who paused each and when."""
+        return self.store.paused_kinds()
 
     # -- tokens (admin only) --------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any, Final, Protocol, TypeVar
 from andon._cancel import Cancelled, CancelToken
 from andon._children import ChildGroup
 from andon._errors import CommandFailed, ResultTooLarge
-from andon._sizes import MAX_ITEM_BYTES, MAX_MESSAGE_CHARS, storable_text
+from andon._sizes import MAX_CHECKPOINT_BYTES, MAX_ITEM_BYTES, MAX_MESSAGE_CHARS, storable_text
 
 __all__ = ["Context", "ContextSink", "checked_progress", "encode_output"]
 
@@ -31,6 +31,8 @@ class ContextSink(Protocol):
     def progress(self, done: float, total: float | None, message: str | None) -> None: ...
 
     def child_started(self, pid: int) -> None: ...
+
+    def checkpoint(self, at: float, encoded: str) -> None: ...
 
 
 class Context:
@@ -57,6 +59,7 @@ class Context:
         token: CancelToken,
         sink: ContextSink,
         child_grace_s: float,
+        resumed: Any = None,  # Any: the JSON state of the checkpoint this attempt resumes from
     ) -> None:
         self.job_id = job_id
         self.kind = kind
@@ -65,6 +68,7 @@ class Context:
         self._token = token
         self._clock = token.clock
         self._sink = sink
+        self._resumed = resumed
         self._cleanups: list[Callable[[], object]] = []
         self._children = ChildGroup(child_grace_s, sink.child_started)
         self._unsubscribe = token.on_request(lambda _reason: self._children.stop())
@@ -169,6 +173,35 @@ class Context:
         self._token.raise_if_unvouched()
         encoded = encode_output(item, "a result item", MAX_ITEM_BYTES)
         self._sink.emit(self._clock.now(), encoded)
+
+    def checkpoint(self, state: Any) -> None:  # Any: any JSON value
+        """Store ``state`` as where this job stands, so that it can go on from there.
+
+        The state is stored together with every item emitted before this call, in one
+        transaction: a stored state is never ahead of or behind the stored items. An attempt
+        that resumes (:attr:`resumed`, after ``andon resume``, a shutdown, a lost worker or
+        lease, a pause, or a failure under ``Retry(resume=True)``) starts from the last one
+        stored, and its items are numbered on from the items that came before it (those
+        emitted after it are dropped: the resumed attempt does that work again). Cheap:
+        written with the next batch of items. Not a cancel point; it stores also while a
+        stop is under way (a cleanup may record where the work stopped).
+
+        Raises:
+            TypeError: the state is not JSON-serialisable.
+            ValueError: the state holds NaN or Infinity.
+            ResultTooLarge: the state takes more than 64 KiB (``MAX_CHECKPOINT_BYTES``) as
+                JSON; the checkpoint before it stays the last one.
+        """
+        self._token.raise_if_unvouched()
+        encoded = encode_output(state, "a checkpoint", MAX_CHECKPOINT_BYTES)
+        self._sink.checkpoint(self._clock.now(), encoded)
+
+    @property
+    def resumed(self) -> Any:  # Any: the JSON state a checkpoint stored
+        """The state of the checkpoint this attempt starts from, or ``None`` when it starts
+        from scratch (a first attempt, a retry without ``Retry(resume=True)``, or a job that
+        never stored one). Read it first thing, and go on from there."""
+        return self._resumed
 
     # -- resources ---------------------------------------------------------------
 

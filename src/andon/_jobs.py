@@ -55,12 +55,14 @@ from andon._sizes import MAX_ERROR_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, clipped_t
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "RESUMABLE_STATUSES",
     "RETRYABLE_STATUSES",
     "TERMINAL_STATUSES",
     "UNDERWAY_STATUSES",
     "Action",
     "CancelInfo",
     "CancelOutcome",
+    "Checkpoint",
     "ErrorInfo",
     "Job",
     "JobEvent",
@@ -71,6 +73,7 @@ __all__ = [
     "Settlement",
     "allowed_actions",
     "decide_cancel",
+    "decide_resume",
     "decide_settlement",
     "life_stage",
     "retry_delay",
@@ -107,6 +110,8 @@ TERMINAL_STATUSES: Final = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, Job
 ACTIVE_STATUSES: Final = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING})
 UNDERWAY_STATUSES: Final = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 RETRYABLE_STATUSES: Final = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+RESUMABLE_STATUSES: Final = RETRYABLE_STATUSES
+"""A job in one of these states with a checkpoint may be resumed: a new attempt of the same job."""
 """A job in one of these states may be submitted again as a new job (``retry_of`` the old one)."""
 
 ALLOWED_TRANSITIONS: Final[frozenset[tuple[JobStatus, JobStatus]]] = frozenset(
@@ -122,6 +127,9 @@ ALLOWED_TRANSITIONS: Final[frozenset[tuple[JobStatus, JobStatus]]] = frozenset(
         (JobStatus.CANCELLING, JobStatus.SUCCEEDED),
         (JobStatus.CANCELLING, JobStatus.FAILED),
         (JobStatus.CANCELLING, JobStatus.QUEUED),
+        # An explicit resume only (decide_resume): a new attempt from the last checkpoint.
+        (JobStatus.CANCELLED, JobStatus.QUEUED),
+        (JobStatus.FAILED, JobStatus.QUEUED),
     }
 )
 
@@ -169,6 +177,21 @@ class CancelInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """The last state a handler stored with ``ctx.checkpoint``, and where it stands.
+
+    Stored in the same transaction as every item emitted before it, so it is never ahead of
+    or behind the stored items: ``items`` of them came before it (the next attempt that
+    resumes from it numbers its first item ``items``).
+    """
+
+    state: Any  # the JSON value the handler stored
+    items: int
+    attempt: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """A snapshot of one job as the store holds it."""
 
@@ -198,6 +221,14 @@ class Job:
     result: Any = None  # any JSON value the handler returned
     error: ErrorInfo | None = None
     cancel: CancelInfo | None = None
+    checkpoint: Checkpoint | None = None
+    events_count: int = 0
+    """How many entries the job's history has (see :func:`life_stage`)."""
+    resume: bool = False
+    """The next attempt starts from :attr:`checkpoint` (set by a resume, or by a requeue
+    after a shutdown, a lost worker or lease, a pause, or a failure under ``Retry(resume=True)``)."""
+    retry_resume: bool = False
+    """The kind's ``Retry(resume=True)``, as it was when the job was submitted."""
     retry_of: str | None = None
     owner: str | None = None
     """Who submitted it (a token's name); ``None`` when made without a token."""
@@ -289,6 +320,7 @@ def stop_strength(reason: CancelReason, retry: bool) -> int:
     ==========================  ========  ==================================================
     request                     strength  the job ends
     ==========================  ========  ==================================================
+    pause of its kind (--now)   0         queued again, to resume when the kind is unpaused
     force-fail with retry       1         failed, or queued again if its policy allows
     cancel (user, timeout...)   2         cancelled (never retried)
     force-fail without retry    3         failed (never retried)
@@ -300,6 +332,8 @@ def stop_strength(reason: CancelReason, retry: bool) -> int:
     """
     if reason is CancelReason.DELETED:
         return 4
+    if reason is CancelReason.PAUSED:
+        return 0
     if reason is CancelReason.FORCED:
         return 1 if retry else 3
     return 2
@@ -344,27 +378,16 @@ def _stop_changes(job: Job, reason: CancelReason, *, retry: bool) -> bool:
     return outcome is not CancelOutcome.ALREADY
 
 
-_STAGE_IN_ATTEMPT: Final = {
-    JobStatus.RUNNING: 1,
-    JobStatus.CANCELLING: 2,
-    JobStatus.QUEUED: 3,  # waiting for the next attempt (at attempt 0: for the first)
-    JobStatus.SUCCEEDED: 4,
-    JobStatus.FAILED: 4,
-    JobStatus.CANCELLED: 4,
-}
-
-
 def life_stage(job: Job) -> int:
     """How far ``job`` has come in its life: a later snapshot of a job never has a smaller one.
 
-    Every transition in the table above raises it. A claim starts a new attempt (``attempt``
-    grows by one); within an attempt a job only moves on, from running to cancelling, to
-    queued for the next attempt, or to a terminal state, which never changes again. So a
-    client that gets snapshots of one job from several places (a listing, the answer to a
-    request, the event stream) in any order keeps the one with the larger stage. Two
-    snapshots of equal stage differ only in progress, items or the stop request in force.
+    It is the length of the job's history (:attr:`Job.events_count`): every change of state,
+    every stop request and every resume adds an entry, in the same transaction. So a client
+    that gets snapshots of one job from several places (a listing, the answer to a request,
+    the event stream) in any order keeps the one with the larger stage. Two snapshots of
+    equal stage differ only in progress, items or a checkpoint.
     """
-    return job.attempt * 4 + _STAGE_IN_ATTEMPT[job.status]
+    return job.events_count
 
 
 class OutcomeKind(enum.StrEnum):
@@ -401,6 +424,8 @@ class Settlement:
     requeue_delay: float | None = None
     """Seconds until the requeued job may be claimed again (``None`` unless ``queued``)."""
     counts_as_failure: bool = False
+    resume: bool = False
+    """Requeued to go on from the job's last checkpoint (what it emitted after it is dropped)."""
 
 
 def retry_delay(job: Job, failures: int) -> float | None:
@@ -423,11 +448,14 @@ def decide_settlement(job: Job, outcome: Outcome) -> Settlement:
     cancel = job.cancel if status is JobStatus.CANCELLING else None
     if kind is OutcomeKind.SUCCEEDED:
         return Settlement(JobStatus.SUCCEEDED, "succeeded")
+    if cancel is not None and cancel.reason is CancelReason.PAUSED and kind is not OutcomeKind.FAILED:
+        # Stopped for a pause of its kind: back to the queue, to go on where it left off.
+        return _requeued(job, "requeued (paused)")
     if cancel is not None and kind in (OutcomeKind.STOPPED, OutcomeKind.LOST):
         if cancel.reason is CancelReason.FORCED:
             return _failure(job, "force-failed", allow_retry=cancel.retry)
         return Settlement(JobStatus.CANCELLED, "cancelled")
-    if cancel is not None and kind is OutcomeKind.FAILED:
+    if cancel is not None and kind is OutcomeKind.FAILED and cancel.reason is not CancelReason.PAUSED:
         # The work failed before it saw the cancel: a failure, but never retried, because
         # someone asked for this job to stop (unless it was a force-fail, which is a failure
         # on purpose and keeps its retry rules).
@@ -436,17 +464,37 @@ def decide_settlement(job: Job, outcome: Outcome) -> Settlement:
     if kind is OutcomeKind.FAILED:
         return _failure(job, "failed", allow_retry=True)
     if kind is OutcomeKind.LOST:
-        return _failure(job, "worker lost", allow_retry=True)
+        return _failure(job, "worker lost", allow_retry=True, resume=True)
     # Stopped while still ``running`` in the store: the worker stopped it on its own
-    # (shutdown or lost lease). The attempt starts over later and is not a failure.
-    return Settlement(JobStatus.QUEUED, "requeued", requeue_delay=0.0)
+    # (shutdown or lost lease). The attempt goes on later and is not a failure.
+    return _requeued(job, "requeued")
 
 
-def _failure(job: Job, event: str, *, allow_retry: bool) -> Settlement:
+def _requeued(job: Job, event: str) -> Settlement:
+    return Settlement(JobStatus.QUEUED, event, requeue_delay=0.0, resume=job.checkpoint is not None)
+
+
+def _failure(job: Job, event: str, *, allow_retry: bool, resume: bool = False) -> Settlement:
     delay = retry_delay(job, job.failures + 1) if allow_retry else None
     if delay is None:
         return Settlement(JobStatus.FAILED, event, counts_as_failure=True)
-    return Settlement(JobStatus.QUEUED, "retry scheduled", requeue_delay=delay, counts_as_failure=True)
+    resume = (resume or job.retry_resume) and job.checkpoint is not None
+    return Settlement(JobStatus.QUEUED, "retry scheduled", requeue_delay=delay, counts_as_failure=True, resume=resume)
+
+
+def decide_resume(job: Job) -> Checkpoint:
+    """Check that ``job`` can be resumed; returns the checkpoint its next attempt starts from.
+
+    Raises:
+        InvalidTransition: the job is not cancelled or failed, or it has no checkpoint.
+    """
+    if job.status not in RESUMABLE_STATUSES:
+        message = f"job {job.id} is {job.status.value}; only a cancelled or failed job can be resumed"
+        raise InvalidTransition(job.id, job.status.value, "resume", message)
+    if job.checkpoint is None:
+        message = f"job {job.id} has no checkpoint to resume from (its handler never stored one); retry it instead"
+        raise InvalidTransition(job.id, job.status.value, "resume", message)
+    return job.checkpoint
 
 
 def check_transition(old: JobStatus, new: JobStatus) -> None:

@@ -17,7 +17,16 @@ from typing import final
 from andon._cancel import Cancelled
 from andon._jobs import Outcome
 
-__all__ = ["FLUSH_AT_ITEMS", "MAX_BUFFER_BYTES", "AttemptEnd", "OutputBuffer", "ProgressUpdate"]
+__all__ = ["FLUSH_AT_ITEMS", "MAX_BUFFER_BYTES", "AttemptEnd", "OutputBuffer", "ProgressUpdate", "SavedState"]
+
+
+@dataclass(frozen=True, slots=True)
+class SavedState:
+    """A checkpoint on its way to the store: the state as JSON, and how many items came before it."""
+
+    items: int
+    at: float
+    encoded: str
 
 
 @dataclass(slots=True)
@@ -30,10 +39,13 @@ class ProgressUpdate:
     """``(seq, at, encoded JSON)``, in order."""
     progress: tuple[float, float | None, str | None] | None = None
     acknowledged_at: float | None = None
+    checkpoint: SavedState | None = None
+    """The latest checkpoint, written after ``items`` in the same transaction; every item
+    before it is in ``items`` or already stored."""
 
     @property
     def is_empty(self) -> bool:
-        return not self.items and self.progress is None and self.acknowledged_at is None
+        return not self.items and self.progress is None and self.acknowledged_at is None and self.checkpoint is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +98,7 @@ class OutputBuffer:
         self._items: list[Item] = []
         self._bytes = 0
         self._progress: tuple[float, float | None, str | None] | None = None
+        self._checkpoint: SavedState | None = None
         self._lock = threading.Lock()
         self.flush_lock = threading.Lock()
         self._closed = False
@@ -112,6 +125,14 @@ class OutputBuffer:
             if not self._closed:
                 self._progress = (done, total, message)
 
+    def checkpoint(self, at: float, encoded: str) -> None:
+        """Keep the handler's latest state; it goes to the store with the items before it."""
+        with self._lock:
+            if self._closed:
+                raise Cancelled(None, "this job already ended; nothing more can be stored")
+            self._checkpoint = SavedState(self._next_seq, at, encoded)
+        self._wake_flusher()
+
     def child_started(self, pid: int) -> None:
         """Child processes are tracked by the context itself; nothing to store."""
 
@@ -129,15 +150,19 @@ class OutputBuffer:
         """
         with self._lock:
             journal = self._journal
+            checkpoint = None
             if journal is not None and not journal.empty:
+                # Items before the checkpoint may still be in the journal or in memory: it
+                # waits until they all go out, with the memory's last batch.
                 items = journal.read(self._max_bytes)
             else:
                 if journal is not None:
                     journal.remove()
                     self._journal = None
                 items, self._items, self._bytes = self._items, [], 0
+                checkpoint, self._checkpoint = self._checkpoint, None
             progress, self._progress = self._progress, None
-        return ProgressUpdate(self.job_id, self.attempt, items, progress, acknowledged_at)
+        return ProgressUpdate(self.job_id, self.attempt, items, progress, acknowledged_at, checkpoint)
 
     def restore(self, update: ProgressUpdate) -> None:
         """Put back what a failed flush took, ahead of anything emitted since."""
@@ -155,6 +180,8 @@ class OutputBuffer:
                     self._spill()
             if self._progress is None:
                 self._progress = update.progress
+            if self._checkpoint is None:
+                self._checkpoint = update.checkpoint
 
     def close(self, acknowledged_at: float | None) -> ProgressUpdate:
         """Refuse further output and return the rest, after any flush in progress.

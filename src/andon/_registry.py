@@ -37,10 +37,16 @@ class Isolation(enum.StrEnum):
 @final
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """Retry policy: ``max_attempts`` failed attempts in all, waiting ``backoff_s * 2**(n-1)``."""
+    """Retry policy: ``max_attempts`` failed attempts in all, waiting ``backoff_s * 2**(n-1)``.
+
+    With ``resume=True`` an attempt after a failure starts from the job's last checkpoint
+    (``ctx.checkpoint``) instead of from scratch. Attempts interrupted by a shutdown, a lost
+    worker, a lost lease or a pause always resume.
+    """
 
     max_attempts: int = 1
     backoff_s: float = 0.0
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.backoff_s < 0:

@@ -10,6 +10,8 @@ reader of it (API, dashboard, CLI, the event stream) from one value too large to
   handler; nothing of the item is stored).
 * ``MAX_RESULT_BYTES``: the value a handler returns (the job fails with ``ResultTooLarge``
   and stores no result).
+* ``MAX_CHECKPOINT_BYTES``: the state passed to ``ctx.checkpoint`` (``ResultTooLarge`` raised
+  in the handler, and the checkpoint before it stays the last one).
 * ``MAX_REQUEST_BYTES``: the default cap on an HTTP request body (413).
 * ``MAX_MESSAGE_CHARS``: a progress message (``ValueError`` raised in the handler).
 * ``MAX_ERROR_MESSAGE_CHARS`` / ``MAX_TRACEBACK_CHARS``: how much of a failure's message and
@@ -25,6 +27,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "MAX_CHECKPOINT_BYTES",
     "MAX_ERROR_MESSAGE_CHARS",
     "MAX_ITEM_BYTES",
     "MAX_MESSAGE_CHARS",
@@ -39,6 +42,7 @@ __all__ = [
 MAX_PARAMS_BYTES: Final = 64 * 1024
 MAX_ITEM_BYTES: Final = 1024 * 1024
 MAX_RESULT_BYTES: Final = 1024 * 1024
+MAX_CHECKPOINT_BYTES: Final = 64 * 1024
 MAX_REQUEST_BYTES: Final = 1024 * 1024
 MAX_MESSAGE_CHARS: Final = 4096
 MAX_ERROR_MESSAGE_CHARS: Final = 16 * 1024

@@ -12,6 +12,8 @@ import andon
 from andon._access import hash_token
 from andon._storage import NewJob
 from andon._storage._postgres import MIGRATIONS, PostgresStore
+from andon._storage._postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
+from andon._storage._sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from andon.examples import app as example_app
 from tests.postgres import fresh_schema
 
@@ -133,7 +135,9 @@ def test_sqlite_version_1_file_upgrades_in_place(tmp_path: Path) -> None:
         job = alice.submit("count", {"n": 1})
         assert store.get(job.id).owner == "alice"
     check = sqlite3.connect(path)
-    assert check.execute("SELECT value FROM andon_meta WHERE key = 'schema_version'").fetchone() == ("3",)
+    assert check.execute("SELECT value FROM andon_meta WHERE key = 'schema_version'").fetchone() == (
+        str(SQLITE_SCHEMA_VERSION),
+    )
     assert check.execute("SELECT count(*) FROM andon_jobs").fetchone() == (2,)
     check.close()
     # Opening again (and `andon db upgrade`) finds nothing left to do.
@@ -145,7 +149,7 @@ def test_sqlite_upgrade_reports_versions(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:
         conn.executescript(SCHEMA_V1)
     done = andon.upgrade_database(f"sqlite:///{path}")
-    assert (done.before, done.after, done.changed) == (1, 3, True)
+    assert (done.before, done.after, done.changed) == (1, SQLITE_SCHEMA_VERSION, True)
 
 
 def test_sqlite_newer_schema_is_refused(tmp_path: Path) -> None:
@@ -158,7 +162,7 @@ def test_sqlite_newer_schema_is_refused(tmp_path: Path) -> None:
         pass
 
 
-def test_postgres_version_1_schema_upgrades_to_2() -> None:
+def test_postgres_version_1_schema_upgrades_to_the_latest() -> None:
     with fresh_schema(migrate=False) as url:
         schema = url.rpartition("schema=")[2]
         with psycopg.connect(url.partition("?")[0], autocommit=True) as conn:
@@ -174,7 +178,7 @@ def test_postgres_version_1_schema_upgrades_to_2() -> None:
         with pytest.raises(andon.ConfigurationError, match="version 1"), PostgresStore(url):
             pass
         store = PostgresStore(url)
-        assert store.upgrade() == (1, 2)
+        assert store.upgrade() == (1, POSTGRES_SCHEMA_VERSION)
         with store:
             assert store.get("0190a0b0-0000-7000-8000-000000000002").owner is None
             job = store.submit(

@@ -93,6 +93,9 @@ class _Sink:
     def child_started(self, pid: int) -> None:
         pass
 
+    def checkpoint(self, at: float, encoded: str) -> None:
+        pass
+
 
 def _context() -> Context:
     return Context(job_id="j", kind="k", attempt=1, params={}, token=CancelToken(), sink=_Sink(), child_grace_s=0.5)

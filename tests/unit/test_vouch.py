@@ -39,6 +39,9 @@ class Sink:
     def child_started(self, pid: int) -> None:
         pass
 
+    def checkpoint(self, at: float, encoded: str) -> None:
+        self.reports.append(("checkpoint", encoded))
+
 
 def context(token: CancelToken, sink: Sink) -> Context:
     return Context(job_id="j", kind="k", attempt=1, params={}, token=token, sink=sink, child_grace_s=0.5)
@@ -52,6 +55,7 @@ def calls(ctx: Context, marker: Path) -> dict[str, Callable[[], object]]:
         "wait_future": lambda: ctx.wait(concurrent.futures.Future(), timeout=5),
         "emit": lambda: ctx.emit({"x": 1}),
         "progress": lambda: ctx.progress(1, 2),
+        "checkpoint": lambda: ctx.checkpoint({"next": 1}),
         "run": lambda: ctx.run(["touch", str(marker)]),
         "popen": lambda: ctx.popen(["touch", str(marker)]),
     }

@@ -116,6 +116,7 @@ class ProcessExecution:
                 job.params,
                 max(attempt.spec.grace_s, 0.5),
                 attempt.spec.limits,
+                attempt.resumed,
             ),
             name=f"andon-job-{job.id}",
         )
@@ -187,6 +188,8 @@ class ProcessExecution:
                 # The child's context checked it; checked again, as the worker writes it.
                 with contextlib.suppress(TypeError, ValueError):
                     buffer.progress(*checked_progress(message[1], message[2], message[3]))
+            elif tag == "checkpoint":
+                buffer.checkpoint(message[1], message[2])
             elif tag == "child":
                 with self._lock:
                     self._child_pids.append(message[1])
@@ -292,6 +295,9 @@ class _PipeSink:
     def child_started(self, pid: int) -> None:
         self._send(("child", pid))
 
+    def checkpoint(self, at: float, encoded: str) -> None:
+        self._send(("checkpoint", at, encoded))
+
 
 def _child_main(
     conn: Connection,
@@ -302,6 +308,7 @@ def _child_main(
     params: dict[str, Any],  # Any: JSON params
     child_grace_s: float,
     limits: Limits | None = None,
+    resumed: Any = None,  # Any: the JSON state of the checkpoint the attempt resumes from
 ) -> None:
     os.setpgid(0, 0)
     set_parent_death_signal()
@@ -322,6 +329,7 @@ def _child_main(
         token=token,
         sink=_PipeSink(send),
         child_grace_s=child_grace_s,
+        resumed=resumed,
     )
     done: tuple[str, Any]
     try:

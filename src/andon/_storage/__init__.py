@@ -16,6 +16,8 @@ from andon._storage._port import (
     NewJob,
     OffsetPage,
     Page,
+    PausedKind,
+    PauseResult,
     Store,
 )
 
@@ -32,6 +34,8 @@ __all__ = [
     "NewJob",
     "OffsetPage",
     "Page",
+    "PauseResult",
+    "PausedKind",
     "SchemaUpgrade",
     "Store",
     "open_store",

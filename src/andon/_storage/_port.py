@@ -31,6 +31,8 @@ __all__ = [
     "NewJob",
     "OffsetPage",
     "Page",
+    "PauseResult",
+    "PausedKind",
     "Store",
 ]
 
@@ -48,6 +50,7 @@ class NewJob:
     priority: int = 0
     retry_of: str | None = None
     owner: str | None = None
+    retry_resume: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,28 @@ class CancelNotice:
     attempt: int
     reason: CancelReason
     message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PausedKind:
+    """A kind no worker claims until it is unpaused."""
+
+    kind: str
+    paused_at: float
+    by: str | None
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PauseResult:
+    """What pausing a kind did."""
+
+    kind: str
+    changed: bool
+    """``False``: the kind was paused already."""
+    stopping: list[Job]
+    """Its running jobs asked to stop (``--now``; reason ``paused``): each goes back to the
+    queue once its work has stopped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +288,28 @@ class Store(Protocol):
             InvalidTransition: the job is still active (cancel it and wait first).
         """
         ...
+
+    def resume(self, job_id: str, by: str | None) -> Job:
+        """Queue a cancelled or failed job again as a new attempt that starts from its last
+        checkpoint (what it emitted after the checkpoint is dropped), with its record.
+
+        Raises:
+            JobNotFound: unknown id.
+            InvalidTransition: the job is not cancelled or failed, or has no checkpoint.
+        """
+        ...
+
+    def pause_kind(self, kind: str, by: str | None, message: str | None, now: bool) -> PauseResult:
+        """Stop claiming jobs of ``kind`` (its queued jobs wait, each with the pause in its
+        history); ``now``: also ask its running jobs to stop (reason ``paused``), each to go
+        back to the queue and resume from its checkpoint once the kind is unpaused."""
+        ...
+
+    def unpause_kind(self, kind: str, by: str | None) -> bool:
+        """Let workers claim ``kind`` again; ``False`` if it was not paused."""
+        ...
+
+    def paused_kinds(self) -> list[PausedKind]: ...
 
     def kind_stats(self) -> list[KindStats]: ...
 

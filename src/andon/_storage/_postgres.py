@@ -446,6 +446,7 @@ class PostgresConnector:
             "timeouts": [None if j.timeout_s is None else float(j.timeout_s) for j in jobs],
             "retry_ofs": [j.retry_of for j in jobs],
             "owners": [j.owner for j in jobs],
+            "retry_resumes": [j.retry_resume for j in jobs],
         }
         tx.one("submit", args)
 

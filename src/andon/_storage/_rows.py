@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from andon._cancel import CancelReason, StopMethod
 from andon._jobs import (
     CancelInfo,
+    Checkpoint,
     ErrorInfo,
     Job,
     JobEvent,
@@ -36,6 +37,7 @@ __all__ = [
     "item_from_row",
     "job_from_row",
     "lost_attempt_event",
+    "resumes_from",
     "rows_that_fit",
     "settlement_write",
 ]
@@ -53,6 +55,8 @@ class SettlementWrite:
     status: JobStatus
     columns: dict[str, Any]  # Any: SQL parameter values, named as both stores' SQL names them
     events: list[NewEvent]
+    resume_from: int | None = None
+    """Requeued to resume from its checkpoint: the items from this seq on are dropped."""
 
 
 def settlement_write(job: Job, outcome: Outcome, now: float, encode: Callable[[Any], Any]) -> SettlementWrite:
@@ -84,6 +88,9 @@ def settlement_write(job: Job, outcome: Outcome, now: float, encode: Callable[[A
     message = f"{error.type}: {error.message}" if error and status is not JobStatus.SUCCEEDED else None
     if settlement.requeue_delay:
         message = f"{message or ''}; next attempt in {settlement.requeue_delay:g} s".lstrip("; ")
+    checkpoint = job.checkpoint if settlement.resume else None
+    if checkpoint is not None:
+        message = f"{message or ''}; {resumes_from(checkpoint)}".lstrip("; ")
     reason = outcome.stop_reason.value if outcome.stop_reason and cancel is None else None
     if outcome.kind is OutcomeKind.LOST:
         reason = CancelReason.WORKER_LOST.value
@@ -105,8 +112,14 @@ def settlement_write(job: Job, outcome: Outcome, now: float, encode: Callable[[A
         "stopped": outcome.stopped_at or now,
         "method": method.value if method else None,
         "events": len(events),
+        "resume": settlement.resume,
     }
-    return SettlementWrite(status, columns, events)
+    return SettlementWrite(status, columns, events, checkpoint.items if checkpoint is not None else None)
+
+
+def resumes_from(checkpoint: Checkpoint) -> str:
+    """How a history event says where the next attempt goes on from."""
+    return f"resumes from the checkpoint of attempt {checkpoint.attempt}, after item {checkpoint.items}"
 
 
 class Row(Protocol):
@@ -178,8 +191,20 @@ def job_from_row(row: Row) -> Job:
         result=json.loads(row["result"]) if row["result"] is not None else None,
         error=error,
         cancel=cancel,
+        checkpoint=_checkpoint_from_row(row),
+        events_count=row["events_count"],
+        resume=bool(row["resume"]),
+        retry_resume=bool(row["retry_resume"]),
         retry_of=row["retry_of"],
         owner=row["owner"],
+    )
+
+
+def _checkpoint_from_row(row: Row) -> Checkpoint | None:
+    if row["checkpoint"] is None:
+        return None
+    return Checkpoint(
+        json.loads(row["checkpoint"]), row["checkpoint_items"], row["checkpoint_attempt"], row["checkpoint_at"]
     )
 
 

@@ -42,10 +42,10 @@ DEFAULT_BUSY_TIMEOUT_S: Final = 10.0
 # How long one attempt waits in SQLite's own busy handler before our loop looks at the
 # clock: an operation overruns its busy timeout by at most this much.
 _BUSY_ATTEMPT_S: Final = 0.25
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 _QUERIES: Final = read_blocks("queries_sqlite.sql")
-# Each step from the version it starts at: 1 -> 2, 2 -> 3; the schema script then adds what is new.
-_UPGRADES: Final = ((1, _QUERIES["upgrade_to_2"]), (2, _QUERIES["upgrade_to_3"]))
+# Each step from the version it starts at: 1 -> 2, 2 -> 3, 3 -> 4; the schema script then adds what is new.
+_UPGRADES: Final = ((1, _QUERIES["upgrade_to_2"]), (2, _QUERIES["upgrade_to_3"]), (3, _QUERIES["upgrade_to_4"]))
 _SCHEMA_OBJECT: Final = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", re.IGNORECASE)
 
 
@@ -328,6 +328,7 @@ class SqliteConnector:
                 "timeout_s": j.timeout_s,
                 "retry_of": j.retry_of,
                 "owner": j.owner,
+                "retry_resume": j.retry_resume,
                 "actor": actor,
             }
             for j in jobs

@@ -80,3 +80,17 @@ CREATE TABLE andon_tokens (
     created_at double precision NOT NULL,
     revoked_at double precision
 );
+
+-- migration 3: checkpoints, resume and paused kinds
+ALTER TABLE andon_jobs ADD COLUMN checkpoint text;               -- JSON: the last ctx.checkpoint state
+ALTER TABLE andon_jobs ADD COLUMN checkpoint_items bigint;       -- items stored before it
+ALTER TABLE andon_jobs ADD COLUMN checkpoint_attempt integer;
+ALTER TABLE andon_jobs ADD COLUMN checkpoint_at double precision;
+ALTER TABLE andon_jobs ADD COLUMN resume boolean NOT NULL DEFAULT false;
+ALTER TABLE andon_jobs ADD COLUMN retry_resume boolean NOT NULL DEFAULT false;
+CREATE TABLE andon_paused (
+    kind      text COLLATE "C" PRIMARY KEY,
+    paused_at double precision NOT NULL,
+    paused_by text,
+    message   text
+);

@@ -31,13 +31,14 @@ SELECT pg_notify(%(channel)s, %(payload)s)
 -- name: submit
 WITH new AS (
     INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
-                            max_attempts, retry_backoff_s, timeout_s, retry_of, owner, events_count)
+                            max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, events_count)
     SELECT id, kind, params, 'queued', priority, %(now)s, %(now)s,
-           max_attempts, retry_backoff_s, timeout_s, retry_of, owner, 1
+           max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, 1
     FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(params)s::text[], %(priorities)s::bigint[],
                 %(max_attempts)s::integer[], %(backoffs)s::float8[], %(timeouts)s::float8[], %(retry_ofs)s::text[],
-                %(owners)s::text[])
-         AS new (id, kind, params, priority, max_attempts, retry_backoff_s, timeout_s, retry_of, owner)
+                %(owners)s::text[], %(retry_resumes)s::boolean[])
+         AS new (id, kind, params, priority, max_attempts, retry_backoff_s, timeout_s, retry_of, owner,
+                 retry_resume)
     RETURNING id
 )
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
@@ -70,7 +71,7 @@ SELECT id,
        + COALESCE(octet_length(error_traceback), 0) + COALESCE(octet_length(progress_message), 0)
        + COALESCE(octet_length(cancel_by), 0) + COALESCE(octet_length(cancel_message), 0)
        + COALESCE(octet_length(worker_id), 0) + COALESCE(octet_length(retry_of), 0)
-       + COALESCE(octet_length(owner), 0) AS size
+       + COALESCE(octet_length(owner), 0) + COALESCE(octet_length(checkpoint), 0) AS size
 FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT %(limit)s
 
 -- name: jobs_by_ids
@@ -205,6 +206,7 @@ GROUP BY kind, cancel_stop_method
 WITH next AS (
     SELECT id FROM andon_jobs
     WHERE status = 'queued' AND available_at <= %(now)s AND kind COLLATE "C" = ANY(%(kinds)s)
+      AND NOT EXISTS (SELECT 1 FROM andon_paused AS paused WHERE paused.kind = andon_jobs.kind)
     ORDER BY priority DESC, id
     LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
@@ -233,7 +235,11 @@ UPDATE andon_jobs SET items_count = GREATEST(items_count, %(items_count)s),
     progress_done = CASE WHEN %(has_progress)s THEN %(done)s ELSE progress_done END,
     progress_total = CASE WHEN %(has_progress)s THEN %(total)s ELSE progress_total END,
     progress_message = CASE WHEN %(has_progress)s THEN %(progress_message)s ELSE progress_message END,
-    cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, %(acknowledged_at)s)
+    cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, %(acknowledged_at)s),
+    checkpoint = CASE WHEN %(has_checkpoint)s THEN %(checkpoint)s ELSE checkpoint END,
+    checkpoint_items = CASE WHEN %(has_checkpoint)s THEN %(checkpoint_items)s ELSE checkpoint_items END,
+    checkpoint_attempt = CASE WHEN %(has_checkpoint)s THEN attempt ELSE checkpoint_attempt END,
+    checkpoint_at = CASE WHEN %(has_checkpoint)s THEN %(checkpoint_at)s ELSE checkpoint_at END
 WHERE id = %(job_id)s AND attempt = %(attempt)s AND status IN ('running', 'cancelling')
 RETURNING id
 
@@ -263,11 +269,12 @@ UPDATE andon_jobs AS job SET status = v.status, finished_at = v.finished, lease_
     cancel_reason = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_reason END,
     cancel_by = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_by END,
     cancel_message = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_message END,
-    cancel_retry = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_retry END
+    cancel_retry = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_retry END,
+    resume = v.resume
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS v (
     id text, status text, finished float8, result text, error_type text, error_message text,
     error_traceback text, failed int, available float8, acknowledged_at float8, has_cancel bool,
-    clear_cancel bool, stopped float8, method text, events int)
+    clear_cancel bool, stopped float8, method text, events int, resume bool)
 WHERE job.id = v.id
 RETURNING job.*
 
@@ -298,6 +305,57 @@ WHERE status IN ('running', 'cancelling')
   AND lease_expires_at < COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp()))
 ORDER BY id
 FOR UPDATE SKIP LOCKED
+
+-- == resume and pause =================================================================
+
+-- Going on from the checkpoint: what the last attempt emitted after it is dropped (the next
+-- attempt does that work again and numbers its items on from the checkpoint's).
+-- name: drop_items_after_checkpoint
+WITH dropped AS (DELETE FROM andon_items WHERE job_id = %(id)s AND seq >= %(from_seq)s)
+UPDATE andon_jobs SET items_count = %(from_seq)s WHERE id = %(id)s RETURNING *
+
+-- name: resume
+UPDATE andon_jobs SET status = 'queued', available_at = %(now)s, finished_at = NULL, resume = true,
+    result = NULL, error_type = NULL, error_message = NULL, error_traceback = NULL,
+    cancel_requested_at = NULL, cancel_reason = NULL, cancel_by = NULL, cancel_message = NULL,
+    cancel_retry = NULL, cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL
+WHERE id = %(id)s
+
+-- name: pause_kind
+INSERT INTO andon_paused (kind, paused_at, paused_by, message) VALUES (%(kind)s, %(now)s, %(by)s, %(message)s)
+ON CONFLICT (kind) DO NOTHING
+RETURNING kind
+
+-- name: unpause_kind
+DELETE FROM andon_paused WHERE kind = %(kind)s RETURNING kind
+
+-- name: paused_kinds
+SELECT kind, paused_at, paused_by, message FROM andon_paused ORDER BY kind
+
+-- Each queued job of the kind gets the pause (or unpause) in its history.
+-- name: note_on_queued
+WITH noted AS (
+    UPDATE andon_jobs SET events_count = events_count + 1
+    WHERE status = 'queued' AND kind = %(kind)s
+    RETURNING id, events_count, attempt
+)
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, events_count, %(now)s, %(type)s, 'queued', 'queued', %(by)s, %(reason)s, %(message)s, attempt FROM noted
+
+-- Running jobs of a kind paused with --now are asked to stop (reason paused), each with its event.
+-- name: pause_running
+WITH stopping AS (
+    UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = 'paused',
+        cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = true, events_count = events_count + 1
+    WHERE status = 'running' AND kind = %(kind)s
+    RETURNING *
+), noted AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, events_count, %(now)s, 'cancel requested', 'running', 'cancelling', %(by)s, 'paused', %(message)s,
+           attempt
+    FROM stopping
+)
+SELECT * FROM stopping
 
 -- == tokens =============================================================================
 

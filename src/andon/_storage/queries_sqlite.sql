@@ -41,13 +41,23 @@ UPDATE andon_meta SET value = '2' WHERE key = 'schema_version'
 ALTER TABLE andon_jobs ADD COLUMN lease_deadline REAL;
 UPDATE andon_meta SET value = '3' WHERE key = 'schema_version'
 
+-- 3 -> 4: checkpoints and resume (and schema_sqlite.sql then adds the paused kinds table).
+-- name: upgrade_to_4
+ALTER TABLE andon_jobs ADD COLUMN checkpoint TEXT;
+ALTER TABLE andon_jobs ADD COLUMN checkpoint_items INTEGER;
+ALTER TABLE andon_jobs ADD COLUMN checkpoint_attempt INTEGER;
+ALTER TABLE andon_jobs ADD COLUMN checkpoint_at REAL;
+ALTER TABLE andon_jobs ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE andon_jobs ADD COLUMN retry_resume INTEGER NOT NULL DEFAULT 0;
+UPDATE andon_meta SET value = '4' WHERE key = 'schema_version'
+
 -- == clients ============================================================================
 
 -- name: insert_job
 INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
-                        max_attempts, retry_backoff_s, timeout_s, retry_of, owner, events_count)
+                        max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, events_count)
 VALUES (:id, :kind, :params, 'queued', :priority, :now, :now, :max_attempts, :retry_backoff_s, :timeout_s,
-        :retry_of, :owner, 1)
+        :retry_of, :owner, :retry_resume, 1)
 
 -- name: insert_submitted
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
@@ -78,7 +88,8 @@ SELECT id,
        + COALESCE(length(CAST(error_message AS BLOB)), 0) + COALESCE(length(CAST(error_traceback AS BLOB)), 0)
        + COALESCE(length(CAST(progress_message AS BLOB)), 0) + COALESCE(length(CAST(cancel_by AS BLOB)), 0)
        + COALESCE(length(CAST(cancel_message AS BLOB)), 0) + COALESCE(length(CAST(worker_id AS BLOB)), 0)
-       + COALESCE(length(CAST(retry_of AS BLOB)), 0) + COALESCE(length(CAST(owner AS BLOB)), 0) AS size
+       + COALESCE(length(CAST(retry_of AS BLOB)), 0) + COALESCE(length(CAST(owner AS BLOB)), 0)
+       + COALESCE(length(CAST(checkpoint AS BLOB)), 0) AS size
 FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT :limit
 
 -- name: jobs_by_ids
@@ -203,12 +214,14 @@ INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, 
 SELECT id, events_count + 1, :now, 'started', 'queued', 'running', :actor, NULL, NULL, attempt + 1
 FROM andon_jobs INDEXED BY andon_jobs_queue
 WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
+  AND kind NOT IN (SELECT kind FROM andon_paused)
 ORDER BY priority DESC, id LIMIT :n;
 UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :now,
     worker_id = :worker, lease_expires_at = :now + :lease_s, lease_deadline = :lease_base + :lease_s,
     events_count = events_count + 1, progress_done = NULL, progress_total = NULL, progress_message = NULL
 WHERE id IN (SELECT id FROM andon_jobs INDEXED BY andon_jobs_queue
              WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
+               AND kind NOT IN (SELECT kind FROM andon_paused)
              ORDER BY priority DESC, id LIMIT :n)
 RETURNING *
 
@@ -217,7 +230,11 @@ UPDATE andon_jobs SET items_count = MAX(items_count, :items_count),
     progress_done = CASE WHEN :has_progress THEN :done ELSE progress_done END,
     progress_total = CASE WHEN :has_progress THEN :total ELSE progress_total END,
     progress_message = CASE WHEN :has_progress THEN :progress_message ELSE progress_message END,
-    cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, :acknowledged_at)
+    cancel_acknowledged_at = COALESCE(cancel_acknowledged_at, :acknowledged_at),
+    checkpoint = CASE WHEN :has_checkpoint THEN :checkpoint ELSE checkpoint END,
+    checkpoint_items = CASE WHEN :has_checkpoint THEN :checkpoint_items ELSE checkpoint_items END,
+    checkpoint_attempt = CASE WHEN :has_checkpoint THEN attempt ELSE checkpoint_attempt END,
+    checkpoint_at = CASE WHEN :has_checkpoint THEN :checkpoint_at ELSE checkpoint_at END
 WHERE id = :job_id AND attempt = :attempt AND status IN ('running', 'cancelling')
 RETURNING id
 
@@ -238,7 +255,8 @@ UPDATE andon_jobs SET status = :status, finished_at = :finished,
     cancel_reason = CASE WHEN :clear_cancel THEN NULL ELSE cancel_reason END,
     cancel_by = CASE WHEN :clear_cancel THEN NULL ELSE cancel_by END,
     cancel_message = CASE WHEN :clear_cancel THEN NULL ELSE cancel_message END,
-    cancel_retry = CASE WHEN :clear_cancel THEN NULL ELSE cancel_retry END
+    cancel_retry = CASE WHEN :clear_cancel THEN NULL ELSE cancel_retry END,
+    resume = :resume
 WHERE id = :id RETURNING *
 
 -- name: insert_event
@@ -265,6 +283,49 @@ INSERT OR REPLACE INTO andon_meta (key, value) VALUES ('boot_id', :boot_id)
 -- name: expired
 SELECT * FROM andon_jobs WHERE status IN ('running', 'cancelling')
   AND (:rebooted OR lease_deadline IS NULL OR lease_deadline < :lease_base)
+
+-- == resume and pause =================================================================
+
+-- Going on from the checkpoint: what the last attempt emitted after it is dropped (the next
+-- attempt does that work again and numbers its items on from the checkpoint's).
+-- name: drop_items_after_checkpoint
+DELETE FROM andon_items WHERE job_id = :id AND seq >= :from_seq;
+UPDATE andon_jobs SET items_count = :from_seq WHERE id = :id RETURNING *
+
+-- name: resume
+UPDATE andon_jobs SET status = 'queued', available_at = :now, finished_at = NULL, resume = 1,
+    result = NULL, error_type = NULL, error_message = NULL, error_traceback = NULL,
+    cancel_requested_at = NULL, cancel_reason = NULL, cancel_by = NULL, cancel_message = NULL,
+    cancel_retry = NULL, cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL
+WHERE id = :id
+
+-- name: pause_kind
+INSERT INTO andon_paused (kind, paused_at, paused_by, message) VALUES (:kind, :now, :by, :message)
+ON CONFLICT (kind) DO NOTHING
+RETURNING kind
+
+-- name: unpause_kind
+DELETE FROM andon_paused WHERE kind = :kind RETURNING kind
+
+-- name: paused_kinds
+SELECT kind, paused_at, paused_by, message FROM andon_paused ORDER BY kind
+
+-- Each queued job of the kind gets the pause (or unpause) in its history.
+-- name: note_on_queued
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, events_count + 1, :now, :type, 'queued', 'queued', :by, :reason, :message, attempt
+FROM andon_jobs WHERE status = 'queued' AND kind = :kind;
+UPDATE andon_jobs SET events_count = events_count + 1 WHERE status = 'queued' AND kind = :kind
+
+-- Running jobs of a kind paused with --now are asked to stop (reason paused), each with its event.
+-- name: pause_running
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, events_count + 1, :now, 'cancel requested', 'running', 'cancelling', :by, 'paused', :message, attempt
+FROM andon_jobs WHERE status = 'running' AND kind = :kind;
+UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now, cancel_reason = 'paused', cancel_by = :by,
+    cancel_message = :message, cancel_retry = 1, events_count = events_count + 1
+WHERE status = 'running' AND kind = :kind
+RETURNING *
 
 -- == tokens =============================================================================
 

@@ -1,4 +1,4 @@
--- andon schema for SQLite, version 3 (a file of an older version is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
+-- andon schema for SQLite, version 4 (a file of an older version is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
 CREATE TABLE IF NOT EXISTS andon_jobs (
     id                     TEXT PRIMARY KEY,
     kind                   TEXT NOT NULL,
@@ -35,7 +35,13 @@ CREATE TABLE IF NOT EXISTS andon_jobs (
     cancel_stopped_at      REAL,
     cancel_stop_method     TEXT,
     retry_of               TEXT,
-    owner                  TEXT
+    owner                  TEXT,
+    checkpoint             TEXT,                -- JSON: the handler's last ctx.checkpoint state
+    checkpoint_items       INTEGER,             -- items stored before it
+    checkpoint_attempt     INTEGER,
+    checkpoint_at          REAL,
+    resume                 INTEGER NOT NULL DEFAULT 0,  -- the next attempt starts from the checkpoint
+    retry_resume           INTEGER NOT NULL DEFAULT 0   -- Retry(resume=True) of its kind
 );
 CREATE INDEX IF NOT EXISTS andon_jobs_queue ON andon_jobs (priority DESC, id) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS andon_jobs_held ON andon_jobs (worker_id) WHERE status IN ('running', 'cancelling');
@@ -70,8 +76,14 @@ CREATE TABLE IF NOT EXISTS andon_items (
     data    TEXT NOT NULL,
     PRIMARY KEY (job_id, seq)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS andon_paused (
+    kind      TEXT PRIMARY KEY,
+    paused_at REAL NOT NULL,
+    paused_by TEXT,
+    message   TEXT
+);
 CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '3');
+INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '4');

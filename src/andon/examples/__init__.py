@@ -18,10 +18,16 @@ app = App(default_grace=2.0)
 
 @app.job("count")
 def count(ctx: Context, n: int = 10, interval_s: float = 0.5) -> dict[str, int]:
-    """Count to n, one step every interval_s seconds; cooperative (stops within a checkpoint)."""
-    for i in range(n):
+    """Count to n, one step every interval_s seconds; cooperative (stops at its next sleep).
+
+    Each step emits its number and then checkpoints the next one, so a resumed count goes on
+    where it stopped and the items of all its attempts are 0..n-1, each once.
+    """
+    start = ctx.resumed["next"] if ctx.resumed else 0
+    for i in range(start, n):
         ctx.sleep(interval_s)
         ctx.emit({"i": i, "at": time.time()})
+        ctx.checkpoint({"next": i + 1})
         ctx.progress(i + 1, n, f"counted to {i + 1}")
     return {"counted": n}
 

@@ -39,6 +39,8 @@ class JobOperations(Operations[C]):
                 status=JobStatus.QUEUED,
                 created_at=now,
                 available_at=now,
+                events_count=1,
+                retry_resume=j.retry_resume,
                 max_attempts=j.max_attempts,
                 retry_backoff_s=j.retry_backoff_s,
                 timeout_s=j.timeout_s,

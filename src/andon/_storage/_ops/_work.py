@@ -75,6 +75,10 @@ class WorkOperations(Operations[C]):
                     "total": progress[1],
                     "progress_message": progress[2],
                     "acknowledged_at": update.acknowledged_at,
+                    "has_checkpoint": update.checkpoint is not None,
+                    "checkpoint": update.checkpoint.encoded if update.checkpoint else None,
+                    "checkpoint_items": update.checkpoint.items if update.checkpoint else None,
+                    "checkpoint_at": update.checkpoint.at if update.checkpoint else None,
                 },
             )
             if held is None:
@@ -159,6 +163,9 @@ class WorkOperations(Operations[C]):
         updates = [s.update for _, _, s in ending if s.update is not None and not s.update.is_empty]
         if updates:
             self._write_updates(tx, updates)
+            # A checkpoint in the last batch decides where a requeued attempt goes on from.
+            fresh = {u.job_id for u in updates if u.checkpoint is not None}
+            ending = [(i, _job(tx, job.id) if job.id in fresh else job, s) for i, job, s in ending]
         settled = self._settle_all(tx, [(job, s.outcome) for _, job, s in ending], f"worker:{worker_id}")
         for (i, _, _), job in zip(ending, settled, strict=True):
             results[i] = job
@@ -172,13 +179,21 @@ class WorkOperations(Operations[C]):
         rows: list[dict[str, Any]] = []
         events: list[tuple[str, int, str, JobStatus, JobStatus, str | None, str | None]] = []
         changes = {Change.ENDED}
+        resumes: list[tuple[str, int]] = []
         for job, outcome in ending:
             write = settlement_write(job, outcome, now, json.dumps)
             if write.status is JobStatus.QUEUED:
                 changes.add(Change.WORK)
+            if write.resume_from is not None:
+                resumes.append((job.id, write.resume_from))
             rows.append({"id": job.id, **write.columns})
             events.extend((job.id, job.attempt, *event) for event in write.events)
         settled = {row["id"]: row for row in self._db.settle_rows(tx, rows)}
+        for job_id, from_seq in resumes:
+            # Resumed from its checkpoint: the next attempt redoes what came after it.
+            row = tx.one("drop_items_after_checkpoint", {"id": job_id, "from_seq": from_seq})
+            assert row is not None, f"job {job_id} vanished inside its own transaction"
+            settled[job_id] = row
         # Each job's new events are the last ``events`` of its (now raised) events_count.
         next_seq = {row["id"]: settled[row["id"]]["events_count"] - row["events"] for row in rows}
         numbered = []
@@ -268,3 +283,9 @@ def _settled_now(tx: Tx, worker_id: str, ends: Sequence[AttemptEnd]) -> list[Set
             return Resolution.NOT_APPLIED
         found.append(job)
     return found
+
+
+def _job(tx: Tx, job_id: str) -> Job:
+    row = tx.one("get", {"id": job_id})
+    assert row is not None, f"job {job_id} vanished inside its own transaction"
+    return job_from_row(row)
