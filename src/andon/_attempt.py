@@ -81,7 +81,7 @@ class Attempt:
         """Set the token; ``True`` if this was the first request (the caller delivers it).
 
         Also ``True`` the first time the worker hears of a stop the work started itself (a
-        checkpoint past the vouch): its escalation starts now.
+        cancel point past the vouch): its escalation starts now.
         """
         first = self.token.request(reason, message)
         if self.stop.requested_at is None and self.token.requested:

@@ -2,13 +2,18 @@
 
 Words used the same way everywhere in andon:
 
+* a **cancel point** is a call where a handler may observe a cancel (``ctx.check()``,
+  ``ctx.sleep()``, ``ctx.wait()``, ``ctx.run()``); a **checkpoint** is something else: the
+  state a handler stores with ``ctx.checkpoint(state)`` so that a later attempt can go on
+  from it;
+
 * a cancel is **requested** (someone asked; :class:`CancelReason` says why),
-* the work **acknowledges** it (a checkpoint saw the request), and
+* the work **acknowledges** it (a cancel point saw the request), and
 * the work has **stopped** (the handler returned, or was stopped by force;
   :class:`StopMethod` says which step stopped it).
 
 A :class:`CancelToken` is level-triggered: once requested it stays requested, and every
-checkpoint after that raises :class:`Cancelled` again, so a handler cannot miss a cancel by
+cancel point after that raises :class:`Cancelled` again, so a handler cannot miss a cancel by
 catching it once in some inner loop.
 """
 
@@ -53,7 +58,7 @@ class StopMethod(enum.StrEnum):
     WITHDRAWN = "withdrawn"
     """The job was still queued: it never started."""
     COOPERATIVE = "cooperative"
-    """The handler saw the request at a checkpoint (``ctx.check()``, ``ctx.sleep()``...)."""
+    """The handler saw the request at a cancel point (``ctx.check()``, ``ctx.sleep()``...)."""
     ASYNC = "async"
     """The asyncio task was cancelled at its current ``await``."""
     INJECTED = "injected"
@@ -71,7 +76,7 @@ class StopMethod(enum.StrEnum):
 
 
 class Cancelled(BaseException):
-    """Raised at a checkpoint when the job has been asked to stop.
+    """Raised at a cancel point when the job has been asked to stop.
 
     It derives from ``BaseException`` so that a handler's ``except Exception:`` cannot
     swallow it by accident. Handlers may catch it to clean up, but must re-raise it.
@@ -108,7 +113,7 @@ class CancelToken:
         self.vouched_until = math.inf
         """The moment (``clock.monotonic()``) after which the work must not go on: past it, its worker can
         no longer vouch that it still holds the job (a lease it could not renew, or a
-        process paused past its lease), and the next checkpoint stops it, reason
+        process paused past its lease), and the next cancel point stops it, reason
         ``lease_lost``, before it takes another step. Extended on every lease renewal."""
 
     def request(self, reason: CancelReason, message: str | None = None) -> bool:
@@ -131,7 +136,7 @@ class CancelToken:
             self.acknowledged_at = self.clock.now()
 
     def raise_if_requested(self) -> None:
-        """Raise :class:`Cancelled` if a cancel was requested (a checkpoint)."""
+        """Raise :class:`Cancelled` if a cancel was requested (a cancel point)."""
         if self.requested:
             self.acknowledge()
             raise Cancelled(self.reason, self.message)

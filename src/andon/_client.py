@@ -314,7 +314,7 @@ class Client:
         """Cancel a job: a queued job never starts; a running one is stopped.
 
         A second cancel is a no-op reporting the current state. With ``wait=True`` this
-        blocks until the work has stopped (a checkpoint for nothing: it just waits) and
+        blocks until the work has stopped (a cancel point for nothing: it just waits) and
         returns the job in its terminal state.
 
         Raises:

@@ -1,4 +1,4 @@
-"""The context object every handler receives first: checkpoints, progress, results, cleanup."""
+"""The context object every handler receives first: cancel points, progress, results, cleanup."""
 
 from __future__ import annotations
 
@@ -38,10 +38,10 @@ class ContextSink(Protocol):
 class Context:
     """What a handler gets as its first argument.
 
-    Checkpoints - calls where the handler may observe a cancel and get :class:`Cancelled` -
+    Cancel points - calls where the handler may observe a cancel and get :class:`Cancelled` -
     are :meth:`check`, :meth:`sleep`, :meth:`wait`, :meth:`run` and their async twins.
     :attr:`cancelled` only reads the flag. :meth:`emit` and :meth:`progress` are not
-    checkpoints: work finished before the stop is kept, even when reported late.
+    cancel points: work finished before the stop is kept, even when reported late.
 
     One rule holds for all of them, ``emit`` and ``progress`` too: once the worker can no
     longer vouch that this attempt still holds the job (it could not renew the lease, or
@@ -77,20 +77,20 @@ class Context:
 
     @property
     def cancelled(self) -> bool:
-        """``True`` once a cancel was requested. Cheap; not a checkpoint (it never raises)."""
+        """``True`` once a cancel was requested. Cheap; not a cancel point (it never raises)."""
         if self._token.requested:
             self._token.acknowledge()
             return True
         return False
 
     def check(self) -> None:
-        """Checkpoint: raise :class:`Cancelled` if the job was asked to stop, or if its
+        """Cancel point: raise :class:`Cancelled` if the job was asked to stop, or if its
         worker can no longer vouch that it still holds the job (reason ``lease_lost``)."""
         if self._token.requested or self._clock.monotonic() >= self._token.vouched_until:
             self._token.raise_if_stopped()
 
     def sleep(self, seconds: float) -> None:
-        """Checkpoint: sleep, waking at once and raising :class:`Cancelled` on a cancel."""
+        """Cancel point: sleep, waking at once and raising :class:`Cancelled` on a cancel."""
         self.check()
         deadline = self._clock.monotonic() + max(0.0, seconds)
         while not self._token.wait(self._token.remaining(deadline - self._clock.monotonic())):
@@ -100,7 +100,7 @@ class Context:
         self._token.raise_if_requested()
 
     def wait(self, waitable: threading.Event | concurrent.futures.Future[T], timeout: float | None = None) -> Any:
-        """Checkpoint: wait for an event to be set or a future to finish, or for a cancel.
+        """Cancel point: wait for an event to be set or a future to finish, or for a cancel.
 
         Returns the future's result (or the event's flag). Raises :class:`Cancelled` on a
         cancel (a future is cancelled too), ``TimeoutError`` if ``timeout`` passes first.
@@ -109,7 +109,7 @@ class Context:
         deadline = None if timeout is None else self._clock.monotonic() + timeout
         if isinstance(waitable, threading.Event):
             # An Event has no callback to hook, so wait in short slices; 2 ms keeps the
-            # cancel latency of this checkpoint far below what users notice.
+            # cancel latency of this cancel point far below what users notice.
             while not waitable.wait(0.002):
                 self.check()
                 if deadline is not None and self._clock.monotonic() >= deadline:
@@ -146,7 +146,7 @@ class Context:
     # -- output ------------------------------------------------------------------
 
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
-        """Report progress (only the latest report is stored). Not a checkpoint.
+        """Report progress (only the latest report is stored). Not a cancel point.
 
         ``done`` and ``total`` are stored as floats (any int or float is accepted, however
         large); ``message`` is text of at most ``MAX_MESSAGE_CHARS`` characters.
@@ -159,7 +159,7 @@ class Context:
         self._sink.progress(*checked_progress(done, total, message))
 
     def emit(self, item: Any) -> None:  # Any: any JSON value
-        """Store one partial result, in order. Cheap (written in batches); not a checkpoint.
+        """Store one partial result, in order. Cheap (written in batches); not a cancel point.
 
         Every item emitted before the job stops is kept, whichever way it stops.
 
@@ -229,7 +229,7 @@ class Context:
     def run(
         self, args: Any, *, check: bool = True, timeout: float | None = None, **kwargs: Any
     ) -> subprocess.CompletedProcess[Any]:  # Any: as subprocess.run
-        """Checkpoint: run a child process to completion, like :func:`subprocess.run`.
+        """Cancel point: run a child process to completion, like :func:`subprocess.run`.
 
         A cancel stops the child (SIGTERM, then SIGKILL) and raises :class:`Cancelled`.
 

@@ -8,7 +8,7 @@ with the file of each):
    (``andon._jobs.decide_cancel``).
 2. **Deliver.** The worker running it hears of it (a local call through ``andon._hub`` in
    the same process, or the store's notice) and sets the attempt's token; the runtime
-   pushes it to the work at once (:meth:`Execution.deliver`: a flag the checkpoints read,
+   pushes it to the work at once (:meth:`Execution.deliver`: a flag the cancel points read,
    the asyncio task cancelled, a message down the child's pipe).
 3. **Wait a grace period.** The handler may stop by itself (``cooperative``, ``async``).
 4. **Escalate.** Each rung of the isolation's :data:`LADDERS` comes due on the schedule

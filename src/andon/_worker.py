@@ -199,7 +199,7 @@ class Worker:
         """Graceful shutdown: stop claiming, let running jobs finish for ``grace_s``, then
         cancel them with reason ``shutdown`` (they go back to the queue) and wait for them.
 
-        Blocks until every attempt is settled. Not a checkpoint.
+        Blocks until every attempt is settled. Not a cancel point.
         """
         if self.state is not WorkerState.RUNNING:
             return
@@ -365,7 +365,7 @@ class Worker:
             log.exception("job %s: its runtime failed", attempt.job.id)
             outcome = failure(exc, attempt.token)
         if outcome.stop_reason is CancelReason.LEASE_LOST and not attempt.stop.fenced:
-            # The work judged its own vouch (a checkpoint) before the monitor fenced it.
+            # The work judged its own vouch (a cancel point) before the monitor fenced it.
             attempt.stop.fenced = True
             log.warning(
                 "job %s: lease not renewed for %.1f s (lease %.1f s); the work stopped itself "

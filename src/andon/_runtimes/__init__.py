@@ -8,7 +8,7 @@ class's docstring):
 runtime    first step (at the cancel request)      escalation (after ``grace`` seconds)
 =========  ======================================  =====================================
 async      the task is cancelled at its ``await``  ``Cancelled`` injected, then abandoned
-thread     cooperative: checkpoints raise          ``Cancelled`` injected, then abandoned
+thread     cooperative: cancel points raise    ``Cancelled`` injected, then abandoned
 process    cooperative (flag sent to the child)    SIGTERM, then SIGKILL: always stops
 =========  ======================================  =====================================
 """

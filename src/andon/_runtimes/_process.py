@@ -1,6 +1,6 @@
 """Handlers in a child process of their own, with the context proxied over a pipe.
 
-Guarantee: **always stops.** A cancel is first sent to the child as a flag (checkpoints
+Guarantee: **always stops.** A cancel is first sent to the child as a flag (cancel points
 raise; stop method ``cooperative``). After ``grace`` seconds the child's whole process group
 gets SIGTERM, which raises ``Cancelled`` in the handler so its cleanups run (``terminated``);
 after another grace period it gets SIGKILL (``killed``). A pure-Python loop that never

@@ -1,6 +1,6 @@
 """Sync handlers on the worker's slot thread.
 
-Guarantee: **cooperative, then best effort.** A cancel sets the flag that checkpoints
+Guarantee: **cooperative, then best effort.** A cancel sets the flag that cancel points
 (``ctx.check()``, ``ctx.sleep()``, ``ctx.wait()``, ``ctx.run()``) raise on, and stops the
 job's child processes. After ``grace`` seconds andon raises ``Cancelled`` inside the thread;
 that works for pure-Python code. A thread stuck in C code cannot be stopped: after another
@@ -37,7 +37,7 @@ class ThreadExecution:
         return ended_now(outcome, attempt.clock)
 
     def deliver(self) -> None:
-        """Nothing to push: the token is the flag checkpoints read."""
+        """Nothing to push: the token is the flag cancel points read."""
 
     def vouched(self) -> None:
         """Nothing to push: the handler reads the attempt's own token."""
