@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hypothesis import event as hypothesis_event
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
@@ -29,6 +31,7 @@ from andon._ids import new_job_id
 from andon._jobs import (
     ACTIVE_STATUSES,
     ALLOWED_TRANSITIONS,
+    RESUMABLE_STATUSES,
     TERMINAL_STATUSES,
     CancelOutcome,
     ErrorInfo,
@@ -36,8 +39,9 @@ from andon._jobs import (
     OutcomeKind,
     decide_cancel,
     decide_settlement,
+    life_stage,
 )
-from andon._output import ProgressUpdate
+from andon._output import ProgressUpdate, SavedState
 from andon._storage import JobFilter, NewJob
 from andon._storage._engine import StoreEngine
 from andon._storage._postgres import PostgresStore
@@ -74,8 +78,8 @@ class Lifecycle(RuleBasedStateMachine):
             with admin_connection() as conn:
                 schema = PostgresStore(self.postgres_url).schema
                 conn.execute(
-                    sql.SQL("TRUNCATE {}.andon_jobs, {}.andon_events, {}.andon_items").format(
-                        sql.Identifier(schema), sql.Identifier(schema), sql.Identifier(schema)
+                    sql.SQL("TRUNCATE {}.andon_jobs, {}.andon_events, {}.andon_items, {}.andon_paused").format(
+                        *(sql.Identifier(schema) for _ in range(4))
                     )
                 )
             self.store = PostgresStore(self.postgres_url, clock=self.clock)
@@ -86,6 +90,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.handed_out: set[tuple[str, int]] = set()
         self.last: dict[str, andon.Job] = {}  # every live job as of the end of the last step
         self.finished: dict[str, andon.Job] = {}  # the first snapshot of each terminal job
+        self.paused: set[str] = set()
 
     def teardown(self) -> None:
         self.store.close()
@@ -209,6 +214,49 @@ class Lifecycle(RuleBasedStateMachine):
             return
         raise AssertionError("a deleted job is still there")
 
+    @precondition(lambda self: bool(self.ids))
+    @rule(data=st.data())
+    def resume(self, data: st.DataObject) -> None:
+        # Mostly a job that can be resumed (they are rare), sometimes any job.
+        resumable = sorted(j.id for j in self.last.values() if j.status in RESUMABLE_STATUSES and j.checkpoint)
+        prefer_resumable = bool(resumable) and data.draw(st.booleans())
+        job_id = data.draw(st.sampled_from(resumable if prefer_resumable else self.ids))
+        before = self._before(job_id)
+        if before is None:
+            with pytest.raises(JobNotFound):
+                self.store.resume(job_id, "client")
+            return
+        if before.status not in RESUMABLE_STATUSES or before.checkpoint is None:
+            with pytest.raises(InvalidTransition):
+                self.store.resume(job_id, "client")
+            assert self.store.get(job_id) == before
+            return
+        after = self.store.resume(job_id, "client")
+        hypothesis_event("a job resumed")
+        assert (after.status, after.resume, after.cancel) == (JobStatus.QUEUED, True, None)
+        assert after.items_count == before.checkpoint.items
+        assert after.attempt == before.attempt, "a resume is the next attempt of the same job"
+        self.finished.pop(job_id, None)  # reopened on purpose: the one way out of a terminal state
+        self.last[job_id] = after
+
+    @rule(kind=st.sampled_from(KINDS), now=st.booleans())
+    def pause(self, kind: str, now: bool) -> None:
+        running = [j for j in self.last.values() if j.kind == kind and j.status is JobStatus.RUNNING]
+        result = self.store.pause_kind(kind, "ops", None, now)
+        assert result.changed == (kind not in self.paused)
+        self.paused.add(kind)
+        assert {j.id for j in result.stopping} == ({j.id for j in running} if now else set())
+        for job in result.stopping:
+            assert job.status is JobStatus.CANCELLING
+            assert job.cancel is not None
+            assert job.cancel.reason is CancelReason.PAUSED
+
+    @rule(kind=st.sampled_from(KINDS))
+    def unpause(self, kind: str) -> None:
+        assert self.store.unpause_kind(kind, "ops") == (kind in self.paused)
+        self.paused.discard(kind)
+        assert kind not in {p.kind for p in self.store.paused_kinds()}
+
     # -- workers ---------------------------------------------------------------------
 
     @rule(worker=st.sampled_from(WORKERS), kinds=st.sampled_from([("a",), ("b",), ("a", "b")]))
@@ -217,7 +265,11 @@ class Lifecycle(RuleBasedStateMachine):
         available = [
             j
             for j in self.last.values()
-            if j.status is JobStatus.QUEUED and j.kind in kinds and j.available_at is not None and j.available_at <= now
+            if j.status is JobStatus.QUEUED
+            and j.kind in kinds
+            and j.kind not in self.paused
+            and j.available_at is not None
+            and j.available_at <= now
         ]
         job = self.store.claim(worker, kinds, LEASE_S)
         if job is None:
@@ -230,15 +282,29 @@ class Lifecycle(RuleBasedStateMachine):
         assert job.id == first.id, "claim did not take the highest priority, oldest job"
         assert (job.status, job.worker_id, job.attempt) == (JobStatus.RUNNING, worker, before.attempt + 1)
         assert (job.id, job.attempt) not in self.handed_out, "an attempt was handed out twice"
+        assert job.kind not in self.paused, "claimed a job of a paused kind"
+        if job.resume:
+            assert job.checkpoint is not None
+            assert job.items_count == job.checkpoint.items, "a resumed attempt does not go on from its checkpoint"
         self.handed_out.add((job.id, job.attempt))
         self.attempts[Attempt(worker, job.id, job.attempt)] = job.items_count
 
     @precondition(lambda self: bool(self.attempts))
-    @rule(data=st.data(), count=st.integers(0, 3), progress=st.booleans())
-    def emit(self, data: st.DataObject, count: int, progress: bool) -> None:
+    @rule(data=st.data(), count=st.integers(0, 3), progress=st.booleans(), checkpoint=st.booleans())
+    def emit(self, data: st.DataObject, count: int, progress: bool, checkpoint: bool) -> None:
         attempt = data.draw(st.sampled_from(sorted(self.attempts, key=repr)))
         update = self._update(attempt, count, progress)
-        self.store.write_progress([update])
+        if checkpoint:
+            next_seq = self.attempts[attempt]
+            update.checkpoint = SavedState(next_seq, self.clock.now(), json.dumps({"next": next_seq}))
+        before = self._before(attempt.job_id)
+        refused = self.store.write_progress([update])
+        if checkpoint and not refused:
+            stored = self.store.get(attempt.job_id).checkpoint
+            assert stored is not None
+            assert (stored.items, stored.attempt) == (self.attempts[attempt], attempt.number)
+        elif before is not None and refused:
+            assert self.store.get(attempt.job_id).checkpoint == before.checkpoint, "a refused write stored a checkpoint"
 
     def _update(self, attempt: Attempt, count: int, progress: bool) -> ProgressUpdate:
         start = self.attempts[attempt]
@@ -336,7 +402,12 @@ class Lifecycle(RuleBasedStateMachine):
                 first = self.finished.setdefault(job_id, job)
                 assert job == first, "a terminal job changed"
             else:
-                assert job_id not in self.finished, "a terminal job became active again"
+                assert job_id not in self.finished, "a terminal job became active again without a resume"
+            previous = self.last.get(job_id)
+            if previous is not None:
+                assert life_stage(job) >= life_stage(previous), "a job's life stage went back"
+            if job.checkpoint is not None and job.status is not JobStatus.QUEUED:
+                assert job.checkpoint.items <= job.items_count, "a checkpoint ahead of the stored items"
         self.last = jobs
 
     def _check_job(self, job: andon.Job) -> None:
@@ -375,9 +446,12 @@ class Lifecycle(RuleBasedStateMachine):
         for old, new in itertools.pairwise(chain):
             assert (old, new) in ALLOWED_TRANSITIONS, chain
         assert chain[-1] is job.status, (chain, job.status)
+        # Terminal more than once only through resumes, each taking the job back to the queue.
         terminal = [s for s in chain if s in TERMINAL_STATUSES]
-        assert len(terminal) <= 1, f"terminal more than once: {chain}"
-        assert all(s in ACTIVE_STATUSES for s in chain[:-1])
+        resumes = [e for e in events if e.type == "resumed"]
+        assert len(terminal) <= len(resumes) + 1, f"terminal more than once: {chain}"
+        for old, new in itertools.pairwise(chain):
+            assert old in ACTIVE_STATUSES or (old in RESUMABLE_STATUSES and new is JobStatus.QUEUED), chain
         starts = [e.attempt for e in events if e.type == "started"]
         assert starts == list(range(1, job.attempt + 1))
 
