@@ -16,12 +16,13 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 import andon
+from andon.examples import app as example_app
 from andon.examples import create_sample_data
 from andon.examples._papers import classify, open_pdf
 from tests.acceptance.examples_support import (
@@ -30,6 +31,8 @@ from tests.acceptance.examples_support import (
     cancel_and_measure,
     use_tmp_as_examples_root,
 )
+from tests.postgres import fresh_schema
+from tests.subprocesses import WorkerProcess
 from tests.support import wait_items, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -40,6 +43,8 @@ TOPICS = ["astronomy", "biology", "computing", "economics"]
 PAPERS = sorted(f"{topic}-{n}.pdf" for topic in TOPICS for n in (1, 2))
 LARGE_PAGES = 2000
 """Enough pages for pypdf to take seconds over the file (a few ms a page)."""
+BOOK_PAGES = 1000
+"""The PDF a worker process extracts on each store, cancelled and resumed."""
 HUGE_PAGES = 10_000
 """Enough (near-empty) pages for pypdf to take about a second to open the file, longer than
 the kind's grace period: a cancel must be seen while it opens."""
@@ -57,24 +62,34 @@ def sample_papers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "papers"
 
 
-@pytest.fixture(scope="module")
-def large_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def write_book(path: Path, pages: int) -> Path:
+    """A PDF of ``pages`` full pages; each line starts ``<page>.<row>`` (from 0), so a test can
+    tell every page's text apart."""
     from fpdf import FPDF
 
     pdf = FPDF()
     pdf.set_font("Helvetica", size=10)
     pdf.set_auto_page_break(False)
     line = "The telescope recorded the spectrum of a distant galaxy; the redshift of each star was measured."
-    for page in range(LARGE_PAGES):
+    for page in range(pages):
         pdf.add_page()
         for row in range(40):
             pdf.text(12, 20 + row * 6, f"{page}.{row} {line}")
-    path = tmp_path_factory.mktemp("large") / "zz-large.pdf"
     pdf.output(str(path))
     started = time.perf_counter()
     open_pdf(path, lambda: None)
-    print(f"\n[pdf open] {LARGE_PAGES} pages: {time.perf_counter() - started:.2f} s")
+    print(f"\n[pdf open] {pages} pages: {time.perf_counter() - started:.2f} s")
     return path
+
+
+@pytest.fixture(scope="module")
+def large_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_book(tmp_path_factory.mktemp("large") / "zz-large.pdf", LARGE_PAGES)
+
+
+@pytest.fixture(scope="module")
+def book_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_book(tmp_path_factory.mktemp("book") / "book.pdf", BOOK_PAGES)
 
 
 @pytest.fixture(scope="module")
@@ -239,6 +254,50 @@ def test_cancel_in_the_middle_of_a_large_pdf_keeps_its_pages_and_resume_goes_on_
     assert [path.name for path in out.glob("*.part")] == []
     assert leftovers(out) == ["catalog.md"]
     assert [event.type for event in client.events(job.id)].count("resumed") == 1
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'papers.db'}"
+    else:
+        with fresh_schema() as url:
+            yield url
+
+
+@pytest.mark.timeout(180)
+def test_a_worker_process_resumes_a_book_at_the_next_page_on_each_store(
+    db: str, book_pdf: Path, tmp_path: Path
+) -> None:
+    folder = folder_with(tmp_path, [book_pdf])
+    out = tmp_path / "out"
+    worker = WorkerProcess(tmp_path, db, concurrency=1)
+    try:
+        worker.wait_started(60)
+        with andon.connect(db, example_app, actor="tester") as client:
+            job = client.submit("papers", {"folder": str(folder), "output_dir": str(out)})
+            wait_items(client, job.id, 30, timeout=60)
+            stopped = client.cancel(job.id, wait=True, timeout=30).job
+            assert stopped.status is andon.JobStatus.CANCELLED
+            assert stopped.cancel is not None
+            assert stopped.cancel.stop_method is andon.StopMethod.COOPERATIVE
+            kept = [item.data["page"] for item in client.results(job.id)]
+            assert kept == list(range(1, len(kept) + 1)), "the pages done are kept, in order"
+            assert 30 <= len(kept) < BOOK_PAGES
+            print(f"\n[pages kept] {len(kept)} of {BOOK_PAGES} ({db.split(':')[0]})")
+
+            client.resume(job.id)
+            finished = client.wait_finished(job.id, timeout=150)
+
+            assert finished.status is andon.JobStatus.SUCCEEDED, finished.error
+            items = [item.data for item in client.results(job.id)]
+            pages = [item["page"] for item in items if item["phase"] == "page"]
+            assert pages == list(range(1, BOOK_PAGES + 1)), "each page extracted exactly once, none missing"
+            assert [item["phase"] for item in items[BOOK_PAGES:]] == ["extract", "classify"]
+        assert worker.stop() == 0, worker.output()
+        assert "Traceback" not in worker.output(), worker.output()
+    finally:
+        worker.kill()
 
 
 def test_cancel_while_a_huge_pdf_opens_stops_cooperatively(
