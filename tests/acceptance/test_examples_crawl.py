@@ -203,6 +203,48 @@ def test_a_page_that_never_loads_is_stopped_by_sigterm(
     assert processes.gone()
 
 
+def test_the_page_in_flight_when_the_grace_runs_out_is_crawled_on_resume(
+    client: andon.Client, make_worker: MakeWorker, site: SiteServer
+) -> None:
+    make_worker()
+    params = {"start_url": f"{site.url}/index.html", "max_pages": 100}
+    whole = client.wait_finished(client.submit("crawl", params).id, timeout=60)
+    assert whole.status is andon.JobStatus.SUCCEEDED, whole.error
+    expected = [item.data["url"] for item in client.results(whole.id)]
+
+    site.delay_s = PAGE_DELAY_S
+    job = client.submit("crawl", params)
+    processes = JobProcesses(job.id)
+    processes.wait_running()
+    wait_items(client, job.id, 3, timeout=30)
+    # From now on a page takes longer than the grace period: the one asked for next is in
+    # flight when the cancel comes, and the handler cannot reach a check before SIGTERM.
+    site.delay_s = 60.0
+    asked = len(site.paths)
+    wait_until(lambda: any(p.endswith(".html") for p in site.paths[asked:]), 10, "the next page to be asked for")
+    in_flight = next(p for p in site.paths[asked:] if p.endswith(".html"))
+
+    stopped, _timing = cancel_and_measure(client, job.id, "crawl (page in flight)", processes.gone)
+
+    assert stopped.cancel is not None
+    assert stopped.cancel.stop_method in (andon.StopMethod.TERMINATED, andon.StopMethod.KILLED), stopped.cancel
+    kept = [item.data["url"] for item in client.results(job.id)]
+    assert kept == expected[: len(kept)], "the pages done before are kept, in order"
+    assert stopped.checkpoint is not None
+    assert stopped.checkpoint.items == len(kept)
+    assert stopped.checkpoint.state["frontier"][0][0] == f"{site.url}{in_flight}", "the page in flight is next"
+
+    site.delay_s = 0.0
+    client.resume(job.id)
+    finished = client.wait_finished(job.id, timeout=60)
+
+    assert finished.status is andon.JobStatus.SUCCEEDED, finished.error
+    urls = [item.data["url"] for item in client.results(job.id)]
+    assert urls == expected, "every page crawled once, none lost, in the same breadth-first order"
+    assert finished.result == {**(whole.result or {}), "pages": len(expected)}
+    wait_until(processes.gone, 5, "the browser and driver to exit")
+
+
 def test_timeout_stops_the_crawl_with_reason_timeout(
     client: andon.Client, make_worker: MakeWorker, site: SiteServer
 ) -> None:

@@ -26,7 +26,7 @@ from starlette.testclient import TestClient
 
 import andon
 from andon.api import create_app
-from andon.examples._extract import _ask, _endpoint, parse_properties
+from andon.examples._extract import _ask, _endpoint, _RowsDone, parse_properties
 from tests.acceptance.examples_support import (
     STOP_BOUND_S,
     assert_cancelled_with_history,
@@ -194,17 +194,25 @@ def test_extract_gathers_properties_with_bounded_concurrency(
     assert "year, city" in fake_model.bodies[0]["messages"][0]["content"]
 
 
-def test_cancel_aborts_the_requests_in_flight_and_sends_no_more(
-    client: andon.Client, make_worker: MakeWorker, fake_model: FakeModel
-) -> None:
+def cancel_with_three_rows_in_flight(
+    client: andon.Client, make_worker: MakeWorker, fake_model: FakeModel, what: str
+) -> tuple[andon.Job, list[Request]]:
+    """Run ``extract`` over ``ROWS`` three at a time; the model answers four rows, then holds
+    the next three, and the job is cancelled. Returns the stopped job and the held requests."""
     fake_model.answer_first = 4
     make_worker()
     job = client.submit("extract", {"rows": ROWS, "properties": ["year", "city"], "concurrency": 3})
     wait_items(client, job.id, 4)
     wait_until(lambda: len(fake_model.in_flight()) == 3, 10, "three requests held by the server")
     held = fake_model.in_flight()
+    stopped, _timing = cancel_and_measure(client, job.id, what, lambda: not fake_model.in_flight())
+    return stopped, held
 
-    stopped, _timing = cancel_and_measure(client, job.id, "extract", lambda: not fake_model.in_flight())
+
+def test_cancel_aborts_the_requests_in_flight_and_sends_no_more(
+    client: andon.Client, make_worker: MakeWorker, fake_model: FakeModel
+) -> None:
+    stopped, held = cancel_with_three_rows_in_flight(client, make_worker, fake_model, "extract")
 
     cancel = assert_cancelled_with_history(client, stopped, bound_s=STOP_BOUND_S)
     assert cancel.stop_method is andon.StopMethod.ASYNC, "the task was cancelled at its await"
@@ -228,6 +236,43 @@ def test_cancel_aborts_the_requests_in_flight_and_sends_no_more(
     assert body["cancelled"] is True
     assert body["complete"] is True
     assert [item["data"] for item in body["items"]] == items
+
+
+def test_a_cancelled_extract_resumes_with_the_rows_not_done(
+    client: andon.Client, make_worker: MakeWorker, fake_model: FakeModel
+) -> None:
+    stopped, _held = cancel_with_three_rows_in_flight(client, make_worker, fake_model, "extract (to resume)")
+
+    assert_cancelled_with_history(client, stopped, bound_s=STOP_BOUND_S)
+    done_before = {item.data["row"] for item in client.results(stopped.id)}
+    assert len(done_before) == 4
+    assert stopped.checkpoint is not None
+    assert stopped.checkpoint.items == 4
+    asked_before = fake_model.count()
+    fake_model.answer_first = 1_000_000
+    client.resume(stopped.id)
+    finished = client.wait_finished(stopped.id, timeout=30)
+
+    assert finished.status is andon.JobStatus.SUCCEEDED, finished.error
+    assert finished.result == {"rows": len(ROWS), "extracted": len(ROWS), "failed": 0}
+    rows = [item.data["row"] for item in client.results(stopped.id)]
+    assert sorted(rows) == list(range(len(ROWS))), "each row once, none missing"
+    found = {item.data["row"]: item.data["properties"] for item in client.results(stopped.id)}
+    assert found == {n: {"year": 1800 + n, "city": "Paris"} for n in range(len(ROWS))}
+    asked_again = sorted(ROWS.index(request.text) for request in fake_model.requests[asked_before:])
+    assert asked_again == sorted(set(range(len(ROWS))) - done_before), "only the rows not done are sent again"
+
+
+def test_the_rows_done_stay_a_mark_and_the_few_above_it() -> None:
+    done = _RowsDone()
+    for index, failed in [(1, False), (3, True), (0, False), (5, False)]:
+        done.add(index, failed=failed)
+    assert done.state() == {"below": 2, "above": [3, 5], "extracted": 3, "failed": 1}
+    again = _RowsDone.resumed(done.state())
+    assert [n for n in range(7) if n not in again] == [2, 4, 6]
+    again.add(2, failed=False)
+    again.add(4, failed=False)
+    assert again.state() == {"below": 6, "above": [], "extracted": 5, "failed": 1}
 
 
 def test_cancel_while_queued_sends_no_request(

@@ -109,6 +109,37 @@ def test_cancel_kills_the_ffprobe_in_flight(client: andon.Client, make_worker: M
     assert stopped.progress_total == len(MEDIA_FILES) + 1
 
 
+def test_a_scan_cancelled_mid_run_resumes_at_the_file_it_was_probing(
+    client: andon.Client, make_worker: MakeWorker, media: Path
+) -> None:
+    fifo = media / "c-stuck.wav"  # in the middle of the sorted files
+    os.mkfifo(fifo)
+    order = sorted([*MEDIA_FILES, fifo.name], key=lambda name: media / name)
+    before = order[: order.index(fifo.name)]
+    make_worker()
+    job = client.submit("scan", {"folder": str(media)})
+    wait_items(client, job.id, len(before))
+    wait_until(lambda: bool(processes_with(str(fifo))), 10, "ffprobe to open the FIFO")
+
+    stopped, _timing = cancel_and_measure(client, job.id, "scan (mid-run)", lambda: not processes_with(str(fifo)))
+
+    assert_cancelled_with_history(client, stopped, bound_s=STOP_BOUND_S)
+    assert [item.data["path"] for item in client.results(job.id)] == before
+    assert stopped.checkpoint is not None
+    assert stopped.checkpoint.state == {"done": len(before), "failed": 1, "last": before[-1]}
+    # What blocked the probe is gone now: a resume probes it (an empty file, so it fails).
+    fifo.unlink()
+    fifo.write_bytes(b"")
+    client.resume(job.id)
+    finished = client.wait_finished(job.id, timeout=30)
+
+    assert finished.status is andon.JobStatus.SUCCEEDED, finished.error
+    assert [item.data["path"] for item in client.results(job.id)] == order, "every file probed once, in order"
+    assert finished.result is not None
+    assert (finished.result["files"], finished.result["failed"]) == (len(order), 2), "broken.mp3 and the empty wav"
+    assert (finished.progress_done, finished.progress_total) == (len(order), len(order))
+
+
 def test_a_probe_that_hangs_without_a_cancel_times_out_and_the_scan_goes_on(
     client: andon.Client, make_worker: MakeWorker, media: Path, tmp_path: Path
 ) -> None:

@@ -19,11 +19,22 @@ What a cancel does: the crawl loop checks between pages, so the page being loade
 the cleanups close the browser, stop the driver and remove the profile folder. A page that
 takes longer than the kind's ``grace`` to load gets the process SIGTERM'd instead, which
 ends it the same way. Pages crawled before are kept as items.
+
+Resume: a checkpoint before the first page and after each one stores the pages crawled, the
+URLs visited and the frontier (the URLs queued, with their depth). A page leaves the
+frontier only in the checkpoint stored after its item, so the page in flight when the grace
+period runs out is still in the last checkpoint's frontier: a resumed crawl loads it again,
+first, and goes on breadth-first; no page is crawled twice, none is lost. A crawl whose
+visited set and frontier outgrow a checkpoint (64 KiB as JSON, some 1,000 URLs) keeps going
+without storing more: a resume then goes on from the last checkpoint that fit, and the pages
+after it are crawled again (their items of the stopped attempt are dropped, so none is
+stored twice).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import tempfile
 import urllib.parse
@@ -31,7 +42,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from pydantic import Field
 
-from andon import ConfigurationError, Context
+from andon import ConfigurationError, Context, ResultTooLarge
 from andon.examples import app
 from andon.examples._confinement import CrawlUrl, checked_crawl_url, crawl_resolver_rules
 
@@ -87,24 +98,54 @@ def crawl(
     page = browser.new_page()
     page.set_default_timeout(page_timeout_s * 1000)
 
-    queue = collections.deque([(start, 0)])
-    seen = {start}
-    crawled = 0
-    while queue and crawled < max_pages:
-        # The checkpoint: a sync Playwright call cannot be interrupted from here, so a
+    site = _Crawl.resumed(ctx.resumed) if ctx.resumed else _Crawl.starting_at(start)
+    if not ctx.resumed:
+        site.save(ctx)  # so that even a stop while the first page loads can be resumed
+    while site.frontier and site.crawled < max_pages:
+        # The cancel point: a sync Playwright call cannot be interrupted from here, so a
         # cancel is seen between two pages (a stuck page is the grace period's business).
         ctx.check()
-        url, depth = queue.popleft()
+        url, depth = site.frontier[0]
         item = _visit(page, url, depth)
         ctx.emit(item)
-        crawled += 1
-        ctx.progress(crawled, min(max_pages, crawled + len(queue)), url)
-        if depth < max_depth:
-            for link in item["links"]:
-                if link not in seen and _origin(link) == origin:
-                    seen.add(link)
-                    queue.append((link, depth + 1))
-    return {"start_url": start, "pages": crawled, "not_crawled": len(queue)}
+        site.visited(url, item["links"] if depth < max_depth else [], depth, origin)
+        site.save(ctx)
+        ctx.progress(site.crawled, min(max_pages, site.crawled + len(site.frontier)), url)
+    return {"start_url": start, "pages": site.crawled, "not_crawled": len(site.frontier)}
+
+
+class _Crawl:
+    """Where a crawl stands: pages crawled, URLs seen, and the frontier, whose head is the
+    page being loaded until its item is out."""
+
+    def __init__(self, crawled: int, visited: list[str], frontier: list[tuple[str, int]]) -> None:
+        self.crawled = crawled
+        self._visited = visited
+        self.frontier = collections.deque(frontier)
+        self._seen = {*visited, *(url for url, _depth in frontier)}
+
+    @classmethod
+    def starting_at(cls, start: str) -> _Crawl:
+        return cls(0, [], [(start, 0)])
+
+    @classmethod
+    def resumed(cls, state: dict[str, Any]) -> _Crawl:  # Any: a JSON state
+        return cls(int(state["crawled"]), list(state["visited"]), [(url, int(d)) for url, d in state["frontier"]])
+
+    def visited(self, url: str, links: list[str], depth: int, origin: tuple[str, str]) -> None:
+        """``url`` (the frontier's head) was crawled; its ``links`` on the origin join the frontier."""
+        self.frontier.popleft()
+        self._visited.append(url)
+        self.crawled += 1
+        for link in links:
+            if link not in self._seen and _origin(link) == origin:
+                self._seen.add(link)
+                self.frontier.append((link, depth + 1))
+
+    def save(self, ctx: Context) -> None:
+        # Too large, the last checkpoint that fit stays the one a resume starts from (see above).
+        with contextlib.suppress(ResultTooLarge):
+            ctx.checkpoint({"crawled": self.crawled, "visited": self._visited, "frontier": list(self.frontier)})
 
 
 def _confined_args(start_host: str) -> list[str]:

@@ -16,6 +16,11 @@ then cancels every request in flight, which closes its connection (the server se
 client go away), and the rows not yet sent never are. A thread pool could do neither: a
 thread blocked in a socket read cannot be interrupted, so it would hold the cancel up until
 the model answered, and would then have paid for an answer nobody reads.
+
+Resume: after each row's item a checkpoint stores the rows done - every row below a mark,
+and the few above it that finished early (answers come back out of order) - and the counts
+of rows extracted and failed. A resumed job sends only the rows not done, so each row gets
+one item; a row whose request the cancel aborted is asked again.
 """
 
 from __future__ import annotations
@@ -59,10 +64,11 @@ async def extract(
     model_name = model or os.environ.get("ANDON_LLM_MODEL")
     if not model_name:
         raise ConfigurationError("no model: give the job a model param, or set ANDON_LLM_MODEL")
+    done = _RowsDone.resumed(ctx.resumed)
     queue: asyncio.Queue[tuple[int, Row]] = asyncio.Queue()
     for index, row in enumerate(rows):
-        queue.put_nowait((index, row))
-    tally = {"rows": len(rows), "extracted": 0, "failed": 0}
+        if index not in done:
+            queue.put_nowait((index, row))
     timeout = httpx.Timeout(request_timeout_s, connect=10.0)
     async with httpx.AsyncClient(headers=headers, timeout=timeout) as client:
 
@@ -72,17 +78,54 @@ async def extract(
             while not queue.empty():
                 index, row = queue.get_nowait()
                 item = await _ask(client, endpoint, model_name, properties, index, row)
-                tally["failed" if "error" in item else "extracted"] += 1
+                # No await between the item and its checkpoint: no other asker's row can
+                # come between them, nor a cancel.
                 ctx.emit(item)
-                done = tally["extracted"] + tally["failed"]
-                ctx.progress(done, len(rows), f"{done}/{len(rows)} rows")
+                done.add(index, failed="error" in item)
+                ctx.checkpoint(done.state())
+                count = done.extracted + done.failed
+                ctx.progress(count, len(rows), f"{count}/{len(rows)} rows")
 
         # A cancel lands at an asker's `await`; the task group cancels the others, and
         # leaving the client closes every connection.
         async with asyncio.TaskGroup() as group:
             for _ in range(min(concurrency, len(rows))):
                 group.create_task(ask_until_empty())
-    return tally
+    return {"rows": len(rows), "extracted": done.extracted, "failed": done.failed}
+
+
+class _RowsDone:
+    """The rows done, as a checkpoint stores them: every row below ``below``, plus the ones
+    above it that finished early. Answers come back nearly in order, so the state stays
+    small (about ``concurrency`` numbers) however many rows there are."""
+
+    def __init__(self, below: int = 0, above: list[int] | None = None, extracted: int = 0, failed: int = 0) -> None:
+        self._below = below
+        self._above = set(above or [])
+        self.extracted = extracted
+        self.failed = failed
+
+    @classmethod
+    def resumed(cls, state: dict[str, Any] | None) -> _RowsDone:  # Any: a JSON state
+        if state is None:
+            return cls()
+        return cls(int(state["below"]), [int(n) for n in state["above"]], int(state["extracted"]), int(state["failed"]))
+
+    def __contains__(self, index: int) -> bool:
+        return index < self._below or index in self._above
+
+    def add(self, index: int, *, failed: bool) -> None:
+        self._above.add(index)
+        while self._below in self._above:
+            self._above.remove(self._below)
+            self._below += 1
+        if failed:
+            self.failed += 1
+        else:
+            self.extracted += 1
+
+    def state(self) -> dict[str, Any]:  # Any: a JSON state
+        return {"below": self._below, "above": sorted(self._above), "extracted": self.extracted, "failed": self.failed}
 
 
 def _endpoint() -> tuple[str, dict[str, str]]:

@@ -4,6 +4,11 @@ What a cancel does: the ``ffprobe`` in flight gets SIGTERM at once (``ctx.run`` 
 in its own process group), ``ctx.run`` raises ``andon.Cancelled``, and no further file is
 probed. The items of the files probed before are kept. A file on which ``ffprobe`` hangs
 (a FIFO, a stalled network mount) therefore cannot hold a cancel up.
+
+Resume: after each file a checkpoint stores how many files are done (and failed) and the
+last one's path. The files are probed in sorted order, so a resumed scan goes on with the
+files that sort after that path - the file whose probe was stopped first - and probes none
+twice. A file added since, sorting before it, is not probed (submit the job again for that).
 """
 
 from __future__ import annotations
@@ -68,14 +73,17 @@ def scan(
         raise ConfigurationError("ffprobe is not installed (Debian: apt-get install --no-install-recommends ffmpeg)")
     wanted = MEDIA_EXTENSIONS if extensions is None else _checked_extensions(extensions)
     files, skipped = _media_files(root, wanted)
-    ctx.progress(0, len(files), f"found {len(files)} media files; skipped {len(skipped)} other files")
-    failed = 0
-    for done, path in enumerate(files, 1):
-        # ctx.run is the checkpoint here: a cancel stops the probe in flight and raises.
+    done, failed = (ctx.resumed["done"], ctx.resumed["failed"]) if ctx.resumed else (0, 0)
+    last = root / ctx.resumed["last"] if ctx.resumed else None
+    ctx.progress(done, len(files), f"found {len(files)} media files; skipped {len(skipped)} other files")
+    for path in files if last is None else [path for path in files if path > last]:
+        # ctx.run is the cancel point here: a cancel stops the probe in flight and raises.
         item = _probe(ctx, path, root, probe_timeout_s)
         failed += "error" in item
+        done += 1
         ctx.emit(item)
-        ctx.progress(done, len(files), str(path.relative_to(root)))
+        ctx.checkpoint({"done": done, "failed": failed, "last": item["path"]})
+        ctx.progress(done, len(files), item["path"])
     return {"folder": str(root), "files": len(files), "failed": failed, **_skipped_summary(skipped, root)}
 
 
