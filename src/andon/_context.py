@@ -69,6 +69,7 @@ class Context:
         self._clock = token.clock
         self._sink = sink
         self._resumed = resumed
+        self._start_noted = False
         self._cleanups: list[Callable[[], object]] = []
         self._children = ChildGroup(child_grace_s, sink.child_started)
         self._unsubscribe = token.on_request(lambda _reason: self._children.stop())
@@ -200,7 +201,17 @@ class Context:
     def resumed(self) -> Any:  # Any: the JSON state a checkpoint stored
         """The state of the checkpoint this attempt starts from, or ``None`` when it starts
         from scratch (a first attempt, a retry without ``Retry(resume=True)``, or a job that
-        never stored one). Read it first thing, and go on from there."""
+        never stored one). Read it first thing, before emitting anything, and go on from there.
+
+        Reading it also says the handler can go on from a checkpoint: on a fresh start the
+        start itself is stored as one (state ``None``), so an attempt interrupted before its
+        first ``ctx.checkpoint`` goes on from scratch without keeping a second copy of what
+        it emitted before the interruption.
+        """
+        if self._resumed is None and not self._start_noted:
+            self._start_noted = True
+            with contextlib.suppress(Cancelled):  # read after the job ended: nothing to store
+                self._sink.checkpoint(self._clock.now(), "null")
         return self._resumed
 
     # -- resources ---------------------------------------------------------------

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from andon import CancelInfo, CancelReason, Checkpoint, InvalidTransition, Job, JobStatus, StopMethod
+from andon._cancel import CancelToken
+from andon._context import Context
 from andon._jobs import Outcome, OutcomeKind, decide_resume, decide_settlement, stop_strength
 from andon._output import OutputBuffer
 
@@ -125,3 +127,27 @@ def test_nothing_is_stored_after_the_attempt_ended(tmp_path: Path) -> None:
     out.close(None)
     with pytest.raises(andon.Cancelled):
         out.checkpoint(1.0, "{}")
+
+
+def context_on(out: OutputBuffer, resumed: object = None) -> Context:
+    return Context(
+        job_id="j", kind="k", attempt=1, params={}, token=CancelToken(), sink=out, child_grace_s=0.5, resumed=resumed
+    )
+
+
+def test_reading_resumed_on_a_fresh_start_stores_the_start_as_a_checkpoint(tmp_path: Path) -> None:
+    """So an attempt killed before its first checkpoint goes on from scratch without keeping
+    a second copy of what it emitted (the store drops the items after the start)."""
+    out = OutputBuffer("j", 1, 5, lambda: None, spool_dir=tmp_path)
+    ctx = context_on(out)
+    assert ctx.resumed is None
+    assert ctx.resumed is None  # noted once
+    ctx.emit({"i": 5})
+    assert items_and_checkpoint(out) == ([5], 5)
+    assert items_and_checkpoint(out) == ([], None)
+
+
+def test_reading_a_real_resumed_state_stores_nothing(tmp_path: Path) -> None:
+    out = OutputBuffer("j", 2, 7, lambda: None, spool_dir=tmp_path)
+    assert context_on(out, {"next": 7}).resumed == {"next": 7}
+    assert items_and_checkpoint(out) == ([], None)
