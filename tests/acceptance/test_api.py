@@ -562,7 +562,7 @@ def test_the_openapi_spec_lists_the_actions_and_stage_of_a_job(http: TestClient)
         properties = schemas[name]["properties"]
         assert {"actions", "stage"} <= set(properties)
         assert {"actions", "stage"} <= set(schemas[name]["required"])
-    assert schemas["Action"]["enum"] == ["cancel", "fail", "retry", "delete"]
+    assert schemas["Action"]["enum"] == ["cancel", "fail", "resume", "retry", "delete"]
 
 
 # -- the event stream ------------------------------------------------------------------------------
