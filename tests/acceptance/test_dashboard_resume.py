@@ -1,8 +1,8 @@
 """Stop now, continue later, in a real browser (issue 15): Resume on a cancelled job, the
 checkpoint and the downloads on its page, and pausing a kind from the kinds strip.
 
-Headless Chromium against a real ``andon serve`` process, as in test_dashboard.py (whose
-server this module does not share: pausing ``count`` here must not hold its jobs).
+Headless Chromium against a real ``andon serve`` process (conftest's ``server``: one per
+module, so pausing ``count`` here cannot hold test_dashboard.py's jobs).
 """
 
 from __future__ import annotations
@@ -16,34 +16,15 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 import andon
-from andon.examples import app as example_app
 from tests import support
-from tests.acceptance.dashboard_page import card
-from tests.acceptance.serving import Served, serve
+from tests.acceptance.dashboard_page import card, open_dashboard
+from tests.acceptance.serving import Served
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
 
 WAIT_S = 15.0
 
 expect.set_options(timeout=10_000)
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dashboard-resume")
-
-
-@pytest.fixture(scope="module")
-def server(folder: Path) -> Iterator[Served]:
-    served = serve(folder, "--db", f"sqlite:///{folder / 'andon.db'}", "--no-demo-jobs", "--shutdown-grace", "0.5")
-    yield served
-    assert served.stop() == 0, served.output()
-
-
-@pytest.fixture(scope="module")
-def jobs(server: Served, folder: Path) -> Iterator[andon.Client]:
-    with andon.connect(f"sqlite:///{folder / 'andon.db'}", example_app, actor="test") as client:
-        yield client
 
 
 @pytest.fixture(autouse=True)
@@ -54,13 +35,17 @@ def nothing_left_running_or_paused(jobs: andon.Client) -> Iterator[None]:
     jobs.cancel_many(message="test cleanup")
 
 
-def open_dashboard(page: Page, server: Served) -> None:
-    page.goto(server.base_url)
-    expect(page.locator("#live")).to_have_text("live")
-
-
 def items_of(jobs: andon.Client, job_id: str) -> list[int]:
     return [item.data["i"] for item in jobs.results(job_id)]
+
+
+def running_count(page: Page, server: Served, jobs: andon.Client, n: int) -> andon.Job:
+    """A ``count`` job the dashboard shows running, with a few items (and checkpoints) done."""
+    job = jobs.submit("count", {"n": n, "interval_s": 0.03})
+    open_dashboard(page, server)
+    expect(card(page, job.id).locator(".badge")).to_have_text("running")
+    support.wait_until(lambda: jobs.get(job.id).items_count >= 5, WAIT_S, "a few items")
+    return job
 
 
 def download(page: Page, link: Locator) -> str:
@@ -73,11 +58,8 @@ def test_cancel_then_resume_finishes_with_every_item_once_and_the_items_download
     page: Page, server: Served, jobs: andon.Client
 ) -> None:
     n = 60
-    job = jobs.submit("count", {"n": n, "interval_s": 0.03})
-    open_dashboard(page, server)
+    job = running_count(page, server, jobs, n)
     job_card = card(page, job.id)
-    expect(job_card.locator(".badge")).to_have_text("running")
-    support.wait_until(lambda: jobs.get(job.id).items_count >= 5, WAIT_S, "a few items")
     job_card.get_by_role("button", name="Cancel", exact=True).click()
     expect(job_card.locator(".badge")).to_have_text("cancelled")
     kept = jobs.get(job.id)
@@ -107,10 +89,7 @@ def test_pause_now_sends_running_jobs_back_and_unpause_lets_them_finish(
     page: Page, server: Served, jobs: andon.Client
 ) -> None:
     n = 60
-    job = jobs.submit("count", {"n": n, "interval_s": 0.03})
-    open_dashboard(page, server)
-    expect(card(page, job.id).locator(".badge")).to_have_text("running")
-    support.wait_until(lambda: jobs.get(job.id).items_count >= 5, WAIT_S, "a few items")
+    job = running_count(page, server, jobs, n)
 
     strip = page.locator('#kinds-list li[data-kind="count"]')
     strip.get_by_role("button", name="Pause now").click()

@@ -34,24 +34,9 @@ STOPS = [
 ]
 
 
-def job(
-    status: JobStatus,
-    stop: tuple[CancelReason, bool] | None = None,
-    *,
-    attempt: int = 1,
-    checkpoint: Checkpoint | None = None,
-) -> Job:
+def job(status: JobStatus, stop: tuple[CancelReason, bool] | None = None, *, attempt: int = 1) -> Job:
     cancel = None if stop is None else CancelInfo(requested_at=100.0, reason=stop[0], retry=stop[1])
-    return Job(
-        id="job-1",
-        kind="k",
-        params={},
-        status=status,
-        created_at=0.0,
-        attempt=attempt,
-        cancel=cancel,
-        checkpoint=checkpoint,
-    )
+    return Job(id="job-1", kind="k", params={}, status=status, created_at=0.0, attempt=attempt, cancel=cancel)
 
 
 TABLE: list[tuple[JobStatus, tuple[CancelReason, bool] | None, set[Action]]] = [
@@ -82,13 +67,13 @@ def test_a_checkpoint_adds_resume_to_a_cancelled_or_failed_job_only(
     status: JobStatus, stop: tuple[CancelReason, bool] | None, expected: set[Action]
 ) -> None:
     resumable = status in (FAIL, X)
-    assert allowed_actions(job(status, stop, checkpoint=SAVED)) == expected | ({RESUME} if resumable else set())
+    assert allowed_actions(job(status, stop).replace(checkpoint=SAVED)) == expected | ({RESUME} if resumable else set())
 
 
 @pytest.mark.parametrize("status", list(JobStatus))
 @pytest.mark.parametrize("checkpoint", [None, SAVED])
 def test_resume_is_allowed_exactly_when_decide_resume_accepts(status: JobStatus, checkpoint: Checkpoint | None) -> None:
-    subject = job(status, checkpoint=checkpoint)
+    subject = job(status).replace(checkpoint=checkpoint)
     try:
         decide_resume(subject)
     except InvalidTransition:
