@@ -17,6 +17,7 @@ from andon._errors import (
     InvalidCursor,
     InvalidParams,
     InvalidTransition,
+    ItemsNotFlat,
     JobFinished,
     JobNotFound,
     LifecycleError,
@@ -30,6 +31,7 @@ from andon._errors import (
     UsageError,
     WaitTimeout,
 )
+from andon._export import ResultsExport, ResultsFormat
 from andon._jobs import (
     Action,
     CancelInfo,
@@ -89,6 +91,7 @@ __all__ = [
     "InvalidTransition",
     "Isolation",
     "IssuedToken",
+    "ItemsNotFlat",
     "Job",
     "JobEvent",
     "JobFilter",
@@ -109,6 +112,8 @@ __all__ = [
     "Principal",
     "ResultItem",
     "ResultTooLarge",
+    "ResultsExport",
+    "ResultsFormat",
     "Retry",
     "Role",
     "SchemaUpgrade",

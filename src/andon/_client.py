@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, final
 
 from andon._access import IssuedToken, Principal, Role, TokenRecord, check_token_name, hash_token, new_token
@@ -20,6 +20,7 @@ from andon._errors import (
     UsageError,
     WaitTimeout,
 )
+from andon._export import ResultsExport, ResultsFormat, export_results
 from andon._hub import deliver_here, wake_here
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import RETRYABLE_STATUSES, Job, JobEvent, JobStatus, ResultItem
@@ -263,6 +264,38 @@ class Client:
         if self.principal is not None:
             self._require_visible(job_id)
         return self.store.items_page(_checked(job_id), _clamp(offset), _rows(limit), max(1, max_bytes))
+
+    def result_pages(self, job_id: str, offset: int = 0, limit: int | None = None) -> Iterator[list[ResultItem]]:
+        """The items from ``offset`` on, at most ``limit`` (``None``: to the end), one bounded
+        page at a time (:meth:`results_page`), so gigabytes of output are read in the memory
+        of one page."""
+        left = limit
+        while left is None or left > 0:
+            page = self.results_page(job_id, offset, _MAX_PAGE_ROWS if left is None else min(left, _MAX_PAGE_ROWS))
+            yield page.items
+            if page.next_offset is None:
+                return
+            offset = page.next_offset
+            left = None if left is None else left - len(page.items)
+
+    def export_results(self, job_id: str, format: ResultsFormat | str = ResultsFormat.JSONL) -> ResultsExport:
+        """A job's items as a file to take away, in any state: iterate the answer for its text,
+        a page at a time. JSON Lines holds each item's data on a line; CSV (only when every
+        item is a JSON object of scalars) a header of the keys, then a row per item. The file
+        holds the items stored when this is called.
+
+        Raises:
+            JobNotFound: unknown id.
+            ItemsNotFlat: CSV was asked for and an item is not a flat object (this is
+                checked here, before any of the file is written).
+            UsageError: an unknown format.
+        """
+        if format not in tuple(ResultsFormat):
+            raise UsageError(f"unknown format {format!r}: use one of {', '.join(ResultsFormat)}")
+        job = self.get(job_id)
+        return export_results(
+            job, ResultsFormat(format), lambda offset, limit: self.result_pages(job.id, offset, limit)
+        )
 
     def kind_stats(self) -> list[KindStats]:
         return self.store.kind_stats()

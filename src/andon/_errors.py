@@ -10,6 +10,7 @@ has to react::
     │   │   └── ParamsTooLarge     params over the size limit (HTTP 413)
     │   ├── ResultTooLarge         a result item or a job's result over the size limit
     │   ├── InvalidCursor          a page cursor no page gave (not a job id)
+    │   ├── ItemsNotFlat           a job's items asked for as CSV are not all flat objects
     │   ├── InvalidTransition      the job is in a state that forbids the operation
     │   │   └── JobFinished        e.g. cancelling a job that already succeeded
     │   └── LifecycleError         a worker/store used before open or after close
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidParams",
     "InvalidTransition",
+    "ItemsNotFlat",
     "JobFinished",
     "JobNotFound",
     "LifecycleError",
@@ -124,6 +126,20 @@ class InvalidCursor(UsageError):
         self.cursor = cursor
         self.problems = [f"cursor: {cursor[:100]!r} is not a page cursor (a job id); pass a page's next_cursor"]
         super().__init__(self.problems[0])
+
+
+@final
+class ItemsNotFlat(UsageError):
+    """A job's items were asked for as CSV, and one of them is not a JSON object whose values
+    are all scalars (strings, numbers, booleans, null): it has no row to go in."""
+
+    def __init__(self, job_id: str, seq: int, problem: str) -> None:
+        self.job_id = job_id
+        self.seq = seq
+        super().__init__(
+            f"job {job_id}'s items cannot be a CSV: item {seq} is not a flat object ({problem});"
+            " download them as JSON Lines instead"
+        )
 
 
 class InvalidTransition(UsageError):

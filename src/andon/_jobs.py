@@ -29,17 +29,18 @@ A cancelled job is never retried automatically.
 What may be asked of a job in each state (:func:`allowed_actions`; ``-`` marks an action that
 would be refused or would change nothing)::
 
-    status      cancel  fail  retry  delete
-    ----------  ------  ----  -----  ------
-    queued      yes     yes   -      yes
-    running     yes     yes   -      yes
-    cancelling  (1)     (2)   -      yes
-    succeeded   -       -     -      yes
-    failed      -       -     yes    yes
-    cancelled   -       -     yes    yes
+    status      cancel  fail  resume  retry  delete
+    ----------  ------  ----  ------  -----  ------
+    queued      yes     yes   -       -      yes
+    running     yes     yes   -       -      yes
+    cancelling  (1)     (2)   -       -      yes
+    succeeded   -       -     -       -      yes
+    failed      -       -     (3)     yes    yes
+    cancelled   -       -     (3)     yes    yes
 
 (1) only while the stop in force is a force-fail that allows a retry (a cancel is stronger);
-(2) unless the stop in force is already a force-fail without retry, or a delete.
+(2) unless the stop in force is already a force-fail without retry, or a delete;
+(3) only when the job has a checkpoint to go on from (:func:`decide_resume`).
 """
 
 from __future__ import annotations
@@ -110,9 +111,9 @@ TERMINAL_STATUSES: Final = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, Job
 ACTIVE_STATUSES: Final = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING})
 UNDERWAY_STATUSES: Final = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 RETRYABLE_STATUSES: Final = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+"""A job in one of these states may be submitted again as a new job (``retry_of`` the old one)."""
 RESUMABLE_STATUSES: Final = RETRYABLE_STATUSES
 """A job in one of these states with a checkpoint may be resumed: a new attempt of the same job."""
-"""A job in one of these states may be submitted again as a new job (``retry_of`` the old one)."""
 
 ALLOWED_TRANSITIONS: Final[frozenset[tuple[JobStatus, JobStatus]]] = frozenset(
     {
@@ -346,6 +347,8 @@ class Action(enum.StrEnum):
     """Stop it as cancelled: withdrawn if it is queued, asked to stop if it runs."""
     FAIL = "fail"
     """Force-fail it: stop it and record it as failed (reason ``forced``)."""
+    RESUME = "resume"
+    """Queue it again as a new attempt of the same job, from its last checkpoint."""
     RETRY = "retry"
     """Submit it again, as a new job."""
     DELETE = "delete"
@@ -367,6 +370,8 @@ def allowed_actions(job: Job) -> frozenset[Action]:
         allowed.add(Action.FAIL)
     if job.status in RETRYABLE_STATUSES:
         allowed.add(Action.RETRY)
+    if job.status in RESUMABLE_STATUSES and job.checkpoint is not None:
+        allowed.add(Action.RESUME)
     return frozenset(allowed)
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
+import andon
+from andon.examples import app as example_app
+from tests.acceptance.serving import Served, serve
 from tests.postgres import fresh_schema
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's: test tools never download a browser here
@@ -53,3 +56,26 @@ def empty_schema() -> Iterator[str]:
     """The URL of a PostgreSQL schema of its own with no tables (skips loudly when the server is missing)."""
     with fresh_schema(migrate=False) as url:
         yield url
+
+
+# -- a dashboard server (test_dashboard*.py; a module may define its own instead) -----------
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dashboard")
+
+
+@pytest.fixture(scope="module")
+def server(folder: Path) -> Iterator[Served]:
+    """``andon serve`` with the example kinds over a SQLite file, one per test module."""
+    served = serve(folder, "--db", f"sqlite:///{folder / 'andon.db'}", "--no-demo-jobs", "--shutdown-grace", "0.5")
+    yield served
+    assert served.stop() == 0, served.output()
+
+
+@pytest.fixture(scope="module")
+def jobs(server: Served, folder: Path) -> Iterator[andon.Client]:
+    """A client on the server's database, to set up jobs and check what the page shows."""
+    with andon.connect(f"sqlite:///{folder / 'andon.db'}", example_app, actor="test") as client:
+        yield client

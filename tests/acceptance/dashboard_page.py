@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Locator, Page, expect
+
+from tests.acceptance.serving import Served
+
+
+def open_dashboard(page: Page, server: Served) -> None:
+    """The home page, once its event stream is live."""
+    page.goto(server.base_url)
+    expect(page.locator("#live")).to_have_text("live")
 
 
 def card(page: Page, job_id: str) -> Locator:

@@ -531,7 +531,7 @@ def test_every_job_says_which_actions_it_allows_and_how_far_it_has_come(
     idle: TestClient, store: andon.SqliteStore
 ) -> None:
     queued = submit(idle)
-    assert (queued["actions"], queued["stage"]) == (["cancel", "fail", "delete"], 3)
+    assert (queued["actions"], queued["stage"]) == (["cancel", "fail", "delete"], 1)  # one event: created
     withdrawn = idle.post(f"/api/v1/jobs/{queued['id']}/cancel").json()
     assert withdrawn["actions"] == ["retry", "delete"]
     assert withdrawn["stage"] > queued["stage"]
@@ -562,7 +562,142 @@ def test_the_openapi_spec_lists_the_actions_and_stage_of_a_job(http: TestClient)
         properties = schemas[name]["properties"]
         assert {"actions", "stage"} <= set(properties)
         assert {"actions", "stage"} <= set(schemas[name]["required"])
-    assert schemas["Action"]["enum"] == ["cancel", "fail", "retry", "delete"]
+    assert schemas["Action"]["enum"] == ["cancel", "fail", "resume", "retry", "delete"]
+
+
+# -- resume, pause, downloads ------------------------------------------------------------------
+
+flat_app = andon.App()
+
+
+@flat_app.job("nested")
+def nested(ctx: andon.Context) -> None:
+    """Emits one flat item, then one with a list inside (no CSV for it)."""
+    ctx.emit({"a": 1})
+    ctx.emit({"a": [1, 2]})
+
+
+def cancel_mid_count(http: TestClient, n: int) -> Json:
+    job = submit(http, "count", n=n, interval_s=0.01)
+    wait_for(http, job["id"], lambda j: j["items_count"] >= 5, "a few items")
+    response = http.post(f"/api/v1/jobs/{job['id']}/cancel", params={"wait": "true"})
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "cancelled"
+    return get(http, job["id"])
+
+
+def items_of(http: TestClient, job_id: str) -> list[int]:
+    page = http.get(f"/api/v1/jobs/{job_id}/results", params={"limit": 1000}).json()
+    return [item["data"]["i"] for item in page["items"]]
+
+
+def test_resume_goes_on_from_the_checkpoint_and_every_item_is_there_once(http: TestClient) -> None:
+    cancelled = cancel_mid_count(http, 300)
+    checkpoint = cancelled["checkpoint"]
+    assert checkpoint["state"] == {"next": checkpoint["items"]}
+    assert (checkpoint["attempt"], cancelled["resume"]) == (1, False)
+    assert cancelled["actions"] == ["resume", "retry", "delete"]
+    listed = next(j for j in http.get("/api/v1/jobs").json()["items"] if j["id"] == cancelled["id"])
+    assert listed["checkpoint"] == {key: checkpoint[key] for key in ("items", "attempt", "at")}  # no state
+
+    response = http.post(f"/api/v1/jobs/{cancelled['id']}/resume")
+    assert response.status_code == 200, response.text
+    resumed = response.json()
+    assert (resumed["id"], resumed["status"], resumed["resume"]) == (cancelled["id"], "queued", True)
+    assert "resume" not in resumed["actions"]
+    final = wait_for(http, cancelled["id"], lambda j: j["is_terminal"], "the resumed job to finish")
+    assert (final["status"], final["attempt"]) == ("succeeded", 2)
+    assert items_of(http, final["id"]) == list(range(300))
+    events = http.get(f"/api/v1/jobs/{final['id']}/events").json()["items"]
+    assert [e["actor"] for e in events if e["type"] == "resumed"] == ["http"]
+
+
+def test_resume_without_a_checkpoint_of_an_active_or_unknown_job_is_409_or_404(idle: TestClient) -> None:
+    queued = submit(idle)
+    error = assert_error(idle.post(f"/api/v1/jobs/{queued['id']}/resume"), 409, "invalid_transition")
+    assert error["state"] == "queued"
+    idle.post(f"/api/v1/jobs/{queued['id']}/cancel")  # withdrawn before it ran: no checkpoint
+    error = assert_error(idle.post(f"/api/v1/jobs/{queued['id']}/resume"), 409, "invalid_transition")
+    assert "no checkpoint" in error["message"]
+    assert_error(idle.post("/api/v1/jobs/0190a0b0-0000-7000-8000-00000000abcd/resume"), 404, "job_not_found")
+
+
+def test_pause_now_requeues_running_jobs_and_unpause_lets_them_finish(http: TestClient) -> None:
+    job = submit(http, "count", n=200, interval_s=0.01)
+    wait_for(http, job["id"], lambda j: j["items_count"] >= 5, "a few items")
+    response = http.post("/api/v1/kinds/count/pause", json={"now": True, "message": "maintenance"})
+    assert response.status_code == 200, response.text
+    assert response.json() == {"kind": "count", "paused": True, "changed": True, "stopping": [job["id"]]}
+    again = http.post("/api/v1/kinds/count/pause").json()
+    assert (again["changed"], again["stopping"]) == (False, [])
+    held = wait_for(http, job["id"], lambda j: j["status"] == "queued", "the job to go back to the queue")
+    assert held["resume"] is True
+    events = http.get(f"/api/v1/jobs/{job['id']}/events").json()["items"]
+    assert [e["reason"] for e in events if e["type"] == "cancel requested"] == ["paused"]
+    kinds = {k["kind"]: k["paused"] for k in http.get("/api/v1/kinds").json()["items"]}
+    assert kinds["count"] is not None
+    assert (kinds["count"]["by"], kinds["count"]["message"]) == ("http", "maintenance")
+    assert kinds["spin"] is None
+
+    unpaused = http.post("/api/v1/kinds/count/unpause").json()
+    assert (unpaused["paused"], unpaused["changed"]) == (False, True)
+    assert http.post("/api/v1/kinds/count/unpause").json()["changed"] is False
+    final = wait_for(http, job["id"], lambda j: j["is_terminal"], "the job to finish")
+    assert final["status"] == "succeeded"
+    assert items_of(http, job["id"]) == list(range(200))
+    assert http.get("/api/v1/kinds").json()["items"][0]["paused"] is None
+
+
+@pytest.mark.parametrize("body", [{"now": "soon"}, {"message": 1}, {"extra": True}, []])
+def test_pause_with_a_bad_body_or_an_unknown_kind_is_422(idle: TestClient, body: Any) -> None:  # Any: JSON
+    assert_error(idle.post("/api/v1/kinds/count/pause", json=body), 422, "invalid_request")
+    assert_error(idle.post("/api/v1/kinds/nope/pause"), 422, "unknown_kind")
+
+
+def test_items_download_as_json_lines_and_csv_in_any_state(http: TestClient) -> None:
+    cancelled = cancel_mid_count(http, 1000)
+    kept = cancelled["items_count"]
+    response = http.get(f"/api/v1/jobs/{cancelled['id']}/results.jsonl")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/jsonl"
+    disposition = f'attachment; filename="count-{cancelled["id"]}.jsonl"'
+    assert response.headers["content-disposition"] == disposition
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert [line["i"] for line in lines] == list(range(kept))
+
+    response = http.get(f"/api/v1/jobs/{cancelled['id']}/results.csv")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "text/csv; charset=utf-8"
+    rows = response.text.splitlines()
+    assert rows[0] == "i,at"
+    assert [int(row.split(",")[0]) for row in rows[1:]] == list(range(kept))
+    assert float(rows[1].split(",")[1]) == lines[0]["at"]
+
+
+def test_csv_of_items_that_are_not_flat_is_409_and_json_lines_still_work(make_http: MakeHttp) -> None:
+    http = make_http(flat_app)
+    job = submit(http, "nested")
+    wait_for(http, job["id"], lambda j: j["is_terminal"], "the job to finish")
+    error = assert_error(http.get(f"/api/v1/jobs/{job['id']}/results.csv"), 409, "items_not_flat")
+    assert "item 1" in error["message"]
+    assert error["job_id"] == job["id"]
+    assert http.get(f"/api/v1/jobs/{job['id']}/results.jsonl").text == '{"a": 1}\n{"a": [1, 2]}\n'
+
+
+def test_downloads_of_an_unknown_job_or_format_are_404_or_422(idle: TestClient) -> None:
+    unknown = "0190a0b0-0000-7000-8000-00000000abcd"
+    assert_error(idle.get(f"/api/v1/jobs/{unknown}/results.csv"), 404, "job_not_found")
+    job = submit(idle)
+    assert idle.get(f"/api/v1/jobs/{job['id']}/results.jsonl").text == ""
+    assert_error(idle.get(f"/api/v1/jobs/{job['id']}/results.xml"), 422, "invalid_request")
+
+
+def test_the_new_operations_have_stable_operation_ids(idle: TestClient) -> None:
+    paths = idle.get("/openapi.json").json()["paths"]
+    assert paths["/api/v1/jobs/{job_id}/resume"]["post"]["operationId"] == "resumeJob"
+    assert paths["/api/v1/kinds/{kind}/pause"]["post"]["operationId"] == "pauseKind"
+    assert paths["/api/v1/kinds/{kind}/unpause"]["post"]["operationId"] == "unpauseKind"
+    assert paths["/api/v1/jobs/{job_id}/results.{format}"]["get"]["operationId"] == "downloadResults"
 
 
 # -- the event stream ------------------------------------------------------------------------------

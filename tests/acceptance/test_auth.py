@@ -116,8 +116,10 @@ def _job_endpoints(job_id: str) -> list[tuple[str, str]]:
         ("GET", f"/api/v1/jobs/{job_id}"),
         ("GET", f"/api/v1/jobs/{job_id}/events"),
         ("GET", f"/api/v1/jobs/{job_id}/results"),
+        ("GET", f"/api/v1/jobs/{job_id}/results.jsonl"),
         ("POST", f"/api/v1/jobs/{job_id}/cancel"),
         ("POST", f"/api/v1/jobs/{job_id}/fail"),
+        ("POST", f"/api/v1/jobs/{job_id}/resume"),
         ("POST", f"/api/v1/jobs/{job_id}/retry"),
         ("DELETE", f"/api/v1/jobs/{job_id}"),
     ]
@@ -147,7 +149,7 @@ def test_another_users_job_is_404_on_every_endpoint_and_untouched(cast: Cast) ->
 
 def test_users_act_on_their_own_jobs(cast: Cast) -> None:
     job = cast.submit("alice")
-    for method, path in _job_endpoints(job["id"])[:3]:
+    for method, path in _job_endpoints(job["id"])[:4]:
         assert cast.call("alice", method, path).status_code == 200
     cancelled = cast.call("alice", "POST", f"/api/v1/jobs/{job['id']}/cancel").json()
     assert cancelled["status"] == "cancelled"
@@ -163,7 +165,7 @@ def test_users_act_on_their_own_jobs(cast: Cast) -> None:
 @pytest.mark.parametrize("admin", ["root", "ops"])
 def test_admins_see_and_act_on_every_job(cast: Cast, admin: str) -> None:
     job = cast.submit("bob")
-    for method, path in _job_endpoints(job["id"])[:3]:
+    for method, path in _job_endpoints(job["id"])[:4]:
         assert cast.call(admin, method, path).status_code == 200
     assert cast.call(admin, "POST", f"/api/v1/jobs/{job['id']}/cancel").json()["status"] == "cancelled"
     assert cast.call(admin, "POST", f"/api/v1/jobs/{job['id']}/retry").json()["owner"] == admin.replace("root", "admin")
@@ -203,6 +205,15 @@ def test_token_listing_is_admin_only(cast: Cast) -> None:
     text = cast.call("root", "GET", "/api/v1/tokens").text
     assert all(token not in text for token in cast.tokens.values())
     assert "hash" not in text
+
+
+def test_pausing_a_kind_is_admin_only_and_anyone_sees_it(cast: Cast) -> None:
+    for path in ("/api/v1/kinds/count/pause", "/api/v1/kinds/count/unpause"):
+        assert_error(cast.call("alice", "POST", path), 403, "not_allowed")
+    assert cast.call("ops", "POST", "/api/v1/kinds/count/pause", json={"message": "disk full"}).json()["changed"]
+    kinds = {k["kind"]: k["paused"] for k in cast.call("alice", "GET", "/api/v1/kinds").json()["items"]}
+    assert (kinds["count"]["by"], kinds["count"]["message"]) == ("admin:ops", "disk full")
+    assert cast.call("root", "POST", "/api/v1/kinds/count/unpause").json()["changed"]
 
 
 def test_revoking_a_token_locks_it_out_and_kills_its_sessions(cast: Cast, store: andon.SqliteStore) -> None:

@@ -110,7 +110,18 @@ def test_submit_rejects_bad_input_in_one_line(run: Run, args: list[str], fragmen
 
 @pytest.mark.parametrize(
     "command",
-    [["show"], ["results"], ["watch"], ["cancel"], ["cancel", "--wait"], ["fail"], ["retry"], ["rm"]],
+    [
+        ["show"],
+        ["results"],
+        ["export"],
+        ["watch"],
+        ["cancel"],
+        ["cancel", "--wait"],
+        ["fail"],
+        ["resume"],
+        ["retry"],
+        ["rm"],
+    ],
 )
 @pytest.mark.parametrize("job_id", ["xyz", "01a1feb0-7a8b-7000-b097-241043e3609c"])
 def test_unknown_job_id_is_one_line_and_exit_1(run: Run, command: list[str], job_id: str) -> None:
@@ -192,7 +203,9 @@ print("loaded:", sorted(name for name in heavy if name in sys.modules))
 """
 
 
-@pytest.mark.parametrize("command", [["--help"], ["ls"], ["show", "xyz"], ["kinds"], ["db", "status"]])
+@pytest.mark.parametrize(
+    "command", [["--help"], ["ls"], ["show", "xyz"], ["kinds"], ["export", "xyz"], ["db", "status"]]
+)
 def test_commands_other_than_serve_do_not_import_the_web_stack(url: str, command: list[str]) -> None:
     """Issue 13: importing FastAPI and uvicorn cost every command about 0.3 s at start."""
     db = [] if command == ["--help"] else ["--db", url]
@@ -507,6 +520,116 @@ def test_fail_retry_and_rm(run: Run, client: andon.Client) -> None:
     with pytest.raises(andon.JobNotFound):
         client.get(new.id)
     assert_one_error_line(run("show", new.id), "no job with id")
+
+
+# -- resume, pause, export ------------------------------------------------------------------------
+
+
+def cancelled_mid_count(client: andon.Client, n: int) -> andon.Job:
+    job = client.submit("count", {"n": n, "interval_s": 0.01})
+    support.wait_until(lambda: client.get(job.id).items_count >= 3, WAIT_S, "a few items")
+    client.cancel(job.id, wait=True, timeout=WAIT_S)
+    return client.get(job.id)
+
+
+def test_show_then_resume_a_cancelled_job_from_its_checkpoint(
+    run: Run, client: andon.Client, make_worker: MakeWorker
+) -> None:
+    make_worker()
+    job = cancelled_mid_count(client, 200)
+    assert job.checkpoint is not None
+    shown = run("show", job.id)
+    assert shown.exit_code == 0, shown.output
+    assert f"attempt 1, after {job.checkpoint.items} item(s)" in shown.stdout
+    assert f"andon resume {job.id}" in shown.stdout
+
+    result = run("resume", job.id)
+    assert result.exit_code == 0, result.output
+    assert f"resumed {job.id}  count  from attempt 1's checkpoint ({job.checkpoint.items} item(s) kept)" in (
+        result.stdout.replace("\n", "")
+    )
+    done = client.wait_finished(job.id, WAIT_S)
+    assert done.status is andon.JobStatus.SUCCEEDED
+    assert [item.data["i"] for item in client.results(job.id)] == list(range(200))
+    assert_one_error_line(run("resume", job.id), "only a cancelled or failed job can be resumed")
+
+
+def test_resume_of_a_job_without_a_checkpoint_or_unknown_is_one_line(run: Run, client: andon.Client) -> None:
+    job = client.submit("count")
+    client.cancel(job.id)
+    assert_one_error_line(run("resume", job.id), "has no checkpoint", "retry it instead")
+    assert_one_error_line(run("resume", "xyz"), "no job with id 'xyz'")
+
+
+def test_pause_now_unpause_and_kinds_shows_which_is_paused(
+    run: Run, client: andon.Client, make_worker: MakeWorker
+) -> None:
+    make_worker()
+    job = client.submit("count", {"n": 100, "interval_s": 0.01})
+    support.wait_until(lambda: client.get(job.id).items_count >= 3, WAIT_S, "a few items")
+    paused = run("pause", "count", "--now", "-m", "db upgrade")
+    assert paused.exit_code == 0, paused.output
+    assert "paused count" in paused.stdout
+    assert "1 running job(s) asked to stop" in paused.stdout.replace("\n", " ")
+    assert "paused already" in run("pause", "count").stdout
+    support.wait_until(lambda: client.get(job.id).status is andon.JobStatus.QUEUED, WAIT_S, "the job requeued")
+
+    kinds = run("kinds").stdout
+    assert "paused since" in kinds
+    assert "by cli" in kinds
+    assert "db upgrade" in kinds
+
+    assert "unpaused count" in run("unpause", "count").stdout
+    assert "was not paused" in run("unpause", "count").stdout
+    assert client.wait_finished(job.id, WAIT_S).status is andon.JobStatus.SUCCEEDED
+    assert [item.data["i"] for item in client.results(job.id)] == list(range(100))
+    assert "paused since" not in run("kinds").stdout
+
+
+def test_pause_of_an_unknown_kind_is_one_line(run: Run) -> None:
+    assert_one_error_line(run("pause", "nope"), "unknown job kind 'nope'")
+
+
+def test_export_writes_json_lines_or_csv_to_stdout_or_a_file(
+    run: Run, client: andon.Client, make_worker: MakeWorker, tmp_path: Path
+) -> None:
+    make_worker()
+    job = cancelled_mid_count(client, 1000)
+    kept = list(range(job.items_count))
+    lines = run("export", job.id).stdout.splitlines()
+    assert [json.loads(line)["i"] for line in lines] == kept
+
+    target = tmp_path / "items.csv"
+    written = run("export", job.id, "--format", "csv", "-o", str(target))
+    assert written.exit_code == 0, written.output
+    assert f"wrote {len(kept)} item(s)" in written.stderr
+    rows = target.read_text(encoding="utf-8").splitlines()
+    assert rows[0] == "i,at"
+    assert [int(row.split(",")[0]) for row in rows[1:]] == kept
+
+
+nested_app = andon.App()
+
+
+@nested_app.job("nested")
+def nested(ctx: andon.Context) -> None:
+    """Emits an item with a list inside: no CSV for it."""
+    ctx.emit({"pages": [1, 2]})
+
+
+def test_export_as_csv_of_items_that_are_not_flat_is_one_line_and_writes_no_file(
+    run: Run, store: andon.SqliteStore, make_worker: MakeWorker, tmp_path: Path
+) -> None:
+    make_worker(nested_app)
+    client = andon.Client(store, nested_app)
+    job = client.wait_finished(client.submit("nested").id, WAIT_S)
+    target = tmp_path / "out.csv"
+    assert_one_error_line(
+        run("export", job.id, "-f", "csv", "-o", str(target)), "item 0 is not a flat object", "JSON Lines"
+    )
+    assert not target.exists()
+    assert json.loads(run("export", job.id).stdout) == {"pages": [1, 2]}
+    assert_one_error_line(run("export", "xyz"), "no job with id 'xyz'")
 
 
 # -- the demo -------------------------------------------------------------------------------

@@ -19,9 +19,8 @@ import pytest
 from playwright.sync_api import ConsoleMessage, Page, Response, expect
 
 import andon
-from andon.examples import app as example_app
 from tests import support
-from tests.acceptance.dashboard_page import card, history_row, submit_count_from_the_form
+from tests.acceptance.dashboard_page import card, history_row, open_dashboard, submit_count_from_the_form
 from tests.acceptance.serving import Served, serve
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.slow]
@@ -33,34 +32,10 @@ TOKEN = "dashboard-test-token"
 expect.set_options(timeout=10_000)
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dashboard")
-
-
-@pytest.fixture(scope="module")
-def server(folder: Path) -> Iterator[Served]:
-    served = serve(folder, "--db", f"sqlite:///{folder / 'andon.db'}", "--no-demo-jobs", "--shutdown-grace", "0.5")
-    yield served
-    assert served.stop() == 0, served.output()
-
-
-@pytest.fixture(scope="module")
-def jobs(server: Served, folder: Path) -> Iterator[andon.Client]:
-    """A client on the server's database, to set up jobs and check what the page shows."""
-    with andon.connect(f"sqlite:///{folder / 'andon.db'}", example_app, actor="test") as client:
-        yield client
-
-
 @pytest.fixture(autouse=True)
 def nothing_left_running(jobs: andon.Client) -> Iterator[None]:
     yield
     jobs.cancel_many(message="test cleanup")
-
-
-def open_dashboard(page: Page, server: Served) -> None:
-    page.goto(server.base_url)
-    expect(page.locator("#live")).to_have_text("live")
 
 
 def confirm(page: Page, action: str) -> None:

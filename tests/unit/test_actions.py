@@ -5,12 +5,25 @@ from __future__ import annotations
 
 import pytest
 
-from andon import Action, CancelInfo, CancelReason, Job, JobFinished, JobStatus, allowed_actions, life_stage
-from andon._jobs import RETRYABLE_STATUSES, CancelOutcome, decide_cancel
+from andon import (
+    Action,
+    CancelInfo,
+    CancelReason,
+    Checkpoint,
+    InvalidTransition,
+    Job,
+    JobFinished,
+    JobStatus,
+    allowed_actions,
+    life_stage,
+)
+from andon._jobs import RETRYABLE_STATUSES, CancelOutcome, decide_cancel, decide_resume
 
 Q, R, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING
 OK, FAIL, X = JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
 CANCEL, FORCE, RETRY, DELETE = Action.CANCEL, Action.FAIL, Action.RETRY, Action.DELETE
+RESUME = Action.RESUME
+SAVED = Checkpoint(state={"next": 3}, items=3, attempt=1, at=50.0)
 
 STOPS = [
     (CancelReason.USER, True),
@@ -49,6 +62,27 @@ def test_allowed_actions_in_every_state(
     assert allowed_actions(job(status, stop)) == expected
 
 
+@pytest.mark.parametrize(("status", "stop", "expected"), TABLE)
+def test_a_checkpoint_adds_resume_to_a_cancelled_or_failed_job_only(
+    status: JobStatus, stop: tuple[CancelReason, bool] | None, expected: set[Action]
+) -> None:
+    resumable = status in (FAIL, X)
+    assert allowed_actions(job(status, stop).replace(checkpoint=SAVED)) == expected | ({RESUME} if resumable else set())
+
+
+@pytest.mark.parametrize("status", list(JobStatus))
+@pytest.mark.parametrize("checkpoint", [None, SAVED])
+def test_resume_is_allowed_exactly_when_decide_resume_accepts(status: JobStatus, checkpoint: Checkpoint | None) -> None:
+    subject = job(status).replace(checkpoint=checkpoint)
+    try:
+        decide_resume(subject)
+    except InvalidTransition:
+        accepted = False
+    else:
+        accepted = True
+    assert (RESUME in allowed_actions(subject)) == accepted
+
+
 def test_every_state_is_in_the_table_above() -> None:
     assert {status for status, _, _ in TABLE} == set(JobStatus)
 
@@ -72,7 +106,7 @@ def test_cancel_and_fail_are_allowed_exactly_when_decide_cancel_would_change_the
 
 
 def test_action_values_are_stable() -> None:
-    assert [action.value for action in Action] == ["cancel", "fail", "retry", "delete"]
+    assert [action.value for action in Action] == ["cancel", "fail", "resume", "retry", "delete"]
 
 
 def test_the_life_stage_is_the_length_of_the_history() -> None:

@@ -34,6 +34,7 @@ ERROR_STATUS: Final[tuple[tuple[type[andon.AndonError], int, str], ...]] = (
     (andon.NotAllowed, 403, "not_allowed"),
     (andon.JobFinished, 409, "job_finished"),
     (andon.InvalidTransition, 409, "invalid_transition"),
+    (andon.ItemsNotFlat, 409, "items_not_flat"),
     (andon.ParamsTooLarge, 413, "params_too_large"),
     (andon.InvalidCursor, 422, "invalid_request"),
     (andon.InvalidParams, 422, "invalid_params"),

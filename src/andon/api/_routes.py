@@ -31,6 +31,8 @@ from andon.api._schemas import (
     JobSummary,
     KindOut,
     KindsOut,
+    PauseBody,
+    PauseOut,
     ResultItemOut,
     ResultsOut,
     SubmitBody,
@@ -84,6 +86,8 @@ WaitTimeoutS = Annotated[
 OptionalCancel = Annotated[CancelBody, Body(default_factory=CancelBody)]
 OptionalFail = Annotated[FailBody, Body(default_factory=FailBody)]
 OptionalBulkCancel = Annotated[BulkCancelBody, Body(default_factory=BulkCancelBody)]
+OptionalPause = Annotated[PauseBody, Body(default_factory=PauseBody)]
+KindName = Annotated[str, Path(max_length=200, description="A job kind.")]
 
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # Any: OpenAPI response objects
     code: {"model": ErrorBody, "description": text}
@@ -92,7 +96,7 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # Any: OpenAPI response obj
         401: "A token is needed (Authorization: Bearer ...).",
         403: "Refused: a state-changing request from another origin, or an admin-only operation.",
         404: "No job has this id.",
-        409: "The job's state does not allow this; the message and `state` name it.",
+        409: "The job's state does not allow this (the message and `state` name it), or its items are not flat (CSV).",
         413: "The request body (over 1 MiB) or a job's params (over 64 KiB as JSON) are too large.",
         415: "The body must be JSON (Content-Type: application/json).",
         422: "Unknown kind, or invalid params or query.",
@@ -121,9 +125,27 @@ async def get_info(rt: Ctx, request: Request) -> InfoOut:
 
 
 @router.get("/kinds", operation_id="listKinds", tags=["kinds"])
-async def list_kinds(rt: Ctx) -> KindsOut:
-    """The registered job kinds, each with a JSON schema of its params."""
-    return KindsOut(items=[KindOut.of(kind) for kind in rt.kinds])
+async def list_kinds(rt: Ctx, client: Caller) -> KindsOut:
+    """The registered job kinds, each with a JSON schema of its params and, while it is
+    paused, who paused it, when and why."""
+    paused = {entry.kind: entry for entry in await rt.call(client.paused_kinds)}
+    return KindsOut(items=[KindOut.of(kind, paused.get(kind.kind)) for kind in rt.kinds])
+
+
+@router.post("/kinds/{kind}/pause", operation_id="pauseKind", tags=["kinds"])
+async def pause_kind(kind: KindName, rt: Ctx, client: Caller, body: OptionalPause) -> PauseOut:
+    """Stop workers claiming this kind (admins only, 403: it holds everyone's jobs). With
+    `now`, its running jobs also stop (reason `paused`) and go back to the queue, to resume
+    from their checkpoints once the kind is unpaused."""
+    result = await rt.call(client.pause, kind, now=body.now, message=body.message)
+    return PauseOut(kind=kind, paused=True, changed=result.changed, stopping=[job.id for job in result.stopping])
+
+
+@router.post("/kinds/{kind}/unpause", operation_id="unpauseKind", tags=["kinds"])
+async def unpause_kind(kind: KindName, rt: Ctx, client: Caller) -> PauseOut:
+    """Let workers claim this kind again (admins only, 403); `changed` is false if it was not paused."""
+    changed = await rt.call(client.unpause, kind)
+    return PauseOut(kind=kind, paused=False, changed=changed, stopping=[])
 
 
 @router.post("/jobs", operation_id="submitJob", status_code=201, tags=["jobs"])
@@ -200,6 +222,13 @@ async def retry_job(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
     return JobOut.of(await rt.call(client.retry, job_id))
 
 
+@router.post("/jobs/{job_id}/resume", operation_id="resumeJob", tags=["jobs"])
+async def resume_job(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
+    """Queue a cancelled or failed job again as a new attempt of the same job, starting from
+    its last checkpoint (409 if it has none, or is in another state; retry it instead)."""
+    return JobOut.of(await rt.call(client.resume, job_id))
+
+
 @router.delete("/jobs/{job_id}", operation_id="deleteJob", status_code=204, tags=["jobs"])
 async def delete_job(job_id: JobId, rt: Ctx, client: Caller) -> Response:
     """Cancel the job if it is active, wait until its work stopped, and delete it with its
@@ -237,6 +266,36 @@ def _results(
     # Items first: the job read after them has a count at least as large as what was read.
     page = client.results_page(job_id, offset, limit)
     return client.get(job_id), page
+
+
+@router.get(
+    "/jobs/{job_id}/results.{format}",
+    operation_id="downloadResults",
+    tags=["jobs"],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/jsonl": {}, "text/csv": {}},
+            "description": "The file, as an attachment.",
+        }
+    },
+)
+async def download_results(job_id: JobId, format: andon.ResultsFormat, rt: Ctx, client: Caller) -> StreamingResponse:
+    """The job's items as a file, in any state: `jsonl` (each item's data on a line) or `csv`
+    (a header of keys, a row per item; 409 `items_not_flat` unless every item is a JSON
+    object of scalars). Holds the items stored when asked; sent a page at a time."""
+    export = await rt.call(client.export_results, job_id, format)
+
+    async def body() -> AsyncIterator[bytes]:
+        chunks = iter(export)
+        while (chunk := await rt.call(next, chunks, None)) is not None:
+            yield chunk.encode()
+
+    return StreamingResponse(
+        body(),
+        media_type=export.media_type,
+        headers={"content-disposition": f'attachment; filename="{export.filename}"', "cache-control": "no-store"},
+    )
 
 
 @router.get("/jobs/{job_id}/events", operation_id="getEvents", tags=["jobs"])

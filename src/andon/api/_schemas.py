@@ -18,6 +18,8 @@ __all__ = [
     "BulkCancelBody",
     "BulkCancelOut",
     "CancelBody",
+    "CheckpointOut",
+    "CheckpointSummary",
     "ErrorBody",
     "ErrorDetail",
     "EventsOut",
@@ -28,6 +30,9 @@ __all__ = [
     "JobSummary",
     "KindOut",
     "KindsOut",
+    "PauseBody",
+    "PauseOut",
+    "PausedOut",
     "ResultItemOut",
     "ResultsOut",
     "SubmitBody",
@@ -117,6 +122,16 @@ class FailBody(BaseModel):
     retry: bool = True
 
 
+class PauseBody(BaseModel):
+    """``POST /api/v1/kinds/{kind}/pause``: ``now`` also stops the kind's running jobs (reason
+    ``paused``; they go back to the queue to resume from their checkpoints); ``message`` says why."""
+
+    model_config = _STRICT
+
+    now: bool = False
+    message: Text | None = Field(default=None, validation_alias=AliasChoices("message", "reason"))
+
+
 class BulkCancelBody(BaseModel):
     """``POST /api/v1/jobs/cancel``: every active job matching all the given filters (all active jobs if none)."""
 
@@ -182,6 +197,29 @@ class CancelOut(BaseModel):
         )
 
 
+class CheckpointSummary(BaseModel):
+    """Where the job's last checkpoint stands: ``items`` of its items came before it, stored by
+    attempt ``attempt`` at ``at``. A resume goes on from there."""
+
+    items: int
+    attempt: int
+    at: float
+
+    @classmethod
+    def of(cls, checkpoint: andon.Checkpoint) -> CheckpointSummary:
+        return cls(items=checkpoint.items, attempt=checkpoint.attempt, at=checkpoint.at)
+
+
+class CheckpointOut(CheckpointSummary):
+    """The last checkpoint with the state the handler stored (a JSON value, up to 64 KiB)."""
+
+    state: Any  # Any: the JSON value the handler stored
+
+    @classmethod
+    def of(cls, checkpoint: andon.Checkpoint) -> CheckpointOut:
+        return cls(items=checkpoint.items, attempt=checkpoint.attempt, at=checkpoint.at, state=checkpoint.state)
+
+
 class JobSummary(BaseModel):
     """A job without its params, result and traceback: what listings and the event stream carry."""
 
@@ -191,8 +229,9 @@ class JobSummary(BaseModel):
     is_terminal: bool
     actions: list[andon.Action]
     """What may be asked of the job now: the requests that would change it (``cancel`` ->
-    ``POST .../cancel``, ``fail`` -> ``POST .../fail``, ``retry`` -> ``POST .../retry``,
-    ``delete`` -> ``DELETE``). Whether the caller may act on it is not part of this."""
+    ``POST .../cancel``, ``fail`` -> ``POST .../fail``, ``resume`` -> ``POST .../resume``,
+    ``retry`` -> ``POST .../retry``, ``delete`` -> ``DELETE``). Whether the caller may act on
+    it is not part of this."""
     stage: int
     """How far the job has come in its life. Of two snapshots of one job (from a listing, an
     answer, the event stream), the one with the smaller stage is older: it never decreases."""
@@ -213,6 +252,10 @@ class JobSummary(BaseModel):
     retry_of: str | None
     owner: str | None
     """Who submitted it (a token's name); ``null`` when made without a token."""
+    checkpoint: CheckpointSummary | None
+    """The last checkpoint its handler stored, without its state (``GET /jobs/{id}`` has it)."""
+    resume: bool
+    """Its next attempt starts from ``checkpoint`` (after a resume, a pause, a shutdown...)."""
 
     @classmethod
     def of(cls, job: andon.Job) -> JobSummary:
@@ -225,12 +268,15 @@ class JobOut(JobSummary):
     params: dict[str, Any]  # Any: JSON values
     result: Any  # Any: the handler's JSON return value
     error: ErrorOut | None
+    checkpoint: CheckpointOut | None
 
     @classmethod
     def of(cls, job: andon.Job) -> JobOut:
         fields = _summary_fields(job)
         if job.error is not None:
             fields["error"] = ErrorOut(type=job.error.type, message=job.error.message, traceback=job.error.traceback)
+        if job.checkpoint is not None:
+            fields["checkpoint"] = CheckpointOut.of(job.checkpoint)
         return cls(**fields, params=job.params, result=job.result)
 
 
@@ -264,6 +310,8 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
         "cancel": CancelOut.of(job.cancel) if job.cancel else None,
         "retry_of": job.retry_of,
         "owner": job.owner,
+        "checkpoint": CheckpointSummary.of(job.checkpoint) if job.checkpoint else None,
+        "resume": job.resume,
     }
 
 
@@ -276,6 +324,18 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
+class PausedOut(BaseModel):
+    """A pause in force: since when, who paused the kind and why."""
+
+    paused_at: float
+    by: str | None
+    message: str | None
+
+    @classmethod
+    def of(cls, paused: andon.PausedKind) -> PausedOut:
+        return cls(paused_at=paused.paused_at, by=paused.by, message=paused.message)
+
+
 class KindOut(BaseModel):
     kind: str
     description: str
@@ -284,9 +344,11 @@ class KindOut(BaseModel):
     grace_s: float
     max_attempts: int
     params_schema: dict[str, Any]  # Any: a JSON schema document
+    paused: PausedOut | None
+    """Set while the kind is paused: no worker claims its jobs."""
 
     @classmethod
-    def of(cls, kind: andon.JobKind) -> KindOut:
+    def of(cls, kind: andon.JobKind, paused: andon.PausedKind | None) -> KindOut:
         return cls(
             kind=kind.kind,
             description=kind.description,
@@ -295,11 +357,22 @@ class KindOut(BaseModel):
             grace_s=kind.grace_s,
             max_attempts=kind.retry.max_attempts,
             params_schema=kind.params_schema(),
+            paused=PausedOut.of(paused) if paused else None,
         )
 
 
 class KindsOut(BaseModel):
     items: list[KindOut]
+
+
+class PauseOut(BaseModel):
+    """What a pause or unpause did: ``changed`` is false when the kind was already so;
+    ``stopping`` lists the running jobs a pause with ``now`` asked to stop."""
+
+    kind: str
+    paused: bool
+    changed: bool
+    stopping: list[str]
 
 
 class EventOut(BaseModel):

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, Final
 
@@ -303,7 +304,7 @@ def show(job_id: JobId, db: DbOption = None, app_ref: AppOption = None) -> None:
     fmt.print_table(console, fmt.job_details(job))
     console.print()
     fmt.print_table(console, fmt.events_table(events))
-    hint = f"  (andon results {job.id})" if job.items_count else ""
+    hint = f"  (andon results {job.id}, andon export {job.id})" if job.items_count else ""
     console.print(Text(f"{job.items_count} partial result(s){hint}"), soft_wrap=True)
 
 
@@ -318,31 +319,46 @@ def results(
 ) -> None:
     """Print a job's partial results, in the order it emitted them."""
     with _client(db) as client:
+        # Page by page: JSON lines of a job with gigabytes of output print in the memory of one page.
         if as_json:
-            for page in _result_pages(client, job_id, offset, limit):
+            for page in client.result_pages(job_id, offset, limit):
                 for item in page:
                     typer.echo(fmt.result_line(item))
             return
-        items = [item for page in _result_pages(client, job_id, offset, limit) for item in page]
+        items = [item for page in client.result_pages(job_id, offset, limit) for item in page]
     if items:
         fmt.print_table(console, fmt.results_table(items))
     else:
         console.print(Text("no partial results", style="dim"))
 
 
-def _result_pages(
-    client: andon.Client, job_id: str, offset: int, limit: int | None
-) -> Iterator[list[andon.ResultItem]]:
-    """The items from ``offset`` on, at most ``limit``, one bounded page at a time: JSON lines
-    of a job with gigabytes of output print in the memory of one page."""
-    left = limit
-    while left is None or left > 0:
-        page = client.results_page(job_id, offset, 1000 if left is None else min(left, 1000))
-        yield page.items
-        if page.next_offset is None:
+@cli.command()
+def export(
+    job_id: JobId,
+    format: Annotated[
+        andon.ResultsFormat,
+        typer.Option(
+            "--format", "-f", case_sensitive=False, help="jsonl: each item's data on a line; csv: flat items."
+        ),
+    ] = andon.ResultsFormat.JSONL,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", dir_okay=False, metavar="FILE", help="Write here. (default: standard output)"),
+    ] = None,
+    db: DbOption = None,
+    app_ref: AppOption = None,
+) -> None:
+    """Write a job's items to take away, in any state: JSON Lines, or CSV when every item is
+    a flat JSON object (the dashboard's downloads)."""
+    with _client(db) as client:
+        items = client.export_results(job_id, format)
+        if output is None:
+            for chunk in items:
+                sys.stdout.write(chunk)
             return
-        offset = page.next_offset
-        left = None if left is None else left - len(page.items)
+        with output.open("w", encoding="utf-8", newline="") as file:  # newline="": csv ends rows itself
+            file.writelines(items)
+    errors.print(Text(f"wrote {items.count} item(s) of job {job_id} to {output}"), soft_wrap=True)
 
 
 @cli.command()
@@ -532,6 +548,46 @@ def retry(
     console.print(Text.assemble("submitted ", (job.id, "bold"), f"  {job.kind} (a retry of {job_id})"))
 
 
+@cli.command()
+def resume(job_id: JobId, db: DbOption = None, app_ref: AppOption = None) -> None:
+    """Go on with a cancelled or failed job from its last checkpoint: the same job, a new
+    attempt; nothing it stored before the checkpoint is done again."""
+    with _client(db) as client:
+        job = client.resume(job_id)
+    console.print(fmt.resume_line(job), soft_wrap=True)
+
+
+@cli.command()
+def pause(
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="The job kind (see `andon kinds`).", show_default=False)],
+    now: Annotated[
+        bool, typer.Option("--now", help="Also stop its running jobs; they go back to the queue to resume later.")
+    ] = False,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why (kept in the history).")] = None,
+    db: DbOption = None,
+    app_ref: AppOption = None,
+) -> None:
+    """Stop workers claiming a kind: its queued jobs wait until `andon unpause KIND`."""
+    with _client(db, app_ref, with_app=True) as client:
+        result = client.pause(kind, now=now, message=message)
+    console.print(fmt.pause_line(result), soft_wrap=True)
+
+
+@cli.command()
+def unpause(
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="A paused job kind.", show_default=False)],
+    db: DbOption = None,
+    app_ref: AppOption = None,
+) -> None:
+    """Let workers claim a paused kind again."""
+    with _client(db) as client:
+        changed = client.unpause(kind)
+    if changed:
+        console.print(Text.assemble(("unpaused", "bold"), f" {kind}"), soft_wrap=True)
+    else:
+        console.print(Text(f"{kind} was not paused; nothing changed", style="dim"), soft_wrap=True)
+
+
 @cli.command("rm")
 def remove(
     job_id: JobId,
@@ -553,14 +609,15 @@ def remove(
 
 @cli.command()
 def kinds(db: DbOption = None, app_ref: AppOption = None) -> None:
-    """The app's job kinds, with how their jobs ended and how fast they stopped when cancelled."""
+    """The app's job kinds, with how their jobs ended, how fast they stopped when cancelled,
+    and which are paused."""
     with _client(db, app_ref, with_app=True) as client:
         assert client.app is not None  # _client loaded it
-        stats = client.kind_stats()
+        stats, paused = client.kind_stats(), client.paused_kinds()
         if fmt.is_narrow(console, wide=160):
-            console.print(fmt.kinds_list(client.app.kinds, stats))
+            console.print(fmt.kinds_list(client.app.kinds, stats, paused))
         else:
-            fmt.print_table(console, fmt.kinds_table(client.app.kinds, stats))
+            fmt.print_table(console, fmt.kinds_table(client.app.kinds, stats, paused))
 
 
 @cli.command()

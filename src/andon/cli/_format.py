@@ -29,10 +29,12 @@ __all__ = [
     "kinds_table",
     "local_time",
     "number",
+    "pause_line",
     "print_table",
     "progress",
     "result_line",
     "results_table",
+    "resume_line",
     "seconds",
     "short_time",
     "status_text",
@@ -322,6 +324,8 @@ def job_details(job: andon.Job, *, now: float | None = None) -> RenderableType:
         rows.append(("error", Text(f"{job.error.type}: {job.error.message}", style="red")))
     if job.cancel is not None:
         rows.extend(_cancel_rows(job.cancel))
+    if job.checkpoint is not None:
+        rows.extend(_checkpoint_rows(job))
     for key, value in rows:
         grid.add_row(key, value if isinstance(value, Text) else Text(value))
     if job.error is not None and job.error.traceback:
@@ -332,6 +336,36 @@ def job_details(job: andon.Job, *, now: float | None = None) -> RenderableType:
 def _progress_detail(job: andon.Job) -> str:
     text = progress(job)
     return f"{text}  {job.progress_message}" if job.progress_message else text
+
+
+def _checkpoint_rows(job: andon.Job) -> list[tuple[str, Text | str]]:
+    assert job.checkpoint is not None
+    checkpoint = job.checkpoint
+    where = f"attempt {checkpoint.attempt}, after {checkpoint.items} item(s), at {local_time(checkpoint.at, ms=True)}"
+    rows: list[tuple[str, Text | str]] = [("checkpoint", where)]
+    if job.resume:
+        rows.append(("next attempt", "goes on from the checkpoint"))
+    elif andon.Action.RESUME in andon.allowed_actions(job):
+        rows.append(("next attempt", Text(f"andon resume {job.id} goes on from the checkpoint", style="dim")))
+    return rows
+
+
+def resume_line(job: andon.Job) -> Text:
+    """``resumed <id>  count  from attempt 1's checkpoint (42 items kept); queued``."""
+    text = Text.assemble(("resumed", "bold"), f" {job.id}  {job.kind}")
+    if job.checkpoint is not None:
+        text.append(f"  from attempt {job.checkpoint.attempt}'s checkpoint ({job.checkpoint.items} item(s) kept); ")
+    return text + status_text(job.status)
+
+
+def pause_line(result: andon.PauseResult) -> Text:
+    """``paused count; 3 running job(s) asked to stop: they go back to the queue``."""
+    if not result.changed:
+        return Text(f"{result.kind} was paused already; nothing changed", style="dim")
+    text = Text.assemble(("paused", "bold"), f" {result.kind}: no worker claims it until `andon unpause {result.kind}`")
+    if result.stopping:
+        text.append(f"; {len(result.stopping)} running job(s) asked to stop, to go on from their checkpoints then")
+    return text
 
 
 def _cancel_rows(cancel: andon.CancelInfo) -> list[tuple[str, Text | str]]:
@@ -387,8 +421,11 @@ def results_table(items: Sequence[andon.ResultItem]) -> Table:
     return table
 
 
-def kinds_table(kinds: Sequence[andon.JobKind], stats: Sequence[andon.KindStats]) -> Table:
-    """The app's kinds joined with their history: a handler that ignores cancels stands out."""
+def kinds_table(
+    kinds: Sequence[andon.JobKind], stats: Sequence[andon.KindStats], paused: Sequence[andon.PausedKind] = ()
+) -> Table:
+    """The app's kinds joined with their history: a handler that ignores cancels stands out,
+    and so does a paused kind."""
     by_kind = {s.kind: s for s in stats}
     table = _table()
     for name in ("kind", "isolation", "timeout", "grace", "retry", "params", "description", "jobs"):
@@ -396,8 +433,10 @@ def kinds_table(kinds: Sequence[andon.JobKind], stats: Sequence[andon.KindStats]
     table.add_column("stops", justify="right")
     table.add_column("stop time\nmedian / max", justify="right")
     table.add_column("stop methods")
+    pauses = {p.kind: p for p in paused}
     for spec in kinds:
-        table.add_row(*_settings_cells(spec), *_stats_cells(by_kind.get(spec.kind)))
+        cells = _settings_cells(spec)
+        table.add_row(_with_pause(cells[0], pauses.get(spec.kind)), *cells[1:], *_stats_cells(by_kind.get(spec.kind)))
     for kind in _unregistered(kinds, by_kind):
         table.add_row(
             Text(kind, style="bold"), Text("not in this app", style="dim"), *[""] * 5, *_stats_cells(by_kind[kind])
@@ -405,19 +444,33 @@ def kinds_table(kinds: Sequence[andon.JobKind], stats: Sequence[andon.KindStats]
     return table
 
 
-def kinds_list(kinds: Sequence[andon.JobKind], stats: Sequence[andon.KindStats]) -> RenderableType:
+def kinds_list(
+    kinds: Sequence[andon.JobKind], stats: Sequence[andon.KindStats], paused: Sequence[andon.PausedKind] = ()
+) -> RenderableType:
     """The same as :func:`kinds_table`, one block per kind, for narrow terminals."""
     by_kind = {s.kind: s for s in stats}
+    pauses = {p.kind: p for p in paused}
     blocks: list[RenderableType] = []
     for spec in kinds:
         name, isolation, timeout, grace, retry, params, description = _settings_cells(spec)
         head = name + Text(f"  {isolation} · timeout {timeout} · grace {grace} · retry {retry}")
+        if spec.kind in pauses:
+            head = _with_pause(head, pauses[spec.kind])
         blocks += [head, Text(f"  {description}"), Text("  params: " + params.plain.replace("\n", ", "))]
         blocks += [_stats_block(by_kind.get(spec.kind)), Text("")]
     for kind in _unregistered(kinds, by_kind):
         blocks += [Text(kind, style="bold") + Text("  not in this app", style="dim"), _stats_block(by_kind[kind])]
         blocks.append(Text(""))
     return Group(*blocks)
+
+
+def _with_pause(name: Text, paused: andon.PausedKind | None) -> Text:
+    """The kind's name, and while it is paused: since when, by whom and why."""
+    if paused is None:
+        return name
+    note = f"paused since {local_time(paused.paused_at)}" + (f" by {paused.by}" if paused.by else "")
+    note += f": {paused.message}" if paused.message else ""
+    return name + Text("\n") + Text(note, style="yellow")
 
 
 def _unregistered(kinds: Sequence[andon.JobKind], by_kind: Mapping[str, andon.KindStats]) -> list[str]:

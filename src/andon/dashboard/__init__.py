@@ -25,6 +25,7 @@ SCRIPTS: Final = (
     "format.js",
     "history.js",
     "jobpage.js",
+    "kinds.js",
     "live.js",
     "notices.js",
     "session.js",

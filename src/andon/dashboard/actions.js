@@ -39,6 +39,15 @@ async function forceFail(job, button) {
   if (updated) remember(updated);
 }
 
+async function resume(job, button) {
+  const updated = await act(button, () => api("POST", `${jobPath(job.id)}/resume`));
+  if (!updated) return;
+  remember(updated);
+  const from = updated.checkpoint ? ` from its checkpoint (${updated.checkpoint.items} items kept)` : "";
+  toast(`Resumed ${job.kind} ${shortId(job.id)}${from}.`);
+  historyChanged();
+}
+
 async function retry(job, button) {
   const created = await act(button, () => api("POST", `${jobPath(job.id)}/retry`));
   if (!created) return;
@@ -86,7 +95,9 @@ export function jobButtons(job, { dismiss = false, compact = false } = {}) {
     if (allows.has("delete")) buttons.push(actionButton("Cancel & delete", job, cancelAndDelete));
     if (allows.has("fail")) buttons.push(actionButton("Force fail", job, forceFail));
   } else {
-    if (allows.has("retry")) buttons.push(actionButton("Retry", job, retry));
+    if (allows.has("resume")) buttons.push(actionButton("Resume", job, resume, "primary"));
+    // A history row has room for one way back: resume, which does nothing twice, when it can.
+    if (allows.has("retry") && !(compact && allows.has("resume"))) buttons.push(actionButton("Retry", job, retry));
     if (allows.has("delete")) buttons.push(actionButton("Remove", job, remove));
   }
   if (dismiss && !isActive(job)) buttons.push(actionButton("Dismiss", job, dismissCard, "quiet"));

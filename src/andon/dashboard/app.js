@@ -10,6 +10,7 @@
 //   jobpage.js   one job's page               submit.js    the submit form
 //   actions.js   the buttons of a job         notices.js   toasts, confirmations
 //   format.js    how values read              dom.js       building elements as text
+//   kinds.js     the kinds strip: pausing
 
 import { api, whenUnauthorized } from "./api.js";
 import { renderCards, setUpCards, tick } from "./cards.js";
@@ -17,6 +18,7 @@ import { $ } from "./dom.js";
 import { plural, setServerTime } from "./format.js";
 import { setUpHistory } from "./history.js";
 import { closeJobPage, openJobPage, setUpJobPage } from "./jobpage.js";
+import { renderKinds, setUpKinds } from "./kinds.js";
 import { openStream, setLive } from "./live.js";
 import { toast } from "./notices.js";
 import { forgetOldToken, logIn, setUpLogout, showUser } from "./session.js";
@@ -51,7 +53,10 @@ async function start() {
   $("server-info").textContent = `${info.database} · ${worker}`;
   $("server-info").title = `andon ${info.version}`;
   $("no-worker-note").hidden = Boolean(info.worker);
-  showKinds((await api("GET", "kinds")).items);
+  const kinds = (await api("GET", "kinds")).items;
+  showKinds(kinds);
+  renderKinds(kinds);
+  setUpKinds();
   window.addEventListener("hashchange", route);
   route();
   setInterval(tick, 1000);

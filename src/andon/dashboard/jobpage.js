@@ -2,7 +2,7 @@
 // result items. Each section re-renders only when its own data changed.
 
 import { jobButtons } from "./actions.js";
-import { api, jobPath } from "./api.js";
+import { API, api, jobPath } from "./api.js";
 import { $, h, replaceKeepingFocus } from "./dom.js";
 import { badge, duration, elapsedText, isActive, json, jobHref, number, plural, shortId, timeCell } from "./format.js";
 import { on, shown } from "./state.js";
@@ -68,11 +68,12 @@ function renderJobPage(job, events, results) {
     ["head", { id: job.id, kind: job.kind, status: job.status, actions: job.actions }, () => jobHead(job)],
     ["facts", job, () => jobFacts(job)],
     ["cancel", job.cancel, () => job.cancel && cancelSection(job)],
+    ["checkpoint", { checkpoint: job.checkpoint, resume: job.resume }, () => job.checkpoint && checkpointSection(job)],
     ["params", job.params, () => section("Params", h("pre", { class: "json" }, json(job.params)))],
     ["result", { status: job.status, result: job.result }, () => job.status === "succeeded" && section("Result", h("pre", { class: "json" }, json(job.result)))],
     ["error", job.error, () => job.error && errorSection(job.error)],
     ["timeline", events, () => timeline(events.items, events.next_offset)],
-    ["results", results, () => resultsSection(results)],
+    ["results", results, () => resultsSection(job.id, results)],
   ];
   if (!view.querySelector(".back")) view.replaceChildren(backLink());
   for (const [key, data, build] of sections) {
@@ -154,6 +155,21 @@ function cancelSection(job) {
   );
 }
 
+function checkpointSection(job) {
+  const checkpoint = job.checkpoint;
+  const next = job.resume
+    ? "Its next attempt goes on from here."
+    : job.actions.includes("resume")
+      ? "Resume goes on from here: a new attempt of this job, nothing before the checkpoint done twice."
+      : null;
+  return section(
+    "Checkpoint",
+    h("p", { class: "checkpoint-line" }, `Stored by attempt ${checkpoint.attempt} after ${plural(checkpoint.items, "item")}, `, timeCell(checkpoint.at), "."),
+    next ? h("p", { class: "help" }, next) : null,
+    h("details", { "data-key": "checkpoint-state" }, h("summary", null, "State"), h("pre", { class: "json" }, json(checkpoint.state))),
+  );
+}
+
 function errorSection(error) {
   return section(
     "Error",
@@ -177,7 +193,24 @@ function timeline(events, nextOffset) {
   return section("Timeline", items.length ? h("ol", { class: "timeline" }, ...items) : h("p", { class: "empty" }, "No events."), more);
 }
 
-function resultsSection(results) {
+// A row of a CSV needs an object of scalars; the server checks every item (409 if one is
+// not), this page can only look at the items it shows.
+const isFlat = (data) => data !== null && typeof data === "object" && !Array.isArray(data) && Object.values(data).every((value) => value === null || typeof value !== "object");
+
+function downloads(id, results) {
+  if (!results.count) return null;
+  const file = (format) => `${API}${jobPath(id)}/results.${format}`;
+  const csv = results.items.every((item) => isFlat(item.data));
+  return h(
+    "p",
+    { class: "downloads" },
+    "Download all items: ",
+    h("a", { class: "btn small", href: file("jsonl"), download: "" }, "JSON Lines"),
+    csv ? h("a", { class: "btn small", href: file("csv"), download: "" }, "CSV") : null,
+  );
+}
+
+function resultsSection(id, results) {
   const first = results.count ? results.offset + 1 : 0;
   const last = results.offset + results.items.length;
   const state = results.cancelled ? "the job was cancelled; these are the items it produced before it stopped" : results.complete ? "final" : "the job is still running; more may come";
@@ -199,6 +232,7 @@ function resultsSection(results) {
   return section(
     `Results (${results.count})`,
     h("p", { class: "help" }, `${first}–${last} of ${results.count} · ${state}`),
+    downloads(id, results),
     rows.length
       ? h("div", { class: "table-wrap" }, h("table", { class: "results" }, h("thead", null, h("tr", null, h("th", { scope: "col", class: "num" }, "#"), h("th", { scope: "col", class: "num" }, "Attempt"), h("th", { scope: "col" }, "At"), h("th", { scope: "col" }, "Data"))), h("tbody", null, ...rows)))
       : h("p", { class: "empty" }, "No items."),
