@@ -37,7 +37,7 @@ import andon
 from andon._ids import new_job_id
 from andon._storage import NewJob
 from tests.faults.processes import marked_processes
-from tests.faults.test_kill_worker import LEASE_S, Zygote, side_log
+from tests.faults.test_kill_worker import LEASE_S, Zygote, side_log, wait_for_line
 from tests.job_checks import assert_ended_once, assert_items_numbered
 from tests.postgres import fresh_schema
 from tests.support import is_alive, wait_until
@@ -345,3 +345,54 @@ def test_kill_9_while_checkpointing_loses_and_doubles_nothing(db: str, plan: Pla
         check_all(store, job_ids, kills, plan, tmp_path, marker)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    "hold_at",
+    [
+        pytest.param(
+            0,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="core: an attempt lost before its first checkpoint is stored is retried from "
+                "scratch but keeps the items it stored, so they come again (reported with issue 15)",
+            ),
+        ),
+        5,
+    ],
+    ids=["before_the_first_checkpoint", "past_a_checkpoint"],
+)
+def test_kill_9_with_an_item_stored_past_the_last_checkpoint(db: str, hold_at: int, tmp_path: Path) -> None:
+    """Item ``hold_at`` is stored and its checkpoint is not when the worker dies: the next
+    attempt must neither lose it nor store it twice."""
+    log_dir = tmp_path / "side"
+    log_dir.mkdir()
+    marker = f"andon-fault-{secrets.token_hex(6)}"
+    store = andon.open_store(db)
+    zygote = Zygote(db, marker, tmp_path / "zygote.log")
+    workers: list[int] = []
+    try:
+        workers.append(zygote.fork("w0"))
+        params = {"n": 20, "log_dir": str(log_dir), "hold_at": hold_at}
+        [job] = store.submit([NewJob(new_job_id(), "counting", params, max_attempts=3)], actor="test")
+        wait_for_line(log_dir, job.id, "phase holding", "the handler to hold")
+        wait_until(lambda: store.get(job.id).items_count == hold_at + 1, 15, f"item {hold_at} to be stored")
+        held = store.get(job.id)
+        assert held.checkpoint is None if hold_at == 0 else held.checkpoint is not None
+        os.kill(workers[0], signal.SIGKILL)
+        workers.append(zygote.fork("w1"))
+        wait_until(lambda: store.get(job.id).is_terminal, LEASE_S * 4 + 30, "the job to be recovered and finish")
+        os.kill(workers[1], signal.SIGTERM)
+        wait_until(lambda: not is_alive(workers[1]), 15, "the last worker to stop")
+        finished = store.get(job.id)
+        assert finished.status is andon.JobStatus.SUCCEEDED, finished
+        assert finished.attempt == 2, finished
+        numbers = [item.data["i"] for item in store.items(job.id)]
+        assert numbers == list(range(20)), f"items {_runs(numbers)}: one is missing or stored twice"
+    finally:
+        for pid in workers:
+            if is_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        zygote.close()
+        store.close()
+    wait_until(lambda: not marked_processes(marker), 10, "every worker to be gone")

@@ -102,13 +102,19 @@ def _emit_for(ctx: andon.Context, log: _SideLog, seconds: float) -> None:
         ctx.sleep(0.001)
 
 
-def counting(ctx: andon.Context, n: int, log_dir: str, sleep_every: int = 5) -> dict[str, int]:
+def counting(ctx: andon.Context, n: int, log_dir: str, sleep_every: int = 5, hold_at: int = -1) -> dict[str, int]:
+    """Count to ``n`` from where the last checkpoint left it; the first attempt, with
+    ``hold_at``, announces ``phase holding`` after emitting that item, before its checkpoint,
+    and waits there for its kill."""
     log = _SideLog(log_dir, ctx.job_id)
     ctx.on_cleanup(log.close)
     first = ctx.resumed["next"] if ctx.resumed else 0
     log.write(f"start {ctx.attempt} {os.getpid()} {first}")
     for i in range(first, n):
         _emit(ctx, log, i)
+        if i == hold_at and ctx.attempt == 1:
+            log.write("phase holding")
+            ctx.sleep(HOLD_S)
         ctx.checkpoint({"next": i + 1})
         if i % sleep_every == sleep_every - 1:
             ctx.sleep(0.001)
