@@ -39,7 +39,7 @@ from andon._storage import NewJob
 from tests.faults.processes import marked_processes
 from tests.faults.test_kill_worker import LEASE_S, Zygote, side_log, wait_for_line
 from tests.job_checks import assert_ended_once, assert_items_numbered
-from tests.postgres import fresh_schema
+from tests.postgres import fresh_database
 from tests.support import is_alive, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -329,11 +329,8 @@ def check_all(store: andon.Store, job_ids: list[str], kills: list[Kill], plan: P
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'andon.db'}"
-    else:
-        with fresh_schema() as url:
-            yield url
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.mark.parametrize("plan", [THREAD_PLAN, PROCESS_PLAN], ids=["worker_killed", "process_job_killed"])

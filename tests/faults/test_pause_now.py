@@ -20,7 +20,7 @@ import pytest
 import andon
 from andon.examples import app as example_app
 from tests.job_checks import assert_ended_once, assert_items_numbered
-from tests.postgres import fresh_schema
+from tests.postgres import fresh_database
 from tests.subprocesses import WorkerProcess
 from tests.support import wait_until
 
@@ -35,11 +35,8 @@ RESUMES_FROM = re.compile(r"resumes from the checkpoint of attempt 1, after item
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'pause.db'}"
-    else:
-        with fresh_schema() as url:
-            yield url
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
