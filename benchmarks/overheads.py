@@ -1,4 +1,4 @@
-"""Overheads: what andon costs a handler per checkpoint and per result item, and a queued job's size.
+"""Overheads: what andon costs a handler per cancel check, item and ``ctx.checkpoint()``; a queued job's size.
 
 Usage::
 
@@ -13,6 +13,12 @@ Usage::
     settling). On SQLite and on PostgreSQL, the worker in this process.
 (c) A queued job's size in the store: bytes the store grows by per queued job, over
     100,000 queued jobs (job row, its ``submitted`` event, indexes).
+(d) ``ctx.checkpoint()`` per call, beside ``ctx.emit()`` measured the same way and the two
+    together (emit an item, then checkpoint the next position, as ``count`` does): a job
+    makes 20,000 calls as fast as it can; a run's figure is the time from its first call to
+    the job being recorded as succeeded (every item and the last checkpoint stored), divided
+    by the calls. Median and p99 over 15 runs, on SQLite and on PostgreSQL, the worker in
+    this process; the note also gives the median time spent inside the calls alone.
 """
 
 from __future__ import annotations
@@ -61,6 +67,69 @@ def emit_many(ctx: andon.Context, n: int) -> float:
     for i in range(n):
         ctx.emit({"i": i})
     return first
+
+
+CALL_VARIANTS = {
+    "emit": "ctx.emit()",
+    "checkpoint": "ctx.checkpoint()",
+    "both": "ctx.emit() + ctx.checkpoint()",
+}
+
+
+@app.job("call_many")
+def call_many(ctx: andon.Context, n: int, calls: str) -> dict[str, float]:
+    """Make ``n`` calls of ``calls`` (a key of ``CALL_VARIANTS``); returns the wall-clock time
+    of the first and the ns spent in the loop."""
+    emit, checkpoint = ctx.emit, ctx.checkpoint
+    first = time.time()
+    began = time.perf_counter_ns()
+    if calls == "emit":
+        for i in range(n):
+            emit({"i": i})
+    elif calls == "checkpoint":
+        for i in range(n):
+            checkpoint({"next": i + 1})
+    else:
+        for i in range(n):
+            emit({"i": i})
+            checkpoint({"next": i + 1})
+    return {"first": first, "loop_ns": time.perf_counter_ns() - began}
+
+
+def call_costs(url: str, calls: str, n: int, runs: int) -> tuple[list[float], list[float]]:
+    """Per run: µs per call until stored, and µs per call inside the handler's loop."""
+    stored, inside = [], []
+    with andon.connect(url, app) as client, andon.Worker(app, client.store, concurrency=1):
+        for _ in range(runs):
+            job = client.wait_finished(client.submit("call_many", {"n": n, "calls": calls}).id, timeout=300)
+            expected = 0 if calls == "checkpoint" else n
+            if job.status is not andon.JobStatus.SUCCEEDED or job.items_count != expected:
+                raise SystemExit(f"call_many ({calls}) ended {job.status.value} with {job.items_count} items")
+            if calls != "emit" and (job.checkpoint is None or job.checkpoint.state != {"next": n}):
+                raise SystemExit(f"call_many ({calls}) stored the checkpoint {job.checkpoint}")
+            recorded = next(e.at for e in client.events(job.id) if e.type == "succeeded")
+            stored.append((recorded - job.result["first"]) / n * 1e6)
+            inside.append(job.result["loop_ns"] / n / 1000)
+    return stored, inside
+
+
+def call_rows(url: str, store: str, n: int, runs: int) -> list[dict[str, Any]]:  # Any: JSON values
+    rows = []
+    for calls, label in CALL_VARIANTS.items():
+        stored, inside = call_costs(url, calls, n, runs)
+        median, p99 = percentile(stored, 50), percentile(stored, 99)
+        assert median is not None  # runs >= 1
+        assert p99 is not None
+        note = (
+            f"median of {runs} runs of {n:,} calls, first call to stored; p99 {p99:.2f} µs; "
+            f"inside the calls alone {percentile(inside, 50):.2f} µs"
+        )
+        per = "step" if calls == "both" else "call"
+        row = figure_row("overhead", f"{label} per {per}, stored, {store}", median, "µs", runs=runs, note=note)
+        row.update(p99=p99, samples_us=[round(v, 3) for v in stored], inside_us=[round(v, 3) for v in inside])
+        rows.append(row)
+        print(f"  {label} on {store}: median {median:.2f} µs, p99 {p99:.2f} µs per {per}", flush=True)
+    return rows
 
 
 def check_costs(calls: int, runs: int) -> tuple[list[float], list[float]]:
@@ -129,6 +198,7 @@ def queued_bytes_postgres(url: str, count: int) -> float:
 
 def measure(quick: bool, postgres_url: str | None) -> list[dict[str, Any]]:  # Any: JSON values
     calls, runs = (100_000, 3) if quick else (1_000_000, 15)
+    call_n, call_runs = (2_000, 3) if quick else (20_000, 15)
     items = 5_000 if quick else 200_000
     queued = 2_000 if quick else 100_000
     rows: list[dict[str, Any]] = []
@@ -153,6 +223,7 @@ def measure(quick: bool, postgres_url: str | None) -> list[dict[str, Any]]:  # A
             figure_row("overhead", f"ctx.emit(), {items:,} items stored, SQLite", rate, "items/s", at_least=100_000)
         )
         print(f"  emit on SQLite: {rate:.0f} items/s", flush=True)
+        rows += call_rows(f"sqlite:///{folder}/calls.db", "SQLite", call_n, call_runs)
         size = queued_bytes_sqlite(folder, queued)
         rows.append(figure_row("overhead", f"store size per queued job ({queued:,}), SQLite", size, "bytes"))
         print(f"  a queued job on SQLite: {size:.0f} bytes", flush=True)
@@ -163,6 +234,8 @@ def measure(quick: bool, postgres_url: str | None) -> list[dict[str, Any]]:  # A
             figure_row("overhead", f"ctx.emit(), {items:,} items stored, PostgreSQL", rate, "items/s", at_least=100_000)
         )
         print(f"  emit on PostgreSQL: {rate:.0f} items/s", flush=True)
+        with _common.fresh_schema(postgres_url, "calls") as url:
+            rows += call_rows(url, "PostgreSQL", call_n, call_runs)
         with _common.fresh_schema(postgres_url, "size") as url:
             size = queued_bytes_postgres(url, queued)
         rows.append(figure_row("overhead", f"store size per queued job ({queued:,}), PostgreSQL", size, "bytes"))

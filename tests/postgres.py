@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -95,6 +96,17 @@ def fresh_schema(*, migrate: bool = True) -> Iterator[str]:
         yield url
     finally:
         drop_schema(name)
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, folder: Path) -> Iterator[str]:
+    """A fresh database for one test: ``sqlite`` (a file in ``folder``) or ``postgres`` (a
+    schema of its own, dropped afterwards); yields its URL."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'andon.db'}"
+    else:
+        with fresh_schema() as url:
+            yield url
 
 
 def drop_schema(name: str) -> None:

@@ -83,6 +83,8 @@ def test_suite_runs_quick_and_writes_its_table(tmp_path: Path) -> None:
     for store in ("SQLite", "PostgreSQL"):
         assert any(label.startswith("scale: claim") and label.endswith(store) for label in labels), labels
         assert any("ever started" in label and label.endswith(store) for label in labels), labels
+        for calls in ("ctx.checkpoint() per call", "ctx.emit() per call", "ctx.emit() + ctx.checkpoint() per step"):
+            assert f"overhead: {calls}, stored, {store}" in labels, labels
     # What must hold at any speed: no queued job that was cancelled ever started.
     started = [row for row in report["rows"] if "ever started" in row["label"]]
     assert all(row["value"] == 0 for row in started), started

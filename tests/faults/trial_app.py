@@ -19,6 +19,11 @@ Phases (``phase`` param, first attempt only; a retry just emits a few items and 
   the attempt is being settled.
 * ``cancelling`` - announces ``running``; after the test's cancel its slow cleanup announces
   ``cleanup`` and takes half a second, inside which the kill lands.
+
+``counting`` and ``counting_process`` (issue 15) count like the example kind ``count``: emit
+item ``i``, then checkpoint ``{"next": i + 1}``, in a tight loop (a short sleep every few
+steps), and start from ``ctx.resumed``. Their ``start`` line names where the attempt starts:
+``start <attempt> <pid> <first i>``, and ``done <attempt>`` follows the last item.
 """
 
 from __future__ import annotations
@@ -97,5 +102,27 @@ def _emit_for(ctx: andon.Context, log: _SideLog, seconds: float) -> None:
         ctx.sleep(0.001)
 
 
+def counting(ctx: andon.Context, n: int, log_dir: str, sleep_every: int = 5, hold_at: int = -1) -> dict[str, int]:
+    """Count to ``n`` from where the last checkpoint left it; the first attempt, with
+    ``hold_at``, announces ``phase holding`` after emitting that item, before its checkpoint,
+    and waits there for its kill."""
+    log = _SideLog(log_dir, ctx.job_id)
+    ctx.on_cleanup(log.close)
+    first = ctx.resumed["next"] if ctx.resumed else 0
+    log.write(f"start {ctx.attempt} {os.getpid()} {first}")
+    for i in range(first, n):
+        _emit(ctx, log, i)
+        if i == hold_at and ctx.attempt == 1:
+            log.write("phase holding")
+            ctx.sleep(HOLD_S)
+        ctx.checkpoint({"next": i + 1})
+        if i % sleep_every == sleep_every - 1:
+            ctx.sleep(0.001)
+    log.write(f"done {ctx.attempt}")
+    return {"attempt": ctx.attempt, "items": n}
+
+
 app.job("trial")(trial)
 app.job("trial_process", isolation="process")(trial)
+app.job("counting")(counting)
+app.job("counting_process", isolation="process")(counting)
