@@ -131,7 +131,8 @@ class OutputBuffer:
             if self._closed:
                 raise Cancelled(None, "this job already ended; nothing more can be stored")
             self._checkpoint = SavedState(self._next_seq, at, encoded)
-        self._wake_flusher()
+        # It rides with the next regular flush: waking the flusher for each one would make a
+        # handler that checkpoints after every item write without pause.
 
     def child_started(self, pid: int) -> None:
         """Child processes are tracked by the context itself; nothing to store."""
