@@ -3,7 +3,8 @@
 Every store calls these functions inside its own transaction, so the rules live in one
 place and the SQLite and PostgreSQL stores cannot disagree about them.
 
-State machine (``*`` marks terminal states; a terminal state never changes again)::
+State machine (``*`` marks terminal states; a terminal state changes only by an explicit
+resume, back to the queue)::
 
     from        to            trigger
     ----------  ------------  --------------------------------------------------------
@@ -13,18 +14,22 @@ State machine (``*`` marks terminal states; a terminal state never changes again
     running     succeeded*    the handler returned
     running     failed*       the handler raised, no retry left / worker lost, no retry
     running     queued        the handler raised and the retry policy allows another
-                              attempt; or the worker shut down (the attempt starts over)
-                              or was lost, and the policy allows another attempt
-    running     cancelling    cancel requested (user, timeout, deleted, forced)
+                              attempt; or the worker shut down or lost its lease (the
+                              attempt goes on from the last checkpoint, or starts over), or
+                              was lost and the policy allows another attempt
+    running     cancelling    cancel requested (user, timeout, deleted, forced, paused)
     cancelling  cancelled*    the work stopped because of the cancel
     cancelling  succeeded*    the work finished before it saw the cancel
     cancelling  failed*       the work failed before it saw the cancel; or a force-fail
                               stopped it and no retry is left
-    cancelling  queued        a force-fail stopped it and the retry policy allows more
+    cancelling  queued        a force-fail stopped it and the retry policy allows more; or a
+                              pause of its kind (``--now``) stopped it
+    cancelled   queued        resumed (``andon resume``): the next attempt of the same job
+    failed      queued        goes on from its last checkpoint (:func:`decide_resume`)
 
 A cancel of a ``cancelling`` or ``cancelled`` job is a no-op that reports the current state;
 a cancel of a ``succeeded`` or ``failed`` job raises :class:`~andon.JobFinished`.
-A cancelled job is never retried automatically.
+A cancelled job is never retried automatically (only ``andon resume`` queues it again).
 
 What may be asked of a job in each state (:func:`allowed_actions`; ``-`` marks an action that
 would be refused or would change nothing)::
