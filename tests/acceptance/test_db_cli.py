@@ -16,6 +16,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 import andon
+from andon._storage._postgres import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION
+from andon._storage._sqlite import SCHEMA_VERSION as SQLITE_SCHEMA_VERSION
 from andon.cli import cli
 from andon.examples import app
 from tests.acceptance.cli_checks import assert_one_error_line
@@ -30,10 +32,10 @@ def run(*args: str) -> Result:
 def test_db_upgrade_creates_then_does_nothing(empty_schema: str) -> None:
     first = run("db", "upgrade", "--db", empty_schema)
     assert first.exit_code == 0, first.output
-    assert "upgraded from version 0 to 2" in first.stdout
+    assert f"upgraded from version 0 to {POSTGRES_SCHEMA_VERSION}" in first.stdout
     again = run("db", "upgrade", "--db", empty_schema)
     assert again.exit_code == 0, again.output
-    assert "already at version 2; nothing to do" in again.stdout
+    assert f"already at version {POSTGRES_SCHEMA_VERSION}; nothing to do" in again.stdout
     listed = run("ls", "--db", empty_schema)
     assert listed.exit_code == 0, listed.output
     assert "no jobs" in listed.stdout
@@ -43,7 +45,7 @@ def test_db_upgrade_on_sqlite_reports_its_version(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     first = run("db", "upgrade", "--db", url)
     assert first.exit_code == 0, first.output
-    assert "upgraded from version 0 to 3" in first.stdout
+    assert f"upgraded from version 0 to {SQLITE_SCHEMA_VERSION}" in first.stdout
     assert "nothing to do" in run("db", "upgrade", "--db", url).stdout
 
 
@@ -93,5 +95,5 @@ def test_worker_upgrades_the_schema_when_asked_and_runs_jobs(empty_schema: str) 
         worker.send_signal(signal.SIGTERM)
         _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
-    assert "upgraded from version 0 to 2" in stderr
+    assert f"upgraded from version 0 to {POSTGRES_SCHEMA_VERSION}" in stderr
     assert "Traceback" not in stderr

@@ -244,9 +244,13 @@ def _one_kill(
         checkpoint = store.get(job_id).checkpoint
         seen = checkpoint.items if checkpoint is not None else None
         if rng.random() < plan.child_share:
-            os.kill(pid, signal.SIGKILL)
-            wait_until(lambda: not is_alive(pid), 10, f"kill {index}: job process {pid} to die")
-            return Kill(index, "job process", job_id, attempt, seen)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # its attempt ended meanwhile: the worker gets this kill instead
+            else:
+                wait_until(lambda: not is_alive(pid), 10, f"kill {index}: job process {pid} to die")
+                return Kill(index, "job process", job_id, attempt, seen)
         kill = Kill(index, "worker", job_id, attempt, seen)
     os.kill(worker, signal.SIGKILL)
     wait_until(lambda: not is_alive(worker), 10, f"kill {index}: worker {worker} to die")
