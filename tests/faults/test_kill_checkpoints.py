@@ -306,7 +306,13 @@ def check_job(store: andon.Store, job_id: str, plan: Plan, kills: list[Kill], lo
             continue
         # The checkpoint stored before the kill is never lost: the next attempt starts at it
         # or later (one committed after the look and before the death).
-        later = firsts[min(a for a in firsts if a > kill.attempt)]
+        after = [a for a in firsts if a > kill.attempt]
+        if not after:
+            # The attempt's work was over when the kill landed (its process had reported, or
+            # the worker had recorded it): it is the job's last attempt, the one that succeeded.
+            assert kill.attempt == job.attempt, f"{context}: {kill} left no later attempt"
+            continue
+        later = firsts[min(after)]
         assert later >= (kill.seen_checkpoint or 0), f"{context}: {kill} but attempt {kill.attempt + 1} began {later}"
         emitted = [int(line[2]) for line in lines if line[:2] == ["emit", str(kill.attempt)]]
         assert later <= max(emitted, default=firsts[kill.attempt] - 1) + 1, f"{context}: state ahead of items"
