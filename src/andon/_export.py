@@ -121,11 +121,16 @@ def _row(data: Any, columns: list[str]) -> list[str]:  # Any: a JSON value
     return [_cell(values.get(column)) for column in columns]
 
 
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+"""How a spreadsheet recognises a formula. Items often hold text from elsewhere (a crawled
+page's title): such a cell is written with a leading ``'``, so opening the file runs nothing."""
+
+
 def _cell(value: Any) -> str:  # Any: a JSON value
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return "'" + value if value.startswith(_FORMULA_START) else value
     return json.dumps(value, ensure_ascii=False)  # true/false, numbers as JSON writes them
 
 

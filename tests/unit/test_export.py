@@ -85,3 +85,11 @@ def test_no_items_make_an_empty_file() -> None:
 def test_the_file_name_keeps_only_safe_characters_of_the_kind() -> None:
     export = export_results(_job(0, kind='a "b"/c'), ResultsFormat.CSV, Items([]))
     assert export.filename == "a_b_c-job-1.csv"
+
+
+def test_csv_text_a_spreadsheet_would_run_as_a_formula_is_written_inert() -> None:
+    link = '=HYPERLINK("http://127.0.0.1/x","click")'
+    data: list[Any] = [{"title": t} for t in (link, "+1", "@SUM(A1)", "-2", "plain", -2)]
+    export = export_results(_job(6), ResultsFormat.CSV, Items(data))
+    rows = list(csv.reader(io.StringIO("".join(export))))
+    assert [row[0] for row in rows[1:]] == ["'" + link, "'+1", "'@SUM(A1)", "'-2", "plain", "-2"]
