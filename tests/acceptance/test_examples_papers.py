@@ -31,7 +31,7 @@ from tests.acceptance.examples_support import (
     cancel_and_measure,
     use_tmp_as_examples_root,
 )
-from tests.postgres import fresh_schema
+from tests.postgres import fresh_database
 from tests.subprocesses import WorkerProcess
 from tests.support import wait_items, wait_until
 
@@ -258,11 +258,8 @@ def test_cancel_in_the_middle_of_a_large_pdf_keeps_its_pages_and_resume_goes_on_
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'papers.db'}"
-    else:
-        with fresh_schema() as url:
-            yield url
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.mark.timeout(180)

@@ -15,7 +15,7 @@ import pytest
 
 import andon
 from andon.examples import app as example_app
-from tests.postgres import fresh_schema
+from tests.postgres import fresh_database
 from tests.subprocesses import WorkerProcess
 from tests.support import wait_until
 
@@ -27,11 +27,8 @@ ROUNDS = 4
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'resume.db'}"
-    else:
-        with fresh_schema() as url:
-            yield url
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
