@@ -202,11 +202,13 @@ GROUP BY kind, cancel_stop_method
 -- kind COLLATE "C" (equality is the same under any deterministic collation) keeps the
 -- kind index out of it: with statistics taken while the queue was empty, the planner would
 -- otherwise AND both indexes, fetch the whole queue and sort it, for every claim.
+-- Paused kinds are read once per claim (an InitPlan) and filter the index walk: a NOT EXISTS
+-- per row was an anti-join that cost no-op jobs a fifth of their rate.
 -- name: claim
 WITH next AS (
     SELECT id FROM andon_jobs
     WHERE status = 'queued' AND available_at <= %(now)s AND kind COLLATE "C" = ANY(%(kinds)s)
-      AND NOT EXISTS (SELECT 1 FROM andon_paused AS paused WHERE paused.kind = andon_jobs.kind)
+      AND kind COLLATE "C" <> ALL (ARRAY(SELECT paused.kind FROM andon_paused AS paused))
     ORDER BY priority DESC, id
     LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
