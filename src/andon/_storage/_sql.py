@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
+from pathlib import Path
 from typing import Any, Final
 
 from andon._storage._port import JobFilter
@@ -23,8 +23,9 @@ _STATEMENT_END: Final = re.compile(r";[ \t]*$", re.MULTILINE)
 
 
 def read_sql(filename: str) -> str:
-    """One ``.sql`` file shipped in this package."""
-    return resources.files("andon._storage").joinpath(filename).read_text()
+    """One ``.sql`` file shipped in this package (read beside this module: importlib.resources
+    would import zipfile at every start-up of the CLI for a package that is never zipped)."""
+    return Path(__file__).with_name(filename).read_text(encoding="utf-8")
 
 
 def read_blocks(filename: str) -> dict[str, tuple[str, ...]]:
