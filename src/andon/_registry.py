@@ -7,12 +7,13 @@ import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar, final
-
-import pydantic
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 from andon._errors import ConfigurationError, InvalidParams, ParamsTooLarge, UnknownKind
 from andon._sizes import MAX_PARAMS_BYTES
+
+if TYPE_CHECKING:
+    import pydantic  # imported when the first kind is registered: a CLI start-up without an app skips it
 
 __all__ = ["App", "Isolation", "JobKind", "Limits", "Retry"]
 
@@ -132,6 +133,8 @@ class JobKind:
             InvalidParams: a param is missing, unknown, or of the wrong type.
             ParamsTooLarge: the params take more than ``MAX_PARAMS_BYTES`` as JSON.
         """
+        import pydantic  # loaded already: this kind's model is one
+
         try:
             model = self.params_model.model_validate(dict(params))
             clean: dict[str, Any] = model.model_dump(mode="json")
@@ -242,6 +245,8 @@ class App:
 
 def _params_model(kind: str, function: Handler) -> type[pydantic.BaseModel]:
     """A pydantic model of the handler's keyword params (everything after the context)."""
+    import pydantic
+
     try:
         hints = inspect.get_annotations(function, eval_str=True)
     except Exception as exc:
