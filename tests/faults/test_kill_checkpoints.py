@@ -8,7 +8,9 @@ at a random moment whatever the worker is doing: claiming, recovering another wo
 settling), then SIGKILLs the worker, or, for process-isolated jobs, often only the job's own
 process. A fresh worker (forked by ``tests/faults/zygote.py``) takes over; a lost worker's
 jobs are recovered one lease later and go on from their last checkpoint, a killed job
-process's attempt fails and is retried from it (``Retry(resume=True)``).
+process's attempt fails and is retried from it (``Retry(resume=True)``). A job that has
+counted to the end waits at a gate until every planned kill is made (and is a target there),
+so the number of kills does not depend on how fast the machine counts.
 
 An observer thread reads every job again and again the whole time: at every observation
 the stored items are numbered ``0..m-1`` with item ``i`` at ``seq`` ``i`` (nothing twice, no
@@ -139,27 +141,30 @@ def _runs(numbers: list[int]) -> str:
     return " ".join(parts) or "none"
 
 
-def latest_start(lines: list[list[str]]) -> tuple[int, int, int] | None:
-    """``(attempt, pid, emitted by it so far)`` of the job's latest attempt to start."""
+def latest_start(lines: list[list[str]]) -> tuple[int, int, int, bool] | None:
+    """``(attempt, pid, emitted by it so far, at the gate)`` of the job's latest attempt to start."""
     starts = [index for index, line in enumerate(lines) if line[0] == "start"]
     if not starts:
         return None
     start = lines[starts[-1]]
     emitted = sum(1 for line in lines[starts[-1] :] if line[0] == "emit")
-    return int(start[1]), int(start[2]), emitted
+    at_gate = ["phase", "gate"] in lines[starts[-1] :]
+    return int(start[1]), int(start[2]), emitted, at_gate
 
 
-def running_target(log_dir: Path, job_ids: list[str], worker: int, kind: str) -> tuple[str, int, int, int] | None:
-    """``(job id, attempt, pid, emitted)`` of an attempt running now under ``worker``."""
+def running_target(
+    log_dir: Path, job_ids: list[str], worker: int, kind: str
+) -> tuple[str, int, int, int, bool] | None:
+    """``(job id, attempt, pid, emitted, at the gate)`` of an attempt running now under ``worker``."""
     for job_id in job_ids:
         found = latest_start(side_log(log_dir, job_id))
         if found is None:
             continue
-        attempt, pid, emitted = found
+        attempt, pid, emitted, at_gate = found
         # A thread-run attempt names its worker; a process-isolated one its own process,
         # alive only under the one live worker (a killed worker's job processes die with it).
         if (pid == worker if kind == "counting" else is_alive(pid)) and side_log_open(log_dir, job_id, attempt):
-            return job_id, attempt, pid, emitted
+            return job_id, attempt, pid, emitted, at_gate
     return None
 
 
@@ -173,7 +178,8 @@ def run_kills(store: andon.Store, url: str, folder: Path, plan: Plan, seed: int)
     log_dir = folder / "side"
     log_dir.mkdir()
     marker = f"andon-fault-{secrets.token_hex(6)}"
-    params = {"n": plan.n, "log_dir": str(log_dir), "sleep_every": plan.sleep_every}
+    release = folder / "release"
+    params = {"n": plan.n, "log_dir": str(log_dir), "sleep_every": plan.sleep_every, "release": str(release)}
     new = [
         NewJob(new_job_id(), plan.kind, params, max_attempts=100, retry_resume=plan.child_share > 0)
         for _ in range(plan.jobs)
@@ -189,8 +195,9 @@ def run_kills(store: andon.Store, url: str, folder: Path, plan: Plan, seed: int)
         for index in range(plan.kills):
             kill = _one_kill(store, zygote, rng, log_dir, job_ids, plan, index, workers)
             if kill is None:
-                break  # every job finished before the planned kills were all made
+                break  # every job ended before the planned kills were all made (see check_all)
             kills.append(kill)
+        release.touch()  # the jobs that counted to n may now finish
         wait_until(
             lambda: all(store.get(job_id).is_terminal for job_id in job_ids),
             LEASE_S * 4 + 60,
@@ -229,17 +236,18 @@ def _one_kill(
     else:
         at_least = rng.randint(1, 400)
 
-        def target() -> tuple[str, int, int, int] | bool | None:
+        def target() -> tuple[str, int, int, int, bool] | bool | None:
             if all(store.get(job_id).is_terminal for job_id in job_ids):
                 return True
             found = running_target(log_dir, job_ids, worker, plan.kind)
-            return found if found is not None and found[3] >= at_least else None
+            # An attempt waiting at the gate will emit no more: it is a target as it is.
+            return found if found is not None and (found[3] >= at_least or found[4]) else None
 
         found = wait_until(target, LEASE_S * 4 + 30, f"kill {index}: an attempt {at_least} items in", interval=0.005)
         if found is True:
             return None
         assert isinstance(found, tuple)
-        job_id, attempt, pid, _ = found
+        job_id, attempt, pid, _, _ = found
         time.sleep(rng.uniform(0, 0.01))
         checkpoint = store.get(job_id).checkpoint
         seen = checkpoint.items if checkpoint is not None else None
@@ -327,7 +335,8 @@ def check_all(store: andon.Store, job_ids: list[str], kills: list[Kill], plan: P
         target: sum(kill.target == target for kill in kills) for target in ("worker", "job process", "any moment")
     }
     print(f"{plan.kind}: {len(kills)} kills {targets}, {resumes} resumes from a checkpoint")
-    assert len(kills) >= plan.kills // 2, f"only {len(kills)} kills: the jobs finished too soon"
+    # The jobs wait at their gate until the kills are made: every planned kill is made.
+    assert len(kills) == plan.kills, f"only {len(kills)} kills: every job ended before the rest"
     assert resumes >= len(aimed) // 2, f"{resumes} resumes for {len(aimed)} kills of running attempts"
     if plan.child_share:
         assert targets["job process"] >= 3, targets

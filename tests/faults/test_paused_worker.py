@@ -91,6 +91,19 @@ def paused_worker(db_path: Path) -> Iterator[subprocess.Popen[str]]:
             worker.stdout.close()
 
 
+def all_stopped(pid: int) -> float | None:
+    """The monotonic time at which every thread of ``pid`` was seen stopped, if they are."""
+    states = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            stat = Path(f"/proc/{pid}/task/{task}/stat").read_text()
+        except FileNotFoundError:
+            continue  # the thread ended meanwhile
+        states.append(stat.rsplit(")", 1)[1].split()[0])
+    seen_at = time.monotonic()
+    return seen_at if states and all(state in ("T", "t") for state in states) else None
+
+
 def read_steps(path: Path) -> list[tuple[int, float]]:
     if not path.exists():
         return []
@@ -110,8 +123,11 @@ def test_a_worker_paused_past_its_lease_takes_no_step_after_it_resumes(
     job = client.submit(kind, {"path": str(steps)})
     wait_until(lambda: len(read_steps(steps)) >= 20, timeout=30, what="attempt 1 to take steps")
 
-    paused_at = time.monotonic()
     os.kill(paused_worker.pid, signal.SIGSTOP)
+    # Taken once every thread of the worker is stopped, not when the signal was sent: a busy
+    # machine may run the handler for a few more milliseconds between the two, and a step
+    # begun then was begun before the pause.
+    paused_at = wait_until(lambda: all_stopped(paused_worker.pid), timeout=10, what="the worker to stop")
     peer = andon.Worker(app, store, concurrency=1, lease_s=LEASE_S, shutdown_grace_s=1.0)
     peer.start()
     try:

@@ -37,6 +37,8 @@ app = andon.App(default_grace=0.5)
 
 HOLD_S = 8.0
 """How long a phase waits for its kill before returning on its own (a bound, never reached)."""
+GATE_S = 180.0
+"""How long a counted job waits for its release before returning on its own (a bound)."""
 RETRY_ITEMS = 20
 
 
@@ -102,10 +104,14 @@ def _emit_for(ctx: andon.Context, log: _SideLog, seconds: float) -> None:
         ctx.sleep(0.001)
 
 
-def counting(ctx: andon.Context, n: int, log_dir: str, sleep_every: int = 5, hold_at: int = -1) -> dict[str, int]:
+def counting(
+    ctx: andon.Context, n: int, log_dir: str, sleep_every: int = 5, hold_at: int = -1, release: str = ""
+) -> dict[str, int]:
     """Count to ``n`` from where the last checkpoint left it; the first attempt, with
     ``hold_at``, announces ``phase holding`` after emitting that item, before its checkpoint,
-    and waits there for its kill."""
+    and waits there for its kill. With ``release`` (a path), every attempt that has counted
+    to ``n`` announces ``phase gate`` and returns only once that file exists, so the job
+    cannot finish before a test has made all its kills, however fast the machine counts."""
     log = _SideLog(log_dir, ctx.job_id)
     ctx.on_cleanup(log.close)
     first = ctx.resumed["next"] if ctx.resumed else 0
@@ -118,6 +124,11 @@ def counting(ctx: andon.Context, n: int, log_dir: str, sleep_every: int = 5, hol
         ctx.checkpoint({"next": i + 1})
         if i % sleep_every == sleep_every - 1:
             ctx.sleep(0.001)
+    if release:
+        log.write("phase gate")
+        deadline = time.monotonic() + GATE_S
+        while not os.path.exists(release) and time.monotonic() < deadline:
+            ctx.sleep(0.01)
     log.write(f"done {ctx.attempt}")
     return {"attempt": ctx.attempt, "items": n}
 
