@@ -152,9 +152,7 @@ def latest_start(lines: list[list[str]]) -> tuple[int, int, int, bool] | None:
     return int(start[1]), int(start[2]), emitted, at_gate
 
 
-def running_target(
-    log_dir: Path, job_ids: list[str], worker: int, kind: str
-) -> tuple[str, int, int, int, bool] | None:
+def running_target(log_dir: Path, job_ids: list[str], worker: int, kind: str) -> tuple[str, int, int, int, bool] | None:
     """``(job id, attempt, pid, emitted, at the gate)`` of an attempt running now under ``worker``."""
     for job_id in job_ids:
         found = latest_start(side_log(log_dir, job_id))
