@@ -127,7 +127,9 @@ def test_a_worker_paused_past_its_lease_takes_no_step_after_it_resumes(
     # Taken once every thread of the worker is stopped, not when the signal was sent: a busy
     # machine may run the handler for a few more milliseconds between the two, and a step
     # begun then was begun before the pause.
-    paused_at = wait_until(lambda: all_stopped(paused_worker.pid), timeout=10, what="the worker to stop")
+    stopped_at = wait_until(lambda: all_stopped(paused_worker.pid), timeout=10, what="the worker to stop")
+    assert stopped_at is not None  # wait_until returns only something true
+    paused_at = stopped_at
     peer = andon.Worker(app, store, concurrency=1, lease_s=LEASE_S, shutdown_grace_s=1.0)
     peer.start()
     try:
