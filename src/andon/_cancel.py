@@ -50,6 +50,16 @@ class CancelReason(enum.StrEnum):
     PAUSED = "paused"
     """Its kind was paused with ``--now``: the job goes back to the queue and resumes from its
     last checkpoint once the kind is unpaused."""
+    PARENT_CANCELLED = "parent_cancelled"
+    """An ancestor was cancelled, timed out, force-failed or deleted: its whole tree stops
+    (the cancel record's ``origin`` names the job whose cancel reached this one)."""
+    PARENT_ENDED = "parent_ended"
+    """Its parent ended without waiting for it, and it was not submitted ``detached``."""
+    CHILD_FAILED = "child_failed"
+    """One of its children failed and was submitted to fail fast: the job fails (never
+    retried), and its other children are cancelled with it."""
+    SUPERSEDED = "superseded"
+    """A newer job with the same kind and key was submitted with ``on_conflict="supersede"``."""
 
 
 class StopMethod(enum.StrEnum):

@@ -48,6 +48,7 @@ __all__ = [
     "LifecycleError",
     "NotAllowed",
     "ParamsTooLarge",
+    "ParentStopping",
     "ResultTooLarge",
     "StorageBusy",
     "StorageError",
@@ -291,3 +292,19 @@ def _stderr_tail(stderr: Any) -> str:  # Any: bytes, str or None
     elif len(lines) > _STDERR_TAIL_LINES:
         tail = "...\n" + tail
     return f"; the end of its stderr:\n{tail}"
+
+
+class ParentStopping(AndonError):
+    """A child was submitted from a job that is no longer running (its cancel, force-fail or
+    timeout has committed, or its attempt lost the job): no child was created.
+
+    ``ctx.submit`` turns it into :class:`~andon.Cancelled` in the handler: the parent's
+    work is being stopped, and a child created now would outlive the cancel.
+    """
+
+    def __init__(self, job_id: str, status: str, reason: str | None) -> None:
+        self.job_id = job_id
+        self.status = status
+        self.reason = reason
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"job {job_id} is {status}{why}: it may not submit children any more")

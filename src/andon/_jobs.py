@@ -61,6 +61,7 @@ from andon._sizes import MAX_ERROR_MESSAGE_CHARS, MAX_TRACEBACK_CHARS, clipped_t
 
 __all__ = [
     "ACTIVE_STATUSES",
+    "FAILING_REASONS",
     "RESUMABLE_STATUSES",
     "RETRYABLE_STATUSES",
     "TERMINAL_STATUSES",
@@ -118,6 +119,8 @@ UNDERWAY_STATUSES: Final = frozenset({JobStatus.RUNNING, JobStatus.CANCELLING})
 RETRYABLE_STATUSES: Final = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 """A job in one of these states may be submitted again as a new job (``retry_of`` the old one)."""
 RESUMABLE_STATUSES: Final = RETRYABLE_STATUSES
+FAILING_REASONS: Final = frozenset({CancelReason.FORCED, CancelReason.CHILD_FAILED})
+"""Stop requests that end the job ``failed`` rather than ``cancelled``."""
 """A job in one of these states with a checkpoint may be resumed: a new attempt of the same job."""
 
 ALLOWED_TRANSITIONS: Final[frozenset[tuple[JobStatus, JobStatus]]] = frozenset(
@@ -133,6 +136,9 @@ ALLOWED_TRANSITIONS: Final[frozenset[tuple[JobStatus, JobStatus]]] = frozenset(
         (JobStatus.CANCELLING, JobStatus.SUCCEEDED),
         (JobStatus.CANCELLING, JobStatus.FAILED),
         (JobStatus.CANCELLING, JobStatus.QUEUED),
+        # A queued job (requeued) whose children from an earlier attempt still run, cancelled:
+        # it waits in cancelling until they have stopped (Job.awaiting).
+        (JobStatus.QUEUED, JobStatus.CANCELLING),
         # An explicit resume only (decide_resume): a new attempt from the last checkpoint.
         (JobStatus.CANCELLED, JobStatus.QUEUED),
         (JobStatus.FAILED, JobStatus.QUEUED),
@@ -173,6 +179,10 @@ class CancelInfo:
     acknowledged_at: float | None = None
     stopped_at: float | None = None
     stop_method: StopMethod | None = None
+    origin: str | None = None
+    """The job whose cancel reached this one: an ancestor that was cancelled (reason
+    ``parent_cancelled``), a parent that ended (``parent_ended``), the job that superseded it
+    (``superseded``); ``None`` when it was asked of this job itself."""
 
     @property
     def stop_seconds(self) -> float | None:
@@ -238,6 +248,24 @@ class Job:
     retry_of: str | None = None
     owner: str | None = None
     """Who submitted it (a token's name); ``None`` when made without a token."""
+    parent_id: str | None = None
+    """The job whose handler submitted it with ``ctx.submit``; ``None`` for a top-level job."""
+    root_id: str | None = None
+    """The top-level job of its tree; ``None`` for a top-level job (its own root)."""
+    detached: bool = False
+    """Left running when its parent ends (otherwise it is cancelled then, reason ``parent_ended``)."""
+    fail_parent: bool = False
+    """Its failure stops its parent as failed, and with it its siblings (fail fast)."""
+    key: str | None = None
+    """Its business key: no two active jobs of one kind share one."""
+    awaiting: JobStatus | None = None
+    """Set while a ``cancelling`` job's own work has stopped but some of its descendants have
+    not: the status it takes once the last of them has (a cancel means the tree stopped)."""
+
+    @property
+    def tree_root(self) -> str:
+        """The id of the top-level job of its tree (its own id for a top-level job)."""
+        return self.root_id or self.id
 
     @property
     def is_terminal(self) -> bool:
@@ -306,7 +334,7 @@ def decide_cancel(job: Job, reason: CancelReason, *, retry: bool = True) -> tupl
     operation = "force-fail" if reason is CancelReason.FORCED else "cancel"
     status = job.status
     if status is JobStatus.QUEUED:
-        final = JobStatus.FAILED if reason is CancelReason.FORCED else JobStatus.CANCELLED
+        final = JobStatus.FAILED if reason in FAILING_REASONS else JobStatus.CANCELLED
         return CancelOutcome.WITHDRAWN, final
     if status is JobStatus.RUNNING:
         return CancelOutcome.REQUESTED, JobStatus.CANCELLING
@@ -330,6 +358,7 @@ def stop_strength(reason: CancelReason, retry: bool) -> int:
     force-fail with retry       1         failed, or queued again if its policy allows
     cancel (user, timeout...)   2         cancelled (never retried)
     force-fail without retry    3         failed (never retried)
+    a fail-fast child failed    3         failed (never retried)
     delete                      4         gone
     ==========================  ========  ==================================================
 
@@ -342,6 +371,8 @@ def stop_strength(reason: CancelReason, retry: bool) -> int:
         return 0
     if reason is CancelReason.FORCED:
         return 1 if retry else 3
+    if reason is CancelReason.CHILD_FAILED:
+        return 3
     return 2
 
 
@@ -464,6 +495,8 @@ def decide_settlement(job: Job, outcome: Outcome) -> Settlement:
     if cancel is not None and kind in (OutcomeKind.STOPPED, OutcomeKind.LOST):
         if cancel.reason is CancelReason.FORCED:
             return _failure(job, "force-failed", allow_retry=cancel.retry)
+        if cancel.reason is CancelReason.CHILD_FAILED:
+            return _failure(job, "child failed", allow_retry=False)
         return Settlement(JobStatus.CANCELLED, "cancelled")
     if cancel is not None and kind is OutcomeKind.FAILED and cancel.reason is not CancelReason.PAUSED:
         # The work failed before it saw the cancel: a failure, but never retried, because

@@ -88,6 +88,10 @@ class Connector(Protocol):
         """The ``{where}`` and ``{order}`` fragments of a filter, and their parameters."""
         ...
 
+    def subtree_clause(self) -> str:
+        """A ``{where}`` fragment: the row is a descendant of the job named ``origin``."""
+        ...
+
     def array(self, values: Collection[str]) -> Any:  # Any: a parameter value
         """A list of strings as one parameter (``json_each`` on SQLite, an array on PostgreSQL)."""
         ...

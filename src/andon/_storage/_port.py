@@ -51,6 +51,16 @@ class NewJob:
     retry_of: str | None = None
     owner: str | None = None
     retry_resume: bool = False
+    parent_id: str | None = None
+    """The job whose handler submits it (``ctx.submit``); the store checks that this parent
+    is running and held by the submitting attempt, in the same transaction."""
+    root_id: str | None = None
+    detached: bool = False
+    """Left running when its parent ends (the default is to cancel it then)."""
+    fail_parent: bool = False
+    """Its failure (no retry left) stops its parent as failed, and so its siblings."""
+    key: str | None = None
+    """A business key: at most one active job of this kind with it (see ``on_conflict``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,10 @@ class JobFilter:
     kinds: Collection[str] = ()
     ids: Collection[str] = ()
     owners: Collection[str] = ()
+    parents: Collection[str] = ()
+    """Direct children of these jobs."""
+    roots: Collection[str] = ()
+    """Every descendant of these jobs that started a tree (not the roots themselves)."""
 
 
 T = TypeVar("T")
@@ -228,6 +242,19 @@ class Store(Protocol):
         """Create jobs, all or none, in the ``queued`` state."""
         ...
 
+    def submit_children(
+        self, parent_id: str, worker_id: str | None, attempt: int | None, jobs: Sequence[NewJob], actor: str | None
+    ) -> list[Job]:
+        """Create jobs, all or none, as children of ``parent_id``: only while it is running
+        (and held by ``worker_id``'s ``attempt``, when given), checked in the same transaction.
+
+        Raises:
+            JobNotFound: no such parent.
+            ParentStopping: the parent is not running (a stop has committed), or that attempt
+                no longer holds it. No child was created.
+        """
+        ...
+
     def get(self, job_id: str) -> Job:
         """Raises :class:`~andon.JobNotFound`."""
         ...
@@ -236,6 +263,15 @@ class Store(Protocol):
         """Up to ``limit`` jobs older than the job ``cursor`` names, newest first, and within
         ``max_bytes`` of stored values (at least one job) when it is given; only the jobs
         on the page are read in full."""
+        ...
+
+    def child_counts(self, job_ids: Collection[str]) -> dict[str, dict[JobStatus, int]]:
+        """How many direct children each of ``job_ids`` has, by status; jobs without
+        children are left out."""
+        ...
+
+    def descendant_counts(self, job_id: str) -> dict[JobStatus, int]:
+        """How many descendants (children, their children...) the job has, by status."""
         ...
 
     def events(self, job_id: str) -> list[JobEvent]:

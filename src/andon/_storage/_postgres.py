@@ -420,6 +420,9 @@ class PostgresConnector:
 
     # -- what PostgreSQL does its own way -------------------------------------
 
+    def subtree_clause(self) -> str:
+        return _QUERIES["subtree_clause"].decode()
+
     def job_filter(self, where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:
         return postgres_filter(where, cursor)
 
@@ -447,6 +450,11 @@ class PostgresConnector:
             "retry_ofs": [j.retry_of for j in jobs],
             "owners": [j.owner for j in jobs],
             "retry_resumes": [j.retry_resume for j in jobs],
+            "parent_ids": [j.parent_id for j in jobs],
+            "root_ids": [j.root_id for j in jobs],
+            "detacheds": [j.detached for j in jobs],
+            "fail_parents": [j.fail_parent for j in jobs],
+            "job_keys": [j.key for j in jobs],
         }
         tx.one("submit", args)
 

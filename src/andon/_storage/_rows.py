@@ -82,8 +82,11 @@ def settlement_write(job: Job, outcome: Outcome, now: float, encode: Callable[[A
     if outcome.kind is OutcomeKind.LOST:
         error = ErrorInfo("WorkerLost", f"worker {job.worker_id} stopped renewing its lease")
     elif status is JobStatus.FAILED and error is None and cancel is not None:
-        by = f" by {cancel.by}" if cancel.by else ""
-        error = ErrorInfo("ForcedFailure", f"force-failed{by}")
+        if cancel.reason is CancelReason.CHILD_FAILED:
+            error = ErrorInfo("ChildFailed", cancel.message or "a child failed")
+        else:
+            by = f" by {cancel.by}" if cancel.by else ""
+            error = ErrorInfo("ForcedFailure", f"force-failed{by}")
     requeue = status is JobStatus.QUEUED
     message = f"{error.type}: {error.message}" if error and status is not JobStatus.SUCCEEDED else None
     if settlement.requeue_delay:
@@ -113,6 +116,7 @@ def settlement_write(job: Job, outcome: Outcome, now: float, encode: Callable[[A
         "method": method.value if method else None,
         "events": len(events),
         "resume": settlement.resume,
+        "awaiting": None,
     }
     return SettlementWrite(status, columns, events, checkpoint.items if checkpoint is not None else None)
 
@@ -163,6 +167,7 @@ def job_from_row(row: Row) -> Job:
             acknowledged_at=row["cancel_acknowledged_at"],
             stopped_at=row["cancel_stopped_at"],
             stop_method=StopMethod(row["cancel_stop_method"]) if row["cancel_stop_method"] else None,
+            origin=row["cancel_origin"],
         )
     error = None
     if row["error_type"] is not None:
@@ -197,6 +202,12 @@ def job_from_row(row: Row) -> Job:
         retry_resume=bool(row["retry_resume"]),
         retry_of=row["retry_of"],
         owner=row["owner"],
+        parent_id=row["parent_id"],
+        root_id=row["root_id"],
+        detached=bool(row["detached"]),
+        fail_parent=bool(row["fail_parent"]),
+        key=row["job_key"],
+        awaiting=JobStatus(row["awaiting_status"]) if row["awaiting_status"] else None,
     )
 
 

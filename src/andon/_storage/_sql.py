@@ -47,6 +47,8 @@ def _filter_values(where: JobFilter) -> list[tuple[str, list[str]]]:
         ("kind", list(where.kinds)),
         ("id", list(where.ids)),
         ("owner", list(where.owners)),
+        ("parent_id", list(where.parents)),
+        ("root_id", list(where.roots)),
     ]
 
 

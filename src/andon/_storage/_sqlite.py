@@ -42,10 +42,15 @@ DEFAULT_BUSY_TIMEOUT_S: Final = 10.0
 # How long one attempt waits in SQLite's own busy handler before our loop looks at the
 # clock: an operation overruns its busy timeout by at most this much.
 _BUSY_ATTEMPT_S: Final = 0.25
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 _QUERIES: Final = read_blocks("queries_sqlite.sql")
 # Each step from the version it starts at: 1 -> 2, 2 -> 3, 3 -> 4; the schema script then adds what is new.
-_UPGRADES: Final = ((1, _QUERIES["upgrade_to_2"]), (2, _QUERIES["upgrade_to_3"]), (3, _QUERIES["upgrade_to_4"]))
+_UPGRADES: Final = (
+    (1, _QUERIES["upgrade_to_2"]),
+    (2, _QUERIES["upgrade_to_3"]),
+    (3, _QUERIES["upgrade_to_4"]),
+    (4, _QUERIES["upgrade_to_5"]),
+)
 _SCHEMA_OBJECT: Final = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", re.IGNORECASE)
 
 
@@ -303,6 +308,10 @@ class SqliteConnector:
 
     # -- what SQLite does its own way -----------------------------------------
 
+    def subtree_clause(self) -> str:
+        (clause,) = _QUERIES["subtree_clause"]
+        return clause
+
     def job_filter(self, where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:
         return sqlite_filter(where, cursor)
 
@@ -330,6 +339,11 @@ class SqliteConnector:
                 "owner": j.owner,
                 "retry_resume": j.retry_resume,
                 "actor": actor,
+                "parent_id": j.parent_id,
+                "root_id": j.root_id,
+                "detached": j.detached,
+                "fail_parent": j.fail_parent,
+                "job_key": j.key,
             }
             for j in jobs
         ]

@@ -94,3 +94,25 @@ CREATE TABLE andon_paused (
     paused_by text,
     message   text
 );
+
+-- migration 4: job trees, keyed jobs and idempotent submits
+ALTER TABLE andon_jobs ADD COLUMN parent_id text COLLATE "C";     -- the job whose handler submitted it
+ALTER TABLE andon_jobs ADD COLUMN root_id text COLLATE "C";       -- the top of its tree
+ALTER TABLE andon_jobs ADD COLUMN detached boolean NOT NULL DEFAULT false;    -- left running when its parent ends
+ALTER TABLE andon_jobs ADD COLUMN fail_parent boolean NOT NULL DEFAULT false; -- its failure fails its parent
+ALTER TABLE andon_jobs ADD COLUMN job_key text COLLATE "C";       -- one active job per kind and key
+ALTER TABLE andon_jobs ADD COLUMN cancel_origin text COLLATE "C"; -- the job whose cancel reached it
+ALTER TABLE andon_jobs ADD COLUMN awaiting_status text;           -- stopped; ends so once its descendants have
+CREATE INDEX andon_jobs_parent ON andon_jobs (parent_id, id) WHERE parent_id IS NOT NULL;
+CREATE INDEX andon_jobs_root ON andon_jobs (root_id, id) WHERE root_id IS NOT NULL;
+CREATE INDEX andon_jobs_key ON andon_jobs (kind, job_key, id)
+    WHERE job_key IS NOT NULL AND status IN ('queued', 'running', 'cancelling');
+CREATE TABLE andon_idempotency (
+    scope        text COLLATE "C" NOT NULL,   -- who sent it (a token's name, or '' without tokens)
+    key          text COLLATE "C" NOT NULL,   -- the Idempotency-Key header
+    request_hash text NOT NULL,               -- SHA-256 of the request body
+    job_id       text COLLATE "C" NOT NULL,
+    status_code  integer NOT NULL,
+    created_at   double precision NOT NULL,
+    PRIMARY KEY (scope, key)
+);

@@ -31,14 +31,17 @@ SELECT pg_notify(%(channel)s, %(payload)s)
 -- name: submit
 WITH new AS (
     INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
-                            max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, events_count)
+                            max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, events_count,
+                            parent_id, root_id, detached, fail_parent, job_key)
     SELECT id, kind, params, 'queued', priority, %(now)s, %(now)s,
-           max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, 1
+           max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, 1,
+           parent_id, root_id, detached, fail_parent, job_key
     FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(params)s::text[], %(priorities)s::bigint[],
                 %(max_attempts)s::integer[], %(backoffs)s::float8[], %(timeouts)s::float8[], %(retry_ofs)s::text[],
-                %(owners)s::text[], %(retry_resumes)s::boolean[])
+                %(owners)s::text[], %(retry_resumes)s::boolean[], %(parent_ids)s::text[], %(root_ids)s::text[],
+                %(detacheds)s::boolean[], %(fail_parents)s::boolean[], %(job_keys)s::text[])
          AS new (id, kind, params, priority, max_attempts, retry_backoff_s, timeout_s, retry_of, owner,
-                 retry_resume)
+                 retry_resume, parent_id, root_id, detached, fail_parent, job_key)
     RETURNING id
 )
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
@@ -77,6 +80,18 @@ FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT %(limit)s
 -- name: jobs_by_ids
 SELECT * FROM andon_jobs WHERE id = ANY(%(ids)s::text[]) ORDER BY id DESC
 
+-- name: child_counts
+SELECT parent_id, status, count(*) AS n FROM andon_jobs
+WHERE parent_id = ANY(%(ids)s::text[]) GROUP BY parent_id, status
+
+-- name: descendant_counts
+WITH RECURSIVE tree(id, status) AS (
+    SELECT id, status FROM andon_jobs WHERE parent_id = %(id)s
+    UNION ALL
+    SELECT j.id, j.status FROM andon_jobs j JOIN tree ON j.parent_id = tree.id
+)
+SELECT status, count(*) AS n FROM tree GROUP BY status
+
 -- name: events
 SELECT * FROM andon_events WHERE job_id = %(id)s ORDER BY seq
 
@@ -113,18 +128,18 @@ FROM numbered
 UPDATE andon_jobs SET status = %(status)s, finished_at = %(now)s, cancel_requested_at = %(now)s,
     cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = false,
     cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', error_type = %(error_type)s,
-    error_message = %(error_message)s
+    error_message = %(error_message)s, cancel_origin = %(origin)s
 WHERE id = %(id)s
 
 -- name: request_stop
 UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = %(reason)s,
     cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = %(retry)s, cancel_acknowledged_at = NULL,
-    cancel_stopped_at = NULL, cancel_stop_method = NULL
+    cancel_stopped_at = NULL, cancel_stop_method = NULL, cancel_origin = %(origin)s
 WHERE id = %(id)s
 
 -- name: escalate
 UPDATE andon_jobs SET cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s,
-    cancel_retry = %(retry)s
+    cancel_retry = %(retry)s, cancel_origin = %(origin)s
 WHERE id = %(id)s
 
 -- The rule of decide_cancel for many jobs at once, as two set-based statements: queued jobs
@@ -134,7 +149,8 @@ WHERE id = %(id)s
 WITH withdrawn AS (
     UPDATE andon_jobs SET status = 'cancelled', finished_at = %(now)s, cancel_requested_at = %(now)s,
         cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = false,
-        cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', events_count = events_count + 1
+        cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', events_count = events_count + 1,
+        cancel_origin = %(origin)s
     WHERE status = 'queued' AND {where}
     RETURNING *
 ), events AS (
@@ -142,13 +158,14 @@ WITH withdrawn AS (
     SELECT id, events_count, %(now)s, 'withdrawn', 'queued', 'cancelled', %(by)s, %(reason)s, %(message)s, attempt
     FROM withdrawn
 )
-SELECT id FROM withdrawn
+SELECT id, parent_id FROM withdrawn
 
 -- name: request_stop_many
 WITH requested AS (
     UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = %(reason)s,
         cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = true, cancel_acknowledged_at = NULL,
-        cancel_stopped_at = NULL, cancel_stop_method = NULL, events_count = events_count + 1
+        cancel_stopped_at = NULL, cancel_stop_method = NULL, events_count = events_count + 1,
+        cancel_origin = %(origin)s
     WHERE status = 'running' AND {where}
     RETURNING *
 ), events AS (
@@ -204,6 +221,64 @@ GROUP BY kind, cancel_stop_method
 -- otherwise AND both indexes, fetch the whole queue and sort it, for every claim.
 -- Paused kinds are read once per claim (an InitPlan) and filter the index walk: a NOT EXISTS
 -- per row was an anti-join that cost no-op jobs a fifth of their rate.
+-- == job trees ===========================================================================
+
+-- A condition on andon_jobs: the row is a descendant of job %(origin)s (a bulk cancel's {where}).
+-- name: subtree_clause
+id IN (WITH RECURSIVE tree(id) AS (
+           SELECT id FROM andon_jobs WHERE parent_id = %(origin)s
+           UNION ALL
+           SELECT j.id FROM andon_jobs j JOIN tree ON j.parent_id = tree.id)
+       SELECT id FROM tree)
+
+-- Lock every active descendant before the statements that cancel them: a child submitted
+-- by one of them (which locks its parent FOR SHARE) either committed before this lock was
+-- granted, and the next statement sees it, or it waits and then finds its parent cancelling.
+-- name: lock_subtree
+SELECT count(*) AS n FROM (
+    SELECT id FROM andon_jobs
+    WHERE status IN ('queued', 'running', 'cancelling') AND id IN (
+        WITH RECURSIVE tree(id) AS (
+            SELECT id FROM andon_jobs WHERE parent_id = %(origin)s
+            UNION ALL
+            SELECT j.id FROM andon_jobs j JOIN tree ON j.parent_id = tree.id)
+        SELECT id FROM tree)
+    ORDER BY id FOR UPDATE) AS locked
+
+-- name: parent_for_children
+SELECT id, status, worker_id, attempt, root_id, awaiting_status, cancel_reason FROM andon_jobs
+WHERE id = %(id)s FOR SHARE
+
+-- Which of these jobs have a child still active.
+-- name: with_active_children
+SELECT DISTINCT parent_id AS id FROM andon_jobs
+WHERE parent_id = ANY(%(ids)s::text[]) AND status IN ('queued', 'running', 'cancelling')
+
+-- Jobs waiting for their descendants that have none active any more.
+-- name: awaiting_done
+SELECT * FROM andon_jobs p
+WHERE p.id = ANY(%(ids)s::text[]) AND p.status = 'cancelling' AND p.awaiting_status IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM andon_jobs c
+                  WHERE c.parent_id = p.id AND c.status IN ('queued', 'running', 'cancelling'))
+ORDER BY p.id FOR UPDATE
+
+-- name: await_descendants
+UPDATE andon_jobs SET awaiting_status = %(status)s WHERE id = %(id)s
+
+-- name: finish_awaiting
+UPDATE andon_jobs SET status = awaiting_status, awaiting_status = NULL, finished_at = %(now)s,
+    cancel_stopped_at = %(now)s
+WHERE id = %(id)s RETURNING *
+
+-- A parent's children it did not wait for and that were not submitted detached.
+-- name: undetached_active_children
+SELECT id FROM andon_jobs
+WHERE parent_id = %(id)s AND NOT detached AND status IN ('queued', 'running', 'cancelling') ORDER BY id
+
+-- name: detached_active_children
+SELECT id FROM andon_jobs
+WHERE parent_id = %(id)s AND detached AND status IN ('queued', 'running', 'cancelling') ORDER BY id
+
 -- name: claim
 WITH next AS (
     SELECT id FROM andon_jobs
@@ -242,7 +317,7 @@ UPDATE andon_jobs SET items_count = GREATEST(items_count, %(items_count)s),
     checkpoint_items = CASE WHEN %(has_checkpoint)s THEN %(checkpoint_items)s ELSE checkpoint_items END,
     checkpoint_attempt = CASE WHEN %(has_checkpoint)s THEN attempt ELSE checkpoint_attempt END,
     checkpoint_at = CASE WHEN %(has_checkpoint)s THEN %(checkpoint_at)s ELSE checkpoint_at END
-WHERE id = %(job_id)s AND attempt = %(attempt)s AND status IN ('running', 'cancelling')
+WHERE id = %(job_id)s AND attempt = %(attempt)s AND status IN ('running', 'cancelling') AND awaiting_status IS NULL
 RETURNING id
 
 -- name: insert_items
@@ -272,11 +347,11 @@ UPDATE andon_jobs AS job SET status = v.status, finished_at = v.finished, lease_
     cancel_by = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_by END,
     cancel_message = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_message END,
     cancel_retry = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_retry END,
-    resume = v.resume
+    resume = v.resume, awaiting_status = v.awaiting
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS v (
     id text, status text, finished float8, result text, error_type text, error_message text,
     error_traceback text, failed int, available float8, acknowledged_at float8, has_cancel bool,
-    clear_cancel bool, stopped float8, method text, events int, resume bool)
+    clear_cancel bool, stopped float8, method text, events int, resume bool, awaiting text)
 WHERE job.id = v.id
 RETURNING job.*
 
@@ -289,21 +364,21 @@ FROM jsonb_to_recordset(%(events)s::jsonb) AS e (
 
 -- name: cancel_notices
 SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs
-WHERE worker_id = %(worker)s AND status = 'cancelling'
+WHERE worker_id = %(worker)s AND status = 'cancelling' AND awaiting_status IS NULL
 
 -- Leases are set and judged on the database server's clock (lease_base NULL), unless a test
 -- clock has a lease time of its own.
 -- name: renew_leases
 UPDATE andon_jobs SET lease_expires_at =
     COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) + %(lease_s)s
-WHERE worker_id = %(worker)s AND status IN ('running', 'cancelling')
+WHERE worker_id = %(worker)s AND status IN ('running', 'cancelling') AND awaiting_status IS NULL
   AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
 RETURNING id
 
 -- SKIP LOCKED: a row locked right now is being settled by its (living) worker.
 -- name: expired
 SELECT * FROM andon_jobs
-WHERE status IN ('running', 'cancelling')
+WHERE status IN ('running', 'cancelling') AND awaiting_status IS NULL
   AND lease_expires_at < COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp()))
 ORDER BY id
 FOR UPDATE SKIP LOCKED

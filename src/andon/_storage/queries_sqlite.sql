@@ -51,13 +51,26 @@ ALTER TABLE andon_jobs ADD COLUMN resume INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE andon_jobs ADD COLUMN retry_resume INTEGER NOT NULL DEFAULT 0;
 UPDATE andon_meta SET value = '4' WHERE key = 'schema_version'
 
+-- 4 -> 5: job trees and keyed jobs (and schema_sqlite.sql then adds their indexes and the
+-- idempotency table).
+-- name: upgrade_to_5
+ALTER TABLE andon_jobs ADD COLUMN parent_id TEXT;
+ALTER TABLE andon_jobs ADD COLUMN root_id TEXT;
+ALTER TABLE andon_jobs ADD COLUMN detached INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE andon_jobs ADD COLUMN fail_parent INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE andon_jobs ADD COLUMN job_key TEXT;
+ALTER TABLE andon_jobs ADD COLUMN cancel_origin TEXT;
+ALTER TABLE andon_jobs ADD COLUMN awaiting_status TEXT;
+UPDATE andon_meta SET value = '5' WHERE key = 'schema_version'
+
 -- == clients ============================================================================
 
 -- name: insert_job
 INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
-                        max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, events_count)
+                        max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, events_count,
+                        parent_id, root_id, detached, fail_parent, job_key)
 VALUES (:id, :kind, :params, 'queued', :priority, :now, :now, :max_attempts, :retry_backoff_s, :timeout_s,
-        :retry_of, :owner, :retry_resume, 1)
+        :retry_of, :owner, :retry_resume, 1, :parent_id, :root_id, :detached, :fail_parent, :job_key)
 
 -- name: insert_submitted
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
@@ -95,6 +108,18 @@ FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT :limit
 -- name: jobs_by_ids
 SELECT * FROM andon_jobs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id DESC
 
+-- name: child_counts
+SELECT parent_id, status, COUNT(*) AS n FROM andon_jobs
+WHERE parent_id IN (SELECT value FROM json_each(:ids)) GROUP BY parent_id, status
+
+-- name: descendant_counts
+WITH RECURSIVE tree(id, status) AS (
+    SELECT id, status FROM andon_jobs WHERE parent_id = :id
+    UNION ALL
+    SELECT j.id, j.status FROM andon_jobs j JOIN tree ON j.parent_id = tree.id
+)
+SELECT status, COUNT(*) AS n FROM tree GROUP BY status
+
 -- name: events
 SELECT * FROM andon_events WHERE job_id = :id ORDER BY seq
 
@@ -127,17 +152,19 @@ FROM andon_jobs WHERE id = :job_id
 -- name: withdraw
 UPDATE andon_jobs SET status = :status, finished_at = :now, cancel_requested_at = :now, cancel_reason = :reason,
     cancel_by = :by, cancel_message = :message, cancel_retry = 0, cancel_stopped_at = :now,
-    cancel_stop_method = 'withdrawn', error_type = :error_type, error_message = :error_message
+    cancel_stop_method = 'withdrawn', error_type = :error_type, error_message = :error_message,
+    cancel_origin = :origin
 WHERE id = :id
 
 -- name: request_stop
 UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now, cancel_reason = :reason,
     cancel_by = :by, cancel_message = :message, cancel_retry = :retry, cancel_acknowledged_at = NULL,
-    cancel_stopped_at = NULL, cancel_stop_method = NULL
+    cancel_stopped_at = NULL, cancel_stop_method = NULL, cancel_origin = :origin
 WHERE id = :id
 
 -- name: escalate
-UPDATE andon_jobs SET cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = :retry
+UPDATE andon_jobs SET cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = :retry,
+    cancel_origin = :origin
 WHERE id = :id
 
 -- Bulk cancel: the jobs' one event each (seq events_count + 1) first, then the jobs
@@ -148,8 +175,9 @@ SELECT id, events_count + 1, :now, 'withdrawn', 'queued', 'cancelled', :by, :rea
 FROM andon_jobs WHERE status = 'queued' AND {where};
 UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested_at = :now,
     cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 0,
-    cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 1
-WHERE status = 'queued' AND {where} RETURNING id
+    cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 1,
+    cancel_origin = :origin
+WHERE status = 'queued' AND {where} RETURNING id, parent_id
 
 -- name: request_stop_many
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
@@ -158,7 +186,7 @@ FROM andon_jobs WHERE status = 'running' AND {where};
 UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now,
     cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 1,
     cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL,
-    events_count = events_count + 1
+    events_count = events_count + 1, cancel_origin = :origin
 WHERE status = 'running' AND {where} RETURNING *
 
 -- name: retrying_force_fails
@@ -209,6 +237,52 @@ GROUP BY kind, cancel_stop_method
 -- prefers the status index and sorts every queued row for each claim. The events go in
 -- first, by the same selection under the same write lock (SQLite has no INSERT ... FROM an
 -- UPDATE); lease_deadline is on the boot-time clock, what expiry is judged on.
+-- == job trees ===========================================================================
+
+-- A condition on andon_jobs: the row is a descendant of job :origin (a bulk cancel's {where}).
+-- name: subtree_clause
+id IN (WITH RECURSIVE tree(id) AS (
+           SELECT id FROM andon_jobs WHERE parent_id = :origin
+           UNION ALL
+           SELECT j.id FROM andon_jobs j JOIN tree ON j.parent_id = tree.id)
+       SELECT id FROM tree)
+
+-- SQLite has one writer at a time: nothing to lock.
+-- name: lock_subtree
+SELECT 1 AS n
+
+-- name: parent_for_children
+SELECT id, status, worker_id, attempt, root_id, awaiting_status, cancel_reason FROM andon_jobs WHERE id = :id
+
+-- Which of these jobs have a child still active.
+-- name: with_active_children
+SELECT DISTINCT parent_id AS id FROM andon_jobs
+WHERE parent_id IN (SELECT value FROM json_each(:ids)) AND status IN ('queued', 'running', 'cancelling')
+
+-- Jobs waiting for their descendants that have none active any more.
+-- name: awaiting_done
+SELECT * FROM andon_jobs p
+WHERE p.id IN (SELECT value FROM json_each(:ids)) AND p.status = 'cancelling' AND p.awaiting_status IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM andon_jobs c WHERE c.parent_id = p.id AND c.status IN ('queued', 'running', 'cancelling'))
+ORDER BY p.id
+
+-- name: await_descendants
+UPDATE andon_jobs SET awaiting_status = :status WHERE id = :id
+
+-- name: finish_awaiting
+UPDATE andon_jobs SET status = awaiting_status, awaiting_status = NULL, finished_at = :now,
+    cancel_stopped_at = :now
+WHERE id = :id RETURNING *
+
+-- A parent's children it did not wait for and that were not submitted detached.
+-- name: undetached_active_children
+SELECT id FROM andon_jobs
+WHERE parent_id = :id AND NOT detached AND status IN ('queued', 'running', 'cancelling') ORDER BY id
+
+-- name: detached_active_children
+SELECT id FROM andon_jobs
+WHERE parent_id = :id AND detached AND status IN ('queued', 'running', 'cancelling') ORDER BY id
+
 -- name: claim
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
 SELECT id, events_count + 1, :now, 'started', 'queued', 'running', :actor, NULL, NULL, attempt + 1
@@ -235,7 +309,7 @@ UPDATE andon_jobs SET items_count = MAX(items_count, :items_count),
     checkpoint_items = CASE WHEN :has_checkpoint THEN :checkpoint_items ELSE checkpoint_items END,
     checkpoint_attempt = CASE WHEN :has_checkpoint THEN attempt ELSE checkpoint_attempt END,
     checkpoint_at = CASE WHEN :has_checkpoint THEN :checkpoint_at ELSE checkpoint_at END
-WHERE id = :job_id AND attempt = :attempt AND status IN ('running', 'cancelling')
+WHERE id = :job_id AND attempt = :attempt AND status IN ('running', 'cancelling') AND awaiting_status IS NULL
 RETURNING id
 
 -- name: insert_item
@@ -256,7 +330,7 @@ UPDATE andon_jobs SET status = :status, finished_at = :finished,
     cancel_by = CASE WHEN :clear_cancel THEN NULL ELSE cancel_by END,
     cancel_message = CASE WHEN :clear_cancel THEN NULL ELSE cancel_message END,
     cancel_retry = CASE WHEN :clear_cancel THEN NULL ELSE cancel_retry END,
-    resume = :resume
+    resume = :resume, awaiting_status = :awaiting
 WHERE id = :id RETURNING *
 
 -- name: insert_event
@@ -265,11 +339,11 @@ VALUES (:job_id, :seq, :at, :type, :from_status, :to_status, :actor, :reason, :m
 
 -- name: cancel_notices
 SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs
-WHERE worker_id = :worker AND status = 'cancelling'
+WHERE worker_id = :worker AND status = 'cancelling' AND awaiting_status IS NULL
 
 -- name: renew_leases
 UPDATE andon_jobs SET lease_expires_at = :now + :lease_s, lease_deadline = :lease_base + :lease_s
-WHERE worker_id = :worker AND status IN ('running', 'cancelling')
+WHERE worker_id = :worker AND status IN ('running', 'cancelling') AND awaiting_status IS NULL
   AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
 RETURNING id
 
@@ -281,7 +355,8 @@ INSERT OR REPLACE INTO andon_meta (key, value) VALUES ('boot_id', :boot_id)
 
 -- A lease with no deadline was written by andon before schema 3: judged expired.
 -- name: expired
-SELECT * FROM andon_jobs WHERE status IN ('running', 'cancelling')
+-- A job waiting for its descendants to stop (awaiting_status) is held by no worker.
+SELECT * FROM andon_jobs WHERE status IN ('running', 'cancelling') AND awaiting_status IS NULL
   AND (:rebooted OR lease_deadline IS NULL OR lease_deadline < :lease_base)
 
 -- == resume and pause =================================================================

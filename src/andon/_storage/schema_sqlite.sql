@@ -1,4 +1,4 @@
--- andon schema for SQLite, version 4 (a file of an older version is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
+-- andon schema for SQLite, version 5 (a file of an older version is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
 CREATE TABLE IF NOT EXISTS andon_jobs (
     id                     TEXT PRIMARY KEY,
     kind                   TEXT NOT NULL,
@@ -41,13 +41,24 @@ CREATE TABLE IF NOT EXISTS andon_jobs (
     checkpoint_attempt     INTEGER,
     checkpoint_at          REAL,
     resume                 INTEGER NOT NULL DEFAULT 0,  -- the next attempt starts from the checkpoint
-    retry_resume           INTEGER NOT NULL DEFAULT 0   -- Retry(resume=True) of its kind
+    retry_resume           INTEGER NOT NULL DEFAULT 0,  -- Retry(resume=True) of its kind
+    parent_id              TEXT,                -- the job whose handler submitted it (ctx.submit)
+    root_id                TEXT,                -- the top of its tree (NULL for a job nobody submitted from a job)
+    detached               INTEGER NOT NULL DEFAULT 0,  -- left running when its parent ends
+    fail_parent            INTEGER NOT NULL DEFAULT 0,  -- its failure fails its parent (fail fast)
+    job_key                TEXT,                -- the business key: one active job per kind and key
+    cancel_origin          TEXT,                -- the job whose cancel reached it (a parent's, a superseding job's)
+    awaiting_status        TEXT                 -- its own work stopped; it ends so once its descendants have
 );
 CREATE INDEX IF NOT EXISTS andon_jobs_queue ON andon_jobs (priority DESC, id) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS andon_jobs_held ON andon_jobs (worker_id) WHERE status IN ('running', 'cancelling');
 CREATE INDEX IF NOT EXISTS andon_jobs_status ON andon_jobs (status, id);
 CREATE INDEX IF NOT EXISTS andon_jobs_kind ON andon_jobs (kind, id);
 CREATE INDEX IF NOT EXISTS andon_jobs_owner ON andon_jobs (owner, id);
+CREATE INDEX IF NOT EXISTS andon_jobs_parent ON andon_jobs (parent_id, id) WHERE parent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS andon_jobs_root ON andon_jobs (root_id, id) WHERE root_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS andon_jobs_key ON andon_jobs (kind, job_key, id)
+    WHERE job_key IS NOT NULL AND status IN ('queued', 'running', 'cancelling');
 CREATE TABLE IF NOT EXISTS andon_tokens (
     name       TEXT PRIMARY KEY,
     role       TEXT NOT NULL CHECK (role IN ('admin', 'user')),
@@ -82,8 +93,17 @@ CREATE TABLE IF NOT EXISTS andon_paused (
     paused_by TEXT,
     message   TEXT
 );
+CREATE TABLE IF NOT EXISTS andon_idempotency (
+    scope        TEXT NOT NULL,                 -- who sent it (a token's name, or '' without tokens)
+    key          TEXT NOT NULL,                 -- the Idempotency-Key header
+    request_hash TEXT NOT NULL,                 -- SHA-256 of the request body: a key reused for another body is refused
+    job_id       TEXT NOT NULL,
+    status_code  INTEGER NOT NULL,
+    created_at   REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '4');
+INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '5');

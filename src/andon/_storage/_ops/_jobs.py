@@ -3,34 +3,61 @@ and the figures per kind."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Collection, Sequence
 
 from andon._errors import InvalidTransition, JobNotFound
 from andon._jobs import Job, JobEvent, JobStatus, ResultItem
 from andon._storage._connector import Args, Resolution, Tx
-from andon._storage._ops._base import C, Operations
+from andon._storage._ops._base import C
+from andon._storage._ops._trees import TreeOperations
 from andon._storage._port import Change, JobFilter, KindStats, NewJob, OffsetPage, Page
 from andon._storage._rows import Row, event_from_row, item_from_row, job_from_row, rows_that_fit
 
 __all__ = ["JobOperations"]
 
 
-class JobOperations(Operations[C]):
+class JobOperations(TreeOperations[C]):
     def submit(self, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+        return self._submit(jobs, actor, None)
+
+    def submit_children(
+        self, parent_id: str, worker_id: str | None, attempt: int | None, jobs: Sequence[NewJob], actor: str | None
+    ) -> list[Job]:
+        """Create jobs as children of ``parent_id``, all or none, if it is running (and held by
+        ``worker_id``'s ``attempt`` when they are given); see ``_trees``.
+
+        Raises:
+            JobNotFound: no such parent.
+            ParentStopping: the parent is not running, or that attempt no longer holds it.
+        """
+        return self._submit(jobs, actor, (parent_id, worker_id, attempt))
+
+    def _submit(
+        self, jobs: Sequence[NewJob], actor: str | None, parent: tuple[str, str | None, int | None] | None
+    ) -> list[Job]:
         if not jobs:
             return []
         now = self._clock.now()
         ids = self._db.array([j.id for j in jobs])
 
-        def body(tx: Tx) -> None:
-            self._db.insert_jobs(tx, jobs, now, actor)
+        def body(tx: Tx) -> list[NewJob]:
+            new = list(jobs)
+            if parent is not None:
+                parent_id, worker_id, attempt = parent
+                root = self._check_parent(tx, parent_id, worker_id, attempt)
+                new = [dataclasses.replace(j, parent_id=parent_id, root_id=root) for j in jobs]
+            self._db.insert_jobs(tx, new, now, actor)
             tx.notify([Change.WORK])
+            return new
 
-        def applied(tx: Tx) -> Resolution | None:
+        def applied(tx: Tx) -> list[NewJob] | Resolution:
             row = tx.one("submitted_count", {"ids": ids, "now": now})
-            return Resolution.NOT_APPLIED if row is None or row["n"] == 0 else None
+            if row is None or row["n"] == 0:
+                return Resolution.NOT_APPLIED
+            return [_as_stored(tx, j) for j in jobs]
 
-        self._db.write(body, applied)
+        created = self._db.write(body, applied)
         return [
             Job(
                 id=j.id,
@@ -47,8 +74,13 @@ class JobOperations(Operations[C]):
                 priority=j.priority,
                 retry_of=j.retry_of,
                 owner=j.owner,
+                parent_id=j.parent_id,
+                root_id=j.root_id,
+                detached=j.detached,
+                fail_parent=j.fail_parent,
+                key=j.key,
             )
-            for j in jobs
+            for j in created
         ]
 
     def get(self, job_id: str) -> Job:
@@ -72,6 +104,21 @@ class JobOperations(Operations[C]):
 
         rows, ids, more = self._db.read(body)
         return Page([job_from_row(r) for r in rows], ids[-1] if more else None)
+
+    def child_counts(self, job_ids: Collection[str]) -> dict[str, dict[JobStatus, int]]:
+        """How many direct children each of ``job_ids`` has, by status (jobs without any are left out)."""
+        if not job_ids:
+            return {}
+        rows = self._db.read(lambda tx: tx.all("child_counts", {"ids": self._db.array(job_ids)}))
+        counts: dict[str, dict[JobStatus, int]] = {}
+        for row in rows:
+            counts.setdefault(row["parent_id"], {})[JobStatus(row["status"])] = row["n"]
+        return counts
+
+    def descendant_counts(self, job_id: str) -> dict[JobStatus, int]:
+        """How many descendants (children, their children...) ``job_id`` has, by status."""
+        rows = self._db.read(lambda tx: tx.all("descendant_counts", {"id": job_id}))
+        return {JobStatus(row["status"]): row["n"] for row in rows}
 
     def events(self, job_id: str) -> list[JobEvent]:
         return [event_from_row(r) for r in self._rows_of(job_id, "events", {"id": job_id})]
@@ -164,3 +211,11 @@ class JobOperations(Operations[C]):
                 )
             )
         return result
+
+
+def _as_stored(tx: Tx, job: NewJob) -> NewJob:
+    """``job`` with the tree it was stored in (after a commit in doubt that did happen)."""
+    row = tx.one("get", {"id": job.id})
+    if row is None:
+        return job
+    return dataclasses.replace(job, parent_id=row["parent_id"], root_id=row["root_id"])

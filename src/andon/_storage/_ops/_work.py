@@ -14,9 +14,17 @@ from andon._errors import InvalidTransition, JobNotFound
 from andon._jobs import Job, JobStatus, Outcome, OutcomeKind
 from andon._output import AttemptEnd, ProgressUpdate
 from andon._storage._connector import IfUnsure, Resolution, Tx
-from andon._storage._ops._base import C, Operations
+from andon._storage._ops._base import C
+from andon._storage._ops._trees import TreeOperations
 from andon._storage._port import CancelNotice, Change
-from andon._storage._rows import LOST_ATTEMPT_EVENT, Row, job_from_row, lost_attempt_event, settlement_write
+from andon._storage._rows import (
+    LOST_ATTEMPT_EVENT,
+    Row,
+    SettlementWrite,
+    job_from_row,
+    lost_attempt_event,
+    settlement_write,
+)
 
 __all__ = ["Settled", "WorkOperations"]
 
@@ -25,7 +33,7 @@ Settled = Job | InvalidTransition | JobNotFound
 _HELD: Final = (JobStatus.RUNNING, JobStatus.CANCELLING)
 
 
-class WorkOperations(Operations[C]):
+class WorkOperations(TreeOperations[C]):
     def claim(self, worker_id: str, kinds: Collection[str], lease_s: float) -> Job | None:
         claimed = self.claim_many(worker_id, kinds, lease_s, 1)
         return claimed[0] if claimed else None
@@ -180,8 +188,14 @@ class WorkOperations(Operations[C]):
         events: list[tuple[str, int, str, JobStatus, JobStatus, str | None, str | None]] = []
         changes = {Change.ENDED}
         resumes: list[tuple[str, int]] = []
-        for job, outcome in ending:
-            write = settlement_write(job, outcome, now, json.dumps)
+        writes = [settlement_write(job, outcome, now, json.dumps) for job, outcome in ending]
+        # A stopped job with children still active ends once they have (``_trees``).
+        held = self._held_for_descendants(
+            tx, [job.id for (job, _), write in zip(ending, writes, strict=True) if _may_wait(job, write)]
+        )
+        for (job, _), write in zip(ending, writes, strict=True):
+            if job.id in held:
+                write = _awaiting_descendants(job, write)
             if write.status is JobStatus.QUEUED:
                 changes.add(Change.WORK)
             if write.resume_from is not None:
@@ -214,7 +228,9 @@ class WorkOperations(Operations[C]):
             )
         self._db.insert_events(tx, now, numbered)
         tx.notify(sorted(changes))
-        return [job_from_row(settled[job.id]) for job, _ in ending]
+        ended = [job_from_row(settled[job.id]) for job, _ in ending]
+        self._after_ends(tx, ended, actor)
+        return ended
 
     def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
         rows = self._db.read(lambda tx: tx.all("cancel_notices", {"worker": worker_id}))
@@ -261,7 +277,23 @@ class WorkOperations(Operations[C]):
 
 
 def _held_by(job: Job, worker_id: str, attempt: int) -> bool:
-    return job.worker_id == worker_id and job.attempt == attempt and job.status in _HELD
+    return job.worker_id == worker_id and job.attempt == attempt and job.status in _HELD and job.awaiting is None
+
+
+def _may_wait(job: Job, write: SettlementWrite) -> bool:
+    """A stop that ends the job (cancelled, or failed by a force-fail or a failed child)."""
+    return job.status is JobStatus.CANCELLING and write.status.is_terminal
+
+
+def _awaiting_descendants(job: Job, write: SettlementWrite) -> SettlementWrite:
+    """``write`` changed to keep the job ``cancelling`` until its last active child ends:
+    its work's end is recorded (how it stopped, its error), not yet the job's."""
+    final = write.status
+    *before, (_, _, _, reason, _) = write.events
+    note = f"its work stopped; it ends {final.value} once its active descendants have stopped"
+    events = [*before, ("awaiting descendants", job.status, job.status, reason, note)]
+    columns = write.columns | {"status": job.status.value, "finished": None, "stopped": None, "awaiting": final.value}
+    return SettlementWrite(job.status, columns, events, write.resume_from)
 
 
 def _in_claim_order(rows: Sequence[Row]) -> list[Job]:

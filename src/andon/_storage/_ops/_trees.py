@@ -1,0 +1,296 @@
+"""Job trees: children submitted from a running job, stops that reach a whole subtree, and a
+stopped job that ends only once its descendants have.
+
+The rules, each applied inside the transaction that causes it:
+
+* **A stop reaches the subtree.** A cancel, timeout, force-fail or delete of a job withdraws
+  every queued descendant and marks every running one ``cancelling`` (reason
+  ``parent_cancelled``, ``origin`` the job whose cancel reached it), in the same transaction:
+  once it commits, no descendant can be claimed. Every active descendant is locked first, so
+  a child being submitted by one of them either is seen and withdrawn, or finds its parent
+  stopping and is never created (:meth:`TreeOperations._check_parent`).
+* **Cancelled means the tree stopped.** A ``cancelling`` job whose own work has stopped waits,
+  still ``cancelling``, with :attr:`~andon.Job.awaiting` set, until its last active child
+  ends; then it takes that status, in the transaction that ended the child, and so on up.
+* **A parent that ends by itself** (its handler returned or raised) cancels the children it
+  left active (reason ``parent_ended``) unless they were submitted ``detached``; those are
+  left running and the parent's history says so.
+* **Fail fast.** A child submitted with ``fail_parent`` that fails for good stops its parent
+  (reason ``child_failed``): the parent fails, naming the child, and its other children are
+  cancelled with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any
+
+from andon._cancel import CancelReason
+from andon._errors import JobNotFound, ParentStopping
+from andon._jobs import CancelOutcome, Job, JobStatus, check_transition, decide_cancel
+from andon._storage._connector import Tx
+from andon._storage._ops._base import C, Operations
+from andon._storage._port import Change
+from andon._storage._rows import job_from_row
+
+__all__ = ["TreeOperations"]
+
+_NOT_PROPAGATED = frozenset(
+    {CancelReason.PAUSED, CancelReason.SHUTDOWN, CancelReason.LEASE_LOST, CancelReason.WORKER_LOST}
+)
+"""Stops that do not end the job, so do not reach its children: it goes back to the queue,
+and its next attempt finds them (``ctx.children()``)."""
+
+_STOPPED_BY_ITS_PARENT = frozenset({CancelReason.PARENT_CANCELLED, CancelReason.PARENT_ENDED})
+
+
+class TreeOperations(Operations[C]):
+    # -- one job's stop, and its subtree's ---------------------------------------------
+
+    def _stop_job(
+        self,
+        tx: Tx,
+        job: Job,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None,
+        *,
+        retry: bool = True,
+        origin: str | None = None,
+    ) -> tuple[CancelOutcome, list[Change]]:
+        """Apply ``decide_cancel`` to ``job`` (locked by the caller) and to its subtree."""
+        outcome, status = decide_cancel(job, reason, retry=retry)
+        if outcome is CancelOutcome.ALREADY:
+            return outcome, []
+        now = self._clock.now()
+        waits_for_children = (
+            outcome is CancelOutcome.WITHDRAWN and tx.all("with_active_children", self._ids([job.id])) != []
+        )
+        if waits_for_children:
+            # Queued again (a shutdown, a lost worker) while its children of an earlier
+            # attempt still run: it ends once they have stopped, like any stopped parent.
+            check_transition(job.status, JobStatus.CANCELLING)
+            self._event(tx, job, "cancel requested", job.status, JobStatus.CANCELLING, by, reason.value, message, now)
+            args = self._cancel_args(job.id, reason, by, message, retry, origin, now)
+            tx.one("request_stop", args)
+            tx.one("await_descendants", {"id": job.id, "status": status.value})
+        else:
+            self._apply_cancel(tx, job, outcome, status, reason, by, message, retry, origin, now)
+        changes = [Change.ENDED if outcome is CancelOutcome.WITHDRAWN else Change.CANCEL]
+        if reason not in _NOT_PROPAGATED:
+            changes += self._stop_descendants(tx, job, reason, by)
+        if waits_for_children:
+            self._finish_awaiting(tx, [job.id])
+        return outcome, changes
+
+    def _cancel_args(
+        self,
+        job_id: str,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None,
+        retry: bool,
+        origin: str | None,
+        now: float,
+    ) -> dict[str, Any]:
+        return {
+            "id": job_id,
+            "now": now,
+            "reason": reason.value,
+            "by": by,
+            "message": message,
+            "retry": retry,
+            "origin": origin,
+        }
+
+    def _apply_cancel(
+        self,
+        tx: Tx,
+        job: Job,
+        outcome: CancelOutcome,
+        status: JobStatus,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None,
+        retry: bool,
+        origin: str | None,
+        now: float,
+    ) -> None:
+        check_transition(job.status, status)
+        # One event per change: withdrawing a queued job is its request and its end at once.
+        what = "withdrawn" if outcome is CancelOutcome.WITHDRAWN else "cancel requested"
+        self._event(tx, job, what, job.status, status, by, reason.value, message, now)
+        args = self._cancel_args(job.id, reason, by, message, retry, origin, now)
+        if outcome is CancelOutcome.WITHDRAWN:
+            failing = status is JobStatus.FAILED
+            forced = reason is CancelReason.FORCED
+            tx.one(
+                "withdraw",
+                {
+                    **args,
+                    "status": status.value,
+                    "error_type": ("ForcedFailure" if forced else "ChildFailed") if failing else None,
+                    "error_message": (
+                        (f"force-failed before it started{_by(by)}" if forced else message) if failing else None
+                    ),
+                },
+            )
+        elif outcome is CancelOutcome.REQUESTED:
+            tx.one("request_stop", args)
+        else:  # ESCALATED: a stronger request takes over the one in force (stop_strength)
+            tx.one("escalate", args)
+
+    def _stop_descendants(self, tx: Tx, origin: Job, reason: CancelReason, by: str | None) -> list[Change]:
+        """Withdraw ``origin``'s queued descendants and ask its running ones to stop, set-based."""
+        now = self._clock.now()
+        message = f"job {origin.id} ({origin.kind}) {_what(reason)}"
+        args = self._cancel_args(origin.id, CancelReason.PARENT_CANCELLED, by, message, True, origin.id, now)
+        tx.one("lock_subtree", {"origin": origin.id})
+        clause = self._db.subtree_clause()
+        withdrawn = tx.all("withdraw_many", args, where=clause)
+        requested = tx.all("request_stop_many", args, where=clause)
+        for row in tx.all("retrying_force_fails", args, where=clause):
+            # A cancel outranks a retrying force-fail in flight (stop_strength).
+            job = job_from_row(row)
+            self._apply_cancel(
+                tx,
+                job,
+                CancelOutcome.ESCALATED,
+                job.status,
+                CancelReason.PARENT_CANCELLED,
+                by,
+                message,
+                True,
+                origin.id,
+                now,
+            )
+            requested.append(row)
+        # A withdrawn job may be the last active child of a job already waiting for it.
+        self._finish_awaiting(tx, [row["parent_id"] for row in withdrawn if row["parent_id"]])
+        return [*([Change.ENDED] if withdrawn else []), *([Change.CANCEL] if requested else [])]
+
+    # -- children ----------------------------------------------------------------------
+
+    def _check_parent(self, tx: Tx, parent_id: str, worker_id: str | None, attempt: int | None) -> str:
+        """Lock the parent of children about to be inserted; returns their root id.
+
+        Raises:
+            JobNotFound: no such parent.
+            ParentStopping: it is not running (a stop has committed), or ``worker_id``'s
+                ``attempt`` no longer holds it.
+        """
+        row = tx.one("parent_for_children", {"id": parent_id})
+        if row is None:
+            raise JobNotFound(parent_id)
+        if row["status"] != JobStatus.RUNNING.value or row["awaiting_status"] is not None:
+            raise ParentStopping(parent_id, row["status"], row["cancel_reason"])
+        if worker_id is not None and (row["worker_id"], row["attempt"]) != (worker_id, attempt):
+            raise ParentStopping(parent_id, "held by another attempt", CancelReason.LEASE_LOST.value)
+        root: str = row["root_id"] or parent_id
+        return root
+
+    # -- the end of a job and its tree -------------------------------------------------
+
+    def _held_for_descendants(self, tx: Tx, job_ids: Collection[str]) -> set[str]:
+        """Which of these jobs still have an active child."""
+        if not job_ids:
+            return set()
+        return {row["id"] for row in tx.all("with_active_children", self._ids(job_ids))}
+
+    def _after_ends(self, tx: Tx, ended: Sequence[Job], actor: str) -> None:
+        """What the end of these jobs (settled this transaction) does to their trees."""
+        parents: list[str] = []
+        for job in ended:
+            if not job.status.is_terminal:
+                continue
+            if job.parent_id is not None:
+                parents.append(job.parent_id)
+                if job.status is JobStatus.FAILED and job.fail_parent:
+                    self._fail_parent(tx, job, actor)
+            if job.status is not JobStatus.CANCELLED:
+                self._end_children(tx, job, actor)
+        self._finish_awaiting(tx, parents)
+
+    def _fail_parent(self, tx: Tx, child: Job, actor: str) -> None:
+        if child.cancel is not None and child.cancel.reason in _STOPPED_BY_ITS_PARENT:
+            return  # its parent is stopping it already: its failure is not the cause
+        assert child.parent_id is not None
+        row = tx.one("get_for_update", {"id": child.parent_id})
+        if row is None:
+            return
+        parent = job_from_row(row)
+        if not parent.status.is_active or parent.awaiting is not None:
+            return
+        error = f": {child.error.type}: {child.error.message}" if child.error else ""
+        message = f"child {child.id} ({child.kind}) failed{error}"
+        _, changes = self._stop_job(tx, parent, CancelReason.CHILD_FAILED, actor, message, origin=child.id)
+        tx.notify(changes)
+
+    def _end_children(self, tx: Tx, parent: Job, actor: str) -> None:
+        """A parent ended by itself: cancel the children it left active, note the detached ones."""
+        now = self._clock.now()
+        message = f"its parent {parent.id} ({parent.kind}) ended {parent.status.value} without waiting for it"
+        changes: list[Change] = []
+        for row in tx.all("undetached_active_children", {"id": parent.id}):
+            locked = tx.one("get_for_update", {"id": row["id"]})
+            if locked is None:
+                continue
+            _, more = self._stop_job(
+                tx, job_from_row(locked), CancelReason.PARENT_ENDED, actor, message, origin=parent.id
+            )
+            changes += more
+        left = [row["id"] for row in tx.all("detached_active_children", {"id": parent.id})]
+        if left:
+            note = f"left {len(left)} detached child(ren) running: {', '.join(left[:20])}"
+            if len(left) > 20:
+                note += ", ..."
+            self._event(tx, parent, "children left running", parent.status, parent.status, actor, None, note, now)
+        tx.notify(changes)
+
+    def _finish_awaiting(self, tx: Tx, job_ids: Iterable[str]) -> None:
+        """End the jobs among ``job_ids`` that waited for descendants none of which is
+        active any more, then their parents, up the tree."""
+        ids = set(job_ids)
+        while ids:
+            now = self._clock.now()
+            rows = tx.all("awaiting_done", self._ids(ids))
+            ids = set()
+            ended = []
+            for row in rows:
+                job = job_from_row(row)
+                assert job.awaiting is not None
+                done = tx.one("finish_awaiting", {"id": job.id, "now": now})
+                assert done is not None, f"job {job.id} vanished inside its own transaction"
+                reason = job.cancel.reason.value if job.cancel else None
+                self._event(
+                    tx, job, job.awaiting.value, job.status, job.awaiting, "andon", reason,
+                    "its last active descendant has stopped", now,
+                )  # fmt: skip
+                ended.append(job_from_row(done))
+            for job in ended:
+                if job.parent_id is not None:
+                    ids.add(job.parent_id)
+                    if job.status is JobStatus.FAILED and job.fail_parent:
+                        self._fail_parent(tx, job, "andon")
+            if ended:
+                tx.notify([Change.ENDED])
+
+    def _ids(self, job_ids: Iterable[str]) -> dict[str, Any]:
+        return {"ids": self._db.array(sorted(set(job_ids)))}
+
+
+def _what(reason: CancelReason) -> str:
+    return {
+        CancelReason.USER: "was cancelled",
+        CancelReason.TIMEOUT: "timed out",
+        CancelReason.FORCED: "was force-failed",
+        CancelReason.DELETED: "is being deleted",
+        CancelReason.CHILD_FAILED: "failed: a child of it failed",
+        CancelReason.PARENT_CANCELLED: "was cancelled with its parent",
+        CancelReason.PARENT_ENDED: "was cancelled when its parent ended",
+        CancelReason.SUPERSEDED: "was superseded",
+    }.get(reason, f"was stopped ({reason.value})")
+
+
+def _by(actor: str | None) -> str:
+    return f" by {actor}" if actor else ""
