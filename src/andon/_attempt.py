@@ -12,6 +12,7 @@ from typing import Any, final
 from andon._cancel import CancelReason, CancelToken
 from andon._clock import SYSTEM_CLOCK, Clock
 from andon._context import Context
+from andon._family import FamilyCalls
 from andon._jobs import Job
 from andon._output import OutputBuffer
 from andon._registry import JobKind
@@ -39,8 +40,11 @@ class Attempt:
         *,
         clock: Clock = SYSTEM_CLOCK,
         claimed_at: float | None = None,
+        family: FamilyCalls | None = None,
     ) -> None:
         self.job = job
+        self.family = family
+        """Where the handler's child jobs go (``None``: it may not submit any)."""
         self.spec = spec
         self.clock = clock
         self.token = CancelToken(clock)
@@ -69,6 +73,7 @@ class Attempt:
             sink=self.buffer,
             child_grace_s=max(self.spec.grace_s, 0.5),
             resumed=self.resumed,
+            family=self.family,
         )
 
     @property

@@ -9,13 +9,15 @@ import json
 import math
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Final, Protocol, TypeVar
 
-from andon._cancel import Cancelled, CancelToken
+from andon._cancel import Cancelled, CancelReason, CancelToken
 from andon._children import ChildGroup
-from andon._errors import CommandFailed, ResultTooLarge
+from andon._errors import CommandFailed, ConfigurationError, ParentStopping, ResultTooLarge, WaitTimeout
+from andon._family import FamilyCalls
+from andon._jobs import Job, ResultItem
 from andon._sizes import MAX_CHECKPOINT_BYTES, MAX_ITEM_BYTES, MAX_MESSAGE_CHARS, storable_text
 
 __all__ = ["Context", "ContextSink", "checked_progress", "encode_output"]
@@ -60,6 +62,7 @@ class Context:
         sink: ContextSink,
         child_grace_s: float,
         resumed: Any = None,  # Any: the JSON state of the checkpoint this attempt resumes from
+        family: FamilyCalls | None = None,
     ) -> None:
         self.job_id = job_id
         self.kind = kind
@@ -69,6 +72,7 @@ class Context:
         self._clock = token.clock
         self._sink = sink
         self._resumed = resumed
+        self._family = family
         self._start_noted = False
         self._cleanups: list[Callable[[], object]] = []
         self._children = ChildGroup(child_grace_s, sink.child_started)
@@ -143,6 +147,126 @@ class Context:
         self.check()
         await asyncio.sleep(seconds)
         self.check()
+
+    # -- child jobs ------------------------------------------------------------------
+
+    def submit(
+        self,
+        kind: str,
+        params: Mapping[str, Any] | None = None,  # Any: JSON values
+        *,
+        timeout: float | bool | None = True,
+        priority: int = 0,
+        detached: bool = False,
+        fail_fast: bool = True,
+    ) -> Job:
+        """Queue a child job of this one; a cancel point.
+
+        The child belongs to this job's tree: a cancel (timeout, force-fail, delete) of this
+        job, or of any job above it, withdraws or stops it too, and this job is recorded
+        ``cancelled`` only once its children have stopped. If this job ends (returns or
+        raises) while the child is still active, the child is cancelled (reason
+        ``parent_ended``) unless ``detached``. With ``fail_fast`` (the default) the child's
+        failure (no retry left) fails this job, and its other children are cancelled with
+        it; without, the failure is only recorded (:meth:`wait_children` returns it).
+
+        ``timeout``: seconds, ``None`` for none, ``True`` for the kind's own.
+
+        Raises:
+            Cancelled: this job is being stopped (no child was created).
+            UnknownKind, InvalidParams: the kind or params do not fit (nothing is created).
+        """
+        return self.submit_many(
+            kind, [params or {}], timeout=timeout, priority=priority, detached=detached, fail_fast=fail_fast
+        )[0]
+
+    def submit_many(
+        self,
+        kind: str,
+        params_list: Iterable[Mapping[str, Any]],  # Any: JSON values
+        *,
+        timeout: float | bool | None = True,
+        priority: int = 0,
+        detached: bool = False,
+        fail_fast: bool = True,
+    ) -> list[Job]:
+        """Queue many child jobs of one kind in one transaction (all or none); see :meth:`submit`."""
+        family = self._family_calls()
+        self.check()
+        try:
+            return family.submit(kind, [dict(p) for p in params_list], timeout, priority, detached, fail_fast)
+        except ParentStopping as exc:
+            # Its stop committed before the children could be: this attempt stops now, for
+            # the reason the store gave (the notice of the stop is on its way too).
+            reason = CancelReason(exc.reason) if exc.reason in set(CancelReason) else CancelReason.USER
+            self._token.request(reason, str(exc))
+            self._token.raise_if_requested()
+            raise  # unreachable: the token is requested
+
+    def children(self) -> list[Job]:
+        """This job's children as stored now, oldest first (those earlier attempts submitted too)."""
+        return self._family_calls().children()
+
+    def items_of(self, child: Job | str) -> list[ResultItem]:
+        """The items a child emitted. Raises :class:`~andon.JobNotFound` for a job that is not a child."""
+        return self._family_calls().items(child if isinstance(child, str) else child.id)
+
+    def wait_children(self, children: Iterable[Job | str] | None = None, *, timeout: float | None = None) -> list[Job]:
+        """Cancel point: block until these children (default: all of them) have ended.
+
+        Returns them as they ended (status, result, error), in the order given. A cancel of
+        this job interrupts the wait (and stops the children, through the tree). A failed
+        child submitted with ``fail_fast`` stops this job: the wait raises
+        :class:`Cancelled` (reason ``child_failed``).
+
+        Raises:
+            WaitTimeout: ``timeout`` seconds passed with a child still active.
+        """
+        family = self._family_calls()
+        ids = None if children is None else [c if isinstance(c, str) else c.id for c in children]
+        deadline = None if timeout is None else self._clock.monotonic() + timeout
+        pause = 0.005
+        while True:
+            self.check()
+            jobs = family.children() if ids is None else family.jobs(ids)
+            active = next((job for job in jobs if not job.is_terminal), None)
+            if active is None:
+                return jobs
+            left = None if deadline is None else deadline - self._clock.monotonic()
+            if left is not None and left <= 0:
+                raise WaitTimeout(active.id, active.status.value, timeout or 0.0)
+            # The store is asked again after a short, growing pause; a cancel ends the pause.
+            self._token.wait(self._token.remaining(pause if left is None else min(pause, left)))
+            pause = min(pause * 2, 0.2)
+
+    async def wait_children_async(self, children: Iterable[Job | str] | None = None) -> list[Job]:
+        """:meth:`wait_children` for async handlers: the loop is never blocked (bound it
+        with ``asyncio.timeout``)."""
+        family = self._family_calls()
+        ids = None if children is None else [c if isinstance(c, str) else c.id for c in children]
+        pause = 0.005
+        while True:
+            self.check()
+            jobs = await asyncio.to_thread(family.children if ids is None else lambda: family.jobs(ids))
+            if all(job.is_terminal for job in jobs):
+                return jobs
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
+
+    async def submit_async(
+        self,
+        kind: str,
+        params: Mapping[str, Any] | None = None,  # Any: JSON values
+        **options: Any,  # Any: the keyword arguments of submit
+    ) -> Job:
+        """:meth:`submit` for async handlers: the store is written from a thread."""
+        self.check()
+        return await asyncio.to_thread(self.submit, kind, params, **options)
+
+    def _family_calls(self) -> FamilyCalls:
+        if self._family is None:
+            raise ConfigurationError("this context has no store to submit child jobs to (it runs outside a worker)")
+        return self._family
 
     # -- output ------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from andon._attempt import Attempt, AttemptState
 from andon._cancel import CancelReason, StopMethod
 from andon._clock import SYSTEM_CLOCK, Clock
 from andon._errors import AndonError, InvalidTransition, JobFinished, LifecycleError, StorageError
+from andon._family import Family
 from andon._hub import join, leave
 from andon._jobs import ErrorInfo, Job, JobStatus, Outcome, OutcomeKind
 from andon._output import AttemptEnd, ProgressUpdate
@@ -455,7 +456,15 @@ class Worker:
         """Make claimed jobs ready for idle slots (call with ``_changed`` held)."""
         for job in jobs:
             spec = self.app.get(job.kind)
-            attempt = Attempt(job, spec, self._flush_wake.set, self.spool_dir, clock=self.clock, claimed_at=claimed_at)
+            attempt = Attempt(
+                job,
+                spec,
+                self._flush_wake.set,
+                self.spool_dir,
+                clock=self.clock,
+                claimed_at=claimed_at,
+                family=Family(self.store, self.app, job, self.id),
+            )
             attempt.vouch(attempt.stop.fence_at(self.lease_s))
             entry = _Running(attempt, execution_for(attempt), None)
             self._running[job.id] = entry

@@ -12,6 +12,7 @@ worker closes and it kills its group, and ``PR_SET_PDEATHSIG`` covers the rest.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import errno
 import math
@@ -24,17 +25,19 @@ import threading
 import time
 import traceback
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from multiprocessing.connection import Connection
 from types import FrameType
 from typing import Any, Final, final
 
+from andon import _errors
 from andon._attempt import Attempt
 from andon._cancel import CancelReason, CancelToken, StopMethod
 from andon._children import set_parent_death_signal
 from andon._clock import SYSTEM_CLOCK
 from andon._context import Context, checked_progress
-from andon._jobs import ErrorInfo, Outcome
+from andon._errors import AndonError, ConfigurationError, ParentStopping
+from andon._jobs import ErrorInfo, Job, Outcome, ResultItem
 from andon._registry import Limits
 from andon._stop import (
     Step,
@@ -193,11 +196,30 @@ class ProcessExecution:
             elif tag == "child":
                 with self._lock:
                     self._child_pids.append(message[1])
+            elif tag == "family":
+                self._answer_family(conn, message[1], message[2], message[3])
             elif tag == "done":
                 _, kind, payload, acknowledged_at = message
                 if acknowledged_at is not None and token.acknowledged_at is None:
                     token.acknowledged_at = acknowledged_at
                 return self._done_outcome(kind, payload)
+
+    def _answer_family(self, conn: Connection, call: int, name: str, args: tuple[Any, ...]) -> None:
+        """Run one of the handler's child-job calls here, where the store is, and send the answer."""
+        family = self._attempt.family
+        answer: tuple[Any, ...]
+        try:
+            if family is None or name not in _FAMILY_CALLS:
+                raise ConfigurationError("this job may not submit child jobs")
+            answer = ("answer", call, True, getattr(family, name)(*args))
+        except ParentStopping as exc:
+            answer = ("answer", call, False, ("ParentStopping", exc.job_id, exc.status, exc.reason))
+        except AndonError as exc:
+            answer = ("answer", call, False, (type(exc).__name__, str(exc)))
+        except Exception as exc:  # a store error: the handler sees it, as in a thread
+            answer = ("answer", call, False, ("StorageError", f"{type(exc).__name__}: {exc}"))
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            conn.send(answer)
 
     def _done_outcome(self, kind: str, payload: Any) -> Outcome:  # Any: a pickled message part
         token = self._attempt.token
@@ -281,6 +303,73 @@ def _signal_group(pid: int, signum: int, *, leader_too: bool = True) -> None:
 # -- in the child ------------------------------------------------------------------
 
 
+_FAMILY_CALLS: Final = frozenset({"submit", "children", "jobs", "items"})
+_FAMILY_ERRORS: Final[Mapping[str, type[AndonError]]] = {
+    name: _errors.UsageError if issubclass(cls, _errors.UsageError) else AndonError
+    for name, cls in vars(_errors).items()
+    if isinstance(cls, type) and issubclass(cls, AndonError)
+} | {"StorageError": _errors.StorageError}
+"""How an error of a child-job call is raised in the job process: its message, as the
+nearest class that can be made from a message alone."""
+
+
+@final
+class _PipeFamily:
+    """The job process's end of :class:`~andon._family.Family`: each call goes to the worker
+    through the pipe and waits for its answer (read by the ``andon-parent-pipe`` thread)."""
+
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
+        self._send = send
+        self._lock = threading.Lock()
+        self._next = 0
+        self._waiting: dict[int, concurrent.futures.Future[Any]] = {}
+
+    def answered(self, call: int, ok: bool, value: Any) -> None:  # Any: a pickled answer
+        with self._lock:
+            future = self._waiting.pop(call, None)
+        if future is None:
+            return
+        if ok:
+            future.set_result(value)
+        elif value[0] == "ParentStopping":
+            future.set_exception(ParentStopping(value[1], value[2], value[3]))
+        else:
+            future.set_exception(_FAMILY_ERRORS.get(value[0], AndonError)(value[1]))
+
+    def _call(self, name: str, *args: Any) -> Any:  # Any: the answer of the worker's Family
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._lock:
+            self._next += 1
+            call = self._next
+            self._waiting[call] = future
+        self._send(("family", call, name, args))
+        return future.result()  # the worker answers every call; if it dies, so does this process
+
+    def submit(
+        self,
+        kind: str,
+        params_list: Sequence[Mapping[str, Any]],
+        timeout: float | bool | None,
+        priority: int,
+        detached: bool,
+        fail_fast: bool,
+    ) -> list[Job]:
+        jobs: list[Job] = self._call("submit", kind, list(params_list), timeout, priority, detached, fail_fast)
+        return jobs
+
+    def children(self) -> list[Job]:
+        jobs: list[Job] = self._call("children")
+        return jobs
+
+    def jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        jobs: list[Job] = self._call("jobs", list(job_ids))
+        return jobs
+
+    def items(self, job_id: str) -> list[ResultItem]:
+        items: list[ResultItem] = self._call("items", job_id)
+        return items
+
+
 @final
 class _PipeSink:
     def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
@@ -319,7 +408,8 @@ def _child_main(
             conn.send(message)
 
     token = CancelToken()
-    threading.Thread(target=_read_parent, args=(conn, token), name="andon-parent-pipe", daemon=True).start()
+    family = _PipeFamily(send)
+    threading.Thread(target=_read_parent, args=(conn, token, family), name="andon-parent-pipe", daemon=True).start()
     signal.signal(signal.SIGTERM, _raise_terminated)
     ctx = Context(
         job_id=job_id,
@@ -330,6 +420,7 @@ def _child_main(
         sink=_PipeSink(send),
         child_grace_s=child_grace_s,
         resumed=resumed,
+        family=family,
     )
     done: tuple[str, Any]
     try:
@@ -432,7 +523,7 @@ def _raise_terminated(_signum: int, _frame: FrameType | None) -> None:
     raise Terminated(None, "stopped by SIGTERM")
 
 
-def _read_parent(conn: Connection, token: CancelToken) -> None:
+def _read_parent(conn: Connection, token: CancelToken, family: _PipeFamily) -> None:
     while True:
         try:
             message = conn.recv()
@@ -446,3 +537,5 @@ def _read_parent(conn: Connection, token: CancelToken) -> None:
         elif message[0] == "cancel":
             reason = CancelReason(message[1]) if message[1] else CancelReason.USER
             token.request(reason, message[2])
+        elif message[0] == "answer":
+            family.answered(message[1], message[2], message[3])

@@ -8,6 +8,8 @@ here; the real workloads have a module each: ``scan`` (ffprobe per media file), 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from typing import Any
 
 from andon import App, Context
 
@@ -59,6 +61,34 @@ def sleeper(ctx: Context, seconds: float = 30.0) -> dict[str, int]:
     """Run `sleep` as a child process; a cancel stops the child's whole process group at once."""
     completed = ctx.run(["sleep", str(seconds)])
     return {"returncode": completed.returncode}
+
+
+@app.job("fanout")
+def fanout(
+    ctx: Context,
+    n: int = 5,
+    child_kind: str = "count",
+    child_params: dict[str, Any] | None = None,
+    fail_fast: bool = True,
+) -> dict[str, int]:
+    """Start n child jobs of child_kind (each with child_params) and wait for them all.
+
+    The children are one tree with this job: cancelling it stops them all, and it is
+    recorded cancelled once they have stopped. With fail_fast a failed child fails this job
+    and cancels the others; without, every child runs to its end and the failures are
+    counted. An attempt after a shutdown waits for the children it finds instead of
+    starting them again.
+    """
+    have = len(ctx.children())
+    if have < n:
+        ctx.submit_many(child_kind, [child_params or {}] * (n - have), fail_fast=fail_fast)
+    ctx.progress(0, n, f"started {n} {child_kind} jobs")
+    ended = ctx.wait_children()
+    for child in ended:
+        ctx.emit({"child": child.id, "status": child.status.value, "result": child.result})
+    counts = Counter(child.status.value for child in ended)
+    ctx.progress(n, n, ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return {"children": len(ended), **counts}
 
 
 # Last, because these modules register their kinds on `app` above.

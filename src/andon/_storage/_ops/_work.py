@@ -289,7 +289,8 @@ def _awaiting_descendants(job: Job, write: SettlementWrite) -> SettlementWrite:
     """``write`` changed to keep the job ``cancelling`` until its last active child ends:
     its work's end is recorded (how it stopped, its error), not yet the job's."""
     final = write.status
-    *before, (_, _, _, reason, _) = write.events
+    *before, _ = write.events
+    reason = job.cancel.reason.value if job.cancel is not None else None
     note = f"its work stopped; it ends {final.value} once its active descendants have stopped"
     events = [*before, ("awaiting descendants", job.status, job.status, reason, note)]
     columns = write.columns | {"status": job.status.value, "finished": None, "stopped": None, "awaiting": final.value}

@@ -1,0 +1,133 @@
+"""What a handler's ``ctx.submit``, ``ctx.children`` and ``ctx.wait_children`` reach: the
+store, on behalf of one running attempt of the parent.
+
+:class:`Family` runs in the worker. A thread or asyncio handler's context calls it directly;
+a process-isolated handler's context calls it through its pipe (``_runtimes/_process.py``
+relays each call and its answer), so the rules are the same for every isolation: children
+are created only while this attempt holds the parent and no stop of it has committed (the
+store checks that in the transaction that inserts them; see ``_storage/_ops/_trees.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from andon._errors import InvalidParams, JobNotFound
+from andon._hub import wake_here
+from andon._ids import new_job_id
+from andon._jobs import Job, ResultItem
+from andon._storage._port import JobFilter, NewJob
+
+if TYPE_CHECKING:
+    from andon._registry import App
+    from andon._storage import Store
+
+__all__ = ["Family", "FamilyCalls"]
+
+_PAGE = 500
+
+
+class FamilyCalls(Protocol):
+    """The calls a context makes for a handler's children (a :class:`Family`, or its
+    stand-in at the other end of a job process's pipe)."""
+
+    def submit(
+        self,
+        kind: str,
+        params_list: Sequence[Mapping[str, Any]],  # Any: JSON params
+        timeout: float | bool | None,
+        priority: int,
+        detached: bool,
+        fail_fast: bool,
+    ) -> list[Job]: ...
+
+    def children(self) -> list[Job]: ...
+
+    def jobs(self, job_ids: Sequence[str]) -> list[Job]: ...
+
+    def items(self, job_id: str) -> list[ResultItem]: ...
+
+
+class Family:
+    """The store, as seen by one attempt of ``parent``: its children and nothing else."""
+
+    def __init__(self, store: Store, app: App, parent: Job, worker_id: str | None) -> None:
+        self._store = store
+        self._app = app
+        self._parent = parent
+        self._worker_id = worker_id
+
+    def submit(
+        self,
+        kind: str,
+        params_list: Sequence[Mapping[str, Any]],  # Any: JSON params
+        timeout: float | bool | None,
+        priority: int,
+        detached: bool,
+        fail_fast: bool,
+    ) -> list[Job]:
+        """Create children (all or none). ``timeout``: seconds, ``None`` for none, ``True``
+        for the kind's own.
+
+        Raises:
+            UnknownKind, InvalidParams: the kind or params do not fit (nothing is created).
+            ParentStopping: the parent is being stopped, or this attempt lost it.
+        """
+        spec = self._app.get(kind)
+        timeout_s = spec.timeout_s if timeout is True else timeout
+        if timeout_s is not None and (isinstance(timeout_s, bool) or not timeout_s > 0):
+            raise InvalidParams(kind, ["timeout: must be a positive number of seconds"])
+        parent = self._parent
+        new = [
+            NewJob(
+                id=new_job_id(),
+                kind=kind,
+                params=spec.validate(params),
+                max_attempts=spec.retry.max_attempts,
+                retry_backoff_s=spec.retry.backoff_s,
+                timeout_s=timeout_s,
+                priority=priority,
+                owner=parent.owner,  # whoever may see the parent may see its children
+                retry_resume=spec.retry.resume,
+                detached=detached,
+                fail_parent=fail_fast,
+            )
+            for params in params_list
+        ]
+        jobs = self._store.submit_children(parent.id, self._worker_id, parent.attempt, new, f"job:{parent.id}")
+        wake_here()
+        return jobs
+
+    def children(self) -> list[Job]:
+        """Every direct child, oldest first (from this attempt and earlier ones)."""
+        found: list[Job] = []
+        cursor = None
+        while True:
+            page = self._store.list_jobs(JobFilter(parents=[self._parent.id]), _PAGE, cursor)
+            found.extend(page.items)
+            if page.next_cursor is None:
+                return found[::-1]
+            cursor = page.next_cursor
+
+    def jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """The children named, as stored now, in the order given.
+
+        Raises:
+            JobNotFound: one is not a child of this job (or no longer exists).
+        """
+        found: dict[str, Job] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for start in range(0, len(unique), _PAGE):
+            chunk = unique[start : start + _PAGE]
+            page = self._store.list_jobs(JobFilter(ids=chunk, parents=[self._parent.id]), len(chunk))
+            found.update((job.id, job) for job in page.items)
+        missing = [job_id for job_id in unique if job_id not in found]
+        if missing:
+            raise JobNotFound(missing[0])
+        return [found[job_id] for job_id in job_ids]
+
+    def items(self, job_id: str) -> list[ResultItem]:
+        """A child's items. Raises :class:`~andon.JobNotFound` for a job that is not its child."""
+        self.jobs([job_id])
+        return self._store.items(job_id)
