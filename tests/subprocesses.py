@@ -147,11 +147,29 @@ def popen_logged(
 class WorkerProcess(LoggedProcess):
     """One ``python -m andon.cli worker`` process; its output goes to ``<folder>/<name>.log``."""
 
-    def __init__(self, folder: Path, db: str, *, name: str = "worker", concurrency: int = 4) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        db: str,
+        *,
+        name: str = "worker",
+        concurrency: int = 4,
+        app: str | None = None,
+        marker: str | None = None,
+    ) -> None:
+        """``marker``: put in the worker's environment, so every process it starts carries it
+        (see ``tests.faults.processes.marked_processes``)."""
         log = folder / f"{name}.log"
         command = [sys.executable, "-m", "andon.cli", "worker", "--db", db]
         command += ["--concurrency", str(concurrency), "--shutdown-grace", "1"]
-        super().__init__(popen_logged(command, log, folder), log, "andon worker")
+        env = None if marker is None else {**os.environ, "ANDON_TEST_MARKER": marker}
+        if app is not None:
+            # An app of the tests: importable from the checkout, whatever the folder.
+            command += ["--app", app]
+            root = str(Path(__file__).resolve().parents[1])
+            path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+            env = {**(env or os.environ), "PYTHONPATH": path}
+        super().__init__(popen_logged(command, log, folder, env), log, "andon worker")
 
     def wait_started(self, timeout: float) -> None:
         """Wait for the worker's banner (it then runs jobs)."""
