@@ -8,7 +8,11 @@ PostgreSQL), with time from a ``ManualClock``.
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import andon
 from andon import CancelReason, JobStatus, StopMethod
@@ -208,3 +212,74 @@ def test_a_cancel_of_a_child_does_not_reach_its_parent(store: StoreEngine) -> No
     assert store.get(child.id).status is JobStatus.CANCELLED
     assert store.get(parent.id).status is JobStatus.RUNNING
     assert succeed(store, parent).status is JobStatus.SUCCEEDED
+
+
+# -- the race: a parent submits children while it is cancelled ------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    submits=st.integers(min_value=1, max_value=8),
+    cancel_after=st.integers(min_value=0, max_value=6),
+    claims=st.booleans(),
+)
+def test_a_child_submitted_while_its_parent_is_cancelled_never_runs_after_the_cancel(
+    store: StoreEngine, submits: int, cancel_after: int, claims: bool
+) -> None:
+    """Three threads race: the parent's handler submits children one by one, someone cancels
+    the parent, and (when ``claims``) a worker claims children as fast as it can. However
+    they interleave, every child that exists ends withdrawn or is being stopped: none runs
+    on after the cancel committed, and none is created after it."""
+    parent = submit(store)
+    running = store.claim("w1", ["a"], 30.0)
+    assert running is not None
+    assert running.id == parent.id
+    created: list[str] = []
+    refused: list[BaseException] = []
+    cancelled = threading.Event()
+    stop_claiming = threading.Event()
+    claimed: list[str] = []
+
+    def parent_handler() -> None:
+        for i in range(submits):
+            if i == cancel_after:
+                cancelled.set()
+            try:
+                created.extend(j.id for j in children(store, running, 1))
+            except ParentStopping as exc:
+                refused.append(exc)
+                return
+        cancelled.set()
+
+    def cancel() -> None:
+        cancelled.wait(10)
+        store.request_cancel(parent.id, CancelReason.USER, "race")
+
+    def claimer() -> None:
+        while not stop_claiming.is_set():
+            job = store.claim("w2", ["child"], 30.0)
+            if job is not None:
+                claimed.append(job.id)
+
+    threads = [threading.Thread(target=parent_handler), threading.Thread(target=cancel)]
+    if claims:
+        threads.append(threading.Thread(target=claimer))
+    for thread in threads:
+        thread.start()
+    for thread in threads[:2]:
+        thread.join(30)
+    stop_claiming.set()
+    for thread in threads[2:]:
+        thread.join(30)
+    assert store.get(parent.id).status is JobStatus.CANCELLING
+    stored = store.list_jobs(andon.JobFilter(parents=[parent.id]), limit=100).items
+    assert sorted(j.id for j in stored) == sorted(created), "a child was created that its submit did not report"
+    for child in stored:
+        assert child.cancel is not None, child
+        assert child.cancel.reason is CancelReason.PARENT_CANCELLED
+        # Withdrawn (it never started), or claimed before the cancel and asked to stop.
+        assert child.status in (JobStatus.CANCELLED, JobStatus.CANCELLING), child
+        assert (child.status is JobStatus.CANCELLING) == (child.id in claimed), child
+    assert store.claim("w3", ["child"], 30.0) is None
+    if refused:
+        assert len(created) < submits
