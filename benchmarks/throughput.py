@@ -12,6 +12,9 @@ Usage::
 (b) Submit rates through ``andon.Client``: one job per call, and 1,000 per call.
 (c) 10,000 queued jobs cancelled by one filter (``Client.cancel_many``) while a worker is
     running (its one slot busy); then the slot is freed and not one of them may start.
+(d) A running job with 10,000 queued children (a job tree) cancelled with one
+    ``Client.cancel``: the one transaction that withdraws every descendant; then the slot is
+    freed and not one of them may start.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ import _common
 import andon
 from _bench_app import app
 from _report import figure_row, latency_row
+from andon._ids import new_job_id
+from andon._storage import NewJob
 from andon._storage._postgres import PostgresStore
 
 SLOTS = 16
@@ -120,6 +125,29 @@ def queued_cancels(url: str, count: int, repeats: int) -> tuple[list[float], int
     return took, started
 
 
+def tree_cancels(url: str, count: int, repeats: int) -> tuple[list[float], int]:
+    """Seconds per ``cancel`` of a running root with ``count`` queued children; how many of
+    the children ever started."""
+    took: list[float] = []
+    started = 0
+    with andon.connect(url, app) as client, _common.andon_workers(url, 1, 1):
+        for _ in range(repeats):
+            root = client.submit("hold")
+            _common.wait_until(lambda root=root: client.get(root.id).status is andon.JobStatus.RUNNING, "the root")  # type: ignore[misc]
+            children = [NewJob(new_job_id(), "noop", {}) for _ in range(count)]
+            client.store.submit_children(root.id, None, None, children, "bench")
+            began = time.perf_counter()
+            client.cancel(root.id)
+            took.append(time.perf_counter() - began)
+            client.wait_finished(root.id, timeout=60)
+            time.sleep(0.5)  # the slot is free: would it take one of them?
+            page = client.list_jobs(kinds=["noop"], limit=count).items
+            if any(job.status is not andon.JobStatus.CANCELLED for job in page):
+                raise SystemExit("a child of the cancelled root is not cancelled")
+            started += sum(1 for job in page if job.started_at is not None)
+    return took, started
+
+
 def _each_run(rates: list[float]) -> str:
     return "runs: " + ", ".join(f"{rate:,.0f}" for rate in rates) + " jobs/s"
 
@@ -192,6 +220,29 @@ def measure(quick: bool, postgres_url: str | None) -> list[dict[str, Any]]:  # A
                 )
             )
             print(f"  queued cancel on {name}: max {max(took) * 1000:.0f} ms, started {started}", flush=True)
+    count, repeats = (200, 1) if quick else (10_000, 10)
+    with stores(quick, postgres_url, "tree") as each:
+        for name, url in each:
+            took, started = tree_cancels(url, count, repeats)
+            rows.append(
+                latency_row(
+                    "trees", f"cancel a root with {count:,} queued descendants, {name}", took, target_p99_ms=250
+                )
+            )
+            rows.append(
+                figure_row(
+                    "trees",
+                    f"of those, descendants that ever started, {name}",
+                    started,
+                    "jobs",
+                    at_most=0,
+                    runs=repeats,
+                )
+            )
+            print(
+                f"  tree cancel on {name}: median {statistics.median(took) * 1000:.0f} ms, started {started}",
+                flush=True,
+            )
     return rows
 
 
