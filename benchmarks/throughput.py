@@ -224,11 +224,7 @@ def measure(quick: bool, postgres_url: str | None) -> list[dict[str, Any]]:  # A
     with stores(quick, postgres_url, "tree") as each:
         for name, url in each:
             took, started = tree_cancels(url, count, repeats)
-            rows.append(
-                latency_row(
-                    "trees", f"cancel a root with {count:,} queued descendants, {name}", took, target_p99_ms=250
-                )
-            )
+            rows.append(latency_row("trees", f"cancel a root with {count:,} queued descendants, {name}", took))
             rows.append(
                 figure_row(
                     "trees",

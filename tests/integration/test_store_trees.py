@@ -283,3 +283,25 @@ def test_a_child_submitted_while_its_parent_is_cancelled_never_runs_after_the_ca
     assert store.claim("w3", ["child"], 30.0) is None
     if refused:
         assert len(created) < submits
+
+
+def test_a_cancel_of_an_inner_job_reaches_its_subtree_and_nothing_else(store: StoreEngine) -> None:
+    submit(store)
+    root = claim(store)
+    first, second = children(store, root, 2)
+    inner = claim_child(store)
+    sibling = second if inner.id == first.id else first
+    assert inner.worker_id is not None
+    grandchildren = store.submit_children(inner.id, inner.worker_id, 1, [new_job("grand") for _ in range(3)], None)
+    running_grandchild = claim(store, "w3", kinds=("grand",))
+    [great] = children(store, running_grandchild, 1)
+    store.request_cancel(inner.id, CancelReason.USER, "dave")
+    for job in [*grandchildren, great]:
+        stored = store.get(job.id)
+        assert stored.cancel is not None, stored
+        assert stored.cancel.reason is CancelReason.PARENT_CANCELLED
+        assert stored.cancel.origin == inner.id
+    assert store.get(running_grandchild.id).status is JobStatus.CANCELLING
+    assert store.get(great.id).status is JobStatus.CANCELLED
+    assert store.get(sibling.id).status is JobStatus.QUEUED
+    assert store.get(root.id).status is JobStatus.RUNNING

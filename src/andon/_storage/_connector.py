@@ -88,8 +88,9 @@ class Connector(Protocol):
         """The ``{where}`` and ``{order}`` fragments of a filter, and their parameters."""
         ...
 
-    def subtree_clause(self) -> str:
-        """A ``{where}`` fragment: the row is a descendant of the job named ``origin``."""
+    def subtree_clause(self, *, root: bool = False) -> str:
+        """A ``{where}`` fragment: the row is a descendant of the job named ``origin`` (with
+        ``root``: of the top-level job ``origin``, found by its root id, not by recursion)."""
         ...
 
     def array(self, values: Collection[str]) -> Any:  # Any: a parameter value

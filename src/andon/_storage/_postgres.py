@@ -420,8 +420,8 @@ class PostgresConnector:
 
     # -- what PostgreSQL does its own way -------------------------------------
 
-    def subtree_clause(self) -> str:
-        return _QUERIES["subtree_clause"].decode()
+    def subtree_clause(self, *, root: bool = False) -> str:
+        return _QUERIES["tree_clause" if root else "subtree_clause"].decode()
 
     def job_filter(self, where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:
         return postgres_filter(where, cursor)

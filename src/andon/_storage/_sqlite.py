@@ -308,8 +308,8 @@ class SqliteConnector:
 
     # -- what SQLite does its own way -----------------------------------------
 
-    def subtree_clause(self) -> str:
-        (clause,) = _QUERIES["subtree_clause"]
+    def subtree_clause(self, *, root: bool = False) -> str:
+        (clause,) = _QUERIES["tree_clause" if root else "subtree_clause"]
         return clause
 
     def job_filter(self, where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:

@@ -223,6 +223,11 @@ GROUP BY kind, cancel_stop_method
 -- per row was an anti-join that cost no-op jobs a fifth of their rate.
 -- == job trees ===========================================================================
 
+-- A condition on andon_jobs: the row is a descendant of the top-level job %(origin)s (an
+-- index scan of its tree, no recursion).
+-- name: tree_clause
+root_id = %(origin)s
+
 -- A condition on andon_jobs: the row is a descendant of job %(origin)s (a bulk cancel's {where}).
 -- name: subtree_clause
 id IN (WITH RECURSIVE tree(id) AS (
@@ -231,18 +236,14 @@ id IN (WITH RECURSIVE tree(id) AS (
            SELECT j.id FROM andon_jobs j JOIN tree ON j.parent_id = tree.id)
        SELECT id FROM tree)
 
--- Lock every active descendant before the statements that cancel them: a child submitted
--- by one of them (which locks its parent FOR SHARE) either committed before this lock was
--- granted, and the next statement sees it, or it waits and then finds its parent cancelling.
+-- Lock every active descendant ({where}: a tree or subtree clause) before the statements
+-- that cancel them: a child submitted by one of them (which locks its parent FOR SHARE)
+-- either committed before this lock was granted, and the next statement sees it, or it waits
+-- and then finds its parent cancelling; and no queued one can be claimed meanwhile (a claim
+-- skips locked rows), to start submitting children the withdraw would not see.
 -- name: lock_subtree
 SELECT count(*) AS n FROM (
-    SELECT id FROM andon_jobs
-    WHERE status IN ('queued', 'running', 'cancelling') AND id IN (
-        WITH RECURSIVE tree(id) AS (
-            SELECT id FROM andon_jobs WHERE parent_id = %(origin)s
-            UNION ALL
-            SELECT j.id FROM andon_jobs j JOIN tree ON j.parent_id = tree.id)
-        SELECT id FROM tree)
+    SELECT id FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {where}
     ORDER BY id FOR UPDATE) AS locked
 
 -- name: parent_for_children

@@ -239,6 +239,11 @@ GROUP BY kind, cancel_stop_method
 -- UPDATE); lease_deadline is on the boot-time clock, what expiry is judged on.
 -- == job trees ===========================================================================
 
+-- A condition on andon_jobs: the row is a descendant of the top-level job :origin (an index
+-- scan of its tree, no recursion).
+-- name: tree_clause
+root_id = :origin
+
 -- A condition on andon_jobs: the row is a descendant of job :origin (a bulk cancel's {where}).
 -- name: subtree_clause
 id IN (WITH RECURSIVE tree(id) AS (

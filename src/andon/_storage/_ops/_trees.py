@@ -145,8 +145,8 @@ class TreeOperations(Operations[C]):
         now = self._clock.now()
         message = f"job {origin.id} ({origin.kind}) {_what(reason)}"
         args = self._cancel_args(origin.id, CancelReason.PARENT_CANCELLED, by, message, True, origin.id, now)
-        tx.one("lock_subtree", {"origin": origin.id})
-        clause = self._db.subtree_clause()
+        clause = self._db.subtree_clause(root=origin.parent_id is None)
+        tx.one("lock_subtree", {"origin": origin.id}, where=clause)
         withdrawn = tx.all("withdraw_many", args, where=clause)
         requested = tx.all("request_stop_many", args, where=clause)
         for row in tx.all("retrying_force_fails", args, where=clause):
