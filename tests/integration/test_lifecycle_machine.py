@@ -27,6 +27,7 @@ from psycopg import sql
 
 import andon
 from andon import CancelReason, InvalidTransition, JobFinished, JobNotFound, JobStatus, ManualClock, StopMethod
+from andon._errors import ParentStopping
 from andon._ids import new_job_id
 from andon._jobs import (
     ACTIVE_STATUSES,
@@ -121,6 +122,38 @@ class Lifecycle(RuleBasedStateMachine):
         assert [j.status for j in jobs] == [JobStatus.QUEUED] * count
         self.ids.extend(j.id for j in jobs)
 
+    @precondition(lambda self: bool(self.attempts))
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(KINDS),
+        count=st.integers(1, 2),
+        detached=st.booleans(),
+        fail_parent=st.booleans(),
+    )
+    def submit_child(self, data: st.DataObject, kind: str, count: int, detached: bool, fail_parent: bool) -> None:
+        """A running handler submits children (issue 16); refused unless its attempt holds
+        the parent and no stop of it has committed."""
+        attempt = data.draw(st.sampled_from(sorted(self.attempts, key=repr)))
+        before = self._before(attempt.job_id)
+        allowed = (
+            before is not None
+            and before.status is JobStatus.RUNNING
+            and before.awaiting is None
+            and (before.worker_id, before.attempt) == (attempt.worker, attempt.number)
+        )
+        new = [NewJob(new_job_id(), kind, {"n": i}, detached=detached, fail_parent=fail_parent) for i in range(count)]
+        try:
+            jobs = self.store.submit_children(attempt.job_id, attempt.worker, attempt.number, new, "job")
+        except (ParentStopping, JobNotFound):
+            assert not allowed, "a running parent could not submit children"
+            assert all(self._before(j.id) is None for j in new), "a refused child exists"
+            return
+        assert allowed, f"children were submitted under a {before.status if before else 'missing'} parent"
+        assert before is not None
+        hypothesis_event("children submitted")
+        assert all(j.parent_id == before.id and j.root_id == before.tree_root for j in jobs)
+        self.ids.extend(j.id for j in jobs)
+
     @precondition(lambda self: bool(self.ids))
     @rule(
         data=st.data(),
@@ -146,6 +179,11 @@ class Lifecycle(RuleBasedStateMachine):
                 return
             raise AssertionError(f"cancel of a {before.status} job did not raise JobFinished") from None
         result = self.store.request_cancel(job_id, reason, by="client", retry=retry)
+        if result.job.awaiting is not None:
+            # Withdrawn while children of an earlier attempt still run: it waits for them.
+            assert expected == (CancelOutcome.WITHDRAWN, result.job.awaiting)
+            assert result.job.status is JobStatus.CANCELLING
+            return
         assert (result.outcome, result.job.status) == expected
         if result.outcome is CancelOutcome.ALREADY:
             assert result.job == before
@@ -180,8 +218,9 @@ class Lifecycle(RuleBasedStateMachine):
             assert job_id not in got
             got[job_id] = (CancelOutcome.WITHDRAWN, self.store.get(job_id).status)
         assert got == expected
+        reached = _descendants(before, set(expected))
         for job_id, job in before.items():
-            if job_id not in expected:
+            if job_id not in expected and job_id not in reached:
                 assert self.store.get(job_id) == job
 
     @precondition(lambda self: bool(self.ids))
@@ -259,8 +298,12 @@ class Lifecycle(RuleBasedStateMachine):
 
     # -- workers ---------------------------------------------------------------------
 
-    @rule(worker=st.sampled_from(WORKERS), kinds=st.sampled_from([("a",), ("b",), ("a", "b")]))
-    def claim(self, worker: str, kinds: tuple[str, ...]) -> None:
+    @rule(
+        worker=st.sampled_from(WORKERS),
+        kinds=st.sampled_from([("a",), ("b",), ("a", "b")]),
+        children=st.sampled_from([0, 1, 2]),
+    )
+    def claim(self, worker: str, kinds: tuple[str, ...], children: int) -> None:
         now = self.clock.now()
         available = [
             j
@@ -288,6 +331,13 @@ class Lifecycle(RuleBasedStateMachine):
             assert job.items_count == job.checkpoint.items, "a resumed attempt does not go on from its checkpoint"
         self.handed_out.add((job.id, job.attempt))
         self.attempts[Attempt(worker, job.id, job.attempt)] = job.items_count
+        if children:
+            # The handler starts children at once (issue 16): trees grow often enough to be
+            # cancelled, stopped and ended in every order.
+            new = [NewJob(new_job_id(), KINDS[i % 2], {"n": i}, fail_parent=i == 0) for i in range(children)]
+            made = self.store.submit_children(job.id, worker, job.attempt, new, "job")
+            hypothesis_event("children submitted")
+            self.ids.extend(j.id for j in made)
 
     @precondition(lambda self: bool(self.attempts))
     @rule(data=st.data(), count=st.integers(0, 3), progress=st.booleans(), checkpoint=st.booleans())
@@ -359,7 +409,12 @@ class Lifecycle(RuleBasedStateMachine):
             return
         assert holds, "an attempt was settled by a worker that does not hold it"
         assert before is not None
-        assert after.status is decide_settlement(before, outcome).status
+        decided = decide_settlement(before, outcome).status
+        if after.awaiting is not None:
+            hypothesis_event("a stopped parent waits for its descendants")
+            assert (after.status, after.awaiting) == (JobStatus.CANCELLING, decided)
+        else:
+            assert after.status is decided
         assert after.worker_id == attempt.worker, "who ran the last attempt stays on the job"
 
     @rule(worker=st.sampled_from(WORKERS))
@@ -379,10 +434,10 @@ class Lifecycle(RuleBasedStateMachine):
             if job.status in HELD and job.lease_expires_at is not None and job.lease_expires_at < now
         }
         recovered = self.store.recover_lost()
-        assert {j.id: j.status for j in recovered} == expected
+        assert {j.id: j.awaiting or j.status for j in recovered} == expected
         for job in recovered:
             assert job.worker_id == self.last[job.id].worker_id, "the lost worker stays named"
-            assert job.error is not None or job.status is JobStatus.CANCELLED
+            assert job.error is not None or JobStatus.CANCELLED in (job.status, job.awaiting)
 
     # -- invariants --------------------------------------------------------------------
 
@@ -408,10 +463,32 @@ class Lifecycle(RuleBasedStateMachine):
                 assert life_stage(job) >= life_stage(previous), "a job's life stage went back"
             if job.checkpoint is not None and job.status is not JobStatus.QUEUED:
                 assert job.checkpoint.items <= job.items_count, "a checkpoint ahead of the stored items"
+        self._check_trees(jobs)
         self.last = jobs
 
+    def _check_trees(self, jobs: dict[str, andon.Job]) -> None:
+        """Cancelled means the tree stopped; a waiting parent waits for something; children
+        a parent left behind are being stopped unless detached."""
+        active_children: dict[str, list[andon.Job]] = {}
+        for job in jobs.values():
+            if job.parent_id is not None and job.status.is_active:
+                active_children.setdefault(job.parent_id, []).append(job)
+        for job in jobs.values():
+            active = active_children.get(job.id, [])
+            if job.awaiting is not None:
+                assert job.status is JobStatus.CANCELLING, job
+                assert active, f"job {job.id} waits for descendants but has no active child"
+            if job.status is JobStatus.CANCELLED:
+                assert not active, f"cancelled job {job.id} has active children: {active}"
+            if job.status.is_terminal:
+                for child in active:
+                    assert child.detached or child.status is JobStatus.CANCELLING, (job, child)
+            parent = jobs.get(job.parent_id) if job.parent_id else None
+            if parent is not None:
+                assert job.root_id == parent.tree_root
+
     def _check_job(self, job: andon.Job) -> None:
-        held = job.status in HELD
+        held = job.status in HELD and job.awaiting is None
         # worker_id names the last attempt's worker, held or not; only a job never started lacks one.
         assert (job.worker_id is not None) == (job.attempt > 0)
         assert (job.lease_expires_at is not None) == held
@@ -421,7 +498,8 @@ class Lifecycle(RuleBasedStateMachine):
         if job.status is JobStatus.CANCELLING:
             assert job.cancel is not None
             assert job.cancel.stopped_at is None, "a job that is still cancelling has a stop time"
-            assert job.cancel.stop_method is None, "a job that is still cancelling has a stop method"
+            if job.awaiting is None:
+                assert job.cancel.stop_method is None, "a job that is still cancelling has a stop method"
         if job.status is JobStatus.CANCELLED:
             assert job.cancel is not None
             assert job.cancel.stopped_at is not None
@@ -472,6 +550,16 @@ def test_lifecycle_machine(backend: str) -> None:
             machine,
             settings=settings(max_examples=60, stateful_step_count=40, deadline=None),
         )
+
+
+def _descendants(jobs: dict[str, andon.Job], of: set[str]) -> set[str]:
+    """The ids of every descendant of the jobs ``of`` among ``jobs``."""
+    found: set[str] = set()
+    frontier = set(of)
+    while frontier:
+        frontier = {j.id for j in jobs.values() if j.parent_id in frontier} - found
+        found |= frontier
+    return found
 
 
 def _bulk_escalates(job: andon.Job, reason: CancelReason) -> bool:
