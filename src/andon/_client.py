@@ -258,6 +258,40 @@ class Client:
         self._require_visible(job_id)
         return self.list_jobs(statuses=statuses, limit=limit, cursor=cursor, max_bytes=max_bytes, parent=job_id)
 
+    def descendants(self, job_id: str, *, limit: int = 1000) -> list[Job]:
+        """The job's descendants, nearest first: its children, then theirs..., at most ``limit``
+        (a whole level is read before the next; within one, newest parent's children first).
+
+        Reads one query per level per 1,000 jobs, so a deep tree costs its depth, a wide one
+        its size / 1,000; ``limit`` bounds both. Compare with :meth:`descendant_counts` to
+        tell how many were left out.
+
+        Raises:
+            JobNotFound: unknown id (also another user's job).
+        """
+        self._require_visible(job_id)
+        found: list[Job] = []
+        level = [job_id]
+        while level and len(found) < limit:
+            below: list[Job] = []
+            for start in range(0, len(level), _MAX_PAGE_ROWS):
+                below += self._children_of(level[start : start + _MAX_PAGE_ROWS], limit - len(found) - len(below))
+            found += below
+            level = [job.id for job in below]
+        return found[:limit]
+
+    def _children_of(self, parents: list[str], limit: int) -> list[Job]:
+        where = JobFilter(parents=parents, owners=self._owners)
+        jobs: list[Job] = []
+        cursor = None
+        while len(jobs) < limit:
+            page = self.store.list_jobs(where, _rows(limit - len(jobs)), cursor, PAGE_MAX_BYTES)
+            jobs += page.items
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return jobs
+
     def child_counts(self, job_ids: Collection[str]) -> dict[str, dict[JobStatus, int]]:
         """How many direct children each of ``job_ids`` has, by status, in one read; jobs
         without children (and ids that are not job ids) are left out.
