@@ -212,20 +212,112 @@ class Client:
         limit: int = 50,
         cursor: str | None = None,
         max_bytes: int | None = PAGE_MAX_BYTES,
+        parent: str | None = None,
+        root: str | None = None,
     ) -> Page:
         """History, newest first, one page: at most ``limit`` jobs (1 to 1,000) and
         ``max_bytes`` of stored values (at least one job; ``None``: no bound in bytes).
 
         A page may end before ``limit`` jobs; ``next_cursor`` is where the next one starts,
-        ``None`` at the end.
+        ``None`` at the end. ``parent`` keeps the direct children of that job, ``root`` every
+        job of the tree it started (not the root itself); an id no job has gives no jobs.
 
         Raises:
             InvalidCursor: ``cursor`` is not one a page gave (a job id).
+            UsageError: ``parent`` or ``root`` is not a job id.
         """
         if cursor is not None and not is_job_id(cursor):
             raise InvalidCursor(cursor)
-        where = JobFilter(statuses=[JobStatus(s) for s in statuses], kinds=list(kinds), owners=self._owners)
+        where = JobFilter(
+            statuses=[JobStatus(s) for s in statuses],
+            kinds=list(kinds),
+            owners=self._owners,
+            parents=[] if parent is None else [_filter_id("parent", parent)],
+            roots=[] if root is None else [_filter_id("root", root)],
+        )
         return self.store.list_jobs(where, _rows(limit), cursor, None if max_bytes is None else max(1, max_bytes))
+
+    def children(
+        self,
+        job_id: str,
+        *,
+        statuses: Collection[JobStatus | str] = (),
+        limit: int = 50,
+        cursor: str | None = None,
+        max_bytes: int | None = PAGE_MAX_BYTES,
+    ) -> Page:
+        """One page of the job's direct children, newest first, paged as :meth:`list_jobs`.
+
+        A ``user`` sees only the children it owns (children submitted by a handler are
+        owned as the handler's job says; see ``ctx.submit``).
+
+        Raises:
+            JobNotFound: unknown id (also another user's job).
+            InvalidCursor: ``cursor`` is not one a page gave.
+        """
+        self._require_visible(job_id)
+        return self.list_jobs(statuses=statuses, limit=limit, cursor=cursor, max_bytes=max_bytes, parent=job_id)
+
+    def descendants(self, job_id: str, *, limit: int = 1000) -> list[Job]:
+        """The job's descendants, nearest first: its children, then theirs..., at most ``limit``
+        (a whole level is read before the next; within one, newest parent's children first).
+
+        Reads one query per level per 1,000 jobs, so a deep tree costs its depth, a wide one
+        its size / 1,000; ``limit`` bounds both. Compare with :meth:`descendant_counts` to
+        tell how many were left out.
+
+        Raises:
+            JobNotFound: unknown id (also another user's job).
+        """
+        self._require_visible(job_id)
+        found: list[Job] = []
+        level = [job_id]
+        while level and len(found) < limit:
+            below: list[Job] = []
+            for start in range(0, len(level), _MAX_PAGE_ROWS):
+                below += self._children_of(level[start : start + _MAX_PAGE_ROWS], limit - len(found) - len(below))
+            found += below
+            level = [job.id for job in below]
+        return found[:limit]
+
+    def _children_of(self, parents: list[str], limit: int) -> list[Job]:
+        where = JobFilter(parents=parents, owners=self._owners)
+        jobs: list[Job] = []
+        cursor = None
+        while len(jobs) < limit:
+            page = self.store.list_jobs(where, _rows(limit - len(jobs)), cursor, PAGE_MAX_BYTES)
+            jobs += page.items
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        return jobs
+
+    def child_counts(self, job_ids: Collection[str]) -> dict[str, dict[JobStatus, int]]:
+        """How many direct children each of ``job_ids`` has, by status, in one read; jobs
+        without children (and ids that are not job ids) are left out.
+
+        For listings (one grouped read per page, at most 1,000 ids). A ``user`` gets counts
+        only for its own jobs: its ids are checked in one more read.
+
+        Raises:
+            UsageError: more than 1,000 ids.
+        """
+        if len(job_ids) > _MAX_PAGE_ROWS:
+            raise UsageError(f"child counts of at most {_MAX_PAGE_ROWS} jobs at once (a page's worth)")
+        ids = [i for i in job_ids if is_job_id(i)]
+        if ids and self._owners:
+            where = JobFilter(ids=ids, owners=self._owners)
+            ids = [job.id for job in self.store.list_jobs(where, len(ids), None, None).items]
+        return self.store.child_counts(ids) if ids else {}
+
+    def descendant_counts(self, job_id: str) -> dict[JobStatus, int]:
+        """How many descendants (children, their children...) the job has, by status.
+
+        Raises:
+            JobNotFound: unknown id (also another user's job).
+        """
+        self._require_visible(job_id)
+        return self.store.descendant_counts(job_id)
 
     def events(self, job_id: str) -> list[JobEvent]:
         """The job's whole history, oldest first (see :meth:`events_page` for a bounded read)."""
@@ -517,6 +609,12 @@ def _clamp(number: int) -> int:
 def _rows(limit: int) -> int:
     """A page's row count within 1.._MAX_PAGE_ROWS."""
     return max(1, min(limit, _MAX_PAGE_ROWS))
+
+
+def _filter_id(name: str, job_id: str) -> str:
+    if not is_job_id(job_id):
+        raise UsageError(f"{name}: {job_id[:100]!r} is not a job id")
+    return job_id
 
 
 def _checked(job_id: str) -> str:

@@ -34,7 +34,7 @@ BOUND_S: Final = 20.0  # generous: each wait below takes well under a second on 
 OPERATIONS: Final = {
     "getInfo", "listKinds", "submitJob", "listJobs", "cancelJobs", "getJob", "cancelJob", "failJob",
     "retryJob", "deleteJob", "getResults", "getEvents", "streamEvents", "listTokens", "logIn", "logOut",
-    "resumeJob", "pauseKind", "unpauseKind", "downloadResults",
+    "resumeJob", "pauseKind", "unpauseKind", "downloadResults", "listChildren",
 }  # fmt: skip
 
 
@@ -144,6 +144,21 @@ def test_a_generated_client_submits_cancels_reads_and_gets_typed_errors(generate
         assert missing.status_code == 404
         assert isinstance(missing.parsed, models.ErrorBody), missing.parsed
         assert missing.parsed.error.code == "job_not_found"
+
+        # A job's children and counts, typed (a tick submits none).
+        list_children = generated.module("api.jobs.list_children")
+        list_jobs = generated.module("api.jobs.list_jobs")
+        page = list_children.sync(bare.id, client=client)
+        assert isinstance(page, models.JobPage), page
+        assert (page.items, page.next_cursor) == ([], None)
+        read = get_job.sync(bare.id, client=client)
+        assert (read.parent_id, read.children.total, read.descendants.active) == (None, 0, 0)
+        by_root = list_jobs.sync(client=client, root=bare.id)
+        assert isinstance(by_root, models.JobPage), by_root
+        assert by_root.items == []
+        orphan = list_children.sync_detailed("no-such-job", client=client)
+        assert orphan.status_code == 404
+        assert isinstance(orphan.parsed, models.ErrorBody), orphan.parsed
 
 
 def _terminal(job: Any) -> Any:  # Any: the generated JobOut

@@ -80,7 +80,13 @@ def changes(
             kind = "job.created" if newest is None or job_id > newest else "job.status"
             found.append(JobChange(kind, job_id, job))
             continue
-        if (old.status, old.attempt, old.cancel, old.error) != (job.status, job.attempt, job.cancel, job.error):
+        if (old.status, old.attempt, old.cancel, old.error, old.awaiting) != (
+            job.status,
+            job.attempt,
+            job.cancel,
+            job.error,
+            job.awaiting,
+        ):
             found.append(JobChange("job.status", job_id, job))
         if (old.progress_done, old.progress_total, old.progress_message) != (
             job.progress_done,

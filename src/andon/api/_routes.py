@@ -5,7 +5,7 @@ operation off the event loop, and formats the answer; errors are mapped in one p
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final, cast
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
@@ -28,7 +28,6 @@ from andon.api._schemas import (
     InfoOut,
     JobOut,
     JobPage,
-    JobSummary,
     KindOut,
     KindsOut,
     PauseBody,
@@ -88,6 +87,20 @@ OptionalFail = Annotated[FailBody, Body(default_factory=FailBody)]
 OptionalBulkCancel = Annotated[BulkCancelBody, Body(default_factory=BulkCancelBody)]
 OptionalPause = Annotated[PauseBody, Body(default_factory=PauseBody)]
 KindName = Annotated[str, Path(max_length=200, description="A job kind.")]
+
+JOB_ID_PATTERN: Final = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[89abAB][0-9a-fA-F]{3}-[0-9a-fA-F]{12}$"
+"""A job id as the API writes it (a UUIDv7): a filter that names no possible job is a 422, not an empty page."""
+
+
+StatusFilter = Annotated[list[andon.JobStatus] | None, Query(description="Only these states (repeat it).")]
+PageLimit = Annotated[int, Query(ge=1, le=1000)]
+PageCursor = Annotated[
+    str | None, Query(max_length=100, description="`next_cursor` of the page before (a job id; else 422).")
+]
+ParentFilter = Annotated[str | None, Query(pattern=JOB_ID_PATTERN, description="Only the direct children of this job.")]
+RootFilter = Annotated[
+    str | None, Query(pattern=JOB_ID_PATTERN, description="Only the jobs of the tree this job started (not itself).")
+]
 
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # Any: OpenAPI response objects
     code: {"model": ErrorBody, "description": text}
@@ -160,18 +173,44 @@ async def submit_job(body: SubmitBody, rt: Ctx, client: Caller) -> JobOut:
 async def list_jobs(
     rt: Ctx,
     client: Caller,
-    status: Annotated[list[andon.JobStatus] | None, Query(description="Only these states (repeat it).")] = None,
+    status: StatusFilter = None,
     kind: Annotated[list[str] | None, Query(max_length=100, description="Only these kinds (repeat it).")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=100, description="`next_cursor` of the page before (a job id; else 422).")
-    ] = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+    parent: ParentFilter = None,
+    root: RootFilter = None,
 ) -> JobPage:
-    """History, newest first, one page at a time. Items are summaries (no params, result or traceback).
+    """History, newest first, one page at a time. Items are summaries (no params, result or traceback);
+    `child_counts` has the direct children by state of the page's jobs that have any.
     A page ends at `limit` jobs or 4 MiB of stored job data, whichever comes first (always at
     least one job): follow `next_cursor` until it is null."""
-    page = await rt.call(client.list_jobs, statuses=status or (), kinds=kind or (), limit=limit, cursor=cursor)
-    return JobPage(items=[JobSummary.of(job) for job in page.items], next_cursor=page.next_cursor)
+    page, counts = await rt.call(
+        _page_with_counts,
+        client.list_jobs,
+        client,
+        statuses=status or (),
+        kinds=kind or (),
+        limit=limit,
+        cursor=cursor,
+        parent=parent,
+        root=root,
+    )
+    return JobPage.of(page, counts)
+
+
+def _page_with_counts(
+    read: Callable[..., andon.Page],  # ...: the keyword arguments of list_jobs or children
+    client: andon.Client,
+    *args: Any,  # Any: passed through to ``read``
+    **kwargs: Any,
+) -> tuple[andon.Page, dict[str, dict[andon.JobStatus, int]]]:
+    page = read(*args, **kwargs)
+    return page, client.child_counts([job.id for job in page.items])
+
+
+def _job_out(client: andon.Client, job: andon.Job) -> JobOut:
+    """``job`` with its children's and descendants' counts (read after it: never fewer)."""
+    return JobOut.of(job, client.child_counts([job.id]).get(job.id, {}), client.descendant_counts(job.id))
 
 
 @router.post("/jobs/cancel", operation_id="cancelJobs", tags=["stopping"])
@@ -185,8 +224,26 @@ async def cancel_jobs(rt: Ctx, client: Caller, body: OptionalBulkCancel) -> Bulk
 
 @router.get("/jobs/{job_id}", operation_id="getJob", tags=["jobs"])
 async def get_job(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
-    """One job: params, state, progress, counts, result, error, cancel lifecycle, timestamps."""
-    return JobOut.of(await rt.call(client.get, job_id))
+    """One job: params, state, progress, counts, result, error, cancel lifecycle, timestamps,
+    its place in a tree (`parent_id`, `root_id`) and its `children` and `descendants` by state."""
+    return await rt.call(lambda: _job_out(client, client.get(job_id)))
+
+
+@router.get("/jobs/{job_id}/children", operation_id="listChildren", tags=["jobs"])
+async def list_children(
+    job_id: JobId,
+    rt: Ctx,
+    client: Caller,
+    status: StatusFilter = None,
+    limit: PageLimit = 50,
+    cursor: PageCursor = None,
+) -> JobPage:
+    """The job's direct children, newest first, paged as the jobs list (404 for an unknown job);
+    `child_counts` has their own children by state, for a tree view to expand."""
+    page, counts = await rt.call(
+        _page_with_counts, client.children, client, job_id, statuses=status or (), limit=limit, cursor=cursor
+    )
+    return JobPage.of(page, counts)
 
 
 @router.post("/jobs/{job_id}/cancel", operation_id="cancelJob", tags=["stopping"])
@@ -205,7 +262,7 @@ async def cancel_job(
         result = await rt.wait(client.cancel, job_id, message=body.message, wait=True, timeout=wait_timeout)
     else:
         result = await rt.call(client.cancel, job_id, message=body.message)
-    return JobOut.of(result.job)
+    return await rt.call(_job_out, client, result.job)
 
 
 @router.post("/jobs/{job_id}/fail", operation_id="failJob", tags=["stopping"])
@@ -213,7 +270,7 @@ async def fail_job(job_id: JobId, rt: Ctx, client: Caller, body: OptionalFail) -
     """Force-fail: stop the work and record the job `failed` (cancel reason `forced`).
     It counts as a failure: the kind's retry policy applies unless `retry` is false."""
     result = await rt.call(client.fail, job_id, retry=body.retry, message=body.message)
-    return JobOut.of(result.job)
+    return await rt.call(_job_out, client, result.job)
 
 
 @router.post("/jobs/{job_id}/retry", operation_id="retryJob", status_code=201, tags=["jobs"])
@@ -226,7 +283,7 @@ async def retry_job(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
 async def resume_job(job_id: JobId, rt: Ctx, client: Caller) -> JobOut:
     """Queue a cancelled or failed job again as a new attempt of the same job, starting from
     its last checkpoint (409 if it has none, or is in another state; retry it instead)."""
-    return JobOut.of(await rt.call(client.resume, job_id))
+    return await rt.call(lambda: _job_out(client, client.resume(job_id)))
 
 
 @router.delete("/jobs/{job_id}", operation_id="deleteJob", status_code=204, tags=["jobs"])

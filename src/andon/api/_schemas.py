@@ -8,6 +8,7 @@ and :class:`andon.StopMethod`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
@@ -35,6 +36,7 @@ __all__ = [
     "PausedOut",
     "ResultItemOut",
     "ResultsOut",
+    "StatusCounts",
     "SubmitBody",
     "TokenOut",
     "TokensOut",
@@ -181,6 +183,10 @@ class CancelOut(BaseModel):
     stopped_at: float | None
     stop_method: andon.StopMethod | None
     stop_seconds: float | None
+    origin: str | None
+    """The job whose cancel reached this one: the ancestor that was cancelled (reason
+    ``parent_cancelled``), the parent that ended (``parent_ended``), the job that superseded
+    it (``superseded``); ``null`` when the cancel was asked of this job itself."""
 
     @classmethod
     def of(cls, cancel: andon.CancelInfo) -> CancelOut:
@@ -194,6 +200,7 @@ class CancelOut(BaseModel):
             stopped_at=cancel.stopped_at,
             stop_method=cancel.stop_method,
             stop_seconds=cancel.stop_seconds,
+            origin=cancel.origin,
         )
 
 
@@ -256,28 +263,77 @@ class JobSummary(BaseModel):
     """The last checkpoint its handler stored, without its state (``GET /jobs/{id}`` has it)."""
     resume: bool
     """Its next attempt starts from ``checkpoint`` (after a resume, a pause, a shutdown...)."""
+    parent_id: str | None
+    """The job whose handler submitted this one (``ctx.submit``); ``null`` for a top-level job."""
+    root_id: str | None
+    """The top-level job of its tree; ``null`` for a top-level job (its own root)."""
+    detached: bool
+    """Left running when its parent ends (otherwise cancelled then, reason ``parent_ended``)."""
+    fail_parent: bool
+    """Its failure stops its parent as failed, and with it its siblings (fail fast)."""
+    key: str | None
+    """Its business key: no two active jobs of one kind share one."""
+    awaiting: andon.JobStatus | None
+    """Set while the job is ``cancelling`` and its own work has stopped, but some of its
+    descendants have not: the state it takes once the last of them has."""
 
     @classmethod
     def of(cls, job: andon.Job) -> JobSummary:
         return cls(**_summary_fields(job))
 
 
+class StatusCounts(BaseModel):
+    """How many jobs are in each state, and how many of them are still active."""
+
+    queued: int = 0
+    running: int = 0
+    cancelling: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    total: int = 0
+    active: int = 0
+    """queued + running + cancelling: the jobs a cancel would still stop."""
+
+    @classmethod
+    def of(cls, counts: Mapping[andon.JobStatus, int]) -> StatusCounts:
+        by_state = {status.value: counts.get(status, 0) for status in andon.JobStatus}
+        active = sum(n for status, n in counts.items() if status.is_active)
+        return cls(**by_state, total=sum(counts.values()), active=active)
+
+
 class JobOut(JobSummary):
-    """One job, everything about it."""
+    """One job, everything about it, with how many children and descendants it has by state."""
 
     params: dict[str, Any]  # Any: JSON values
     result: Any  # Any: the handler's JSON return value
     error: ErrorOut | None
     checkpoint: CheckpointOut | None
+    children: StatusCounts
+    """Its direct children by state (``GET .../children`` lists them)."""
+    descendants: StatusCounts
+    """Its whole subtree (children, their children...) by state."""
 
     @classmethod
-    def of(cls, job: andon.Job) -> JobOut:
+    def of(
+        cls,
+        job: andon.Job,
+        children: Mapping[andon.JobStatus, int] | None = None,
+        descendants: Mapping[andon.JobStatus, int] | None = None,
+    ) -> JobOut:
+        """``children``/``descendants`` left out: the job has none (it was just created)."""
         fields = _summary_fields(job)
         if job.error is not None:
             fields["error"] = ErrorOut(type=job.error.type, message=job.error.message, traceback=job.error.traceback)
         if job.checkpoint is not None:
             fields["checkpoint"] = CheckpointOut.of(job.checkpoint)
-        return cls(**fields, params=job.params, result=job.result)
+        return cls(
+            **fields,
+            params=job.params,
+            result=job.result,
+            children=StatusCounts.of(children or {}),
+            descendants=StatusCounts.of(descendants or {}),
+        )
 
 
 def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of mixed types
@@ -312,6 +368,12 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
         "owner": job.owner,
         "checkpoint": CheckpointSummary.of(job.checkpoint) if job.checkpoint else None,
         "resume": job.resume,
+        "parent_id": job.parent_id,
+        "root_id": job.root_id,
+        "detached": job.detached,
+        "fail_parent": job.fail_parent,
+        "key": job.key,
+        "awaiting": job.awaiting,
     }
 
 
@@ -322,6 +384,17 @@ class JobPage(BaseModel):
 
     items: list[JobSummary]
     next_cursor: str | None
+    child_counts: dict[str, StatusCounts] = Field(default_factory=dict)
+    """Direct children by state of the page's jobs that have any, by job id (read in one
+    grouped query per page; the event stream's summaries do not carry them)."""
+
+    @classmethod
+    def of(cls, page: andon.Page, counts: Mapping[str, Mapping[andon.JobStatus, int]]) -> JobPage:
+        return cls(
+            items=[JobSummary.of(job) for job in page.items],
+            next_cursor=page.next_cursor,
+            child_counts={job_id: StatusCounts.of(by_state) for job_id, by_state in counts.items()},
+        )
 
 
 class PausedOut(BaseModel):

@@ -281,12 +281,20 @@ def list_jobs(
     kind: KindOption = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="Jobs per page.")] = 50,
     cursor: Annotated[str | None, typer.Option("--cursor", help="Start after this page cursor.")] = None,
+    parent: Annotated[
+        str | None, typer.Option("--parent", metavar="ID", help="Only the direct children of this job.")
+    ] = None,
+    root: Annotated[
+        str | None, typer.Option("--root", metavar="ID", help="Only the jobs of the tree this job started.")
+    ] = None,
     db: DbOption = None,
     app_ref: AppOption = None,
 ) -> None:
     """List jobs, newest first."""
     with _client(db) as client:
-        page = client.list_jobs(statuses=status or (), kinds=kind or (), limit=limit, cursor=cursor)
+        page = client.list_jobs(
+            statuses=status or (), kinds=kind or (), limit=limit, cursor=cursor, parent=parent, root=root
+        )
     if not page.items:
         console.print(Text("no jobs", style="dim"))
     else:
@@ -296,16 +304,80 @@ def list_jobs(
 
 
 @cli.command()
-def show(job_id: JobId, db: DbOption = None, app_ref: AppOption = None) -> None:
-    """Show one job: every field, its cancel lifecycle and its history."""
+def show(
+    job_id: JobId,
+    children: Annotated[
+        int, typer.Option("--children", min=0, max=1000, help="Show at most this many of its children.")
+    ] = 20,
+    db: DbOption = None,
+    app_ref: AppOption = None,
+) -> None:
+    """Show one job: every field, its cancel lifecycle, its place in a tree, its children and its history."""
     with _client(db) as client:
         job = client.get(job_id)
         events = client.events(job_id)
+        kids = client.children(job_id, limit=children) if children else None
+        below = client.descendant_counts(job_id)
+        counts = client.child_counts([kid.id for kid in kids.items]) if kids else {}
     fmt.print_table(console, fmt.job_details(job))
+    _print_family(job, kids, below, counts)
     console.print()
     fmt.print_table(console, fmt.events_table(events))
     hint = f"  (andon results {job.id}, andon export {job.id})" if job.items_count else ""
     console.print(Text(f"{job.items_count} partial result(s){hint}"), soft_wrap=True)
+
+
+def _print_family(
+    job: andon.Job,
+    kids: andon.Page | None,
+    below: dict[andon.JobStatus, int],
+    counts: dict[str, dict[andon.JobStatus, int]],
+) -> None:
+    if not below:
+        return
+    console.print()
+    line = Text("descendants ", style="bold")
+    line.append_text(fmt.counts_text(below))
+    line.append(f"  (andon tree {job.id})", style="dim")
+    console.print(line, soft_wrap=True)
+    if kids is None:
+        return
+    fmt.print_table(console, fmt.children_table(kids.items, counts))
+    if kids.next_cursor is not None:
+        more = f"more children: andon ls --parent {job.id} (newest first), or andon show {job.id} --children 1000"
+        console.print(Text(more, style="dim"), soft_wrap=True)
+
+
+@cli.command()
+def tree(
+    job_id: JobId,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=100_000, help="Show at most this many descendants.")
+    ] = 500,
+    db: DbOption = None,
+    app_ref: AppOption = None,
+) -> None:
+    """Show a job and everything under it: each job's kind, status, cancel reason and stop method."""
+    with _client(db) as client:
+        job = client.get(job_id)
+        found = client.descendants(job_id, limit=limit)
+        total = sum(client.descendant_counts(job_id).values())
+        counts = _child_counts(client, [job.id, *(j.id for j in found)])
+    if job.parent_id is not None:
+        note = f"child of {job.parent_id}; the whole tree: andon tree {job.tree_root}"
+        console.print(Text(note, style="dim"), soft_wrap=True)
+    fmt.print_table(console, fmt.job_tree(job, found, counts))
+    if total > len(found):
+        hidden = f"... {total - len(found)} more descendants not shown ({total} in all; raise --limit to see more)"
+        console.print(Text(hidden, style="yellow"), soft_wrap=True)
+
+
+def _child_counts(client: andon.Client, job_ids: list[str]) -> dict[str, dict[andon.JobStatus, int]]:
+    """Child counts of any number of jobs, a page's worth per read."""
+    counts: dict[str, dict[andon.JobStatus, int]] = {}
+    for start in range(0, len(job_ids), 1000):
+        counts.update(client.child_counts(job_ids[start : start + 1000]))
+    return counts
 
 
 @cli.command()

@@ -15,19 +15,24 @@ from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
 import andon
 
 __all__ = [
     "cancel_line",
     "cancel_outcome",
+    "children_table",
+    "counts_text",
     "events_table",
     "final_line",
     "job_details",
+    "job_tree",
     "jobs_table",
     "kinds_list",
     "kinds_table",
     "local_time",
+    "node_label",
     "number",
     "pause_line",
     "print_table",
@@ -320,6 +325,7 @@ def job_details(job: andon.Job, *, now: float | None = None) -> RenderableType:
     ]
     if job.retry_of:
         rows.append(("retry of", job.retry_of))
+    rows.extend(_tree_rows(job))
     if job.error is not None:
         rows.append(("error", Text(f"{job.error.type}: {job.error.message}", style="red")))
     if job.cancel is not None:
@@ -385,7 +391,106 @@ def _cancel_rows(cancel: andon.CancelInfo) -> list[tuple[str, Text | str]]:
         ("stop method", stop_text(cancel.stop_method)),
         ("request → stop", seconds(cancel.stop_seconds)),
     ]
+    if cancel.origin is not None:
+        rows.insert(2, ("cancel origin", f"{cancel.origin} (its cancel reached this job)"))
     return rows
+
+
+def _tree_rows(job: andon.Job) -> list[tuple[str, Text | str]]:
+    """Where the job stands in a tree; nothing for a top-level job."""
+    rows: list[tuple[str, Text | str]] = []
+    if job.parent_id is not None:
+        rows.append(("parent", job.parent_id))
+        if job.root_id is not None and job.root_id != job.parent_id:
+            rows.append(("root", job.root_id))
+        ends = "left running" if job.detached else "cancelled (parent_ended)"
+        rows.append(("if its parent ends first", ends))
+        if job.fail_parent:
+            rows.append(("fail parent", "yes: its failure fails its parent and stops its siblings"))
+    if job.key is not None:
+        rows.append(("key", job.key))
+    if job.awaiting is not None:
+        rows.append(
+            ("awaiting", Text(f"its own work stopped; {job.awaiting.value} once its descendants have", "yellow"))
+        )
+    return rows
+
+
+# -- trees --------------------------------------------------------------------
+
+
+def counts_text(counts: Mapping[andon.JobStatus, int]) -> Text:
+    """``5 (1 running, 4 queued)``, states in lifecycle order, each in its colour."""
+    total = sum(counts.values())
+    text = Text(str(total))
+    parts = [(status, counts[status]) for status in andon.JobStatus if counts.get(status)]
+    if parts:
+        text.append(" (")
+        for i, (status, n) in enumerate(parts):
+            text.append(", " if i else "")
+            text.append(f"{n} {status.value}", style=STATUS_STYLES.get(status, ""))
+        text.append(")")
+    return text
+
+
+def node_label(job: andon.Job) -> Text:
+    """One job in a tree: ``count  cancelled  parent_cancelled → cooperative  <id>``."""
+    text = Text(job.kind, style="bold")
+    text.append("  ")
+    text.append_text(status_text(job.status))
+    if job.cancel is not None:
+        text.append("  ")
+        text.append_text(cancel_summary(job))
+    if job.awaiting is not None:
+        text.append("  waits for its descendants", style="yellow")
+    text.append(f"  {job.id}", style="dim")
+    return text
+
+
+def children_table(children: Sequence[andon.Job], counts: Mapping[str, Mapping[andon.JobStatus, int]]) -> Table:
+    """The first page of a job's children in ``andon show``, newest first (as ``andon ls --parent``)."""
+    table = _table(title="children", title_justify="left", title_style="bold")
+    table.add_column("id", no_wrap=True, min_width=36)
+    table.add_column("kind")
+    table.add_column("status", no_wrap=True)
+    table.add_column("cancel")
+    table.add_column("children", justify="right")
+    for job in children:
+        below = counts.get(job.id)
+        table.add_row(
+            Text(job.id),
+            Text(job.kind),
+            status_text(job.status),
+            cancel_summary(job),
+            Text(str(sum(below.values()))) if below else Text("-", style="dim"),
+        )
+    return table
+
+
+def job_tree(
+    top: andon.Job,
+    descendants: Sequence[andon.Job],
+    child_counts: Mapping[str, Mapping[andon.JobStatus, int]],
+) -> Tree:
+    """``top`` and the ``descendants`` read of it, children under their parent, oldest first.
+
+    A node whose children were not all read (``child_counts`` has more) ends with
+    ``... N more`` at its children's indentation, so a capped tree says where it was cut.
+    """
+    by_parent: dict[str | None, list[andon.Job]] = {}
+    for job in sorted(descendants, key=lambda j: j.id):
+        by_parent.setdefault(job.parent_id, []).append(job)
+    tree = Tree(node_label(top), guide_style="dim")
+    stack: list[tuple[andon.Job, Tree]] = [(top, tree)]
+    while stack:
+        job, node = stack.pop()
+        shown = by_parent.get(job.id, [])
+        for child in shown:
+            stack.append((child, node.add(node_label(child))))
+        hidden = sum(child_counts.get(job.id, {}).values()) - len(shown)
+        if hidden > 0:
+            node.add(Text(f"... {hidden} more", style="dim"))
+    return tree
 
 
 def events_table(events: Sequence[andon.JobEvent]) -> Table:

@@ -31,6 +31,7 @@ SCRIPTS: Final = (
     "session.js",
     "state.js",
     "submit.js",
+    "tree.js",
 )
 """The dashboard's modules; only files named here (and below) are served."""
 

@@ -3,20 +3,46 @@
 
 import { api, jobPath } from "./api.js";
 import { $, h } from "./dom.js";
-import { isActive, jobHref, shortId } from "./format.js";
+import { isActive, jobHref, plural, shortId } from "./format.js";
 import { act, confirmAction, toast } from "./notices.js";
 import { forget, historyChanged, remember, shown } from "./state.js";
 
+// A cancel reaches the job's whole subtree: when that is more than the job, say how much
+// (counted now, not when the page was drawn) and ask first.
 async function cancel(job, button) {
+  const active = await activeDescendants(job, button);
+  if (active === null) return;
+  if (active > 0) {
+    const sure = await confirmAction(
+      `Cancel this job and its ${plural(active, "active descendant")}?`,
+      `Job ${job.kind} ${shortId(job.id)} is stopped, and with it every job it started that is still active: queued ones are withdrawn, running ones are stopped. Partial results are kept.`,
+      `Cancel ${active + 1} jobs`,
+    );
+    if (!sure) return;
+  }
   const updated = await act(button, () => api("POST", `${jobPath(job.id)}/cancel`, {}));
   if (updated) remember(updated);
 }
 
+// How many jobs under this one are still active, counted now; null when it cannot be read
+// (gone, or the server cannot be reached: act said so).
+async function activeDescendants(job, button) {
+  const fresh = await act(button, () => api("GET", jobPath(job.id)));
+  return fresh ? fresh.descendants.active : null;
+}
+
+function alsoStops(active) {
+  if (!active) return "";
+  return active === 1 ? " Its active descendant is stopped with it." : ` Its ${active} active descendants are stopped with it.`;
+}
+
 async function cancelAndDelete(job, button) {
   const what = `${job.kind} ${shortId(job.id)}`;
+  const active = await activeDescendants(job, button);
+  if (active === null) return;
   const sure = await confirmAction(
     "Cancel and delete this job?",
-    `Job ${what} is stopped if it runs, then deleted with its history and results.`,
+    `Job ${what} is stopped if it runs, then deleted with its history and results.${alsoStops(active)}`,
     "Cancel & delete",
   );
   if (sure) await removeJob(job, button, `Deleted ${what}.`);
@@ -29,9 +55,11 @@ async function remove(job, button) {
 }
 
 async function forceFail(job, button) {
+  const active = await activeDescendants(job, button);
+  if (active === null) return;
   const sure = await confirmAction(
     "Force-fail this job?",
-    `The work of ${job.kind} ${shortId(job.id)} is stopped and the job is recorded as failed (reason: forced).`,
+    `The work of ${job.kind} ${shortId(job.id)} is stopped and the job is recorded as failed (reason: forced).${alsoStops(active)}`,
     "Force fail",
   );
   if (!sure) return;

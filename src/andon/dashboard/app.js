@@ -10,7 +10,7 @@
 //   jobpage.js   one job's page               submit.js    the submit form
 //   actions.js   the buttons of a job         notices.js   toasts, confirmations
 //   format.js    how values read              dom.js       building elements as text
-//   kinds.js     the kinds strip: pausing
+//   kinds.js     the kinds strip: pausing     tree.js      a job's children, nested
 
 import { api, whenUnauthorized } from "./api.js";
 import { renderCards, setUpCards, tick } from "./cards.js";

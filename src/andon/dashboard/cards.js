@@ -3,7 +3,7 @@
 import { buttonsKey, jobButtons } from "./actions.js";
 import { api, jobPath } from "./api.js";
 import { $, h, replaceKeepingFocus } from "./dom.js";
-import { badge, elapsedText, isActive, jobHref, number, plural, reasonText, shortId } from "./format.js";
+import { badge, childOf, elapsedText, isActive, jobHref, number, plural, reasonText, shortId } from "./format.js";
 import { act, confirmAction, toast } from "./notices.js";
 import { cards, forget, keep, on, pruneEnded, remember } from "./state.js";
 
@@ -62,6 +62,7 @@ function makeCard(job) {
       parts.badge,
       parts.link,
       parts.id,
+      childOf(job),
       job.owner ? h("span", { class: "card-owner", title: "Owner" }, job.owner) : null,
       h("span", { class: "spacer" }),
       parts.elapsed,

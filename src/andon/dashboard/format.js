@@ -47,6 +47,12 @@ export function badge(status) {
   return h("span", { class: `badge s-${STATUSES.includes(status) ? status : "unknown"}` }, status);
 }
 
+// "child of <parent>", a link to the parent's page (cards, history rows, the job page).
+export function childOf(job, label = "child of ") {
+  if (!job.parent_id) return null;
+  return h("span", { class: "child-of", title: `Submitted by job ${job.parent_id}` }, label, h("a", { href: jobHref(job.parent_id) }, shortId(job.parent_id)));
+}
+
 export function reasonText(job) {
   if (job.cancel) {
     let text = job.cancel.reason;

@@ -3,9 +3,10 @@
 import { buttonsKey, jobButtons } from "./actions.js";
 import { api } from "./api.js";
 import { $, h, replaceKeepingFocus } from "./dom.js";
-import { badge, duration, elapsedText, isActive, jobHref, reasonText, shortId, timeCell } from "./format.js";
+import { badge, childOf, duration, elapsedText, isActive, jobHref, reasonText, shortId, timeCell } from "./format.js";
 import { toast } from "./notices.js";
 import { on } from "./state.js";
+import { childrenText, countsText } from "./tree.js";
 
 const HISTORY_PAGE = 20;
 const history = { cursors: [null], index: 0, next: null, timer: null, loading: false, again: false };
@@ -24,7 +25,7 @@ export async function loadHistory() {
     if (cursor) query.set("cursor", cursor);
     const page = await api("GET", `jobs?${query}`);
     history.next = page.next_cursor;
-    renderHistory(page.items);
+    renderHistory(page.items, page.child_counts || {});
   } finally {
     history.loading = false;
     if (history.again) {
@@ -45,7 +46,13 @@ export function scheduleHistory() {
   }, 700);
 }
 
-function renderHistory(jobs) {
+// Under the kind: whose child the job is, and how many children it has.
+function family(job, counts) {
+  const children = counts ? h("span", { class: "children-count", title: countsText(counts) }, childrenText(counts.total)) : null;
+  return job.parent_id || children ? h("div", { class: "family" }, childOf(job), children) : null;
+}
+
+function renderHistory(jobs, childCounts) {
   // A row whose job kept its status and actions keeps its buttons (the same elements), so
   // a reload under a pointer never swaps the button being clicked.
   const kept = new Map();
@@ -60,7 +67,7 @@ function renderHistory(jobs) {
       "tr",
       { "data-job-id": job.id, "data-status": job.status, "data-buttons": buttonsKey(job) },
       h("td", null, badge(job.status)),
-      h("td", null, h("a", { href: jobHref(job.id), "data-key": `open:${job.id}` }, job.kind)),
+      h("td", null, h("a", { href: jobHref(job.id), "data-key": `open:${job.id}` }, job.kind), family(job, childCounts[job.id])),
       h("td", null, h("code", { class: "job-id", title: job.id }, shortId(job.id))),
       h("td", { class: "owner" }, job.owner || "—"),
       h("td", { class: "reason", title: reasonText(job) }, reasonText(job)),

@@ -1,11 +1,12 @@
-// The page of one job (#/jobs/<id>): overview, cancel, params, result, error, timeline and
-// result items. Each section re-renders only when its own data changed.
+// The page of one job (#/jobs/<id>): overview, tree, cancel, params, result, error, timeline
+// and result items. Each section re-renders only when its own data changed.
 
 import { jobButtons } from "./actions.js";
 import { API, api, jobPath } from "./api.js";
 import { $, h, replaceKeepingFocus } from "./dom.js";
 import { badge, duration, elapsedText, isActive, json, jobHref, number, plural, shortId, timeCell } from "./format.js";
 import { on, shown } from "./state.js";
+import { CHILDREN_PAGE, hasFamily, opened, treeSection } from "./tree.js";
 
 const RESULTS_PAGE = 50;
 
@@ -19,6 +20,7 @@ export function openJobPage(id) {
     jobPage.offset = 0;
     jobPage.earlier = [];
     jobPage.rendered = new Map();
+    opened.clear();
     $("job-view").replaceChildren(h("p", { class: "empty" }, "Loading…"));
   }
   loadJobPage();
@@ -42,12 +44,13 @@ async function loadJobPage() {
   const seq = ++jobPage.seq;
   const path = jobPath(id);
   try {
-    const [job, events, results] = await Promise.all([
+    const [job, events, results, children] = await Promise.all([
       api("GET", path),
       api("GET", `${path}/events`),
       api("GET", `${path}/results?offset=${jobPage.offset}&limit=${RESULTS_PAGE}`),
+      api("GET", `${path}/children?limit=${CHILDREN_PAGE}`),
     ]);
-    if (seq === jobPage.seq && shown.jobId === id) renderJobPage(job, events, results);
+    if (seq === jobPage.seq && shown.jobId === id) renderJobPage(job, events, results, children);
   } catch (error) {
     if (seq !== jobPage.seq) return;
     const text = error.status === 404 ? "There is no job with this id (it may have been deleted)." : error.message;
@@ -62,11 +65,13 @@ function backLink() {
 
 // Each section re-renders only when its own data changed, so reading a traceback or
 // selecting result text is not disturbed by progress updates elsewhere on the page.
-function renderJobPage(job, events, results) {
+function renderJobPage(job, events, results, children) {
   const view = $("job-view");
+  const family = { parent: job.parent_id, root: job.root_id, children: job.children, descendants: job.descendants, page: children };
   const sections = [
     ["head", { id: job.id, kind: job.kind, status: job.status, actions: job.actions }, () => jobHead(job)],
     ["facts", job, () => jobFacts(job)],
+    ["tree", family, () => hasFamily(job) && treeSection(job, children)],
     ["cancel", job.cancel, () => job.cancel && cancelSection(job)],
     ["checkpoint", { checkpoint: job.checkpoint, resume: job.resume }, () => job.checkpoint && checkpointSection(job)],
     ["params", job.params, () => section("Params", h("pre", { class: "json" }, json(job.params)))],
@@ -130,6 +135,7 @@ function jobFacts(job) {
       fact("Priority", String(job.priority)),
       fact("Worker", job.worker_id),
       fact("Retry of", job.retry_of ? h("a", { href: jobHref(job.retry_of) }, shortId(job.retry_of)) : null),
+      job.key ? fact("Key", job.key) : null,
     ),
   );
 }
@@ -148,9 +154,10 @@ function cancelSection(job) {
     h(
       "ol",
       { class: "cancel-steps" },
-      h("li", { class: "done" }, h("strong", null, "Requested "), timeCell(cancel.requested_at), ` by ${cancel.by || "?"} · reason ${cancel.reason}`, cancel.message ? ` · “${cancel.message}”` : ""),
+      h("li", { class: "done" }, h("strong", null, "Requested "), timeCell(cancel.requested_at), ` by ${cancel.by || "?"} · reason ${cancel.reason}`, cancel.message ? ` · “${cancel.message}”` : "", cancel.origin ? [" · from ", h("a", { href: jobHref(cancel.origin) }, shortId(cancel.origin))] : null),
       h("li", { class: cancel.acknowledged_at ? "done" : "" }, h("strong", null, "Seen by the work "), cancel.acknowledged_at ? timeCell(cancel.acknowledged_at) : "not yet"),
       h("li", { class: cancel.stopped_at ? "done" : "" }, h("strong", null, "Stopped "), cancel.stopped_at ? [timeCell(cancel.stopped_at), ` · ${cancel.stop_method} · ${duration(cancel.stop_seconds)} after the request`] : "not yet"),
+      job.awaiting || job.descendants.active ? h("li", { class: job.descendants.active ? "" : "done" }, h("strong", null, "Descendants stopped "), job.descendants.active ? `not yet: ${job.descendants.active} still active` : "yes") : null,
     ),
   );
 }
@@ -241,7 +248,10 @@ function resultsSection(id, results) {
 }
 
 export function setUpJobPage() {
-  on("job", (id) => {
-    if (shown.jobId === id) scheduleJobPage();
+  on("job", (id, job) => {
+    const shownId = shown.jobId;
+    if (!shownId) return;
+    // A change below the shown job changes its counts and tree (its parent or root is it).
+    if (shownId === id || (job && (job.parent_id === shownId || job.root_id === shownId))) scheduleJobPage();
   });
 }

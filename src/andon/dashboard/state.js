@@ -3,7 +3,8 @@
 // Jobs shown as cards: the active ones, and those that ended while shown (so a cancel
 // ends visibly, with the count of items kept) until dismissed or old. Views subscribe
 // with on(topic, fn): "cards" (the set of cards changed), "job" (a job changed: its id),
-// "history" (the history may have changed).
+// "history" (the history may have changed). A "job" listener also gets the snapshot when
+// there is one (a job page reloads when one of its children changed).
 
 import { isActive } from "./format.js";
 
@@ -18,8 +19,8 @@ export function on(topic, listener) {
   listeners[topic].push(listener);
 }
 
-function tell(topic, detail) {
-  for (const listener of listeners[topic]) listener(detail);
+function tell(topic, ...detail) {
+  for (const listener of listeners[topic]) listener(...detail);
 }
 
 export const historyChanged = () => tell("history");
@@ -49,7 +50,7 @@ export function remember(job) {
     if (!endedAt.has(job.id)) endedAt.set(job.id, Date.now());
   }
   tell("cards");
-  tell("job", job.id);
+  tell("job", job.id, job);
 }
 
 export function forget(id) {
