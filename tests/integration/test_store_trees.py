@@ -305,3 +305,21 @@ def test_a_cancel_of_an_inner_job_reaches_its_subtree_and_nothing_else(store: St
     assert store.get(great.id).status is JobStatus.CANCELLED
     assert store.get(sibling.id).status is JobStatus.QUEUED
     assert store.get(root.id).status is JobStatus.RUNNING
+
+
+def test_a_stronger_stop_of_a_waiting_parent_changes_how_it_ends(store: StoreEngine) -> None:
+    submit(store)
+    parent = claim(store)
+    children(store, parent, 1)
+    child = claim_child(store)
+    store.request_cancel(parent.id, CancelReason.USER, "erin")
+    assert settle(store, parent, STOPPED).awaiting is JobStatus.CANCELLED
+    result = store.request_cancel(parent.id, CancelReason.FORCED, "frank", retry=False)
+    assert result.job.awaiting is JobStatus.FAILED
+    settle(store, child, STOPPED)
+    ended = store.get(parent.id)
+    assert ended.status is JobStatus.FAILED
+    assert ended.error is not None
+    assert ended.error.type == "ForcedFailure"
+    assert "frank" in ended.error.message
+    assert_history_is_legal(store, parent.id)

@@ -268,7 +268,8 @@ UPDATE andon_jobs SET awaiting_status = %(status)s WHERE id = %(id)s
 
 -- name: finish_awaiting
 UPDATE andon_jobs SET status = awaiting_status, awaiting_status = NULL, finished_at = %(now)s,
-    cancel_stopped_at = %(now)s
+    cancel_stopped_at = %(now)s, error_type = COALESCE(error_type, %(error_type)s),
+    error_message = CASE WHEN error_type IS NULL THEN %(error_message)s ELSE error_message END
 WHERE id = %(id)s RETURNING *
 
 -- A parent's children it did not wait for and that were not submitted detached.

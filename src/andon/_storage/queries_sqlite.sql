@@ -276,7 +276,8 @@ UPDATE andon_jobs SET awaiting_status = :status WHERE id = :id
 
 -- name: finish_awaiting
 UPDATE andon_jobs SET status = awaiting_status, awaiting_status = NULL, finished_at = :now,
-    cancel_stopped_at = :now
+    cancel_stopped_at = :now, error_type = COALESCE(error_type, :error_type),
+    error_message = CASE WHEN error_type IS NULL THEN :error_message ELSE error_message END
 WHERE id = :id RETURNING *
 
 -- A parent's children it did not wait for and that were not submitted detached.

@@ -27,7 +27,7 @@ from typing import Any
 
 from andon._cancel import CancelReason
 from andon._errors import JobNotFound, ParentStopping
-from andon._jobs import CancelOutcome, Job, JobStatus, check_transition, decide_cancel
+from andon._jobs import FAILING_REASONS, CancelOutcome, Job, JobStatus, check_transition, decide_cancel
 from andon._storage._connector import Tx
 from andon._storage._ops._base import C, Operations
 from andon._storage._port import Change
@@ -76,6 +76,10 @@ class TreeOperations(Operations[C]):
             tx.one("await_descendants", {"id": job.id, "status": status.value})
         else:
             self._apply_cancel(tx, job, outcome, status, reason, by, message, retry, origin, now)
+            if job.awaiting is not None:
+                # Its work has stopped already; a stronger request changes how it will end.
+                final = JobStatus.FAILED if reason in FAILING_REASONS else JobStatus.CANCELLED
+                tx.one("await_descendants", {"id": job.id, "status": final.value})
         changes = [Change.ENDED if outcome is CancelOutcome.WITHDRAWN else Change.CANCEL]
         if reason not in _NOT_PROPAGATED:
             changes += self._stop_descendants(tx, job, reason, by)
@@ -259,7 +263,9 @@ class TreeOperations(Operations[C]):
             for row in rows:
                 job = job_from_row(row)
                 assert job.awaiting is not None
-                done = tx.one("finish_awaiting", {"id": job.id, "now": now})
+                error_type, error_message = _stop_error(job) if job.awaiting is JobStatus.FAILED else (None, None)
+                args = {"id": job.id, "now": now, "error_type": error_type, "error_message": error_message}
+                done = tx.one("finish_awaiting", args)
                 assert done is not None, f"job {job.id} vanished inside its own transaction"
                 reason = job.cancel.reason.value if job.cancel else None
                 self._event(
@@ -290,6 +296,14 @@ def _what(reason: CancelReason) -> str:
         CancelReason.PARENT_ENDED: "was cancelled when its parent ended",
         CancelReason.SUPERSEDED: "was superseded",
     }.get(reason, f"was stopped ({reason.value})")
+
+
+def _stop_error(job: Job) -> tuple[str, str]:
+    """The error a job failed by its stop records (a force-fail, a failed child)."""
+    cancel = job.cancel
+    if cancel is not None and cancel.reason is CancelReason.CHILD_FAILED:
+        return "ChildFailed", cancel.message or "a child failed"
+    return "ForcedFailure", f"force-failed{_by(cancel.by if cancel else None)}"
 
 
 def _by(actor: str | None) -> str:
