@@ -76,12 +76,12 @@ def check_key(key: str, field: str = "key") -> str:
         raise InvalidKey(field, "must not be empty")
     if len(key) > MAX_KEY_CHARS:
         raise InvalidKey(field, f"is {len(key)} characters long, the limit is {MAX_KEY_CHARS}")
-    if not key.isprintable():
-        raise InvalidKey(field, "must not hold control characters")
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:
         raise InvalidKey(field, "must be valid Unicode (no lone surrogates)") from None
+    if not key.isprintable():
+        raise InvalidKey(field, "must not hold control characters")
     return key
 
 
