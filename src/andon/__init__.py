@@ -14,7 +14,9 @@ from andon._errors import (
     AndonError,
     CommandFailed,
     ConfigurationError,
+    IdempotencyKeyReused,
     InvalidCursor,
+    InvalidKey,
     InvalidParams,
     InvalidTransition,
     ItemsNotFlat,
@@ -45,6 +47,7 @@ from andon._jobs import (
     allowed_actions,
     life_stage,
 )
+from andon._keys import IDEMPOTENCY_WINDOW_S, MAX_KEY_CHARS, OnConflict
 from andon._registry import DEFAULT, App, Isolation, JobKind, Limits, Retry
 from andon._storage import (
     BulkCancel,
@@ -57,6 +60,7 @@ from andon._storage import (
     PauseResult,
     SchemaUpgrade,
     Store,
+    Submission,
     open_store,
     upgrade_database,
 )
@@ -69,6 +73,8 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT",
     "DEFAULT_DATABASE_URL",
+    "IDEMPOTENCY_WINDOW_S",
+    "MAX_KEY_CHARS",
     "Action",
     "AndonError",
     "App",
@@ -86,7 +92,9 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "ErrorInfo",
+    "IdempotencyKeyReused",
     "InvalidCursor",
+    "InvalidKey",
     "InvalidParams",
     "InvalidTransition",
     "Isolation",
@@ -105,6 +113,7 @@ __all__ = [
     "ManualClock",
     "NotAllowed",
     "OffsetPage",
+    "OnConflict",
     "Page",
     "ParamsTooLarge",
     "PauseResult",
@@ -123,6 +132,7 @@ __all__ = [
     "StorageError",
     "StorageUnavailable",
     "Store",
+    "Submission",
     "SystemClock",
     "TokenRecord",
     "UnknownKind",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, final
@@ -24,12 +26,14 @@ from andon._export import ResultsExport, ResultsFormat, export_results
 from andon._hub import deliver_here, wake_here
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import RETRYABLE_STATUSES, Job, JobEvent, JobStatus, ResultItem
+from andon._keys import OnConflict, check_key
 from andon._registry import DEFAULT, App, _Default
 from andon._storage import (
     PAGE_MAX_BYTES,
     BulkCancel,
     CancelResult,
     Change,
+    IdempotencyKey,
     JobFilter,
     KindStats,
     NewJob,
@@ -38,6 +42,7 @@ from andon._storage import (
     PausedKind,
     PauseResult,
     Store,
+    Submission,
     open_store,
 )
 
@@ -104,14 +109,66 @@ class Client:
         *,
         timeout: float | _Default | None = DEFAULT,
         priority: int = 0,
+        key: str | None = None,
+        on_conflict: OnConflict | str = OnConflict.SKIP,
     ) -> Job:
         """Validate params and queue one job.
+
+        With a ``key``, at most one job of ``kind`` with that key is active at a time, and
+        ``on_conflict`` says what happens while one is (``skip``: answer it; ``queue``: one
+        job waits behind it; ``supersede``: stop it and queue this one, which starts once it
+        has stopped). The answer may then be a job that was already there: use
+        :meth:`submit_once` to be told.
 
         Raises:
             UnknownKind: no handler for ``kind``.
             InvalidParams: the params do not fit the handler (nothing is created).
+            InvalidKey: ``key`` is empty, over 256 characters, or holds control characters.
+            NotAllowed: the key is held by a job of another owner this client cannot see.
         """
-        return self.submit_many(kind, [params or {}], timeout=timeout, priority=priority)[0]
+        if key is None:
+            return self.submit_many(kind, [params or {}], timeout=timeout, priority=priority)[0]
+        return self.submit_once(kind, params, timeout=timeout, priority=priority, key=key, on_conflict=on_conflict).job
+
+    def submit_once(
+        self,
+        kind: str,
+        params: Mapping[str, Any] | None = None,  # Any: JSON values
+        *,
+        timeout: float | _Default | None = DEFAULT,
+        priority: int = 0,
+        key: str | None = None,
+        on_conflict: OnConflict | str = OnConflict.SKIP,
+        idempotency_key: str | None = None,
+    ) -> Submission:
+        """:meth:`submit`, answering whether the job was created (``Submission.created``) or
+        was there already, and which jobs it superseded.
+
+        ``idempotency_key`` makes the submit safe to send again: within 24 hours
+        (``andon._keys.IDEMPOTENCY_WINDOW_S``) of the first submit with it by the same
+        principal, the same submit answers what the first did and creates nothing.
+
+        Raises:
+            IdempotencyKeyReused: ``idempotency_key`` was first sent with another submit.
+            JobNotFound: the job the first submit with ``idempotency_key`` answered was deleted.
+            UsageError: ``on_conflict`` is not one of skip, queue, supersede.
+            (and what :meth:`submit` raises)
+        """
+        policy = _on_conflict(on_conflict)
+        (new,) = self._new_jobs(kind, [params or {}], timeout, priority, None if key is None else check_key(key))
+        idempotency = None
+        if idempotency_key is not None:
+            check_key(idempotency_key, "idempotency key")
+            idempotency = IdempotencyKey(self._owner or "", idempotency_key, _fingerprint(new, policy))
+        submission = self.store.submit_one(
+            new, self.actor, on_conflict=policy, visible_owner=next(iter(self._owners), None), idempotency=idempotency
+        )
+        for old in submission.superseded:
+            if old.status is JobStatus.CANCELLING and old.cancel is not None:
+                deliver_here(old.id, old.cancel.reason, old.cancel.message)
+        if submission.created:
+            wake_here()
+        return submission
 
     def submit_many(
         self,
@@ -121,12 +178,25 @@ class Client:
         timeout: float | _Default | None = DEFAULT,
         priority: int = 0,
     ) -> list[Job]:
-        """Queue many jobs of one kind in one transaction: all are created or none."""
+        """Queue many jobs of one kind in one transaction: all are created or none.
+        (Keyed jobs are submitted one at a time: :meth:`submit` with ``key``.)"""
+        jobs = self.store.submit(self._new_jobs(kind, params_list, timeout, priority), self.actor)
+        wake_here()
+        return jobs
+
+    def _new_jobs(
+        self,
+        kind: str,
+        params_list: Iterable[Mapping[str, Any]],
+        timeout: float | _Default | None,
+        priority: int,
+        key: str | None = None,
+    ) -> list[NewJob]:
         spec = self._app().get(kind)
         timeout_s = spec.timeout_s if timeout is DEFAULT else timeout
         if timeout_s is not None and not timeout_s > 0:
             raise InvalidParams(kind, ["timeout: must be a positive number of seconds"])
-        new = [
+        return [
             NewJob(
                 id=new_job_id(),
                 kind=kind,
@@ -137,12 +207,10 @@ class Client:
                 priority=priority,
                 owner=self._owner,
                 retry_resume=spec.retry.resume,
+                key=key,
             )
             for params in params_list
         ]
-        jobs = self.store.submit(new, self.actor)
-        wake_here()
-        return jobs
 
     @property
     def _owner(self) -> str | None:
@@ -599,6 +667,26 @@ class Client:
     def _require_admin(self, operation: str) -> None:
         if self.principal is not None and not self.principal.is_admin:
             raise NotAllowed(operation)
+
+
+def _on_conflict(value: OnConflict | str) -> OnConflict:
+    if value not in tuple(OnConflict):
+        raise UsageError(f"unknown on_conflict {value!r}: use one of {', '.join(OnConflict)}")
+    return OnConflict(value)
+
+
+def _fingerprint(job: NewJob, on_conflict: OnConflict) -> str:
+    """What makes two submits the same request, for an idempotency key: the job as it would
+    be made (params validated, the kind's defaults applied) and what to do on a conflict."""
+    request = {
+        "kind": job.kind,
+        "params": job.params,
+        "timeout_s": job.timeout_s,
+        "priority": job.priority,
+        "key": job.key,
+        "on_conflict": on_conflict.value if job.key is not None else None,
+    }
+    return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _clamp(number: int) -> int:

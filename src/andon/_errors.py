@@ -11,6 +11,8 @@ has to react::
     │   ├── ResultTooLarge         a result item or a job's result over the size limit
     │   ├── InvalidCursor          a page cursor no page gave (not a job id)
     │   ├── ItemsNotFlat           a job's items asked for as CSV are not all flat objects
+    │   ├── InvalidKey             a job key or idempotency key that is empty, too long or not text
+    │   ├── IdempotencyKeyReused   an idempotency key sent again with another request
     │   ├── InvalidTransition      the job is in a state that forbids the operation
     │   │   └── JobFinished        e.g. cancelling a job that already succeeded
     │   └── LifecycleError         a worker/store used before open or after close
@@ -39,7 +41,9 @@ __all__ = [
     "AndonError",
     "CommandFailed",
     "ConfigurationError",
+    "IdempotencyKeyReused",
     "InvalidCursor",
+    "InvalidKey",
     "InvalidParams",
     "InvalidTransition",
     "ItemsNotFlat",
@@ -140,6 +144,32 @@ class ItemsNotFlat(UsageError):
         super().__init__(
             f"job {job_id}'s items cannot be a CSV: item {seq} is not a flat object ({problem});"
             " download them as JSON Lines instead"
+        )
+
+
+@final
+class InvalidKey(UsageError):
+    """A job key (``submit(key=...)``) or an ``Idempotency-Key`` that andon cannot store: empty,
+    longer than :data:`andon._jobs.MAX_KEY_CHARS`, or holding control characters. Nothing is
+    created. ``problems`` names the field (HTTP 422)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problems = [f"{field}: {problem}"]
+        super().__init__(self.problems[0])
+
+
+@final
+class IdempotencyKeyReused(UsageError):
+    """An idempotency key was sent again, within its window, with a request that differs
+    from the first one's: nothing is created. Send a new key for a new request."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        self.key = key
+        self.job_id = job_id
+        super().__init__(
+            f"idempotency key {key[:100]!r} was first used for another request (which made or found job"
+            f" {job_id}); use a new key for a different request"
         )
 
 

@@ -11,6 +11,7 @@ from andon._storage._port import (
     CancelResult,
     Change,
     ChangeWatcher,
+    IdempotencyKey,
     JobFilter,
     KindStats,
     NewJob,
@@ -19,6 +20,7 @@ from andon._storage._port import (
     PausedKind,
     PauseResult,
     Store,
+    Submission,
 )
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "CancelResult",
     "Change",
     "ChangeWatcher",
+    "IdempotencyKey",
     "JobFilter",
     "KindStats",
     "NewJob",
@@ -38,6 +41,7 @@ __all__ = [
     "PausedKind",
     "SchemaUpgrade",
     "Store",
+    "Submission",
     "open_store",
     "upgrade_database",
 ]

@@ -16,6 +16,7 @@ from andon._access import Role, TokenRecord
 from andon._cancel import CancelReason
 from andon._errors import InvalidTransition, JobNotFound
 from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, ResultItem
+from andon._keys import OnConflict
 from andon._output import AttemptEnd, ProgressUpdate
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "CancelResult",
     "Change",
     "ChangeWatcher",
+    "IdempotencyKey",
     "JobFilter",
     "KindStats",
     "NewJob",
@@ -34,6 +36,7 @@ __all__ = [
     "PauseResult",
     "PausedKind",
     "Store",
+    "Submission",
 ]
 
 
@@ -121,6 +124,29 @@ class CancelResult:
     @property
     def changed(self) -> bool:
         return self.outcome is not CancelOutcome.ALREADY
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """What a submit with a key or an idempotency key did: ``created`` is false when it
+    answered a job that was already there (``skip``, ``queue``, or an idempotency key sent
+    again after a submit that found one), true when ``job`` is new (or was made by the
+    first request of an idempotency key sent again)."""
+
+    job: Job
+    created: bool
+    superseded: tuple[Job, ...] = ()
+    """The jobs this submit stopped (``supersede``), as they were right after the stop."""
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A submit's idempotency key: ``key`` from the caller ``scope`` (a token's name, ``""``
+    without tokens), for the request whose fingerprint is ``request_hash``."""
+
+    scope: str
+    key: str
+    request_hash: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +265,31 @@ class Store(Protocol):
     # -- clients --------------------------------------------------------------
 
     def submit(self, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
-        """Create jobs, all or none, in the ``queued`` state."""
+        """Create jobs, all or none, in the ``queued`` state.
+
+        Raises:
+            UsageError: a job has a key (those go one at a time through :meth:`submit_one`).
+        """
+        ...
+
+    def submit_one(
+        self,
+        job: NewJob,
+        actor: str | None,
+        *,
+        on_conflict: OnConflict = OnConflict.SKIP,
+        visible_owner: str | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Submission:
+        """Create ``job``, or answer the one its key or idempotency key names, in one
+        transaction (see ``andon._keys`` for the rules). ``visible_owner``: the caller sees
+        only that owner's jobs, and may neither be answered nor supersede another's.
+
+        Raises:
+            NotAllowed: an active job with the key belongs to another owner than ``visible_owner``.
+            IdempotencyKeyReused: the idempotency key was used for another request.
+            JobNotFound: the job the idempotency key's first request answered was deleted.
+        """
         ...
 
     def submit_children(

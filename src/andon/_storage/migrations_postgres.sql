@@ -111,8 +111,9 @@ CREATE TABLE andon_idempotency (
     scope        text COLLATE "C" NOT NULL,   -- who sent it (a token's name, or '' without tokens)
     key          text COLLATE "C" NOT NULL,   -- the Idempotency-Key header
     request_hash text NOT NULL,               -- SHA-256 of the request body
-    job_id       text COLLATE "C" NOT NULL,
-    status_code  integer NOT NULL,
+    job_id       text COLLATE "C" NOT NULL,   -- the job the first request answered
+    created      boolean NOT NULL,            -- whether that request created it (HTTP 201, else 200)
     created_at   double precision NOT NULL,
     PRIMARY KEY (scope, key)
 );
+CREATE INDEX andon_idempotency_age ON andon_idempotency (created_at);

@@ -47,6 +47,39 @@ WITH new AS (
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
 SELECT id, 1, %(now)s, 'submitted', NULL, 'queued', %(actor)s, NULL, NULL, 0 FROM new
 
+-- == keyed jobs and idempotency keys (andon._keys) =======================================
+
+-- Submits of one kind and key take turns until their commit: under READ COMMITTED two of
+-- them would otherwise both find no active job and both insert one. (The two-integer lock
+-- space is not the one the migration lock uses.)
+-- name: lock_key
+SELECT pg_advisory_xact_lock(hashtext(%(kind)s), hashtext(%(key)s))
+
+-- The active jobs of a kind and key, oldest first, locked (the andon_jobs_key index holds only these).
+-- name: active_with_key
+SELECT * FROM andon_jobs
+WHERE kind = %(kind)s AND job_key = %(key)s AND status IN ('queued', 'running', 'cancelling')
+ORDER BY id FOR UPDATE
+
+-- name: lock_idempotency
+SELECT pg_advisory_xact_lock(hashtext('andon idempotency ' || %(scope)s), hashtext(%(key)s))
+
+-- name: find_idempotency
+SELECT job_id, request_hash, created FROM andon_idempotency
+WHERE scope = %(scope)s AND key = %(key)s AND created_at >= %(since)s
+
+-- Records past the window go as new ones are written (andon_idempotency_age finds them);
+-- this key's own row is left to the upsert (one statement may not change a row twice).
+-- name: save_idempotency
+WITH expired AS (
+    DELETE FROM andon_idempotency
+    WHERE created_at < %(since)s AND NOT (scope = %(scope)s AND key = %(key)s)
+)
+INSERT INTO andon_idempotency (scope, key, request_hash, job_id, created, created_at)
+VALUES (%(scope)s, %(key)s, %(request_hash)s, %(job_id)s, %(created)s, %(now)s)
+ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, job_id = excluded.job_id,
+    created = excluded.created, created_at = excluded.created_at
+
 -- name: submitted_count
 SELECT count(*) AS n FROM andon_jobs WHERE id = ANY(%(ids)s) AND created_at = %(now)s
 
@@ -220,7 +253,10 @@ GROUP BY kind, cancel_stop_method
 -- kind index out of it: with statistics taken while the queue was empty, the planner would
 -- otherwise AND both indexes, fetch the whole queue and sort it, for every claim.
 -- Paused kinds are read once per claim (an InitPlan) and filter the index walk: a NOT EXISTS
--- per row was an anti-join that cost no-op jobs a fifth of their rate.
+-- per row was an anti-join that cost no-op jobs a fifth of their rate. A keyed job waits
+-- while another of its kind and key is running, cancelling or queued ahead of it
+-- (andon._keys): the OR leaves unkeyed rows at their "job_key IS NULL". Two claims at once
+-- cannot both start jobs of one key: each sees the other's first as queued ahead, at least.
 -- == job trees ===========================================================================
 
 -- A condition on andon_jobs: the row is a descendant of the top-level job %(origin)s (an
@@ -286,6 +322,11 @@ WITH next AS (
     SELECT id FROM andon_jobs
     WHERE status = 'queued' AND available_at <= %(now)s AND kind COLLATE "C" = ANY(%(kinds)s)
       AND kind COLLATE "C" <> ALL (ARRAY(SELECT paused.kind FROM andon_paused AS paused))
+      AND (job_key IS NULL OR NOT EXISTS (
+          SELECT 1 FROM andon_jobs AS other
+          WHERE other.kind = andon_jobs.kind AND other.job_key = andon_jobs.job_key
+            AND other.status IN ('queued', 'running', 'cancelling')
+            AND (other.status <> 'queued' OR other.id < andon_jobs.id)))
     ORDER BY priority DESC, id
     LIMIT %(n)s
     FOR UPDATE SKIP LOCKED

@@ -76,6 +76,33 @@ VALUES (:id, :kind, :params, 'queued', :priority, :now, :now, :max_attempts, :re
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
 VALUES (:id, 1, :now, 'submitted', NULL, 'queued', :actor, NULL, NULL, 0)
 
+-- == keyed jobs and idempotency keys (andon._keys) =======================================
+
+-- SQLite has one writer at a time: submits of one key take turns anyway.
+-- name: lock_key
+SELECT 1 AS n
+
+-- The active jobs of a kind and key, oldest first (the andon_jobs_key index holds only these).
+-- name: active_with_key
+SELECT * FROM andon_jobs
+WHERE kind = :kind AND job_key = :key AND status IN ('queued', 'running', 'cancelling')
+ORDER BY id
+
+-- name: lock_idempotency
+SELECT 1 AS n
+
+-- name: find_idempotency
+SELECT job_id, request_hash, created FROM andon_idempotency
+WHERE scope = :scope AND key = :key AND created_at >= :since
+
+-- Records past the window go as new ones are written (andon_idempotency_age finds them).
+-- name: save_idempotency
+DELETE FROM andon_idempotency WHERE created_at < :since;
+INSERT INTO andon_idempotency (scope, key, request_hash, job_id, created, created_at)
+VALUES (:scope, :key, :request_hash, :job_id, :created, :now)
+ON CONFLICT (scope, key) DO UPDATE SET request_hash = excluded.request_hash, job_id = excluded.job_id,
+    created = excluded.created, created_at = excluded.created_at
+
 -- name: get
 SELECT * FROM andon_jobs WHERE id = :id
 
@@ -236,7 +263,9 @@ GROUP BY kind, cancel_stop_method
 -- Claims walk the queue index in order and stop at :n rows; without INDEXED BY the planner
 -- prefers the status index and sorts every queued row for each claim. The events go in
 -- first, by the same selection under the same write lock (SQLite has no INSERT ... FROM an
--- UPDATE); lease_deadline is on the boot-time clock, what expiry is judged on.
+-- UPDATE); lease_deadline is on the boot-time clock, what expiry is judged on. A keyed job
+-- waits while another of its kind and key is running, cancelling or queued ahead of it
+-- (andon._keys); an unkeyed one pays only its "job_key IS NULL".
 -- == job trees ===========================================================================
 
 -- A condition on andon_jobs: the row is a descendant of the top-level job :origin (an index
@@ -295,6 +324,11 @@ SELECT id, events_count + 1, :now, 'started', 'queued', 'running', :actor, NULL,
 FROM andon_jobs INDEXED BY andon_jobs_queue
 WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
   AND kind NOT IN (SELECT kind FROM andon_paused)
+  AND (job_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM andon_jobs AS other
+      WHERE other.kind = andon_jobs.kind AND other.job_key = andon_jobs.job_key
+        AND other.status IN ('queued', 'running', 'cancelling')
+        AND (other.status != 'queued' OR other.id < andon_jobs.id)))
 ORDER BY priority DESC, id LIMIT :n;
 UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :now,
     worker_id = :worker, lease_expires_at = :now + :lease_s, lease_deadline = :lease_base + :lease_s,
@@ -302,6 +336,11 @@ UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :n
 WHERE id IN (SELECT id FROM andon_jobs INDEXED BY andon_jobs_queue
              WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
                AND kind NOT IN (SELECT kind FROM andon_paused)
+             AND (job_key IS NULL OR NOT EXISTS (
+                 SELECT 1 FROM andon_jobs AS other
+                 WHERE other.kind = andon_jobs.kind AND other.job_key = andon_jobs.job_key
+                   AND other.status IN ('queued', 'running', 'cancelling')
+                   AND (other.status != 'queued' OR other.id < andon_jobs.id)))
              ORDER BY priority DESC, id LIMIT :n)
 RETURNING *
 

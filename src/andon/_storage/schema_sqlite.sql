@@ -97,11 +97,12 @@ CREATE TABLE IF NOT EXISTS andon_idempotency (
     scope        TEXT NOT NULL,                 -- who sent it (a token's name, or '' without tokens)
     key          TEXT NOT NULL,                 -- the Idempotency-Key header
     request_hash TEXT NOT NULL,                 -- SHA-256 of the request body: a key reused for another body is refused
-    job_id       TEXT NOT NULL,
-    status_code  INTEGER NOT NULL,
+    job_id       TEXT NOT NULL,                 -- the job the first request answered
+    created      INTEGER NOT NULL,              -- whether that request created it (HTTP 201, else 200)
     created_at   REAL NOT NULL,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS andon_idempotency_age ON andon_idempotency (created_at);
 CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

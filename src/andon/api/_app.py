@@ -37,6 +37,8 @@ ERROR_STATUS: Final[tuple[tuple[type[andon.AndonError], int, str], ...]] = (
     (andon.ItemsNotFlat, 409, "items_not_flat"),
     (andon.ParamsTooLarge, 413, "params_too_large"),
     (andon.InvalidCursor, 422, "invalid_request"),
+    (andon.InvalidKey, 422, "invalid_key"),
+    (andon.IdempotencyKeyReused, 422, "idempotency_key_reused"),
     (andon.InvalidParams, 422, "invalid_params"),
     (andon.UnknownKind, 422, "unknown_kind"),
     (andon.WaitTimeout, 504, "wait_timeout"),

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Final, cast
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 import andon
@@ -112,7 +112,7 @@ _ERRORS: Final[dict[int | str, dict[str, Any]]] = {  # Any: OpenAPI response obj
         409: "The job's state does not allow this (the message and `state` name it), or its items are not flat (CSV).",
         413: "The request body (over 1 MiB) or a job's params (over 64 KiB as JSON) are too large.",
         415: "The body must be JSON (Content-Type: application/json).",
-        422: "Unknown kind, or invalid params or query.",
+        422: "Unknown kind, invalid params, query or key, or an Idempotency-Key sent again with another body.",
         503: "The store cannot be reached.",
         504: "The work did not stop within the wait's timeout (the cancel stays requested).",
     }.items()
@@ -161,12 +161,46 @@ async def unpause_kind(kind: KindName, rt: Ctx, client: Caller) -> PauseOut:
     return PauseOut(kind=kind, paused=False, changed=changed, stopping=[])
 
 
-@router.post("/jobs", operation_id="submitJob", status_code=201, tags=["jobs"])
-async def submit_job(body: SubmitBody, rt: Ctx, client: Caller) -> JobOut:
-    """Validate params and queue one job. Leave `timeout_s` out for the kind's default."""
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=andon.MAX_KEY_CHARS,
+        description="Makes the submit safe to send again: for 24 hours, the same key (from the same"
+        " token) with the same body answers the job the first request answered, with the same status;"
+        " with another body, 422 `idempotency_key_reused`.",
+    ),
+]
+
+
+@router.post(
+    "/jobs",
+    operation_id="submitJob",
+    status_code=201,
+    tags=["jobs"],
+    responses={
+        200: {"model": JobOut, "description": "A job that was already there (a `key` conflict): nothing was created."}
+    },
+)
+async def submit_job(
+    body: SubmitBody, rt: Ctx, client: Caller, response: Response, idempotency_key: IdempotencyKeyHeader = None
+) -> JobOut:
+    """Validate params and queue one job (201). Leave `timeout_s` out for the kind's default.
+    With a `key` and `on_conflict`, an active job of the kind with that key may answer instead (200)."""
     timeout = body.timeout_s if "timeout_s" in body.model_fields_set else andon.DEFAULT
-    job = await rt.call(client.submit, body.kind, body.params, timeout=timeout, priority=body.priority)
-    return JobOut.of(job)
+    submission = await rt.call(
+        client.submit_once,
+        body.kind,
+        body.params,
+        timeout=timeout,
+        priority=body.priority,
+        key=body.key,
+        on_conflict=body.on_conflict,
+        idempotency_key=idempotency_key,
+    )
+    if not submission.created:
+        response.status_code = 200
+    return JobOut.of(submission.job)
 
 
 @router.get("/jobs", operation_id="listJobs", tags=["jobs"])

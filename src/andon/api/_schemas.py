@@ -88,6 +88,7 @@ def _check_text(text: str) -> str:
 JsonObject = Annotated[dict[str, Any], AfterValidator(check_json)]  # Any: JSON values
 Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_check_text)]
 Name = Annotated[str, Field(max_length=200), AfterValidator(_check_text)]
+Key = Annotated[str, Field(min_length=1, max_length=andon.MAX_KEY_CHARS), AfterValidator(_check_text)]
 
 _STRICT = ConfigDict(extra="forbid")
 
@@ -96,7 +97,13 @@ _STRICT = ConfigDict(extra="forbid")
 
 
 class SubmitBody(BaseModel):
-    """``POST /api/v1/jobs``. Leave ``timeout_s`` out for the kind's default; ``null`` means no timeout."""
+    """``POST /api/v1/jobs``. Leave ``timeout_s`` out for the kind's default; ``null`` means no timeout.
+
+    With a ``key``, at most one job of the kind with that key is active at a time; while one
+    is, ``on_conflict`` says what this submit does: ``skip`` answers it (200), ``queue`` lets
+    one job wait behind it (201; 200 with the waiting one if there is one already),
+    ``supersede`` stops it (reason ``superseded``) and queues this one, which starts once it
+    has stopped (201)."""
 
     model_config = _STRICT
 
@@ -104,6 +111,8 @@ class SubmitBody(BaseModel):
     params: JsonObject = Field(default_factory=dict)
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    key: Key | None = None
+    on_conflict: andon.OnConflict = andon.OnConflict.SKIP
 
 
 class CancelBody(BaseModel):
@@ -259,6 +268,8 @@ class JobSummary(BaseModel):
     retry_of: str | None
     owner: str | None
     """Who submitted it (a token's name); ``null`` when made without a token."""
+    key: str | None
+    """Its business key: at most one job of its kind with it is active at a time."""
     checkpoint: CheckpointSummary | None
     """The last checkpoint its handler stored, without its state (``GET /jobs/{id}`` has it)."""
     resume: bool
@@ -366,6 +377,7 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
         "cancel": CancelOut.of(job.cancel) if job.cancel else None,
         "retry_of": job.retry_of,
         "owner": job.owner,
+        "key": job.key,
         "checkpoint": CheckpointSummary.of(job.checkpoint) if job.checkpoint else None,
         "resume": job.resume,
         "parent_id": job.parent_id,

@@ -255,20 +255,45 @@ def submit(
         typer.Option("--timeout", metavar="SECONDS", help="Cancel the job if it runs longer. (default: the kind's)"),
     ] = None,
     priority: Annotated[int, typer.Option("--priority", help="Higher runs first.")] = 0,
+    key: Annotated[
+        str | None,
+        typer.Option("--key", metavar="KEY", help="A business key: one active job of the kind with it at a time."),
+    ] = None,
+    on_conflict: Annotated[
+        andon.OnConflict,
+        typer.Option(
+            "--on-conflict",
+            help="With --key, while a job with it is active: skip (print that job), queue (one waits"
+            " behind it), supersede (stop it; this one starts once it has stopped).",
+        ),
+    ] = andon.OnConflict.SKIP,
     db: DbOption = None,
     app_ref: AppOption = None,
 ) -> None:
-    """Queue a job and print its id."""
+    """Queue a job and print its id (with --key, maybe the id of a job already there: it says so)."""
     values = parse_params(params or [])
     with _client(db, app_ref, with_app=True) as client:
-        if timeout is None:
-            job = client.submit(kind, values, priority=priority)
-        else:
-            job = client.submit(kind, values, timeout=timeout, priority=priority)
+        submission = client.submit_once(
+            kind,
+            values,
+            timeout=andon.DEFAULT if timeout is None else timeout,
+            priority=priority,
+            key=key,
+            on_conflict=on_conflict,
+        )
+    job = submission.job
     if quiet:
         typer.echo(job.id)
         return
-    console.print(Text.assemble("submitted ", (job.id, "bold"), f"  {job.kind} ", fmt.status_text(job.status)))
+    if submission.created:
+        console.print(Text.assemble("submitted ", (job.id, "bold"), f"  {job.kind} ", fmt.status_text(job.status)))
+    else:
+        console.print(
+            Text.assemble("existing job ", (job.id, "bold"), f"  {job.kind} ", fmt.status_text(job.status)),
+            Text(f"  (key {key!r} is active: nothing was submitted)", style="dim"),
+        )
+    for old in submission.superseded:
+        console.print(Text.assemble("superseded ", (old.id, "bold"), "  ", fmt.status_text(old.status)))
     console.print(Text(f"follow it: andon watch {job.id}", style="dim"))
 
 

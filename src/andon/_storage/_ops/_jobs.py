@@ -6,12 +6,23 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Sequence
 
-from andon._errors import InvalidTransition, JobNotFound
+from andon._cancel import CancelReason
+from andon._errors import IdempotencyKeyReused, InvalidTransition, JobNotFound, NotAllowed, UsageError
 from andon._jobs import Job, JobEvent, JobStatus, ResultItem
+from andon._keys import IDEMPOTENCY_WINDOW_S, OnConflict, decide_conflict
 from andon._storage._connector import Args, Resolution, Tx
 from andon._storage._ops._base import C
 from andon._storage._ops._trees import TreeOperations
-from andon._storage._port import Change, JobFilter, KindStats, NewJob, OffsetPage, Page
+from andon._storage._port import (
+    Change,
+    IdempotencyKey,
+    JobFilter,
+    KindStats,
+    NewJob,
+    OffsetPage,
+    Page,
+    Submission,
+)
 from andon._storage._rows import Row, event_from_row, item_from_row, job_from_row, rows_that_fit
 
 __all__ = ["JobOperations"]
@@ -19,7 +30,98 @@ __all__ = ["JobOperations"]
 
 class JobOperations(TreeOperations[C]):
     def submit(self, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+        keyed = next((j for j in jobs if j.key is not None), None)
+        if keyed is not None:
+            raise UsageError(f"job {keyed.id} has a key: submit keyed jobs one at a time (submit_one)")
         return self._submit(jobs, actor, None)
+
+    def submit_one(
+        self,
+        job: NewJob,
+        actor: str | None,
+        *,
+        on_conflict: OnConflict = OnConflict.SKIP,
+        visible_owner: str | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Submission:
+        now = self._clock.now()
+
+        def body(tx: Tx) -> Submission:
+            if idempotency is not None:
+                earlier = self._earlier_answer(tx, idempotency, now)
+                if earlier is not None:
+                    return earlier
+            submission = self._submit_keyed(tx, job, actor, on_conflict, visible_owner, now)
+            if idempotency is not None:
+                args = self._idempotency_args(idempotency, now)
+                tx.one("save_idempotency", {**args, "job_id": submission.job.id, "created": submission.created})
+            return submission
+
+        def applied(tx: Tx) -> Submission | Resolution:
+            # Only a submit that creates can be in doubt in a way that matters: if the new
+            # job is there, it was created (and its idempotency record with it); if not,
+            # running the body again decides afresh, as if the first try never happened.
+            row = tx.one("get", {"id": job.id})
+            return Submission(job_from_row(row), True) if row is not None else Resolution.NOT_APPLIED
+
+        return self._db.write(body, applied)
+
+    def _submit_keyed(
+        self, tx: Tx, job: NewJob, actor: str | None, on_conflict: OnConflict, visible_owner: str | None, now: float
+    ) -> Submission:
+        """Apply ``decide_conflict`` to the active jobs of ``job``'s kind and key, then create
+        ``job`` unless an existing one answers."""
+        superseded: list[Job] = []
+        if job.key is not None:
+            key_args = {"kind": job.kind, "key": job.key}
+            # PostgreSQL: submits of one kind and key take turns from here to their commit,
+            # so each sees what the one before it did (READ COMMITTED would not otherwise).
+            tx.one("lock_key", key_args)
+            active = [job_from_row(row) for row in tx.all("active_with_key", key_args)]
+            if visible_owner is not None and any(other.owner != visible_owner for other in active):
+                raise NotAllowed(f"use key {job.key!r} for {job.kind!r}: a job of another owner holds it")
+            conflict = decide_conflict(active, on_conflict)
+            if conflict.existing is not None:
+                return Submission(conflict.existing, False)
+            message = f"superseded by job {job.id}"
+            for old in conflict.superseded:
+                _, changes = self._stop_job(tx, old, CancelReason.SUPERSEDED, actor, message, origin=job.id)
+                tx.notify(changes)
+                stopped = tx.one("get", {"id": old.id})
+                assert stopped is not None, f"job {old.id} vanished inside its own transaction"
+                superseded.append(job_from_row(stopped))
+        self._db.insert_jobs(tx, [job], now, actor)
+        tx.notify([Change.WORK])
+        return Submission(_queued(job, now), True, tuple(superseded))
+
+    def _earlier_answer(self, tx: Tx, idempotency: IdempotencyKey, now: float) -> Submission | None:
+        """What the first request with this idempotency key answered, if it is in the window.
+
+        Raises:
+            IdempotencyKeyReused: that request differs from this one.
+            JobNotFound: its job was deleted since.
+        """
+        args = self._idempotency_args(idempotency, now)
+        tx.one("lock_idempotency", args)
+        row = tx.one("find_idempotency", args)
+        if row is None:
+            return None
+        if row["request_hash"] != idempotency.request_hash:
+            raise IdempotencyKeyReused(idempotency.key, row["job_id"])
+        found = tx.one("get", {"id": row["job_id"]})
+        if found is None:
+            raise JobNotFound(row["job_id"])
+        return Submission(job_from_row(found), bool(row["created"]))
+
+    @staticmethod
+    def _idempotency_args(idempotency: IdempotencyKey, now: float) -> dict[str, object]:
+        return {
+            "scope": idempotency.scope,
+            "key": idempotency.key,
+            "request_hash": idempotency.request_hash,
+            "now": now,
+            "since": now - IDEMPOTENCY_WINDOW_S,
+        }
 
     def submit_children(
         self, parent_id: str, worker_id: str | None, attempt: int | None, jobs: Sequence[NewJob], actor: str | None
@@ -58,30 +160,7 @@ class JobOperations(TreeOperations[C]):
             return [_as_stored(tx, j) for j in jobs]
 
         created = self._db.write(body, applied)
-        return [
-            Job(
-                id=j.id,
-                kind=j.kind,
-                params=j.params,
-                status=JobStatus.QUEUED,
-                created_at=now,
-                available_at=now,
-                events_count=1,
-                retry_resume=j.retry_resume,
-                max_attempts=j.max_attempts,
-                retry_backoff_s=j.retry_backoff_s,
-                timeout_s=j.timeout_s,
-                priority=j.priority,
-                retry_of=j.retry_of,
-                owner=j.owner,
-                parent_id=j.parent_id,
-                root_id=j.root_id,
-                detached=j.detached,
-                fail_parent=j.fail_parent,
-                key=j.key,
-            )
-            for j in created
-        ]
+        return [_queued(j, now) for j in created]
 
     def get(self, job_id: str) -> Job:
         row = self._db.read(lambda tx: tx.one("get", {"id": job_id}))
@@ -219,3 +298,28 @@ def _as_stored(tx: Tx, job: NewJob) -> NewJob:
     if row is None:
         return job
     return dataclasses.replace(job, parent_id=row["parent_id"], root_id=row["root_id"])
+
+
+def _queued(job: NewJob, now: float) -> Job:
+    """The record of ``job`` as its submit at ``now`` stored it."""
+    return Job(
+        id=job.id,
+        kind=job.kind,
+        params=job.params,
+        status=JobStatus.QUEUED,
+        created_at=now,
+        available_at=now,
+        events_count=1,
+        retry_resume=job.retry_resume,
+        max_attempts=job.max_attempts,
+        retry_backoff_s=job.retry_backoff_s,
+        timeout_s=job.timeout_s,
+        priority=job.priority,
+        retry_of=job.retry_of,
+        owner=job.owner,
+        parent_id=job.parent_id,
+        root_id=job.root_id,
+        detached=job.detached,
+        fail_parent=job.fail_parent,
+        key=job.key,
+    )
