@@ -282,8 +282,6 @@ class JobSummary(BaseModel):
     """Left running when its parent ends (otherwise cancelled then, reason ``parent_ended``)."""
     fail_parent: bool
     """Its failure stops its parent as failed, and with it its siblings (fail fast)."""
-    key: str | None
-    """Its business key: no two active jobs of one kind share one."""
     awaiting: andon.JobStatus | None
     """Set while the job is ``cancelling`` and its own work has stopped, but some of its
     descendants have not: the state it takes once the last of them has."""
@@ -384,7 +382,6 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
         "root_id": job.root_id,
         "detached": job.detached,
         "fail_parent": job.fail_parent,
-        "key": job.key,
         "awaiting": job.awaiting,
     }
 
