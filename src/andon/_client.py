@@ -14,7 +14,6 @@ from andon._cancel import CancelReason
 from andon._errors import (
     ConfigurationError,
     InvalidCursor,
-    InvalidParams,
     InvalidTransition,
     JobFinished,
     JobNotFound,
@@ -23,10 +22,11 @@ from andon._errors import (
     WaitTimeout,
 )
 from andon._export import ResultsExport, ResultsFormat, export_results
+from andon._family import new_jobs
 from andon._hub import deliver_here, wake_here
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import RETRYABLE_STATUSES, Job, JobEvent, JobStatus, ResultItem
-from andon._keys import OnConflict, check_key
+from andon._keys import OnConflict, check_key, on_conflict_of
 from andon._registry import DEFAULT, App, _Default
 from andon._storage import (
     PAGE_MAX_BYTES,
@@ -154,7 +154,7 @@ class Client:
             UsageError: ``on_conflict`` is not one of skip, queue, supersede.
             (and what :meth:`submit` raises)
         """
-        policy = _on_conflict(on_conflict)
+        policy = on_conflict_of(on_conflict)
         (new,) = self._new_jobs(kind, [params or {}], timeout, priority, None if key is None else check_key(key))
         idempotency = None
         if idempotency_key is not None:
@@ -194,23 +194,7 @@ class Client:
     ) -> list[NewJob]:
         spec = self._app().get(kind)
         timeout_s = spec.timeout_s if timeout is DEFAULT else timeout
-        if timeout_s is not None and not timeout_s > 0:
-            raise InvalidParams(kind, ["timeout: must be a positive number of seconds"])
-        return [
-            NewJob(
-                id=new_job_id(),
-                kind=kind,
-                params=spec.validate(params),
-                max_attempts=spec.retry.max_attempts,
-                retry_backoff_s=spec.retry.backoff_s,
-                timeout_s=timeout_s,
-                priority=priority,
-                owner=self._owner,
-                retry_resume=spec.retry.resume,
-                key=key,
-            )
-            for params in params_list
-        ]
+        return new_jobs(spec, params_list, timeout_s=timeout_s, priority=priority, owner=self._owner, key=key)
 
     @property
     def _owner(self) -> str | None:
@@ -667,12 +651,6 @@ class Client:
     def _require_admin(self, operation: str) -> None:
         if self.principal is not None and not self.principal.is_admin:
             raise NotAllowed(operation)
-
-
-def _on_conflict(value: OnConflict | str) -> OnConflict:
-    if value not in tuple(OnConflict):
-        raise UsageError(f"unknown on_conflict {value!r}: use one of {', '.join(OnConflict)}")
-    return OnConflict(value)
 
 
 def _fingerprint(job: NewJob, on_conflict: OnConflict) -> str:

@@ -159,6 +159,8 @@ class Context:
         priority: int = 0,
         detached: bool = False,
         fail_fast: bool = True,
+        key: str | None = None,
+        on_conflict: str = "skip",
     ) -> Job:
         """Queue a child job of this one; a cancel point.
 
@@ -170,14 +172,19 @@ class Context:
         failure (no retry left) fails this job, and its other children are cancelled with
         it; without, the failure is only recorded (:meth:`wait_children` returns it).
 
-        ``timeout``: seconds, ``None`` for none, ``True`` for the kind's own.
+        ``timeout``: seconds, ``None`` for none, ``True`` for the kind's own. ``key`` and
+        ``on_conflict`` as for ``Client.submit``: while a job of ``kind`` with that key is
+        active, ``skip`` answers it (not a child of this job), ``queue`` lets one wait
+        behind it, ``supersede`` stops it.
 
         Raises:
             Cancelled: this job is being stopped (no child was created).
             UnknownKind, InvalidParams: the kind or params do not fit (nothing is created).
         """
-        return self.submit_many(
-            kind, [params or {}], timeout=timeout, priority=priority, detached=detached, fail_fast=fail_fast
+        family = self._family_calls()
+        self.check()
+        return self._submitting(
+            lambda: family.submit(kind, [dict(params or {})], timeout, priority, detached, fail_fast, key, on_conflict)
         )[0]
 
     def submit_many(
@@ -193,8 +200,13 @@ class Context:
         """Queue many child jobs of one kind in one transaction (all or none); see :meth:`submit`."""
         family = self._family_calls()
         self.check()
+        return self._submitting(
+            lambda: family.submit(kind, [dict(p) for p in params_list], timeout, priority, detached, fail_fast)
+        )
+
+    def _submitting(self, submit: Callable[[], list[Job]]) -> list[Job]:
         try:
-            return family.submit(kind, [dict(p) for p in params_list], timeout, priority, detached, fail_fast)
+            return submit()
         except ParentStopping as exc:
             # Its stop committed before the children could be: this attempt stops now, for
             # the reason the store gave (the notice of the stop is on its way too).

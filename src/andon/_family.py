@@ -10,22 +10,60 @@ store checks that in the transaction that inserts them; see ``_storage/_ops/_tre
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from andon._errors import InvalidParams, JobNotFound
-from andon._hub import wake_here
+from andon._hub import deliver_here, wake_here
 from andon._ids import new_job_id
-from andon._jobs import Job, ResultItem
+from andon._jobs import Job, JobStatus, ResultItem
+from andon._keys import check_key, on_conflict_of
 from andon._storage._port import JobFilter, NewJob
 
 if TYPE_CHECKING:
-    from andon._registry import App
+    from andon._registry import App, JobKind
     from andon._storage import Store
 
-__all__ = ["Family", "FamilyCalls"]
+__all__ = ["Family", "FamilyCalls", "new_jobs"]
 
 _PAGE = 500
+
+
+def new_jobs(
+    spec: JobKind,
+    params_list: Iterable[Mapping[str, Any]],  # Any: JSON params
+    *,
+    timeout_s: float | None,
+    priority: int,
+    owner: str | None,
+    key: str | None = None,
+    detached: bool = False,
+    fail_parent: bool = False,
+) -> list[NewJob]:
+    """Jobs of kind ``spec`` to create, their params validated and the kind's settings applied.
+
+    Raises:
+        InvalidParams: params that do not fit, or a timeout that is not a positive number.
+    """
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not timeout_s > 0):
+        raise InvalidParams(spec.kind, ["timeout: must be a positive number of seconds"])
+    return [
+        NewJob(
+            id=new_job_id(),
+            kind=spec.kind,
+            params=spec.validate(params),
+            max_attempts=spec.retry.max_attempts,
+            retry_backoff_s=spec.retry.backoff_s,
+            timeout_s=timeout_s,
+            priority=priority,
+            owner=owner,
+            retry_resume=spec.retry.resume,
+            key=key,
+            detached=detached,
+            fail_parent=fail_parent,
+        )
+        for params in params_list
+    ]
 
 
 class FamilyCalls(Protocol):
@@ -40,6 +78,8 @@ class FamilyCalls(Protocol):
         priority: int,
         detached: bool,
         fail_fast: bool,
+        key: str | None = None,
+        on_conflict: str = "skip",
     ) -> list[Job]: ...
 
     def children(self) -> list[Job]: ...
@@ -66,38 +106,48 @@ class Family:
         priority: int,
         detached: bool,
         fail_fast: bool,
+        key: str | None = None,
+        on_conflict: str = "skip",
     ) -> list[Job]:
         """Create children (all or none). ``timeout``: seconds, ``None`` for none, ``True``
-        for the kind's own.
+        for the kind's own. With a ``key`` (one job only), an active job of the kind with
+        that key may answer instead (``on_conflict``, as for ``Client.submit``); it is not a
+        child of this job.
 
         Raises:
-            UnknownKind, InvalidParams: the kind or params do not fit (nothing is created).
+            UnknownKind, InvalidParams, InvalidKey: the kind, params or key do not fit
+                (nothing is created).
             ParentStopping: the parent is being stopped, or this attempt lost it.
         """
         spec = self._app.get(kind)
         timeout_s = spec.timeout_s if timeout is True else timeout
-        if timeout_s is not None and (isinstance(timeout_s, bool) or not timeout_s > 0):
+        if isinstance(timeout_s, bool):
             raise InvalidParams(kind, ["timeout: must be a positive number of seconds"])
         parent = self._parent
-        new = [
-            NewJob(
-                id=new_job_id(),
-                kind=kind,
-                params=spec.validate(params),
-                max_attempts=spec.retry.max_attempts,
-                retry_backoff_s=spec.retry.backoff_s,
-                timeout_s=timeout_s,
-                priority=priority,
-                owner=parent.owner,  # whoever may see the parent may see its children
-                retry_resume=spec.retry.resume,
-                detached=detached,
-                fail_parent=fail_fast,
-            )
-            for params in params_list
-        ]
-        jobs = self._store.submit_children(parent.id, self._worker_id, parent.attempt, new, f"job:{parent.id}")
+        jobs = new_jobs(
+            spec,
+            params_list,
+            timeout_s=timeout_s,
+            priority=priority,
+            owner=parent.owner,  # whoever may see the parent may see its children
+            key=None if key is None else check_key(key),
+            detached=detached,
+            fail_parent=fail_fast,
+        )
+        actor = f"job:{parent.id}"
+        if key is None:
+            created = self._store.submit_children(parent.id, self._worker_id, parent.attempt, jobs, actor)
+        else:
+            if len(jobs) != 1:
+                raise InvalidParams(kind, ["key: a keyed child is submitted alone (ctx.submit), not with submit_many"])
+            held = (parent.id, self._worker_id, parent.attempt)
+            submission = self._store.submit_one(jobs[0], actor, on_conflict=on_conflict_of(on_conflict), parent=held)
+            for old in submission.superseded:
+                if old.status is JobStatus.CANCELLING and old.cancel is not None:
+                    deliver_here(old.id, old.cancel.reason, old.cancel.message)
+            created = [submission.job]
         wake_here()
-        return jobs
+        return created
 
     def children(self) -> list[Job]:
         """Every direct child, oldest first (from this attempt and earlier ones)."""

@@ -32,10 +32,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from andon._errors import InvalidKey
+from andon._errors import InvalidKey, UsageError
 from andon._jobs import Job, JobStatus
 
-__all__ = ["IDEMPOTENCY_WINDOW_S", "MAX_KEY_CHARS", "Conflict", "OnConflict", "check_key", "decide_conflict"]
+__all__ = [
+    "IDEMPOTENCY_WINDOW_S",
+    "MAX_KEY_CHARS",
+    "Conflict",
+    "OnConflict",
+    "check_key",
+    "decide_conflict",
+    "on_conflict_of",
+]
 
 MAX_KEY_CHARS: Final = 256
 """The longest job key or idempotency key, in characters."""
@@ -61,6 +69,13 @@ class Conflict:
 
     existing: Job | None
     superseded: tuple[Job, ...] = ()
+
+
+def on_conflict_of(value: OnConflict | str) -> OnConflict:
+    """``value`` as an :class:`OnConflict`. Raises :class:`~andon.UsageError` for another word."""
+    if value not in tuple(OnConflict):
+        raise UsageError(f"unknown on_conflict {value!r}: use one of {', '.join(OnConflict)}")
+    return OnConflict(value)
 
 
 def check_key(key: str, field: str = "key") -> str:

@@ -72,6 +72,19 @@ def tree_with_timeout(ctx: andon.Context) -> None:
     ctx.wait_children()
 
 
+def keyed_children(ctx: andon.Context) -> list[str]:
+    """Submit a keyed child twice (the second answered by the first), then supersede it."""
+    first = ctx.submit("count", {"n": 1000, "interval_s": 0.05}, key="only-one")
+    again = ctx.submit("count", {"n": 1000, "interval_s": 0.05}, key="only-one")
+    newer = ctx.submit("count", {"n": 1, "interval_s": 0.01}, key="only-one", on_conflict="supersede")
+    ended = ctx.wait_children()
+    return [first.id, again.id, newer.id, *(f"{c.id}:{c.status.value}" for c in ended)]
+
+
+app.job("keyed_children")(keyed_children)
+app.job("keyed_children_process", isolation="process")(keyed_children)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[andon.Client]:
     with fresh_database(request.param, tmp_path) as url, andon.connect(url, app, actor="tester") as client:
@@ -184,3 +197,18 @@ def test_submit_outside_a_worker_is_a_clear_error() -> None:
     ctx = Context(job_id="j", kind="k", attempt=1, params={}, token=CancelToken(), sink=Sink(), child_grace_s=0.5)
     with pytest.raises(andon.ConfigurationError, match="no store"):
         ctx.submit("count")
+
+
+@pytest.mark.parametrize("kind", ["keyed_children", "keyed_children_process"])
+def test_a_handler_submits_keyed_children(client: andon.Client, kind: str) -> None:
+    with andon.Worker(app, client.store, concurrency=4):
+        parent = client.submit(kind)
+        ended = client.wait_finished(parent.id, timeout=60)
+    assert ended.status is JobStatus.SUCCEEDED, ended.error
+    first, again, newer, *statuses = ended.result
+    assert again == first, "skip answered the active child"
+    assert sorted(statuses) == sorted([f"{first}:cancelled", f"{newer}:succeeded"])
+    old = client.get(first)
+    assert old.cancel is not None
+    assert (old.cancel.reason, old.cancel.origin) == (CancelReason.SUPERSEDED, newer)
+    assert client.get(newer).parent_id == parent.id

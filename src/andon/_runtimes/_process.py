@@ -353,8 +353,11 @@ class _PipeFamily:
         priority: int,
         detached: bool,
         fail_fast: bool,
+        key: str | None = None,
+        on_conflict: str = "skip",
     ) -> list[Job]:
-        jobs: list[Job] = self._call("submit", kind, list(params_list), timeout, priority, detached, fail_fast)
+        args = (kind, list(params_list), timeout, priority, detached, fail_fast, key, on_conflict)
+        jobs: list[Job] = self._call("submit", *args)
         return jobs
 
     def children(self) -> list[Job]:

@@ -280,10 +280,13 @@ class Store(Protocol):
         on_conflict: OnConflict = OnConflict.SKIP,
         visible_owner: str | None = None,
         idempotency: IdempotencyKey | None = None,
+        parent: tuple[str, str | None, int | None] | None = None,
     ) -> Submission:
         """Create ``job``, or answer the one its key or idempotency key names, in one
         transaction (see ``andon._keys`` for the rules). ``visible_owner``: the caller sees
         only that owner's jobs, and may neither be answered nor supersede another's.
+        ``parent``: (parent id, worker id, attempt) to create it as a child, checked as by
+        :meth:`submit_children` (which raises ``ParentStopping``).
 
         Raises:
             NotAllowed: an active job with the key belongs to another owner than ``visible_owner``.

@@ -43,6 +43,7 @@ class JobOperations(TreeOperations[C]):
         on_conflict: OnConflict = OnConflict.SKIP,
         visible_owner: str | None = None,
         idempotency: IdempotencyKey | None = None,
+        parent: tuple[str, str | None, int | None] | None = None,
     ) -> Submission:
         now = self._clock.now()
 
@@ -51,7 +52,12 @@ class JobOperations(TreeOperations[C]):
                 earlier = self._earlier_answer(tx, idempotency, now)
                 if earlier is not None:
                     return earlier
-            submission = self._submit_keyed(tx, job, actor, on_conflict, visible_owner, now)
+            new = job
+            if parent is not None:
+                parent_id, worker_id, attempt = parent
+                root = self._check_parent(tx, parent_id, worker_id, attempt)
+                new = dataclasses.replace(job, parent_id=parent_id, root_id=root)
+            submission = self._submit_keyed(tx, new, actor, on_conflict, visible_owner, now)
             if idempotency is not None:
                 args = self._idempotency_args(idempotency, now)
                 tx.one("save_idempotency", {**args, "job_id": submission.job.id, "created": submission.created})
