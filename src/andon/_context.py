@@ -17,7 +17,7 @@ from andon._cancel import Cancelled, CancelReason, CancelToken
 from andon._children import ChildGroup
 from andon._errors import CommandFailed, ConfigurationError, ParentStopping, ResultTooLarge, WaitTimeout
 from andon._family import FamilyCalls
-from andon._jobs import Job, ResultItem
+from andon._jobs import Job, JobStatus, ResultItem
 from andon._sizes import MAX_CHECKPOINT_BYTES, MAX_ITEM_BYTES, MAX_MESSAGE_CHARS, storable_text
 
 __all__ = ["Context", "ContextSink", "checked_progress", "encode_output"]
@@ -243,6 +243,7 @@ class Context:
             jobs = family.children() if ids is None else family.jobs(ids)
             active = next((job for job in jobs if not job.is_terminal), None)
             if active is None:
+                self._stop_if_stopped_with(jobs, family)
                 return jobs
             left = None if deadline is None else deadline - self._clock.monotonic()
             if left is not None and left <= 0:
@@ -261,9 +262,21 @@ class Context:
             self.check()
             jobs = await asyncio.to_thread(family.children if ids is None else lambda: family.jobs(ids))
             if all(job.is_terminal for job in jobs):
+                await asyncio.to_thread(self._stop_if_stopped_with, jobs, family)
                 return jobs
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.2)
+
+    def _stop_if_stopped_with(self, children: list[Job], family: FamilyCalls) -> None:
+        """Children that ended because this job's stop reached them: the stop has committed
+        (its notice may still be on its way), so the wait ends in :class:`Cancelled`, not as
+        if the children had finished."""
+        if not any(c.cancel is not None and c.cancel.reason is CancelReason.PARENT_CANCELLED for c in children):
+            return
+        me = family.me()
+        if me.status is JobStatus.CANCELLING and me.cancel is not None:
+            self._token.request(me.cancel.reason, me.cancel.message)
+            self._token.raise_if_requested()
 
     async def submit_async(
         self,

@@ -88,6 +88,8 @@ class FamilyCalls(Protocol):
 
     def items(self, job_id: str) -> list[ResultItem]: ...
 
+    def me(self) -> Job: ...
+
 
 class Family:
     """The store, as seen by one attempt of ``parent``: its children and nothing else."""
@@ -181,3 +183,7 @@ class Family:
         """A child's items. Raises :class:`~andon.JobNotFound` for a job that is not its child."""
         self.jobs([job_id])
         return self._store.items(job_id)
+
+    def me(self) -> Job:
+        """The parent itself, as stored now."""
+        return self._store.get(self._parent.id)

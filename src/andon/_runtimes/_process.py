@@ -303,7 +303,7 @@ def _signal_group(pid: int, signum: int, *, leader_too: bool = True) -> None:
 # -- in the child ------------------------------------------------------------------
 
 
-_FAMILY_CALLS: Final = frozenset({"submit", "children", "jobs", "items"})
+_FAMILY_CALLS: Final = frozenset({"submit", "children", "jobs", "items", "me"})
 _FAMILY_ERRORS: Final[Mapping[str, type[AndonError]]] = {
     name: _errors.UsageError if issubclass(cls, _errors.UsageError) else AndonError
     for name, cls in vars(_errors).items()
@@ -371,6 +371,10 @@ class _PipeFamily:
     def items(self, job_id: str) -> list[ResultItem]:
         items: list[ResultItem] = self._call("items", job_id)
         return items
+
+    def me(self) -> Job:
+        job: Job = self._call("me")
+        return job
 
 
 @final
