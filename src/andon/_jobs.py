@@ -261,6 +261,11 @@ class Job:
     awaiting: JobStatus | None = None
     """Set while a ``cancelling`` job's own work has stopped but some of its descendants have
     not: the status it takes once the last of them has (a cancel means the tree stopped)."""
+    schedule: str | None = None
+    """The schedule whose tick made it (``@app.periodic``, ``andon schedules``); ``None`` otherwise."""
+    pruned_at: float | None = None
+    """When its params, result, items and history were pruned (``andon prune``): what is left
+    is a tombstone (id, kind, final state, times, its cancel record)."""
 
     @property
     def tree_root(self) -> str:

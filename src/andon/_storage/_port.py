@@ -64,6 +64,10 @@ class NewJob:
     """Its failure (no retry left) stops its parent as failed, and so its siblings."""
     key: str | None = None
     """A business key: at most one active job of this kind with it (see ``on_conflict``)."""
+    schedule: str | None = None
+    """The schedule whose tick makes it."""
+    available_at: float | None = None
+    """When it may start (``run_at``); ``None``: at once."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -455,6 +455,8 @@ class PostgresConnector:
             "detacheds": [j.detached for j in jobs],
             "fail_parents": [j.fail_parent for j in jobs],
             "job_keys": [j.key for j in jobs],
+            "schedule_names": [j.schedule for j in jobs],
+            "available_ats": [j.available_at for j in jobs],
         }
         tx.one("submit", args)
 

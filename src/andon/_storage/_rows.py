@@ -208,6 +208,8 @@ def job_from_row(row: Row) -> Job:
         fail_parent=bool(row["fail_parent"]),
         key=row["job_key"],
         awaiting=JobStatus(row["awaiting_status"]) if row["awaiting_status"] else None,
+        schedule=row["schedule_name"],
+        pruned_at=row["pruned_at"],
     )
 
 

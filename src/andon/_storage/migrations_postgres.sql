@@ -117,3 +117,43 @@ CREATE TABLE andon_idempotency (
     PRIMARY KEY (scope, key)
 );
 CREATE INDEX andon_idempotency_age ON andon_idempotency (created_at);
+
+-- migration 5: scheduled and periodic jobs, the scheduler's lease, and pruned history
+ALTER TABLE andon_jobs ADD COLUMN schedule_name text COLLATE "C";  -- the schedule whose tick made it
+ALTER TABLE andon_jobs ADD COLUMN pruned_at double precision;      -- its history was pruned: a tombstone
+CREATE INDEX andon_jobs_due ON andon_jobs (available_at, id) WHERE status = 'queued';
+CREATE INDEX andon_jobs_finished ON andon_jobs (finished_at, id) WHERE finished_at IS NOT NULL;
+CREATE TABLE andon_schedules (
+    name        text COLLATE "C" PRIMARY KEY,
+    kind        text COLLATE "C" NOT NULL,
+    params      text NOT NULL,                     -- JSON
+    cron        text,                              -- a cron expression, or NULL with every_s
+    every_s     double precision,                  -- a fixed interval in seconds, or NULL with cron
+    timezone    text NOT NULL DEFAULT 'UTC',
+    overlap     text NOT NULL DEFAULT 'skip',      -- skip | queue | supersede
+    catch_up    text NOT NULL DEFAULT 'latest',    -- latest | all | none
+    priority    integer NOT NULL DEFAULT 0,
+    timeout_s   double precision,
+    source      text NOT NULL,                     -- app (declared in code) | runtime (added by a person)
+    paused_at   double precision,
+    paused_by   text,
+    next_at     double precision,                  -- the next tick (unix seconds), NULL while paused
+    created_at  double precision NOT NULL,
+    updated_at  double precision NOT NULL
+);
+CREATE TABLE andon_ticks (
+    schedule    text COLLATE "C" NOT NULL,
+    tick_at     double precision NOT NULL,         -- the tick's time by its schedule
+    at          double precision NOT NULL,         -- when it was handled
+    outcome     text NOT NULL,                     -- enqueued | skipped | queued | superseded | missed | triggered
+    job_id      text COLLATE "C",
+    by          text,                              -- the scheduler (worker id) or person
+    message     text,
+    PRIMARY KEY (schedule, tick_at)                -- each tick is handled once, whoever leads
+);
+CREATE TABLE andon_leases (
+    name        text COLLATE "C" PRIMARY KEY,      -- 'scheduler'
+    holder      text NOT NULL,
+    expires_at  double precision NOT NULL,
+    since       double precision NOT NULL
+);

@@ -32,16 +32,17 @@ SELECT pg_notify(%(channel)s, %(payload)s)
 WITH new AS (
     INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
                             max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, events_count,
-                            parent_id, root_id, detached, fail_parent, job_key)
-    SELECT id, kind, params, 'queued', priority, %(now)s, %(now)s,
+                            parent_id, root_id, detached, fail_parent, job_key, schedule_name)
+    SELECT id, kind, params, 'queued', priority, %(now)s, COALESCE(available_at, %(now)s),
            max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, 1,
-           parent_id, root_id, detached, fail_parent, job_key
+           parent_id, root_id, detached, fail_parent, job_key, schedule_name
     FROM unnest(%(ids)s::text[], %(kinds)s::text[], %(params)s::text[], %(priorities)s::bigint[],
                 %(max_attempts)s::integer[], %(backoffs)s::float8[], %(timeouts)s::float8[], %(retry_ofs)s::text[],
                 %(owners)s::text[], %(retry_resumes)s::boolean[], %(parent_ids)s::text[], %(root_ids)s::text[],
-                %(detacheds)s::boolean[], %(fail_parents)s::boolean[], %(job_keys)s::text[])
+                %(detacheds)s::boolean[], %(fail_parents)s::boolean[], %(job_keys)s::text[],
+                %(schedule_names)s::text[], %(available_ats)s::float8[])
          AS new (id, kind, params, priority, max_attempts, retry_backoff_s, timeout_s, retry_of, owner,
-                 retry_resume, parent_id, root_id, detached, fail_parent, job_key)
+                 retry_resume, parent_id, root_id, detached, fail_parent, job_key, schedule_name, available_at)
     RETURNING id
 )
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)

@@ -63,14 +63,22 @@ ALTER TABLE andon_jobs ADD COLUMN cancel_origin TEXT;
 ALTER TABLE andon_jobs ADD COLUMN awaiting_status TEXT;
 UPDATE andon_meta SET value = '5' WHERE key = 'schema_version'
 
+-- 5 -> 6: scheduled and periodic jobs, pruned history (and schema_sqlite.sql then adds the
+-- schedules, ticks and leases tables and the new indexes).
+-- name: upgrade_to_6
+ALTER TABLE andon_jobs ADD COLUMN schedule_name TEXT;
+ALTER TABLE andon_jobs ADD COLUMN pruned_at REAL;
+UPDATE andon_meta SET value = '6' WHERE key = 'schema_version'
+
 -- == clients ============================================================================
 
 -- name: insert_job
 INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
                         max_attempts, retry_backoff_s, timeout_s, retry_of, owner, retry_resume, events_count,
-                        parent_id, root_id, detached, fail_parent, job_key)
-VALUES (:id, :kind, :params, 'queued', :priority, :now, :now, :max_attempts, :retry_backoff_s, :timeout_s,
-        :retry_of, :owner, :retry_resume, 1, :parent_id, :root_id, :detached, :fail_parent, :job_key)
+                        parent_id, root_id, detached, fail_parent, job_key, schedule_name)
+VALUES (:id, :kind, :params, 'queued', :priority, :now, COALESCE(:available_at, :now), :max_attempts,
+        :retry_backoff_s, :timeout_s, :retry_of, :owner, :retry_resume, 1, :parent_id, :root_id, :detached,
+        :fail_parent, :job_key, :schedule_name)
 
 -- name: insert_submitted
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)

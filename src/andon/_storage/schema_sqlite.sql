@@ -1,4 +1,4 @@
--- andon schema for SQLite, version 5 (a file of an older version is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
+-- andon schema for SQLite, version 6 (a file of an older version is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
 CREATE TABLE IF NOT EXISTS andon_jobs (
     id                     TEXT PRIMARY KEY,
     kind                   TEXT NOT NULL,
@@ -48,13 +48,17 @@ CREATE TABLE IF NOT EXISTS andon_jobs (
     fail_parent            INTEGER NOT NULL DEFAULT 0,  -- its failure fails its parent (fail fast)
     job_key                TEXT,                -- the business key: one active job per kind and key
     cancel_origin          TEXT,                -- the job whose cancel reached it (a parent's, a superseding job's)
-    awaiting_status        TEXT                 -- its own work stopped; it ends so once its descendants have
+    awaiting_status        TEXT,                -- its own work stopped; it ends so once its descendants have
+    schedule_name          TEXT,                -- the schedule whose tick made it
+    pruned_at              REAL                 -- its history was pruned: a tombstone
 );
 CREATE INDEX IF NOT EXISTS andon_jobs_queue ON andon_jobs (priority DESC, id) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS andon_jobs_held ON andon_jobs (worker_id) WHERE status IN ('running', 'cancelling');
 CREATE INDEX IF NOT EXISTS andon_jobs_status ON andon_jobs (status, id);
 CREATE INDEX IF NOT EXISTS andon_jobs_kind ON andon_jobs (kind, id);
 CREATE INDEX IF NOT EXISTS andon_jobs_owner ON andon_jobs (owner, id);
+CREATE INDEX IF NOT EXISTS andon_jobs_due ON andon_jobs (available_at, id) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS andon_jobs_finished ON andon_jobs (finished_at, id) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS andon_jobs_parent ON andon_jobs (parent_id, id) WHERE parent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS andon_jobs_root ON andon_jobs (root_id, id) WHERE root_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS andon_jobs_key ON andon_jobs (kind, job_key, id)
@@ -103,8 +107,42 @@ CREATE TABLE IF NOT EXISTS andon_idempotency (
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS andon_idempotency_age ON andon_idempotency (created_at);
+CREATE TABLE IF NOT EXISTS andon_schedules (
+    name        TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    params      TEXT NOT NULL,                 -- JSON
+    cron        TEXT,                          -- a cron expression, or NULL with every_s
+    every_s     REAL,                          -- a fixed interval in seconds, or NULL with cron
+    timezone    TEXT NOT NULL DEFAULT 'UTC',
+    overlap     TEXT NOT NULL DEFAULT 'skip',  -- skip | queue | supersede
+    catch_up    TEXT NOT NULL DEFAULT 'latest',-- latest | all | none
+    priority    INTEGER NOT NULL DEFAULT 0,
+    timeout_s   REAL,
+    source      TEXT NOT NULL,                 -- app (declared in code) | runtime (added by a person)
+    paused_at   REAL,
+    paused_by   TEXT,
+    next_at     REAL,                          -- the next tick (unix seconds), NULL while paused
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS andon_ticks (
+    schedule    TEXT NOT NULL,
+    tick_at     REAL NOT NULL,                 -- the tick's time by its schedule
+    at          REAL NOT NULL,                 -- when it was handled
+    outcome     TEXT NOT NULL,                 -- enqueued | skipped | queued | superseded | missed | triggered
+    job_id      TEXT,
+    by          TEXT,                          -- the scheduler (worker id) or person
+    message     TEXT,
+    PRIMARY KEY (schedule, tick_at)            -- each tick is handled once, whoever leads
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS andon_leases (
+    name        TEXT PRIMARY KEY,              -- 'scheduler'
+    holder      TEXT NOT NULL,
+    expires_at  REAL NOT NULL,
+    since       REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '5');
+INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '6');

@@ -314,7 +314,7 @@ def _queued(job: NewJob, now: float) -> Job:
         params=job.params,
         status=JobStatus.QUEUED,
         created_at=now,
-        available_at=now,
+        available_at=now if job.available_at is None else job.available_at,
         events_count=1,
         retry_resume=job.retry_resume,
         max_attempts=job.max_attempts,
@@ -328,4 +328,5 @@ def _queued(job: NewJob, now: float) -> Job:
         detached=job.detached,
         fail_parent=job.fail_parent,
         key=job.key,
+        schedule=job.schedule,
     )
