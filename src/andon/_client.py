@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import time
@@ -22,7 +23,7 @@ from andon._errors import (
     WaitTimeout,
 )
 from andon._export import ResultsExport, ResultsFormat, export_results
-from andon._family import new_jobs
+from andon._family import NOW, Due, due_time, new_jobs
 from andon._hub import deliver_here, wake_here
 from andon._ids import is_job_id, new_job_id
 from andon._jobs import RETRYABLE_STATUSES, Job, JobEvent, JobStatus, ResultItem
@@ -111,8 +112,14 @@ class Client:
         priority: int = 0,
         key: str | None = None,
         on_conflict: OnConflict | str = OnConflict.SKIP,
+        run_at: datetime.datetime | float | None = None,
+        delay: float | None = None,
     ) -> Job:
         """Validate params and queue one job.
+
+        ``run_at`` (an aware ``datetime``, or unix seconds) or ``delay`` (seconds from now)
+        schedule it: it stays ``queued`` and no worker starts it before then
+        (:attr:`Job.due_at`); a cancel before then withdraws it, and it never starts.
 
         With a ``key``, at most one job of ``kind`` with that key is active at a time, and
         ``on_conflict`` says what happens while one is (``skip``: answer it; ``queue``: one
@@ -127,8 +134,19 @@ class Client:
             NotAllowed: the key is held by a job of another owner this client cannot see.
         """
         if key is None:
-            return self.submit_many(kind, [params or {}], timeout=timeout, priority=priority)[0]
-        return self.submit_once(kind, params, timeout=timeout, priority=priority, key=key, on_conflict=on_conflict).job
+            return self.submit_many(
+                kind, [params or {}], timeout=timeout, priority=priority, run_at=run_at, delay=delay
+            )[0]
+        return self.submit_once(
+            kind,
+            params,
+            timeout=timeout,
+            priority=priority,
+            key=key,
+            on_conflict=on_conflict,
+            run_at=run_at,
+            delay=delay,
+        ).job
 
     def submit_once(
         self,
@@ -140,6 +158,8 @@ class Client:
         key: str | None = None,
         on_conflict: OnConflict | str = OnConflict.SKIP,
         idempotency_key: str | None = None,
+        run_at: datetime.datetime | float | None = None,
+        delay: float | None = None,
     ) -> Submission:
         """:meth:`submit`, answering whether the job was created (``Submission.created``) or
         was there already, and which jobs it superseded.
@@ -155,7 +175,9 @@ class Client:
             (and what :meth:`submit` raises)
         """
         policy = on_conflict_of(on_conflict)
-        (new,) = self._new_jobs(kind, [params or {}], timeout, priority, None if key is None else check_key(key))
+        (new,) = self._new_jobs(
+            kind, [params or {}], timeout, priority, None if key is None else check_key(key), due_time(run_at, delay)
+        )
         idempotency = None
         if idempotency_key is not None:
             check_key(idempotency_key, "idempotency key")
@@ -177,10 +199,13 @@ class Client:
         *,
         timeout: float | _Default | None = DEFAULT,
         priority: int = 0,
+        run_at: datetime.datetime | float | None = None,
+        delay: float | None = None,
     ) -> list[Job]:
         """Queue many jobs of one kind in one transaction: all are created or none.
         (Keyed jobs are submitted one at a time: :meth:`submit` with ``key``.)"""
-        jobs = self.store.submit(self._new_jobs(kind, params_list, timeout, priority), self.actor)
+        due = due_time(run_at, delay)
+        jobs = self.store.submit(self._new_jobs(kind, params_list, timeout, priority, None, due), self.actor)
         wake_here()
         return jobs
 
@@ -191,10 +216,19 @@ class Client:
         timeout: float | _Default | None,
         priority: int,
         key: str | None = None,
+        due: Due = NOW,
     ) -> list[NewJob]:
         spec = self._app().get(kind)
         timeout_s = spec.timeout_s if timeout is DEFAULT else timeout
-        return new_jobs(spec, params_list, timeout_s=timeout_s, priority=priority, owner=self._owner, key=key)
+        return new_jobs(
+            spec,
+            params_list,
+            timeout_s=timeout_s,
+            priority=priority,
+            owner=self._owner,
+            key=key,
+            due=due,
+        )
 
     @property
     def _owner(self) -> str | None:

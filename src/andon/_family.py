@@ -10,10 +10,14 @@ store checks that in the transaction that inserts them; see ``_storage/_ops/_tre
 
 from __future__ import annotations
 
+import datetime
+import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from andon._errors import InvalidParams, JobNotFound
+from andon._errors import InvalidParams, JobNotFound, UsageError
 from andon._hub import deliver_here, wake_here
 from andon._ids import new_job_id
 from andon._jobs import Job, JobStatus, ResultItem
@@ -24,9 +28,55 @@ if TYPE_CHECKING:
     from andon._registry import App, JobKind
     from andon._storage import Store
 
-__all__ = ["Family", "FamilyCalls", "new_jobs"]
+__all__ = ["MAX_DELAY_S", "NOW", "Due", "Family", "FamilyCalls", "due_time", "new_jobs"]
 
 _PAGE = 500
+
+
+MAX_DELAY_S: Final = 10 * 365 * 24 * 3600.0
+"""The furthest ahead a job may be scheduled (ten years)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """When a job to submit may start: at a moment (``at``, unix seconds), after a delay from
+    its submit as the store's clock has it (``delay_s``), or at once (neither)."""
+
+    at: float | None = None
+    delay_s: float | None = None
+
+
+NOW: Final = Due()
+
+
+def due_time(run_at: datetime.datetime | float | None, delay: float | None) -> Due:
+    """``run_at`` / ``delay`` of a submit, checked.
+
+    Raises:
+        UsageError: both are given, ``run_at`` is a naive datetime (no time zone), or either
+            is not a finite number within ten years.
+    """
+    if run_at is not None and delay is not None:
+        raise UsageError("give run_at or delay, not both")
+    if delay is not None:
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_DELAY_S:
+            raise UsageError(
+                f"delay must be a number of seconds from 0 to {MAX_DELAY_S:.0f} (ten years), not {delay!r}"
+            )
+        return Due(delay_s=float(delay))
+    if run_at is None:
+        return NOW
+    if isinstance(run_at, datetime.datetime):
+        if run_at.tzinfo is None or run_at.utcoffset() is None:
+            raise UsageError(f"run_at {run_at.isoformat()} has no time zone: give one (e.g. +00:00)")
+        at = run_at.timestamp()
+    elif isinstance(run_at, bool) or not isinstance(run_at, (int, float)) or not math.isfinite(run_at):
+        raise UsageError(f"run_at must be an aware datetime or unix seconds, not {run_at!r}")
+    else:
+        at = float(run_at)
+    if at > time.time() + MAX_DELAY_S:
+        raise UsageError("run_at is more than ten years ahead")
+    return Due(at=at)
 
 
 def new_jobs(
@@ -39,6 +89,7 @@ def new_jobs(
     key: str | None = None,
     detached: bool = False,
     fail_parent: bool = False,
+    due: Due = NOW,
 ) -> list[NewJob]:
     """Jobs of kind ``spec`` to create, their params validated and the kind's settings applied.
 
@@ -61,6 +112,8 @@ def new_jobs(
             key=key,
             detached=detached,
             fail_parent=fail_parent,
+            available_at=due.at,
+            delay_s=due.delay_s,
         )
         for params in params_list
     ]

@@ -161,6 +161,8 @@ class Worker:
         self._reserved = 0
         self._drained_generation = -1
         """The generation at which a claim last found fewer jobs than it asked for."""
+        self._next_due: float | None = None
+        """When the next queued job of this worker's kinds that is not due yet falls due."""
         # Group commit: slots that finish while a settlement is being written queue here
         # and the next writer records them all in one transaction.
         self._settle_lock = threading.Condition(threading.Lock())
@@ -321,8 +323,16 @@ class Worker:
                         # this generation: wait for its jobs, for news from the store, or
                         # for the next poll.
                         began = self.clock.monotonic()
-                        self._changed.wait(self.idle_poll_s)
-                        if self._generation == generation and self.clock.monotonic() - began >= self.idle_poll_s:
+                        wait = self.idle_poll_s
+                        due = self._next_due
+                        if due is not None:
+                            # A scheduled job (or a retry's backoff) falls due before the poll.
+                            wait = min(wait, max(0.0, due - self.clock.now()))
+                        self._changed.wait(wait)
+                        if due is not None and self.clock.now() >= due:
+                            self._next_due = None
+                            self._drained_generation = -1
+                        elif self._generation == generation and self.clock.monotonic() - began >= self.idle_poll_s:
                             self._drained_generation = -1
                         continue
                     self._reserved += want
@@ -335,6 +345,8 @@ class Worker:
             failed = False
             try:
                 jobs = self.store.claim_many(self.id, self.kind_names, self.lease_s, want)
+                if len(jobs) < want:
+                    self._learn_next_due()
             except AndonError as exc:
                 failed = True
                 failures += 1
@@ -413,6 +425,8 @@ class Worker:
         jobs: list[Job] = []
         try:
             jobs = self._record(batch, want)
+            if want and len(jobs) < want:
+                self._learn_next_due()
         finally:
             with self._settle_lock:
                 self._settling = False
@@ -427,6 +441,16 @@ class Worker:
                 if want and len(jobs) < want:
                     self._drained_generation = generation
                 self._changed.notify_all()
+
+    def _learn_next_due(self) -> None:
+        """After a claim found fewer jobs than it wanted: when the next one falls due, so that
+        idle slots wake for it rather than at their next poll."""
+        try:
+            due = self.store.next_due(self.kind_names)
+        except AndonError:
+            due = None  # the poll still comes
+        with self._changed:
+            self._next_due = due
 
     def _drain_journal(self, attempt: Attempt) -> None:
         """Write what the attempt's journal holds, a chunk at a time, before its end is

@@ -67,7 +67,9 @@ class NewJob:
     schedule: str | None = None
     """The schedule whose tick makes it."""
     available_at: float | None = None
-    """When it may start (``run_at``); ``None``: at once."""
+    """When it may start (``run_at``, unix seconds); ``None``: see ``delay_s``."""
+    delay_s: float | None = None
+    """Seconds after its submit (by the store's clock) when it may start; ``None``: at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -415,6 +417,11 @@ class Store(Protocol):
         ...
 
     # -- workers --------------------------------------------------------------
+
+    def next_due(self, kinds: Collection[str]) -> float | None:
+        """When the next queued job of ``kinds`` that is not due yet falls due (wall-clock
+        seconds), or ``None``: an idle worker sleeps until then, not a poll interval."""
+        ...
 
     def claim_many(self, worker_id: str, kinds: Collection[str], lease_s: float, limit: int) -> list[Job]:
         """Atomically move up to ``limit`` available queued jobs of ``kinds`` to ``running``,

@@ -318,6 +318,12 @@ WHERE parent_id = %(id)s AND NOT detached AND status IN ('queued', 'running', 'c
 SELECT id FROM andon_jobs
 WHERE parent_id = %(id)s AND detached AND status IN ('queued', 'running', 'cancelling') ORDER BY id
 
+-- The next moment a queued job of these kinds falls due (a scheduled job, a retry waiting
+-- out its backoff), so that an idle worker wakes for it.
+-- name: next_due
+SELECT min(available_at) AS due FROM andon_jobs
+WHERE status = 'queued' AND available_at > %(now)s AND kind COLLATE "C" = ANY(%(kinds)s)
+
 -- name: claim
 WITH next AS (
     SELECT id FROM andon_jobs

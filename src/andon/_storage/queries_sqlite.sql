@@ -326,6 +326,12 @@ WHERE parent_id = :id AND NOT detached AND status IN ('queued', 'running', 'canc
 SELECT id FROM andon_jobs
 WHERE parent_id = :id AND detached AND status IN ('queued', 'running', 'cancelling') ORDER BY id
 
+-- The next moment a queued job of these kinds falls due (a scheduled job, a retry waiting
+-- out its backoff), so that an idle worker wakes for it.
+-- name: next_due
+SELECT MIN(available_at) AS due FROM andon_jobs INDEXED BY andon_jobs_due
+WHERE status = 'queued' AND available_at > :now AND kind IN (SELECT value FROM json_each(:kinds))
+
 -- name: claim
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
 SELECT id, events_count + 1, :now, 'started', 'queued', 'running', :actor, NULL, NULL, attempt + 1

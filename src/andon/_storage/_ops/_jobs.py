@@ -52,11 +52,11 @@ class JobOperations(TreeOperations[C]):
                 earlier = self._earlier_answer(tx, idempotency, now)
                 if earlier is not None:
                     return earlier
-            new = job
+            (new,) = due_now([job], now)
             if parent is not None:
                 parent_id, worker_id, attempt = parent
                 root = self._check_parent(tx, parent_id, worker_id, attempt)
-                new = dataclasses.replace(job, parent_id=parent_id, root_id=root)
+                new = dataclasses.replace(new, parent_id=parent_id, root_id=root)
             submission = self._submit_keyed(tx, new, actor, on_conflict, visible_owner, now)
             if idempotency is not None:
                 args = self._idempotency_args(idempotency, now)
@@ -150,11 +150,11 @@ class JobOperations(TreeOperations[C]):
         ids = self._db.array([j.id for j in jobs])
 
         def body(tx: Tx) -> list[NewJob]:
-            new = list(jobs)
+            new = due_now(jobs, now)
             if parent is not None:
                 parent_id, worker_id, attempt = parent
                 root = self._check_parent(tx, parent_id, worker_id, attempt)
-                new = [dataclasses.replace(j, parent_id=parent_id, root_id=root) for j in jobs]
+                new = [dataclasses.replace(j, parent_id=parent_id, root_id=root) for j in new]
             self._db.insert_jobs(tx, new, now, actor)
             tx.notify([Change.WORK])
             return new
@@ -303,7 +303,16 @@ def _as_stored(tx: Tx, job: NewJob) -> NewJob:
     row = tx.one("get", {"id": job.id})
     if row is None:
         return job
-    return dataclasses.replace(job, parent_id=row["parent_id"], root_id=row["root_id"])
+    return dataclasses.replace(
+        job, parent_id=row["parent_id"], root_id=row["root_id"], available_at=row["available_at"], delay_s=None
+    )
+
+
+def due_now(jobs: Sequence[NewJob], now: float) -> list[NewJob]:
+    """``jobs`` with a delay turned into the moment it ends, by the store's clock."""
+    return [
+        dataclasses.replace(j, available_at=now + j.delay_s, delay_s=None) if j.delay_s is not None else j for j in jobs
+    ]
 
 
 def _queued(job: NewJob, now: float) -> Job:

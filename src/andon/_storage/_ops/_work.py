@@ -61,6 +61,14 @@ class WorkOperations(TreeOperations[C]):
             "n": limit,
         }
 
+    def next_due(self, kinds: Collection[str]) -> float | None:
+        """When the next queued job of ``kinds`` that is not due yet falls due (wall clock)."""
+        if not kinds:
+            return None
+        args = {"now": self._clock.now(), "kinds": self._db.array(kinds)}
+        row = self._db.read(lambda tx: tx.one("next_due", args))
+        return None if row is None or row["due"] is None else float(row["due"])
+
     def write_progress(self, updates: Sequence[ProgressUpdate]) -> list[str]:
         pending = [u for u in updates if not u.is_empty]
         if not pending:
