@@ -300,6 +300,7 @@ class Client:
         max_bytes: int | None = PAGE_MAX_BYTES,
         parent: str | None = None,
         root: str | None = None,
+        scheduled: bool | None = None,
     ) -> Page:
         """History, newest first, one page: at most ``limit`` jobs (1 to 1,000) and
         ``max_bytes`` of stored values (at least one job; ``None``: no bound in bytes).
@@ -307,6 +308,8 @@ class Client:
         A page may end before ``limit`` jobs; ``next_cursor`` is where the next one starts,
         ``None`` at the end. ``parent`` keeps the direct children of that job, ``root`` every
         job of the tree it started (not the root itself); an id no job has gives no jobs.
+        ``scheduled=True`` keeps the queued jobs that are not due yet (:attr:`Job.due_at`),
+        ``False`` leaves them out.
 
         Raises:
             InvalidCursor: ``cursor`` is not one a page gave (a job id).
@@ -320,6 +323,7 @@ class Client:
             owners=self._owners,
             parents=[] if parent is None else [_filter_id("parent", parent)],
             roots=[] if root is None else [_filter_id("root", root)],
+            scheduled=scheduled,
         )
         return self.store.list_jobs(where, _rows(limit), cursor, None if max_bytes is None else max(1, max_bytes))
 

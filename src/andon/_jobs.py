@@ -268,6 +268,13 @@ class Job:
     is a tombstone (id, kind, final state, times, its cancel record)."""
 
     @property
+    def due_at(self) -> float | None:
+        """When a queued job may start (its ``run_at``, or the end of a retry's backoff);
+        ``None`` once it has been claimed or ended. A queued job whose ``due_at`` is still
+        ahead is *scheduled*: no worker starts it before then, and a cancel withdraws it."""
+        return self.available_at if self.status is JobStatus.QUEUED else None
+
+    @property
     def tree_root(self) -> str:
         """The id of the top-level job of its tree (its own id for a top-level job)."""
         return self.root_id or self.id

@@ -84,8 +84,9 @@ class Connector(Protocol):
 
     def watch(self, changes: frozenset[Change]) -> ChangeWatcher: ...
 
-    def job_filter(self, where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:
-        """The ``{where}`` and ``{order}`` fragments of a filter, and their parameters."""
+    def job_filter(self, where: JobFilter, cursor: str | None, now: float = 0.0) -> tuple[str, str, dict[str, Any]]:
+        """The ``{where}`` and ``{order}`` fragments of a filter, and their parameters (``now``:
+        the store's time, for ``where.scheduled``)."""
         ...
 
     def subtree_clause(self, *, root: bool = False) -> str:

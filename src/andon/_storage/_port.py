@@ -84,6 +84,9 @@ class JobFilter:
     """Direct children of these jobs."""
     roots: Collection[str] = ()
     """Every descendant of these jobs that started a tree (not the roots themselves)."""
+    scheduled: bool | None = None
+    """``True``: only queued jobs not due yet (scheduled for later, or a retry waiting out
+    its backoff); ``False``: every job but those; ``None``: either."""
 
 
 T = TypeVar("T")

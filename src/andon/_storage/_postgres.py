@@ -423,8 +423,8 @@ class PostgresConnector:
     def subtree_clause(self, *, root: bool = False) -> str:
         return _QUERIES["tree_clause" if root else "subtree_clause"].decode()
 
-    def job_filter(self, where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:
-        return postgres_filter(where, cursor)
+    def job_filter(self, where: JobFilter, cursor: str | None, now: float = 0.0) -> tuple[str, str, dict[str, Any]]:
+        return postgres_filter(where, cursor, now)
 
     def array(self, values: Collection[str]) -> list[str]:
         return list(values)

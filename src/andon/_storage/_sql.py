@@ -52,9 +52,10 @@ def _filter_values(where: JobFilter) -> list[tuple[str, list[str]]]:
     ]
 
 
-def sqlite_filter(where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:
+def sqlite_filter(where: JobFilter, cursor: str | None, now: float = 0.0) -> tuple[str, str, dict[str, Any]]:
     """The condition (``:fN`` parameters; ``1`` when empty), the listing order and the
-    parameters of a filter on SQLite, and ``id < :cursor`` when a listing goes on."""
+    parameters of a filter on SQLite, and ``id < :cursor`` when a listing goes on. ``now``
+    decides which queued jobs are not due yet (``where.scheduled``)."""
     parts: list[str] = ["1"]
     args: dict[str, Any] = {}
     for column, values in _filter_values(where):
@@ -62,16 +63,22 @@ def sqlite_filter(where: JobFilter, cursor: str | None) -> tuple[str, str, dict[
             name = f"f{len(args)}"
             parts.append(f"{column} IN (SELECT value FROM json_each(:{name}))")
             args[name] = json.dumps(values)
+    if where.scheduled is not None:
+        parts.append(("" if where.scheduled else "NOT ") + "(status = 'queued' AND available_at > :due_after)")
+        args["due_after"] = now
     if cursor is not None:
         parts.append("id < :cursor")
         args["cursor"] = cursor
     return " AND ".join(parts), "id DESC", args
 
 
-def postgres_filter(where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:
+def postgres_filter(where: JobFilter, cursor: str | None, now: float = 0.0) -> tuple[str, str, dict[str, Any]]:
     """:func:`sqlite_filter` for PostgreSQL (``%(f_column)s`` parameters; ``true`` when empty)."""
     parts = ["true"]
     args: dict[str, Any] = {}
+    if where.scheduled is not None:
+        parts.append(("" if where.scheduled else "NOT ") + "(status = 'queued' AND available_at > %(due_after)s)")
+        args["due_after"] = now
     for column, values in _filter_values(where):
         if len(values) == 1:
             # One value: written as a range (the same rows) so that the planner keeps

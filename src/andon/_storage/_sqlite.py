@@ -313,8 +313,8 @@ class SqliteConnector:
         (clause,) = _QUERIES["tree_clause" if root else "subtree_clause"]
         return clause
 
-    def job_filter(self, where: JobFilter, cursor: str | None) -> tuple[str, str, dict[str, Any]]:
-        return sqlite_filter(where, cursor)
+    def job_filter(self, where: JobFilter, cursor: str | None, now: float = 0.0) -> tuple[str, str, dict[str, Any]]:
+        return sqlite_filter(where, cursor, now)
 
     def array(self, values: Collection[str]) -> str:
         return json.dumps(list(values))

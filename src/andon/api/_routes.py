@@ -197,6 +197,8 @@ async def submit_job(
         key=body.key,
         on_conflict=body.on_conflict,
         idempotency_key=idempotency_key,
+        run_at=body.run_at,
+        delay=body.delay_s,
     )
     if not submission.created:
         response.status_code = 200
@@ -213,6 +215,9 @@ async def list_jobs(
     cursor: PageCursor = None,
     parent: ParentFilter = None,
     root: RootFilter = None,
+    scheduled: Annotated[
+        bool | None, Query(description="true: only queued jobs not due yet; false: all but those.")
+    ] = None,
 ) -> JobPage:
     """History, newest first, one page at a time. Items are summaries (no params, result or traceback);
     `child_counts` has the direct children by state of the page's jobs that have any.
@@ -228,6 +233,7 @@ async def list_jobs(
         cursor=cursor,
         parent=parent,
         root=root,
+        scheduled=scheduled,
     )
     return JobPage.of(page, counts)
 

@@ -11,9 +11,10 @@ import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Final
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
 
 import andon
+from andon._family import MAX_DELAY_S
 
 __all__ = [
     "BulkCancelBody",
@@ -103,7 +104,10 @@ class SubmitBody(BaseModel):
     is, ``on_conflict`` says what this submit does: ``skip`` answers it (200), ``queue`` lets
     one job wait behind it (201; 200 with the waiting one if there is one already),
     ``supersede`` stops it (reason ``superseded``) and queues this one, which starts once it
-    has stopped (201)."""
+    has stopped (201).
+
+    ``run_at`` or ``delay_s`` schedule it: it is listed ``queued`` with its ``due_at`` ahead,
+    and a cancel before then withdraws it; it never starts."""
 
     model_config = _STRICT
 
@@ -113,6 +117,10 @@ class SubmitBody(BaseModel):
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     key: Key | None = None
     on_conflict: andon.OnConflict = andon.OnConflict.SKIP
+    run_at: AwareDatetime | None = None
+    """Schedule it: no worker starts it before this moment (ISO 8601 with a time zone)."""
+    delay_s: float | None = Field(default=None, ge=0, le=MAX_DELAY_S, allow_inf_nan=False)
+    """Schedule it this many seconds from now (not with ``run_at``)."""
 
 
 class CancelBody(BaseModel):
@@ -260,6 +268,9 @@ class JobSummary(BaseModel):
     started_at: float | None
     finished_at: float | None
     duration_s: float | None
+    due_at: float | None
+    """While it is queued: when it may start (unix seconds). Ahead of now, the job is
+    *scheduled* (``run_at``/``delay_s``, or a retry waiting out its backoff)."""
     worker_id: str | None
     progress: ProgressOut | None
     items_count: int
@@ -366,6 +377,7 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "duration_s": duration,
+        "due_at": job.due_at,
         "worker_id": job.worker_id,
         "progress": ProgressOut(done=job.progress_done, total=job.progress_total, message=job.progress_message)
         if has_progress

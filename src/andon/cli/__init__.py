@@ -28,7 +28,7 @@ from rich.text import Text
 import andon
 from andon.cli import _format as fmt
 from andon.cli._db import db_cli
-from andon.cli._input import DbOption, load_app, parse_params, split_list
+from andon.cli._input import DbOption, load_app, parse_duration, parse_moment, parse_params, split_list
 from andon.cli._sample import sample_data
 from andon.cli._serve import serve
 from andon.cli._tokens import token_cli
@@ -267,11 +267,28 @@ def submit(
             " behind it), supersede (stop it; this one starts once it has stopped).",
         ),
     ] = andon.OnConflict.SKIP,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            metavar="WHEN",
+            help="Start it no earlier than this date and time (ISO 8601; local time without a zone).",
+        ),
+    ] = None,
+    in_: Annotated[
+        str | None,
+        typer.Option("--in", metavar="DURATION", help="Start it no earlier than this long from now (45s, 10m, 2h)."),
+    ] = None,
     db: DbOption = None,
     app_ref: AppOption = None,
 ) -> None:
-    """Queue a job and print its id (with --key, maybe the id of a job already there: it says so)."""
+    """Queue a job and print its id (with --key, maybe the id of a job already there: it says so).
+    With --at or --in it is scheduled: no worker starts it before then, and a cancel withdraws it."""
     values = parse_params(params or [])
+    if at is not None and in_ is not None:
+        raise typer.BadParameter("give --at or --in, not both", param_hint="'--at/--in'")
+    run_at = None if at is None else parse_moment(at, "--at")
+    delay = None if in_ is None else parse_duration(in_, "--in")
     with _client(db, app_ref, with_app=True) as client:
         submission = client.submit_once(
             kind,
@@ -280,6 +297,8 @@ def submit(
             priority=priority,
             key=key,
             on_conflict=on_conflict,
+            run_at=run_at,
+            delay=delay,
         )
     job = submission.job
     if quiet:
@@ -287,6 +306,8 @@ def submit(
         return
     if submission.created:
         console.print(Text.assemble("submitted ", (job.id, "bold"), f"  {job.kind} ", fmt.status_text(job.status)))
+        if job.due_at is not None and (run_at is not None or delay is not None):
+            console.print(Text(f"scheduled: starts no earlier than {fmt.local_time(job.due_at)}", style="cyan"))
     else:
         console.print(
             Text.assemble("existing job ", (job.id, "bold"), f"  {job.kind} ", fmt.status_text(job.status)),
@@ -312,13 +333,22 @@ def list_jobs(
     root: Annotated[
         str | None, typer.Option("--root", metavar="ID", help="Only the jobs of the tree this job started.")
     ] = None,
+    scheduled: Annotated[
+        bool, typer.Option("--scheduled", help="Only queued jobs that are not due yet (submitted with --at/--in).")
+    ] = False,
     db: DbOption = None,
     app_ref: AppOption = None,
 ) -> None:
     """List jobs, newest first."""
     with _client(db) as client:
         page = client.list_jobs(
-            statuses=status or (), kinds=kind or (), limit=limit, cursor=cursor, parent=parent, root=root
+            statuses=status or (),
+            kinds=kind or (),
+            limit=limit,
+            cursor=cursor,
+            parent=parent,
+            root=root,
+            scheduled=True if scheduled else None,
         )
     if not page.items:
         console.print(Text("no jobs", style="dim"))

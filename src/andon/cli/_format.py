@@ -96,6 +96,14 @@ def status_text(status: andon.JobStatus) -> Text:
     return Text(status.value, style=STATUS_STYLES.get(status, ""))
 
 
+def status_cell(job: andon.Job, now: float) -> Text:
+    """The status, and for a scheduled job (queued, not due yet) when it falls due."""
+    text = status_text(job.status)
+    if job.due_at is not None and job.due_at > now:
+        text.append(f" due {short_time(job.due_at, now)}", style="cyan")
+    return text
+
+
 def stop_text(method: andon.StopMethod | str | None) -> Text:
     if method is None:
         return Text("-", style="dim")
@@ -273,7 +281,7 @@ def jobs_table(jobs: Iterable[andon.Job], *, compact: bool = False, now: float |
     if not compact:
         table.add_column("error")
     for job in jobs:
-        cells: list[Text | str] = [Text(job.id), Text(job.kind), status_text(job.status), progress(job)]
+        cells: list[Text | str] = [Text(job.id), Text(job.kind), status_cell(job, now), progress(job)]
         if not compact:
             ran = duration(job, now)
             cells += [str(job.items_count), f"{job.attempt}/{job.max_attempts}", short_time(job.created_at, now)]
@@ -313,7 +321,7 @@ def job_details(job: andon.Job, *, now: float | None = None) -> RenderableType:
         ("retry backoff", seconds(job.retry_backoff_s) if job.max_attempts > 1 else "-"),
         ("timeout", seconds(job.timeout_s) if job.timeout_s is not None else "none"),
         ("created", local_time(job.created_at, ms=True)),
-        ("available", local_time(job.available_at, ms=True)),
+        ("due", _due_detail(job, now)),
         ("started", local_time(job.started_at, ms=True)),
         ("finished", local_time(job.finished_at, ms=True)),
         ("duration", seconds(duration(job, now))),
@@ -337,6 +345,15 @@ def job_details(job: andon.Job, *, now: float | None = None) -> RenderableType:
     if job.error is not None and job.error.traceback:
         return Group(grid, Text(""), Text(job.error.traceback.rstrip(), style="dim"))
     return grid
+
+
+def _due_detail(job: andon.Job, now: float) -> str:
+    """When a queued job may start: scheduled (ahead of now) or due already; ``-`` otherwise."""
+    if job.due_at is None:
+        return "-"
+    if job.due_at > now:
+        return f"{local_time(job.due_at, ms=True)} (scheduled: in {seconds(job.due_at - now)})"
+    return f"{local_time(job.due_at, ms=True)} (due: it starts when a worker is free)"
 
 
 def _progress_detail(job: andon.Job) -> str:

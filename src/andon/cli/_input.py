@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import importlib
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import Annotated, Any, NoReturn
@@ -13,7 +15,7 @@ import typer
 
 import andon
 
-__all__ = ["DbOption", "load_app", "parse_params", "split_list"]
+__all__ = ["DbOption", "load_app", "parse_duration", "parse_moment", "parse_params", "split_list"]
 
 DbOption = Annotated[
     str | None,
@@ -24,6 +26,48 @@ DbOption = Annotated[
         help="Database URL. (default: $ANDON_DATABASE_URL, else sqlite:///andon.db)",
     ),
 ]
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(d|h|m|s))", re.IGNORECASE)
+_UNIT_S = {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """``"10m"``, ``"1h30m"``, ``"30d"``, ``"45s"``, ``"2.5h"`` (or plain seconds) -> seconds.
+
+    Raises:
+        typer.BadParameter: anything else (named after ``option``).
+    """
+    cleaned = text.strip().replace(" ", "")
+    try:
+        seconds = float(cleaned)
+    except ValueError:
+        parts = _DURATION.findall(cleaned)
+        if not parts or "".join(f"{n}{u}" for n, u in parts).lower() != cleaned.lower():
+            raise typer.BadParameter(
+                f"{text!r} is not a duration: write e.g. 45s, 10m, 1h30m, 2d", param_hint=f"'{option}'"
+            ) from None
+        seconds = sum(float(n) * _UNIT_S[u.lower()] for n, u in parts)
+    if not seconds >= 0 or seconds == float("inf"):
+        raise typer.BadParameter(f"{text!r} is not a duration of zero or more", param_hint=f"'{option}'")
+    return seconds
+
+
+def parse_moment(text: str, option: str) -> datetime.datetime:
+    """An ISO 8601 date and time (``2026-12-24T18:00``, ``...Z``, ``...+01:00``); one without a
+    time zone is in this machine's local time zone.
+
+    Raises:
+        typer.BadParameter: not a date and time.
+    """
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not a date and time: write e.g. 2026-12-24T18:00 or 2026-12-24T18:00:00+01:00",
+            param_hint=f"'{option}'",
+        ) from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, Any]:  # Any: JSON values

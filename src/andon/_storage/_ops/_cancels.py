@@ -44,7 +44,7 @@ class CancelOperations(TreeOperations[C]):
     ) -> BulkCancel:
         if reason is CancelReason.FORCED:
             return self._force_fail_many(where, by, message)
-        clause, _, args = self._db.job_filter(where, None)
+        clause, _, args = self._db.job_filter(where, None, self._clock.now())
         args |= {"now": self._clock.now(), "reason": reason.value, "by": by, "message": message, "origin": None}
 
         def body(tx: Tx) -> BulkCancel:
@@ -76,7 +76,7 @@ class CancelOperations(TreeOperations[C]):
 
     def _force_fail_many(self, where: JobFilter, by: str | None, message: str | None) -> BulkCancel:
         """Bulk force-fail, job by job through ``decide_cancel`` (rare; no set-based shortcut)."""
-        clause, _, args = self._db.job_filter(where, None)
+        clause, _, args = self._db.job_filter(where, None, self._clock.now())
 
         def body(tx: Tx) -> BulkCancel:
             withdrawn: list[str] = []

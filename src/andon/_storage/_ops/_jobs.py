@@ -175,7 +175,7 @@ class JobOperations(TreeOperations[C]):
         return job_from_row(row)
 
     def list_jobs(self, where: JobFilter, limit: int, cursor: str | None = None, max_bytes: int | None = None) -> Page:
-        clause, order, args = self._db.job_filter(where, cursor)
+        clause, order, args = self._db.job_filter(where, cursor, self._clock.now())
         args["limit"] = limit + 1
         if max_bytes is None:
             rows = self._db.read(lambda tx: tx.all("list", args, where=clause, order=order))
