@@ -3,7 +3,7 @@
 import { buttonsKey, jobButtons } from "./actions.js";
 import { api, jobPath } from "./api.js";
 import { $, h, replaceKeepingFocus } from "./dom.js";
-import { badge, childOf, elapsedText, isActive, jobHref, number, plural, reasonText, shortId } from "./format.js";
+import { badge, childOf, dueText, elapsedText, isActive, jobHref, number, plural, reasonText, shortId } from "./format.js";
 import { act, confirmAction, toast } from "./notices.js";
 import { cards, forget, keep, on, pruneEnded, remember } from "./state.js";
 
@@ -114,6 +114,8 @@ function updateCard(view, job) {
 }
 
 function idleText(job) {
+  const due = dueText(job);
+  if (due) return due;
   if (job.status === "queued") return "waiting for a free worker slot";
   if (job.status === "cancelling") return "asked to stop; waiting for the work to stop";
   return job.progress ? "" : "running (this job reports no progress)";

@@ -65,7 +65,17 @@ export function reasonText(job) {
   return (job.progress && job.progress.message) || "";
 }
 
+// A queued job whose due time is still ahead: scheduled (run_at / delay, or a retry's backoff).
+export const isScheduled = (job) => job.status === "queued" && job.due_at !== null && job.due_at !== undefined && job.due_at > now();
+
+// "scheduled: in 4:10 (20:33:01)", for a job that is not due yet; null otherwise.
+export function dueText(job) {
+  if (!isScheduled(job)) return null;
+  return `scheduled: starts in ${duration(job.due_at - now())} (${clock(job.due_at)})`;
+}
+
 export function elapsedText(job) {
+  if (isScheduled(job)) return `due in ${duration(job.due_at - now())}`;
   if (job.status === "queued") return `waiting ${duration(now() - job.created_at)}`;
   if (job.started_at === null) return "—";
   return duration((job.finished_at || now()) - job.started_at);

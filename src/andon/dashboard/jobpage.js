@@ -4,7 +4,7 @@
 import { jobButtons } from "./actions.js";
 import { API, api, jobPath } from "./api.js";
 import { $, h, replaceKeepingFocus } from "./dom.js";
-import { badge, duration, elapsedText, isActive, json, jobHref, number, plural, shortId, timeCell } from "./format.js";
+import { badge, dueText, duration, elapsedText, isActive, isScheduled, json, jobHref, number, plural, shortId, timeCell } from "./format.js";
 import { on, shown } from "./state.js";
 import { CHILDREN_PAGE, hasFamily, opened, treeSection } from "./tree.js";
 
@@ -128,6 +128,7 @@ function jobFacts(job) {
       fact("Progress", progress ? `${number(progress.done)} / ${number(progress.total)}` : null),
       fact("Items", String(job.items_count)),
       fact("Created", timeCell(job.created_at)),
+      job.status === "queued" && job.due_at ? fact("Due", h("span", {}, timeCell(job.due_at), isScheduled(job) ? ` (${dueText(job)})` : "")) : null,
       fact("Started", timeCell(job.started_at)),
       fact("Finished", timeCell(job.finished_at)),
       fact("Duration", isActive(job) ? elapsedText(job) : duration(job.duration_s)),
