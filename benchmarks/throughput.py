@@ -15,10 +15,14 @@ Usage::
 (d) A running job with 10,000 queued children (a job tree) cancelled with one
     ``Client.cancel``: the one transaction that withdraws every descendant; then the slot is
     freed and not one of them may start.
+(e) Scheduled jobs: no-op jobs submitted with delays spread over a few seconds, run by an idle
+    ``andon worker`` process; how late each started after its due time (``started_at`` minus
+    ``available_at``, both as the store recorded them).
 """
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import statistics
 import sys
@@ -146,6 +150,23 @@ def tree_cancels(url: str, count: int, repeats: int) -> tuple[list[float], int]:
                 raise SystemExit("a child of the cancelled root is not cancelled")
             started += sum(1 for job in page if job.started_at is not None)
     return took, started
+
+
+def due_lateness(url: str, count: int, spread_s: float) -> list[float]:
+    """Seconds from each scheduled job's due time to its start, ``count`` jobs due at random
+    moments over ``spread_s`` seconds (after a first second, so every submit comes first)."""
+    rng = random.Random(17)
+    with andon.connect(url, app) as client, _common.andon_workers(url, 1, 4):
+        jobs = [client.submit("noop", delay=1.0 + rng.uniform(0, spread_s)) for _ in range(count)]
+        for job in jobs:
+            client.wait_finished(job.id, timeout=spread_s + 60)
+        late = []
+        for job in jobs:
+            ran = client.get(job.id)
+            assert ran.started_at is not None
+            assert job.available_at is not None
+            late.append(ran.started_at - job.available_at)
+    return late
 
 
 def _each_run(rates: list[float]) -> str:
