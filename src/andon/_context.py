@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime
 import json
 import math
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any, Final, Protocol, TypeVar
 from andon._cancel import Cancelled, CancelReason, CancelToken
 from andon._children import ChildGroup
 from andon._errors import CommandFailed, ConfigurationError, ParentStopping, ResultTooLarge, WaitTimeout
-from andon._family import FamilyCalls
+from andon._family import FamilyCalls, due_time
 from andon._jobs import Job, JobStatus, ResultItem
 from andon._sizes import MAX_CHECKPOINT_BYTES, MAX_ITEM_BYTES, MAX_MESSAGE_CHARS, storable_text
 
@@ -161,6 +162,8 @@ class Context:
         fail_fast: bool = True,
         key: str | None = None,
         on_conflict: str = "skip",
+        run_at: datetime.datetime | float | None = None,
+        delay: float | None = None,
     ) -> Job:
         """Queue a child job of this one; a cancel point.
 
@@ -175,16 +178,18 @@ class Context:
         ``timeout``: seconds, ``None`` for none, ``True`` for the kind's own. ``key`` and
         ``on_conflict`` as for ``Client.submit``: while a job of ``kind`` with that key is
         active, ``skip`` answers it (not a child of this job), ``queue`` lets one wait
-        behind it, ``supersede`` stops it.
+        behind it, ``supersede`` stops it. ``run_at`` / ``delay`` schedule it, as for ``Client.submit``.
 
         Raises:
             Cancelled: this job is being stopped (no child was created).
             UnknownKind, InvalidParams: the kind or params do not fit (nothing is created).
         """
         family = self._family_calls()
+        due = due_time(run_at, delay)
         self.check()
+        one = [dict(params or {})]
         return self._submitting(
-            lambda: family.submit(kind, [dict(params or {})], timeout, priority, detached, fail_fast, key, on_conflict)
+            lambda: family.submit(kind, one, timeout, priority, detached, fail_fast, key, on_conflict, due)
         )[0]
 
     def submit_many(
@@ -196,12 +201,16 @@ class Context:
         priority: int = 0,
         detached: bool = False,
         fail_fast: bool = True,
+        run_at: datetime.datetime | float | None = None,
+        delay: float | None = None,
     ) -> list[Job]:
         """Queue many child jobs of one kind in one transaction (all or none); see :meth:`submit`."""
         family = self._family_calls()
+        due = due_time(run_at, delay)
         self.check()
+        many = [dict(p) for p in params_list]
         return self._submitting(
-            lambda: family.submit(kind, [dict(p) for p in params_list], timeout, priority, detached, fail_fast)
+            lambda: family.submit(kind, many, timeout, priority, detached, fail_fast, None, "skip", due)
         )
 
     def _submitting(self, submit: Callable[[], list[Job]]) -> list[Job]:

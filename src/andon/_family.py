@@ -133,6 +133,7 @@ class FamilyCalls(Protocol):
         fail_fast: bool,
         key: str | None = None,
         on_conflict: str = "skip",
+        due: Due = NOW,
     ) -> list[Job]: ...
 
     def children(self) -> list[Job]: ...
@@ -163,6 +164,7 @@ class Family:
         fail_fast: bool,
         key: str | None = None,
         on_conflict: str = "skip",
+        due: Due = NOW,
     ) -> list[Job]:
         """Create children (all or none). ``timeout``: seconds, ``None`` for none, ``True``
         for the kind's own. With a ``key`` (one job only), an active job of the kind with
@@ -188,6 +190,7 @@ class Family:
             key=None if key is None else check_key(key),
             detached=detached,
             fail_parent=fail_fast,
+            due=due,
         )
         actor = f"job:{parent.id}"
         if key is None:

@@ -85,6 +85,20 @@ app.job("keyed_children")(keyed_children)
 app.job("keyed_children_process", isolation="process")(keyed_children)
 
 
+def delayed_child(ctx: andon.Context) -> float:
+    """Schedule a child a moment ahead and wait for it; how far ahead its due time was."""
+    child = ctx.submit("count", {"n": 1, "interval_s": 0.01}, delay=0.3)
+    [ended] = ctx.wait_children()
+    assert ended.started_at is not None
+    assert child.due_at is not None
+    assert ended.started_at >= child.due_at
+    return child.due_at - child.created_at
+
+
+app.job("delayed_child")(delayed_child)
+app.job("delayed_child_process", isolation="process")(delayed_child)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[andon.Client]:
     with fresh_database(request.param, tmp_path) as url, andon.connect(url, app, actor="tester") as client:
@@ -212,3 +226,12 @@ def test_a_handler_submits_keyed_children(client: andon.Client, kind: str) -> No
     assert old.cancel is not None
     assert (old.cancel.reason, old.cancel.origin) == (CancelReason.SUPERSEDED, newer)
     assert client.get(newer).parent_id == parent.id
+
+
+@pytest.mark.parametrize("kind", ["delayed_child", "delayed_child_process"])
+def test_a_handler_schedules_a_child(client: andon.Client, kind: str) -> None:
+    with andon.Worker(app, client.store, concurrency=3):
+        parent = client.submit(kind)
+        ended = client.wait_finished(parent.id, timeout=60)
+    assert ended.status is JobStatus.SUCCEEDED, ended.error
+    assert ended.result == pytest.approx(0.3, abs=0.01)

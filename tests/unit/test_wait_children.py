@@ -13,6 +13,7 @@ import andon
 from andon import CancelReason, JobStatus
 from andon._cancel import CancelToken
 from andon._context import Context
+from andon._family import NOW, Due
 from andon._jobs import CancelInfo, Job, ResultItem
 
 
@@ -43,6 +44,7 @@ class Family:
         fail_fast: bool,
         key: str | None = None,
         on_conflict: str = "skip",
+        due: Due = NOW,
     ) -> list[Job]:
         raise AssertionError("not submitting")
 

@@ -37,6 +37,7 @@ from andon._children import set_parent_death_signal
 from andon._clock import SYSTEM_CLOCK
 from andon._context import Context, checked_progress
 from andon._errors import AndonError, ConfigurationError, ParentStopping
+from andon._family import NOW, Due
 from andon._jobs import ErrorInfo, Job, Outcome, ResultItem
 from andon._registry import Limits
 from andon._stop import (
@@ -355,8 +356,9 @@ class _PipeFamily:
         fail_fast: bool,
         key: str | None = None,
         on_conflict: str = "skip",
+        due: Due = NOW,
     ) -> list[Job]:
-        args = (kind, list(params_list), timeout, priority, detached, fail_fast, key, on_conflict)
+        args = (kind, list(params_list), timeout, priority, detached, fail_fast, key, on_conflict, due)
         jobs: list[Job] = self._call("submit", *args)
         return jobs
 
