@@ -112,14 +112,26 @@ class Lifecycle(RuleBasedStateMachine):
         backoff=st.sampled_from([0.0, 1.0, 4.0]),
         priority=st.integers(0, 2),
         count=st.integers(1, 2),
+        delay=st.sampled_from([None, None, 3.0]),
     )
-    def submit(self, kind: str, max_attempts: int, backoff: float, priority: int, count: int) -> None:
+    def submit(
+        self, kind: str, max_attempts: int, backoff: float, priority: int, count: int, delay: float | None
+    ) -> None:
         new = [
-            NewJob(new_job_id(), kind, {"n": i}, max_attempts=max_attempts, retry_backoff_s=backoff, priority=priority)
+            NewJob(
+                new_job_id(),
+                kind,
+                {"n": i},
+                max_attempts=max_attempts,
+                retry_backoff_s=backoff,
+                priority=priority,
+                delay_s=delay,  # scheduled (issue 17): not claimable before clock + delay
+            )
             for i in range(count)
         ]
         jobs = self.store.submit(new, actor="client")
         assert [j.status for j in jobs] == [JobStatus.QUEUED] * count
+        assert all(j.available_at == self.clock.now() + (delay or 0.0) for j in jobs)
         self.ids.extend(j.id for j in jobs)
 
     @precondition(lambda self: bool(self.attempts))
