@@ -434,10 +434,12 @@ class Store(Protocol):
         purge: bool = False,
         batch: int = ...,
         dry_run: bool = False,
+        limit: int | None = None,
     ) -> PruneResult:
         """Remove the params, results, items and history of jobs that finished more than
         ``older_than_s`` seconds ago, leaving a tombstone of each (``Job.pruned_at``), or with
-        ``purge`` delete them; in transactions of at most ``batch`` jobs. A job whose tree
+        ``purge`` delete them; in transactions of at most ``batch`` jobs, stopping after the
+        batch that reaches ``limit`` jobs (the rest is left for the next call). A job whose tree
         still has an active job (its top-level job or any job under it) is left alone.
 
         Raises:

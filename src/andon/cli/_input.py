@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import Annotated, Any, NoReturn
@@ -13,7 +15,7 @@ import typer
 
 import andon
 
-__all__ = ["DbOption", "load_app", "parse_params", "split_list"]
+__all__ = ["DbOption", "load_app", "parse_duration", "parse_params", "split_list"]
 
 DbOption = Annotated[
     str | None,
@@ -24,6 +26,25 @@ DbOption = Annotated[
         help="Database URL. (default: $ANDON_DATABASE_URL, else sqlite:///andon.db)",
     ),
 ]
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` or plain seconds -> seconds.
+
+    Raises:
+        typer.BadParameter: anything else, negative or not finite (a usage error).
+    """
+    match = _DURATION.match(text.lower())
+    seconds = float(match[1]) * _UNIT_S[match[2]] if match else math.nan
+    if not math.isfinite(seconds):
+        raise typer.BadParameter(
+            f"{text!r} is not a duration: use a number and a unit, e.g. 30d, 12h, 90m, 45s", param_hint=f"'{option}'"
+        )
+    return seconds
 
 
 def parse_params(pairs: Iterable[str]) -> dict[str, Any]:  # Any: JSON values

@@ -71,6 +71,7 @@ class RetentionOperations(Operations[C]):
         purge: bool = False,
         batch: int = DEFAULT_PRUNE_BATCH,
         dry_run: bool = False,
+        limit: int | None = None,
     ) -> PruneResult:
         wanted = _check(older_than_s, statuses, batch)
         now = self._clock.now()
@@ -79,6 +80,8 @@ class RetentionOperations(Operations[C]):
         # Purge walks the tombstones too (they are in their own index), then the rest.
         windows = ("purge_window", "prune_window") if purge else ("prune_window",)
         for window in windows:
+            if limit is not None and tally.jobs >= limit:
+                break
             cursor = _START
             while True:
                 rows = self._db.read(
@@ -90,7 +93,7 @@ class RetentionOperations(Operations[C]):
                 chosen = [r for r in rows if _eligible(r, wanted, kinds)]
                 if chosen:
                     self._prune_batch(tally, chosen, before, now, purge=purge, dry_run=dry_run)
-                if len(rows) < batch:
+                if len(rows) < batch or (limit is not None and tally.jobs >= limit):
                     break
         return PruneResult(
             jobs=tally.jobs,
