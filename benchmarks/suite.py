@@ -32,7 +32,7 @@ import psycopg
 import _common
 from _report import markdown_table, met, rows_table
 
-MODULES = ("stops", "throughput", "overheads", "scale", "startup")
+MODULES = ("stops", "throughput", "overheads", "scale", "retention", "startup")
 
 
 def postgres_or_none(url: str, required: bool) -> str | None:

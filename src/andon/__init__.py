@@ -22,6 +22,7 @@ from andon._errors import (
     ItemsNotFlat,
     JobFinished,
     JobNotFound,
+    JobPruned,
     LifecycleError,
     NotAllowed,
     ParamsTooLarge,
@@ -58,12 +59,14 @@ from andon._storage import (
     Page,
     PausedKind,
     PauseResult,
+    PruneResult,
     SchemaUpgrade,
     Store,
     Submission,
     open_store,
     upgrade_database,
 )
+from andon._storage._ops._retention import DEFAULT_PRUNE_BATCH
 from andon._storage._sqlite import SqliteStore
 from andon._storage._url import DEFAULT_DATABASE_URL, database_url
 from andon._worker import Worker, WorkerState
@@ -73,6 +76,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT",
     "DEFAULT_DATABASE_URL",
+    "DEFAULT_PRUNE_BATCH",
     "IDEMPOTENCY_WINDOW_S",
     "MAX_KEY_CHARS",
     "Action",
@@ -106,6 +110,7 @@ __all__ = [
     "JobFinished",
     "JobKind",
     "JobNotFound",
+    "JobPruned",
     "JobStatus",
     "KindStats",
     "LifecycleError",
@@ -119,6 +124,7 @@ __all__ = [
     "PauseResult",
     "PausedKind",
     "Principal",
+    "PruneResult",
     "ResultItem",
     "ResultTooLarge",
     "ResultsExport",

@@ -18,6 +18,7 @@ from andon._errors import (
     InvalidTransition,
     JobFinished,
     JobNotFound,
+    JobPruned,
     NotAllowed,
     UsageError,
     WaitTimeout,
@@ -26,7 +27,7 @@ from andon._export import ResultsExport, ResultsFormat, export_results
 from andon._family import NOW, Due, due_time, new_jobs
 from andon._hub import deliver_here, wake_here
 from andon._ids import is_job_id, new_job_id
-from andon._jobs import RETRYABLE_STATUSES, Job, JobEvent, JobStatus, ResultItem
+from andon._jobs import RETRYABLE_STATUSES, TERMINAL_STATUSES, Job, JobEvent, JobStatus, ResultItem
 from andon._keys import OnConflict, check_key, on_conflict_of
 from andon._registry import DEFAULT, App, _Default
 from andon._storage import (
@@ -42,10 +43,12 @@ from andon._storage import (
     Page,
     PausedKind,
     PauseResult,
+    PruneResult,
     Store,
     Submission,
     open_store,
 )
+from andon._storage._ops._retention import DEFAULT_PRUNE_BATCH
 
 __all__ = ["Client", "connect"]
 
@@ -253,8 +256,11 @@ class Client:
         Raises:
             JobNotFound: unknown id.
             InvalidTransition: the job is still active, or it succeeded.
+            JobPruned: its params were pruned (``andon prune``).
         """
         old = self.get(job_id)
+        if old.pruned_at is not None and old.status in RETRYABLE_STATUSES:
+            raise JobPruned(job_id, old.status.value, "retry", old.pruned_at)
         if old.status not in RETRYABLE_STATUSES:
             raise InvalidTransition(
                 job_id,
@@ -475,6 +481,8 @@ class Client:
         if format not in tuple(ResultsFormat):
             raise UsageError(f"unknown format {format!r}: use one of {', '.join(ResultsFormat)}")
         job = self.get(job_id)
+        if job.pruned_at is not None:
+            raise JobPruned(job_id, job.status.value, "export the results of", job.pruned_at)
         return export_results(
             job, ResultsFormat(format), lambda offset, limit: self.result_pages(job.id, offset, limit)
         )
@@ -625,9 +633,11 @@ class Client:
         Raises:
             JobNotFound: unknown id.
             InvalidTransition: the job is not cancelled or failed, or has no checkpoint.
+            JobPruned: its checkpoint was pruned (``andon prune``).
         """
-        if self.principal is not None:
-            self._require_visible(job_id)
+        found = self._require_visible(job_id)
+        if found.pruned_at is not None:
+            raise JobPruned(job_id, found.status.value, "resume", found.pruned_at)
         job = self.store.resume(_checked(job_id), self.actor)
         wake_here()
         return job
@@ -660,6 +670,49 @@ class Client:
         """The kinds no worker claims now, with who paused each and when."""
         return self.store.paused_kinds()
 
+    # -- retention (admin only) -----------------------------------------------
+
+    def prune(
+        self,
+        older_than_s: float,
+        *,
+        statuses: Collection[JobStatus | str] = TERMINAL_STATUSES,
+        kinds: Collection[str] = (),
+        purge: bool = False,
+        dry_run: bool = False,
+        batch: int = DEFAULT_PRUNE_BATCH,
+    ) -> PruneResult:
+        """Prune the history of jobs that finished more than ``older_than_s`` seconds ago:
+        their params, result, traceback, progress, checkpoint, items and events go, and a
+        tombstone of each stays (id, kind, final state, times, owner, tree and the cancel
+        record: who, why, how it stopped). With ``purge`` the jobs are deleted outright.
+
+        It runs in transactions of at most ``batch`` jobs, so other writers (claims,
+        submits) go on between them; a job whose tree still has an active job is left
+        alone. It blocks until done and is not a checkpoint.
+
+        Args:
+            older_than_s: how long ago a job must have finished, in seconds.
+            statuses: only jobs that ended so (any of succeeded, failed, cancelled).
+            kinds: only jobs of these kinds (all kinds if empty).
+            purge: delete the jobs, tombstones included, instead of leaving tombstones.
+            dry_run: change nothing; say what would be removed.
+            batch: jobs per transaction (1 to 10,000).
+
+        Raises:
+            NotAllowed: the caller is not an admin (a prune removes everyone's history).
+            UsageError: a negative age, a status that is not final or unknown, a bad batch.
+        """
+        self._require_admin("prune history")
+        return self.store.prune(
+            older_than_s,
+            statuses=[_status(s) for s in statuses],
+            kinds=list(kinds),
+            purge=purge,
+            batch=batch,
+            dry_run=dry_run,
+        )
+
     # -- tokens (admin only) --------------------------------------------------
 
     def create_token(self, name: str, role: Role | str) -> IssuedToken:
@@ -689,6 +742,13 @@ class Client:
     def _require_admin(self, operation: str) -> None:
         if self.principal is not None and not self.principal.is_admin:
             raise NotAllowed(operation)
+
+
+def _status(value: JobStatus | str) -> JobStatus:
+    try:
+        return JobStatus(value)
+    except ValueError:
+        raise UsageError(f"unknown status {value!r}: use succeeded, failed or cancelled") from None
 
 
 def _fingerprint(job: NewJob, on_conflict: OnConflict) -> str:

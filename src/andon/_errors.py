@@ -14,7 +14,8 @@ has to react::
     │   ├── InvalidKey             a job key or idempotency key that is empty, too long or not text
     │   ├── IdempotencyKeyReused   an idempotency key sent again with another request
     │   ├── InvalidTransition      the job is in a state that forbids the operation
-    │   │   └── JobFinished        e.g. cancelling a job that already succeeded
+    │   │   ├── JobFinished        e.g. cancelling a job that already succeeded
+    │   │   └── JobPruned          e.g. retrying a job whose params were pruned
     │   └── LifecycleError         a worker/store used before open or after close
     ├── JobNotFound                no job has that id (or it is another user's)
     ├── NotAllowed                 the caller's role does not allow the operation
@@ -49,6 +50,7 @@ __all__ = [
     "ItemsNotFlat",
     "JobFinished",
     "JobNotFound",
+    "JobPruned",
     "LifecycleError",
     "NotAllowed",
     "ParamsTooLarge",
@@ -193,6 +195,22 @@ class JobFinished(InvalidTransition):
             state,
             operation,
             f"cannot {operation} job {job_id}: it already finished as {state}",
+        )
+
+
+@final
+class JobPruned(InvalidTransition):
+    """The job's history was pruned (``andon prune``): its tombstone is left, but not the
+    params, items or checkpoint the operation needs."""
+
+    def __init__(self, job_id: str, state: str, operation: str, pruned_at: float) -> None:
+        self.pruned_at = pruned_at
+        super().__init__(
+            job_id,
+            state,
+            operation,
+            f"cannot {operation} job {job_id}: its params, results and history were pruned"
+            " (only its tombstone is kept)",
         )
 
 

@@ -416,7 +416,7 @@ def allowed_actions(job: Job) -> frozenset[Action]:
         allowed.add(Action.CANCEL)
     if _stop_changes(job, CancelReason.FORCED, retry=False):
         allowed.add(Action.FAIL)
-    if job.status in RETRYABLE_STATUSES:
+    if job.status in RETRYABLE_STATUSES and job.pruned_at is None:
         allowed.add(Action.RETRY)
     if job.status in RESUMABLE_STATUSES and job.checkpoint is not None:
         allowed.add(Action.RESUME)

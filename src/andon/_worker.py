@@ -63,6 +63,13 @@ log = logging.getLogger("andon.worker")
 _CONTROL_TICK_S: Final = 0.25
 _MAX_BACKOFF_S: Final = 5.0
 _MAX_CLAIM_BATCH: Final = 32
+RETENTION_EVERY_S: Final = 300.0
+"""How often a worker with ``retention_s`` prunes old history."""
+RETENTION_BATCH: Final = 1000
+"""Jobs per transaction of the worker's prune: a claim waits for at most one such batch."""
+RETENTION_PASS_JOBS: Final = 20_000
+"""Jobs one pass prunes at most, so a stop never waits for a long backlog to be pruned."""
+RETENTION_BACKLOG_PAUSE_S: Final = 1.0
 
 
 class WorkerState(enum.Enum):
@@ -108,6 +115,12 @@ class Worker:
             store takes no writes; a temporary folder of this worker's by default.
         clock: where timeouts, grace periods, escalation, leases, fences and backoffs read
             the time (a :class:`~andon.ManualClock` in tests); give the store the same one.
+        retention_s: prune the history of jobs that finished more than this many seconds
+            ago (as :meth:`andon.Client.prune`, leaving tombstones), every
+            ``retention_every_s``, in small batches between which claims go on. One worker
+            with it is enough; several are harmless (each batch is checked in its
+            transaction). ``None`` (the default): never.
+        retention_every_s: how often a worker with ``retention_s`` prunes.
     """
 
     def __init__(
@@ -124,9 +137,17 @@ class Worker:
         kind_names: Collection[str] | None = None,
         spool_dir: str | os.PathLike[str] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        retention_s: float | None = None,
+        retention_every_s: float = RETENTION_EVERY_S,
     ) -> None:
         if concurrency < 1:
             raise LifecycleError("a worker needs concurrency >= 1")
+        if retention_s is not None and not retention_s >= 0:
+            raise LifecycleError(f"retention_s must be 0 or more seconds, not {retention_s!r}")
+        if not retention_every_s > 0:
+            raise LifecycleError(f"retention_every_s must be more than 0 seconds, not {retention_every_s!r}")
+        self.retention_s = retention_s
+        self.retention_every_s = retention_every_s
         self.app = app
         self.store = store
         self.concurrency = concurrency
@@ -188,6 +209,8 @@ class Worker:
         self._spawn("lease", self._lease_loop)
         self._spawn("monitor", self._monitor_loop)
         self._spawn("flusher", self._flush_loop)
+        if self.retention_s is not None:
+            self._spawn("retention", self._retention_loop)
         for index in range(self.concurrency):
             self._spawn(f"slot-{index}", self._slot_loop)
         join(self)
@@ -713,6 +736,30 @@ class Worker:
                 log.warning("job %s: this worker no longer holds it (it was recovered); stopping it", job_id)
                 stop.fenced = True
                 self.deliver(job_id, CancelReason.LEASE_LOST, "the job was recovered from this worker")
+
+    # -- retention ----------------------------------------------------------------
+
+    def _retention_loop(self) -> None:
+        assert self.retention_s is not None
+        # The first pass comes at a random point of the first period, so workers started
+        # together do not all prune at once (if they do, each batch still checks its jobs).
+        wait_s = random.uniform(0, self.retention_every_s)
+        while not self.clock.wait(self._halt, wait_s):
+            wait_s = self.retention_every_s
+            try:
+                done = self.store.prune(self.retention_s, batch=RETENTION_BATCH, limit=RETENTION_PASS_JOBS)
+            except AndonError as exc:
+                log.warning("worker %s: pruning history failed: %s", self.id, exc)
+                continue
+            except Exception:  # a bug: logged in full; the next pass tries again
+                log.exception("worker %s: pruning history failed unexpectedly", self.id)
+                continue
+            if done.jobs:
+                log.info(
+                    "worker %s: pruned %d job(s), %d item(s), %d event(s)", self.id, done.jobs, done.items, done.events
+                )
+            if done.jobs >= RETENTION_PASS_JOBS:
+                wait_s = RETENTION_BACKLOG_PAUSE_S  # a backlog: go on soon, but let a stop in between
 
     # -- monitor (never touches the store) ----------------------------------------
 

@@ -34,7 +34,7 @@ BOUND_S: Final = 20.0  # generous: each wait below takes well under a second on 
 OPERATIONS: Final = {
     "getInfo", "listKinds", "submitJob", "listJobs", "cancelJobs", "getJob", "cancelJob", "failJob",
     "retryJob", "deleteJob", "getResults", "getEvents", "streamEvents", "listTokens", "logIn", "logOut",
-    "resumeJob", "pauseKind", "unpauseKind", "downloadResults", "listChildren",
+    "resumeJob", "pauseKind", "unpauseKind", "downloadResults", "listChildren", "pruneHistory",
 }  # fmt: skip
 
 

@@ -100,3 +100,13 @@ def test_startup_benchmark_runs_quick() -> None:
     done = run_benchmark("startup.py", "--quick", "--no-postgres", timeout=100)
     for label in ("python -c pass", "andon --help", "andon ls, empty SQLite database"):
         assert f"cli start-up: {label}" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_retention_benchmark_runs_quick() -> None:
+    require_postgres()
+    done = run_benchmark("retention.py", "--quick", "--db", SERVER_URL, timeout=210)
+    for store in ("SQLite", "PostgreSQL"):
+        assert f"claim during the prune, 20,000 finished jobs, {store}" in done.stdout, done.stdout
+        assert f"andon_items after the prune, {store}" in done.stdout, done.stdout

@@ -35,6 +35,7 @@ __all__ = [
     "Page",
     "PauseResult",
     "PausedKind",
+    "PruneResult",
     "Store",
     "Submission",
 ]
@@ -226,6 +227,24 @@ class KindStats:
     stop_methods: dict[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What a prune did (or, with ``dry_run``, would do)."""
+
+    jobs: int
+    """Jobs pruned: tombstones left (or, with ``purged``, rows deleted)."""
+    items: int
+    """Result items removed."""
+    events: int
+    """History entries removed."""
+    purged: bool = False
+    """The jobs were deleted outright instead of left as tombstones."""
+    dry_run: bool = False
+    """Nothing was changed: the figures are what a prune would remove now."""
+    batches: int = 0
+    """Write transactions it took (each short: other writers run between them)."""
+
+
 class Change(enum.StrEnum):
     """A kind of change a watcher can wait for."""
 
@@ -410,6 +429,28 @@ class Store(Protocol):
     def paused_kinds(self) -> list[PausedKind]: ...
 
     def kind_stats(self) -> list[KindStats]: ...
+
+    def prune(
+        self,
+        older_than_s: float,
+        *,
+        statuses: Collection[JobStatus] = ...,
+        kinds: Collection[str] = (),
+        purge: bool = False,
+        batch: int = ...,
+        dry_run: bool = False,
+        limit: int | None = None,
+    ) -> PruneResult:
+        """Remove the params, results, items and history of jobs that finished more than
+        ``older_than_s`` seconds ago, leaving a tombstone of each (``Job.pruned_at``), or with
+        ``purge`` delete them; in transactions of at most ``batch`` jobs, stopping after the
+        batch that reaches ``limit`` jobs (the rest is left for the next call). A job whose tree
+        still has an active job (its top-level job or any job under it) is left alone.
+
+        Raises:
+            UsageError: a negative age, a batch out of range, or a status that is not final.
+        """
+        ...
 
     def watch(self, changes: Collection[Change] = ALL_CHANGES) -> ChangeWatcher:
         """A watcher for ``changes`` made by any process; the caller closes it.

@@ -122,7 +122,10 @@ CREATE INDEX andon_idempotency_age ON andon_idempotency (created_at);
 ALTER TABLE andon_jobs ADD COLUMN schedule_name text COLLATE "C";  -- the schedule whose tick made it
 ALTER TABLE andon_jobs ADD COLUMN pruned_at double precision;      -- its history was pruned: a tombstone
 CREATE INDEX andon_jobs_due ON andon_jobs (available_at, id) WHERE status = 'queued';
-CREATE INDEX andon_jobs_finished ON andon_jobs (finished_at, id) WHERE finished_at IS NOT NULL;
+-- Finished jobs whose history is kept (what a prune reads), and tombstones (what a purge
+-- also reads): a repeated prune does not walk the tombstones it left before.
+CREATE INDEX andon_jobs_finished ON andon_jobs (finished_at, id) WHERE finished_at IS NOT NULL AND pruned_at IS NULL;
+CREATE INDEX andon_jobs_pruned ON andon_jobs (finished_at, id) WHERE pruned_at IS NOT NULL;
 CREATE TABLE andon_schedules (
     name        text COLLATE "C" PRIMARY KEY,
     kind        text COLLATE "C" NOT NULL,

@@ -484,6 +484,55 @@ WITH stopping AS (
 )
 SELECT * FROM stopping
 
+-- == retention ==========================================================================
+
+-- Pruning walks finished jobs oldest first, a window at a time, from a cursor (finished_at,
+-- id): each window is a short read, and the writes that follow touch only its jobs. Jobs
+-- whose history is kept and tombstones are in two partial indexes, so a prune reads only
+-- the jobs it may still change however many tombstones the table holds.
+-- name: prune_window
+SELECT id, kind, status, finished_at, root_id, awaiting_status, items_count, events_count FROM andon_jobs
+WHERE finished_at IS NOT NULL AND pruned_at IS NULL AND finished_at < %(before)s
+  AND (finished_at, id) > (%(after_at)s, %(after_id)s)
+ORDER BY finished_at, id LIMIT %(limit)s
+
+-- name: purge_window
+SELECT id, kind, status, finished_at, root_id, awaiting_status, items_count, events_count FROM andon_jobs
+WHERE pruned_at IS NOT NULL AND finished_at < %(before)s
+  AND (finished_at, id) > (%(after_at)s, %(after_id)s)
+ORDER BY finished_at, id LIMIT %(limit)s
+
+-- Which of these trees (top-level job ids) still have an active job, the top one included.
+-- name: active_trees
+SELECT t.root_id FROM unnest(%(roots)s::text[]) AS t(root_id)
+WHERE EXISTS (SELECT 1 FROM andon_jobs r WHERE r.id = t.root_id AND r.status IN ('queued', 'running', 'cancelling'))
+   OR EXISTS (SELECT 1 FROM andon_jobs d WHERE d.root_id = t.root_id AND d.status IN ('queued', 'running', 'cancelling'))
+
+-- The status and time are checked again: a job resumed since the window was read is left
+-- alone (READ COMMITTED re-reads a row an UPDATE waited for). What stays is the tombstone:
+-- who, what, when, how it ended and its cancel record.
+-- name: tombstone_jobs
+UPDATE andon_jobs SET params = '{}', result = NULL, error_traceback = NULL,
+    error_message = left(error_message, %(message_chars)s), progress_done = NULL, progress_total = NULL,
+    progress_message = NULL, checkpoint = NULL, checkpoint_items = NULL, checkpoint_attempt = NULL,
+    checkpoint_at = NULL, resume = false, items_count = 0, pruned_at = %(now)s
+WHERE id = ANY(%(ids)s::text[]) AND pruned_at IS NULL
+  AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < %(before)s
+RETURNING id
+
+-- name: purge_jobs
+DELETE FROM andon_jobs
+WHERE id = ANY(%(ids)s::text[]) AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < %(before)s
+RETURNING id
+
+-- name: prune_items
+WITH gone AS (DELETE FROM andon_items WHERE job_id = ANY(%(ids)s::text[]) RETURNING 1)
+SELECT count(*) AS n FROM gone
+
+-- name: prune_events
+WITH gone AS (DELETE FROM andon_events WHERE job_id = ANY(%(ids)s::text[]) RETURNING 1)
+SELECT count(*) AS n FROM gone
+
 -- == tokens =============================================================================
 
 -- ON CONFLICT without a target: a taken name (or, never in practice, hash) inserts nothing.

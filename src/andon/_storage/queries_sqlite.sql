@@ -461,6 +461,55 @@ UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now, cancel_
 WHERE status = 'running' AND kind = :kind
 RETURNING *
 
+-- == retention ==========================================================================
+
+-- Pruning walks finished jobs oldest first, a window at a time, from a cursor (finished_at,
+-- id): each window is a short read, and the writes that follow touch only its jobs. Jobs
+-- whose history is kept and tombstones are in two partial indexes, so a prune reads only
+-- the jobs it may still change however many tombstones the table holds.
+-- name: prune_window
+SELECT id, kind, status, finished_at, root_id, awaiting_status, items_count, events_count FROM andon_jobs
+WHERE finished_at IS NOT NULL AND pruned_at IS NULL AND finished_at < :before
+  AND (finished_at, id) > (:after_at, :after_id)
+ORDER BY finished_at, id LIMIT :limit
+
+-- name: purge_window
+SELECT id, kind, status, finished_at, root_id, awaiting_status, items_count, events_count FROM andon_jobs
+WHERE pruned_at IS NOT NULL AND finished_at < :before
+  AND (finished_at, id) > (:after_at, :after_id)
+ORDER BY finished_at, id LIMIT :limit
+
+-- Which of these trees (top-level job ids) still have an active job, the top one included.
+-- name: active_trees
+SELECT t.value AS root_id FROM json_each(:roots) t
+WHERE EXISTS (SELECT 1 FROM andon_jobs r WHERE r.id = t.value AND r.status IN ('queued', 'running', 'cancelling'))
+   OR EXISTS (SELECT 1 FROM andon_jobs d WHERE d.root_id = t.value AND d.status IN ('queued', 'running', 'cancelling'))
+
+-- The status and time are checked again: a job resumed since the window was read is left alone.
+-- What stays is the tombstone: who, what, when, how it ended and its cancel record.
+-- name: tombstone_jobs
+UPDATE andon_jobs SET params = '{}', result = NULL, error_traceback = NULL,
+    error_message = substr(error_message, 1, :message_chars), progress_done = NULL, progress_total = NULL,
+    progress_message = NULL, checkpoint = NULL, checkpoint_items = NULL, checkpoint_attempt = NULL,
+    checkpoint_at = NULL, resume = 0, items_count = 0, pruned_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND pruned_at IS NULL
+  AND status IN ('succeeded', 'failed', 'cancelled') AND finished_at < :before
+RETURNING id
+
+-- name: purge_jobs
+DELETE FROM andon_jobs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('succeeded', 'failed', 'cancelled')
+  AND finished_at < :before
+RETURNING id
+
+-- name: prune_items
+DELETE FROM andon_items WHERE job_id IN (SELECT value FROM json_each(:ids));
+SELECT changes() AS n
+
+-- name: prune_events
+DELETE FROM andon_events WHERE job_id IN (SELECT value FROM json_each(:ids));
+SELECT changes() AS n
+
 -- == tokens =============================================================================
 
 -- name: insert_token

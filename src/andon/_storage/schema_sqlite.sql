@@ -58,7 +58,9 @@ CREATE INDEX IF NOT EXISTS andon_jobs_status ON andon_jobs (status, id);
 CREATE INDEX IF NOT EXISTS andon_jobs_kind ON andon_jobs (kind, id);
 CREATE INDEX IF NOT EXISTS andon_jobs_owner ON andon_jobs (owner, id);
 CREATE INDEX IF NOT EXISTS andon_jobs_due ON andon_jobs (available_at, id) WHERE status = 'queued';
-CREATE INDEX IF NOT EXISTS andon_jobs_finished ON andon_jobs (finished_at, id) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS andon_jobs_finished ON andon_jobs (finished_at, id)
+    WHERE finished_at IS NOT NULL AND pruned_at IS NULL;   -- finished, history kept: what a prune reads
+CREATE INDEX IF NOT EXISTS andon_jobs_pruned ON andon_jobs (finished_at, id) WHERE pruned_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS andon_jobs_parent ON andon_jobs (parent_id, id) WHERE parent_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS andon_jobs_root ON andon_jobs (root_id, id) WHERE root_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS andon_jobs_key ON andon_jobs (kind, job_key, id)

@@ -33,6 +33,7 @@ ERROR_STATUS: Final[tuple[tuple[type[andon.AndonError], int, str], ...]] = (
     (andon.JobNotFound, 404, "job_not_found"),
     (andon.NotAllowed, 403, "not_allowed"),
     (andon.JobFinished, 409, "job_finished"),
+    (andon.JobPruned, 409, "job_pruned"),
     (andon.InvalidTransition, 409, "invalid_transition"),
     (andon.ItemsNotFlat, 409, "items_not_flat"),
     (andon.ParamsTooLarge, 413, "params_too_large"),

@@ -32,6 +32,8 @@ from andon.api._schemas import (
     KindsOut,
     PauseBody,
     PauseOut,
+    PruneBody,
+    PruneOut,
     ResultItemOut,
     ResultsOut,
     SubmitBody,
@@ -448,6 +450,25 @@ async def stream_events(rt: Ctx, request: Request) -> StreamingResponse:
 async def list_tokens(rt: Ctx, client: Caller) -> TokensOut:
     """Every API token: name, role, created, revoked (never a secret or hash). Admins only (403)."""
     return TokensOut(items=[TokenOut.of(record) for record in await rt.call(client.list_tokens)])
+
+
+@router.post("/prune", operation_id="pruneHistory", tags=["server"])
+async def prune(rt: Ctx, client: Caller, body: PruneBody) -> PruneOut:
+    """Prune old history (admins only, 403: it removes everyone's). Jobs that finished more
+    than `older_than_s` seconds ago keep a tombstone (id, kind, state, times, owner, tree and
+    their cancel record) and lose params, result, traceback, checkpoint, items and events;
+    with `purge` they are deleted. Runs in short transactions of `batch` jobs; a job whose
+    tree still has an active job is left alone. Answers when done."""
+    result = await rt.call(
+        client.prune,
+        body.older_than_s,
+        statuses=body.statuses,
+        kinds=body.kinds,
+        purge=body.purge,
+        dry_run=body.dry_run,
+        batch=body.batch,
+    )
+    return PruneOut.of(result)
 
 
 session_router = APIRouter(prefix="/api", tags=["session"], responses=_ERRORS)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import AfterValidator, AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -35,6 +35,8 @@ __all__ = [
     "PauseBody",
     "PauseOut",
     "PausedOut",
+    "PruneBody",
+    "PruneOut",
     "ResultItemOut",
     "ResultsOut",
     "StatusCounts",
@@ -296,6 +298,9 @@ class JobSummary(BaseModel):
     awaiting: andon.JobStatus | None
     """Set while the job is ``cancelling`` and its own work has stopped, but some of its
     descendants have not: the state it takes once the last of them has."""
+    pruned_at: float | None = None
+    """When its history was pruned (``POST /api/v1/prune``): the job is a tombstone, its
+    params, result, traceback, checkpoint, items and events are gone; its cancel record stays."""
 
     @classmethod
     def of(cls, job: andon.Job) -> JobSummary:
@@ -395,6 +400,7 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
         "detached": job.detached,
         "fail_parent": job.fail_parent,
         "awaiting": job.awaiting,
+        "pruned_at": job.pruned_at,
     }
 
 
@@ -457,6 +463,48 @@ class KindOut(BaseModel):
 
 class KindsOut(BaseModel):
     items: list[KindOut]
+
+
+FinalStatus = Literal["succeeded", "failed", "cancelled"]
+
+
+class PruneBody(BaseModel):
+    """``POST /api/v1/prune``: prune the history of jobs that finished more than
+    ``older_than_s`` seconds ago, of the given states and kinds (all finished states and
+    every kind when left out); ``purge`` deletes the jobs instead of leaving tombstones;
+    ``dry_run`` only counts."""
+
+    model_config = _STRICT
+
+    older_than_s: float = Field(ge=0, allow_inf_nan=False)
+    statuses: list[FinalStatus] = Field(default_factory=lambda: list(get_args(FinalStatus)), min_length=1)
+    kinds: list[Name] = Field(default_factory=list, max_length=MAX_BULK_IDS)
+    purge: bool = False
+    dry_run: bool = False
+    batch: int = Field(default=andon.DEFAULT_PRUNE_BATCH, ge=1, le=10_000)
+
+
+class PruneOut(BaseModel):
+    """What a prune removed (with ``dry_run``: would remove): jobs tombstoned (or with
+    ``purged``, deleted), items and events removed, and the transactions it took."""
+
+    jobs: int
+    items: int
+    events: int
+    purged: bool
+    dry_run: bool
+    batches: int
+
+    @classmethod
+    def of(cls, result: andon.PruneResult) -> PruneOut:
+        return cls(
+            jobs=result.jobs,
+            items=result.items,
+            events=result.events,
+            purged=result.purged,
+            dry_run=result.dry_run,
+            batches=result.batches,
+        )
 
 
 class PauseOut(BaseModel):

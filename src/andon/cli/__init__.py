@@ -141,10 +141,20 @@ def worker(
         bool, typer.Option("--upgrade-db", help="Create or upgrade the database schema first (as `andon db upgrade`).")
     ] = False,
     log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
+    retention: Annotated[
+        str | None,
+        typer.Option(
+            "--retention",
+            metavar="DURATION",
+            help="Also prune the history of jobs finished longer ago than this (e.g. 30d), every few"
+            " minutes, leaving tombstones (as `andon prune`). One worker with it is enough. (default: never)",
+        ),
+    ] = None,
     db: DbOption = None,
     app_ref: AppOption = None,
 ) -> None:
     """Run jobs until SIGINT or SIGTERM (a second signal stops running jobs at once)."""
+    retention_s = None if retention is None else parse_duration(retention, "--retention")
     logging.basicConfig(
         level=log_level.value.upper(),
         stream=sys.stderr,
@@ -158,10 +168,19 @@ def worker(
         andon.upgrade_database(db)
     store = andon.open_store(db)
     try:
-        runner = andon.Worker(app, store, concurrency=concurrency, shutdown_grace_s=shutdown_grace, kind_names=only)
+        runner = andon.Worker(
+            app,
+            store,
+            concurrency=concurrency,
+            shutdown_grace_s=shutdown_grace,
+            kind_names=only,
+            retention_s=retention_s,
+        )
         banner = Text("andon worker ", style="bold")
         banner.append(f"{runner.id}  db {store.url}  kinds {', '.join(runner.kind_names)}")
         banner.append(f"  concurrency {concurrency}", style="dim")
+        if retention is not None:
+            banner.append(f"  prunes history older than {retention}", style="dim")
         console.print(banner, soft_wrap=True)
         serve(runner)
     finally:
@@ -377,6 +396,9 @@ def show(
     fmt.print_table(console, fmt.job_details(job))
     _print_family(job, kids, below, counts)
     console.print()
+    if job.pruned_at is not None:
+        console.print(fmt.pruned_line(job.pruned_at), soft_wrap=True)
+        return
     fmt.print_table(console, fmt.events_table(events))
     hint = f"  (andon results {job.id}, andon export {job.id})" if job.items_count else ""
     console.print(Text(f"{job.items_count} partial result(s){hint}"), soft_wrap=True)
@@ -713,6 +735,50 @@ def unpause(
         console.print(Text.assemble(("unpaused", "bold"), f" {kind}"), soft_wrap=True)
     else:
         console.print(Text(f"{kind} was not paused; nothing changed", style="dim"), soft_wrap=True)
+
+
+@cli.command()
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            show_default=False,
+            help="Jobs finished longer ago than this: 30d, 12h, 90m.",
+        ),
+    ],
+    statuses: Annotated[
+        list[andon.JobStatus] | None,
+        typer.Option(
+            "--status",
+            "-s",
+            case_sensitive=False,
+            help="Only jobs that ended so: succeeded, failed, cancelled (repeatable).",
+        ),
+    ] = None,
+    kinds: KindOption = None,
+    purge: Annotated[bool, typer.Option("--purge", help="Delete the jobs outright: no tombstone is left.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Change nothing; count what would be removed.")] = False,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, max=10_000, help="Jobs per transaction (other writers go on between).")
+    ] = andon.DEFAULT_PRUNE_BATCH,
+    db: DbOption = None,
+    app_ref: AppOption = None,
+) -> None:
+    """Prune old history: params, results, items and events of finished jobs go; a tombstone of
+    each job stays (id, kind, state, times, who cancelled it and how it stopped) unless --purge."""
+    older_than_s = parse_duration(older_than, "--older-than")
+    with _client(db) as client:
+        result = client.prune(
+            older_than_s,
+            statuses=statuses or [andon.JobStatus.SUCCEEDED, andon.JobStatus.FAILED, andon.JobStatus.CANCELLED],
+            kinds=kinds or (),
+            purge=purge,
+            dry_run=dry_run,
+            batch=batch,
+        )
+    console.print(fmt.prune_line(result, older_than), soft_wrap=True)
 
 
 @cli.command("rm")

@@ -37,6 +37,8 @@ __all__ = [
     "pause_line",
     "print_table",
     "progress",
+    "prune_line",
+    "pruned_line",
     "result_line",
     "results_table",
     "resume_line",
@@ -379,6 +381,30 @@ def resume_line(job: andon.Job) -> Text:
     if job.checkpoint is not None:
         text.append(f"  from attempt {job.checkpoint.attempt}'s checkpoint ({job.checkpoint.items} item(s) kept); ")
     return text + status_text(job.status)
+
+
+def pruned_line(pruned_at: float) -> Text:
+    """What ``andon show`` says of a tombstone instead of its history."""
+    return Text(
+        f"pruned on {local_time(pruned_at)}, history removed (params, results, items and events);"
+        " the fields above, its cancel record included, are what is kept",
+        style="yellow",
+    )
+
+
+def prune_line(result: andon.PruneResult, older_than: str) -> Text:
+    """``pruned 1200 job(s) finished more than 30d ago: 3400 item(s), 9000 event(s) removed (12 batches)``."""
+    verb = "would prune" if result.dry_run else "pruned"
+    if result.purged:
+        verb = "would delete" if result.dry_run else "deleted"
+    text = Text.assemble((verb, "bold"), f" {result.jobs} job(s) finished more than {older_than} ago: ")
+    text.append(f"{result.items} item(s) and {result.events} event(s)")
+    text.append(" would go" if result.dry_run else " removed")
+    if not result.dry_run:
+        text.append(f" in {result.batches} batch(es)", style="dim")
+        if not result.purged and result.jobs:
+            text.append("; tombstones kept (andon show ID)", style="dim")
+    return text
 
 
 def pause_line(result: andon.PauseResult) -> Text:

@@ -28,12 +28,12 @@ DbOption = Annotated[
 ]
 
 
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(d|h|m|s))", re.IGNORECASE)
-_UNIT_S = {"d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)(w|d|h|m|s))", re.IGNORECASE)
+_UNIT_S = {"w": 7 * 86_400.0, "d": 86_400.0, "h": 3_600.0, "m": 60.0, "s": 1.0}
 
 
 def parse_duration(text: str, option: str) -> float:
-    """``"10m"``, ``"1h30m"``, ``"30d"``, ``"45s"``, ``"2.5h"`` (or plain seconds) -> seconds.
+    """``"10m"``, ``"1h30m"``, ``"30d"``, ``"2w"``, ``"45s"``, ``"2.5h"`` (or plain seconds) -> seconds.
 
     Raises:
         typer.BadParameter: anything else (named after ``option``).
