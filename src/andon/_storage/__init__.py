@@ -19,6 +19,7 @@ from andon._storage._port import (
     Page,
     PausedKind,
     PauseResult,
+    SchedulerLease,
     Store,
     Submission,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "Page",
     "PauseResult",
     "PausedKind",
+    "SchedulerLease",
     "SchemaUpgrade",
     "Store",
     "Submission",

@@ -21,6 +21,7 @@ from andon._storage._ops._base import C
 from andon._storage._ops._cancels import CancelOperations
 from andon._storage._ops._control import ControlOperations
 from andon._storage._ops._jobs import JobOperations
+from andon._storage._ops._schedules import ScheduleOperations
 from andon._storage._ops._tokens import TokenOperations
 from andon._storage._ops._work import Settled, WorkOperations
 from andon._storage._port import ALL_CHANGES, Change, ChangeWatcher
@@ -28,7 +29,14 @@ from andon._storage._port import ALL_CHANGES, Change, ChangeWatcher
 __all__ = ["Engine", "Settled", "StoreEngine"]
 
 
-class Engine(JobOperations[C], CancelOperations[C], ControlOperations[C], WorkOperations[C], TokenOperations[C]):
+class Engine(
+    ScheduleOperations[C],
+    JobOperations[C],
+    CancelOperations[C],
+    ControlOperations[C],
+    WorkOperations[C],
+    TokenOperations[C],
+):
     """A :class:`~andon._storage.Store` over connector ``C``; ``SqliteStore`` and
     ``PostgresStore`` are this with their connector. Its operations are grouped by who
     calls them, one module each in ``_storage/_ops/``."""
