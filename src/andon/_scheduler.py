@@ -29,7 +29,7 @@ from andon._schedules import ScheduleSpec
 from andon._storage import NewJob, Store
 from andon._storage._ops._schedules import plain_job
 
-__all__ = ["DEFAULT_SCHEDULER_LEASE_S", "Scheduler"]
+__all__ = ["DEFAULT_SCHEDULER_LEASE_S", "Scheduler", "job_of_tick"]
 
 log = logging.getLogger("andon.scheduler")
 
@@ -155,16 +155,21 @@ class Scheduler:
         return lease is None or lease.holder == self.holder
 
     def _make_job(self, spec: ScheduleSpec) -> NewJob:
-        """The job of one tick, with its kind's settings when this app knows the kind."""
-        if spec.kind not in self.app:
-            return plain_job(spec)
-        kind = self.app.get(spec.kind)
-        timeout = spec.timeout_s if spec.timeout_s is not None else kind.timeout_s
-        try:
-            (job,) = new_jobs(kind, [spec.params], timeout_s=timeout, priority=spec.priority, owner=None)
-        except InvalidParams as exc:
-            # The code changed under a stored schedule: the job is made as it stands and
-            # fails visibly when it runs, rather than the tick vanishing.
-            log.warning("schedule %s: %s", spec.name, exc)
-            return plain_job(spec)
-        return job
+        return job_of_tick(self.app, spec)
+
+
+def job_of_tick(app: App | None, spec: ScheduleSpec) -> NewJob:
+    """The job of one tick of ``spec``, with its kind's settings (retry, default timeout)
+    when ``app`` knows the kind."""
+    if app is None or spec.kind not in app:
+        return plain_job(spec)
+    kind = app.get(spec.kind)
+    timeout = spec.timeout_s if spec.timeout_s is not None else kind.timeout_s
+    try:
+        (job,) = new_jobs(kind, [spec.params], timeout_s=timeout, priority=spec.priority, owner=None)
+    except InvalidParams as exc:
+        # The code changed under a stored schedule: the job is made as it stands and fails
+        # visibly when it runs, rather than the tick vanishing.
+        log.warning("schedule %s: %s", spec.name, exc)
+        return plain_job(spec)
+    return job

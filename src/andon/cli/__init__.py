@@ -30,6 +30,7 @@ from andon.cli import _format as fmt
 from andon.cli._db import db_cli
 from andon.cli._input import DbOption, load_app, parse_params, split_list
 from andon.cli._sample import sample_data
+from andon.cli._schedules import schedules_cli
 from andon.cli._serve import serve
 from andon.cli._tokens import token_cli
 
@@ -140,6 +141,10 @@ def worker(
     upgrade_db: Annotated[
         bool, typer.Option("--upgrade-db", help="Create or upgrade the database schema first (as `andon db upgrade`).")
     ] = False,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option("--no-scheduler", help="Run no scheduler here: this process never fires periodic jobs."),
+    ] = False,
     log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
     db: DbOption = None,
     app_ref: AppOption = None,
@@ -158,7 +163,14 @@ def worker(
         andon.upgrade_database(db)
     store = andon.open_store(db)
     try:
-        runner = andon.Worker(app, store, concurrency=concurrency, shutdown_grace_s=shutdown_grace, kind_names=only)
+        runner = andon.Worker(
+            app,
+            store,
+            concurrency=concurrency,
+            shutdown_grace_s=shutdown_grace,
+            kind_names=only,
+            scheduler=not no_scheduler,
+        )
         banner = Text("andon worker ", style="bold")
         banner.append(f"{runner.id}  db {store.url}  kinds {', '.join(runner.kind_names)}")
         banner.append(f"  concurrency {concurrency}", style="dim")
@@ -206,6 +218,10 @@ def serve_http(
     upgrade_db: Annotated[
         bool, typer.Option("--upgrade-db", help="Create or upgrade the database schema first (as `andon db upgrade`).")
     ] = False,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option("--no-scheduler", help="Run no scheduler here: this process never fires periodic jobs."),
+    ] = False,
     log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
     db: DbOption = None,
     app_ref: AppOption = None,
@@ -233,6 +249,7 @@ def serve_http(
         port=port,
         token=token or None,
         worker=not no_worker,
+        scheduler=not no_scheduler,
         concurrency=concurrency,
         shutdown_grace_s=shutdown_grace,
         example_jobs=examples and not no_demo_jobs,
@@ -730,6 +747,7 @@ def demo(
 cli.command("sample-data")(sample_data)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(token_cli, name="token")
+cli.add_typer(schedules_cli, name="schedules")
 
 
 def main() -> None:
