@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import hashlib
 import json
 import time
@@ -30,6 +31,8 @@ from andon._ids import is_job_id, new_job_id
 from andon._jobs import RETRYABLE_STATUSES, TERMINAL_STATUSES, Job, JobEvent, JobStatus, ResultItem
 from andon._keys import OnConflict, check_key, on_conflict_of
 from andon._registry import DEFAULT, App, _Default
+from andon._scheduler import job_of_tick
+from andon._schedules import CatchUp, Schedule, ScheduleSpec, Tick
 from andon._storage import (
     PAGE_MAX_BYTES,
     BulkCancel,
@@ -44,6 +47,7 @@ from andon._storage import (
     PausedKind,
     PauseResult,
     PruneResult,
+    SchedulerLease,
     Store,
     Submission,
     open_store,
@@ -712,6 +716,99 @@ class Client:
             batch=batch,
             dry_run=dry_run,
         )
+
+    # -- schedules (periodic jobs) --------------------------------------------
+
+    def list_schedules(self, *, ticks: int = 5) -> list[Schedule]:
+        """Every schedule, by name, with its next tick and its latest ``ticks`` (newest first)."""
+        return self.store.list_schedules(ticks=_clamp(ticks))
+
+    def get_schedule(self, name: str, *, ticks: int = 5) -> Schedule:
+        """Raises :class:`~andon.ScheduleNotFound`."""
+        return self.store.get_schedule(name, ticks=_clamp(ticks))
+
+    def schedule_ticks(self, name: str, *, limit: int = 100) -> list[Tick]:
+        """What became of the schedule's ticks, newest first: the job each made, or why it
+        made none (``skipped`` naming the active job, ``missed`` while no scheduler ran).
+        Also for a removed schedule. Raises :class:`~andon.ScheduleNotFound` for a name
+        that never ticked and does not exist."""
+        return self.store.schedule_ticks(name, limit=_rows(limit))
+
+    def scheduler_lease(self) -> SchedulerLease | None:
+        """Which worker's scheduler leads now; ``None`` if none does (no worker runs one)."""
+        return self.store.scheduler_lease()
+
+    def add_schedule(
+        self,
+        name: str,
+        kind: str,
+        params: Mapping[str, Any] | None = None,  # Any: JSON values
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        timezone: str = "UTC",
+        overlap: OnConflict | str = OnConflict.SKIP,
+        catch_up: CatchUp | str = CatchUp.LATEST,
+        priority: int = 0,
+        timeout: float | None = None,
+    ) -> Schedule:
+        """Add a runtime schedule (as ``@app.periodic`` declares one; see there for the
+        arguments). It ticks from the first tick after now, fired by whichever worker leads.
+
+        Raises:
+            NotAllowed: the caller is not an admin.
+            InvalidSchedule: a bad name, cron expression, interval, time zone or policy.
+            UnknownKind, InvalidParams: the kind or params do not fit the client's app.
+            ScheduleExists: the name is taken.
+        """
+        self._require_admin("add schedules")
+        kind_spec = self._app().get(kind)
+        clean = kind_spec.validate(params or {})
+        spec = ScheduleSpec(
+            name=name,
+            kind=kind,
+            params=clean,
+            cron=cron,
+            every_s=every,
+            timezone=timezone,
+            overlap=overlap,  # type: ignore[arg-type]  # a word: ScheduleSpec checks and converts it
+            catch_up=catch_up,  # type: ignore[arg-type]  # the same
+            priority=priority,
+            timeout_s=timeout,
+        )
+        return self.store.add_schedule(spec, self.actor)
+
+    def remove_schedule(self, name: str) -> None:
+        """Remove a runtime schedule; its ticks stay in history, its jobs go on.
+
+        Raises:
+            NotAllowed: the caller is not an admin.
+            ScheduleNotFound: no such schedule.
+            ScheduleFromApp: the app declares it (remove it from the code, or pause it).
+        """
+        self._require_admin("remove schedules")
+        self.store.remove_schedule(name, self.actor)
+
+    def pause_schedule(self, name: str) -> Schedule:
+        """Stop the schedule's ticks (a job it made goes on). Idempotent; a worker's start
+        keeps the pause of an app schedule. Raises NotAllowed, ScheduleNotFound."""
+        self._require_admin("pause schedules")
+        return self.store.pause_schedule(name, self.actor)
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Tick again from the first tick after now (the ticks of the pause are not made up).
+        Idempotent. Raises NotAllowed, ScheduleNotFound."""
+        self._require_admin("resume schedules")
+        return self.store.resume_schedule(name, self.actor)
+
+    def trigger_schedule(self, name: str) -> Tick:
+        """Make the schedule's job now, through its overlap policy (with ``skip`` while its
+        job is active, nothing is made and the trace says so). Raises NotAllowed,
+        ScheduleNotFound."""
+        self._require_admin("trigger schedules")
+        tick = self.store.trigger_schedule(name, self.actor, functools.partial(job_of_tick, self.app))
+        wake_here()
+        return tick
 
     # -- tokens (admin only) --------------------------------------------------
 

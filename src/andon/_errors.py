@@ -13,11 +13,15 @@ has to react::
     │   ├── ItemsNotFlat           a job's items asked for as CSV are not all flat objects
     │   ├── InvalidKey             a job key or idempotency key that is empty, too long or not text
     │   ├── IdempotencyKeyReused   an idempotency key sent again with another request
+    │   ├── InvalidSchedule        a schedule with a bad name, cron expression, interval or time zone
+    │   ├── ScheduleExists         adding a schedule under a name already taken
+    │   ├── ScheduleFromApp        removing a schedule the app declares (change the code instead)
     │   ├── InvalidTransition      the job is in a state that forbids the operation
     │   │   ├── JobFinished        e.g. cancelling a job that already succeeded
     │   │   └── JobPruned          e.g. retrying a job whose params were pruned
     │   └── LifecycleError         a worker/store used before open or after close
     ├── JobNotFound                no job has that id (or it is another user's)
+    ├── ScheduleNotFound           no schedule has that name
     ├── NotAllowed                 the caller's role does not allow the operation
     ├── WaitTimeout                a wait_* call gave up (also a TimeoutError)
     ├── CommandFailed              a ctx.run child exited non-zero (also a CalledProcessError)
@@ -46,6 +50,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidKey",
     "InvalidParams",
+    "InvalidSchedule",
     "InvalidTransition",
     "ItemsNotFlat",
     "JobFinished",
@@ -56,6 +61,9 @@ __all__ = [
     "ParamsTooLarge",
     "ParentStopping",
     "ResultTooLarge",
+    "ScheduleExists",
+    "ScheduleFromApp",
+    "ScheduleNotFound",
     "StorageBusy",
     "StorageError",
     "StorageUnavailable",
@@ -212,6 +220,46 @@ class JobPruned(InvalidTransition):
             f"cannot {operation} job {job_id}: its params, results and history were pruned"
             " (only its tombstone is kept)",
         )
+
+
+@final
+class InvalidSchedule(UsageError):
+    """A schedule's name, cron expression, interval, time zone or policy is not usable."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        self.name = name
+        self.problem = problem
+        super().__init__(f"schedule {name!r}: {problem}")
+
+
+@final
+class ScheduleExists(UsageError):
+    """A schedule with this name exists already (remove it first, or choose another name)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"a schedule named {name!r} exists already; remove it first or choose another name")
+
+
+@final
+class ScheduleFromApp(UsageError):
+    """The schedule is declared in the app's code, so only a change of the code removes it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"schedule {name!r} is declared in the app (@app.periodic): remove it from the code,"
+            " or pause it to stop its ticks now"
+        )
+
+
+@final
+class ScheduleNotFound(AndonError):
+    """No schedule has this name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no schedule named {name!r}")
 
 
 @final

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import inspect
 import json
@@ -10,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 from andon._errors import ConfigurationError, InvalidParams, ParamsTooLarge, UnknownKind
+from andon._keys import OnConflict
+from andon._schedules import CatchUp, ScheduleSpec
 from andon._sizes import MAX_PARAMS_BYTES
 
 if TYPE_CHECKING:
@@ -171,6 +174,7 @@ class App:
         self.default_timeout = default_timeout
         self.default_grace = default_grace
         self._kinds: dict[str, JobKind] = {}
+        self._schedules: dict[str, ScheduleSpec] = {}
 
     def job(
         self,
@@ -227,6 +231,81 @@ class App:
             return function
 
         return register
+
+    def periodic(
+        self,
+        name: str,
+        *,
+        cron: str | None = None,
+        every: float | None = None,
+        kind: str | None = None,
+        params: Mapping[str, Any] | None = None,  # Any: JSON values
+        overlap: OnConflict | str = OnConflict.SKIP,
+        catch_up: CatchUp | str = CatchUp.LATEST,
+        timezone: str = "UTC",
+        priority: int = 0,
+        timeout: float | None = None,
+    ) -> Callable[[F], F]:
+        """Declare a schedule: a job of ``kind`` with ``params`` at every tick of ``cron``
+        (five fields, read in ``timezone``, an IANA name) or ``every`` seconds.
+
+        Call it for a kind registered elsewhere (``app.periodic("nightly", cron="0 3 * * *",
+        kind="report")``) or stack it above ``@app.job`` on the handler, whose kind it then
+        takes. The schedule is stored (and changed, or removed when no longer declared) by
+        each worker as it starts; workers of one store should run the same app. Any worker's
+        scheduler may fire it: one leads at a time.
+
+        Args:
+            overlap: a tick while the schedule's job is still active: ``skip`` (the default;
+                recorded), ``queue`` (at most one waits), ``supersede`` (the active job is
+                stopped with reason ``superseded``).
+            catch_up: ticks that came due while no scheduler ran: ``latest`` (the default:
+                fire only the most recent; the others are one ``missed`` trace), ``all``, or
+                ``none``.
+            timeout: the jobs' timeout; the kind's when ``None``.
+
+        Raises:
+            InvalidSchedule: a bad name, cron expression, interval, time zone or policy.
+            ConfigurationError: the name is declared twice, or no kind is given and the
+                decorated function is not a registered handler.
+            InvalidParams: ``params`` do not fit the kind (checked when it is registered).
+        """
+        spec = ScheduleSpec(
+            name=name,
+            kind=kind or "-",
+            params=dict(params or {}),
+            cron=cron,
+            every_s=every,
+            timezone=timezone,
+            overlap=overlap,  # type: ignore[arg-type]  # a word: ScheduleSpec checks and converts it
+            catch_up=catch_up,  # type: ignore[arg-type]  # the same
+            priority=priority,
+            timeout_s=timeout,
+        )
+        if name in self._schedules:
+            raise ConfigurationError(f"schedule {name!r} is declared twice")
+        if kind is not None:
+            self._add_schedule(spec)
+
+        def declare(function: F) -> F:
+            if kind is None:
+                found = [k.kind for k in self._kinds.values() if k.handler is function]
+                if not found:
+                    raise ConfigurationError(f"schedule {name!r}: put @app.periodic above @app.job, or give kind=")
+                self._add_schedule(dataclasses.replace(spec, kind=found[0]))
+            return function
+
+        return declare
+
+    def _add_schedule(self, spec: ScheduleSpec) -> None:
+        if spec.kind in self._kinds:
+            self._kinds[spec.kind].validate(spec.params)
+        self._schedules[spec.name] = spec
+
+    @property
+    def schedules(self) -> list[ScheduleSpec]:
+        """The schedules this app declares (``@app.periodic``), by name."""
+        return [self._schedules[name] for name in sorted(self._schedules)]
 
     def get(self, kind: str) -> JobKind:
         """The registered kind. Raises :class:`~andon.UnknownKind`."""

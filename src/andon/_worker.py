@@ -11,6 +11,8 @@ Threads of one worker:
   escalates stops that were ignored, abandons threads that cannot be stopped, and fences
   (see below).
 * ``flusher``: writes buffered results and progress in batches.
+* ``scheduler`` (unless ``scheduler=False``): fires the ticks of periodic schedules while
+  this worker leads (``andon._scheduler``).
 
 Every attempt is settled exactly once, either by its slot when the handler returns or by
 the monitor when it abandons the attempt (``Attempt.take_settlement`` decides); the store
@@ -53,6 +55,7 @@ from andon._jobs import ErrorInfo, Job, JobStatus, Outcome, OutcomeKind
 from andon._output import AttemptEnd, ProgressUpdate
 from andon._registry import App, Isolation
 from andon._runtimes import close_slot_loop, execution_for
+from andon._scheduler import DEFAULT_SCHEDULER_LEASE_S, Scheduler
 from andon._stop import Due, Execution, Step, due, ended_now, failure, stopped
 from andon._storage import Change, ChangeWatcher, Store
 
@@ -121,6 +124,11 @@ class Worker:
             with it is enough; several are harmless (each batch is checked in its
             transaction). ``None`` (the default): never.
         retention_every_s: how often a worker with ``retention_s`` prunes.
+        scheduler: run a scheduler thread (``andon._scheduler``): it syncs ``app``'s
+            periodic schedules into the store at start and, while it holds the store's
+            scheduler lease, fires the ticks of every schedule. ``False``: neither.
+        scheduler_lease_s: the scheduler's lease; a new leader takes over within this plus
+            about a second after the old one dies.
     """
 
     def __init__(
@@ -139,6 +147,8 @@ class Worker:
         clock: Clock = SYSTEM_CLOCK,
         retention_s: float | None = None,
         retention_every_s: float = RETENTION_EVERY_S,
+        scheduler: bool = True,
+        scheduler_lease_s: float = DEFAULT_SCHEDULER_LEASE_S,
     ) -> None:
         if concurrency < 1:
             raise LifecycleError("a worker needs concurrency >= 1")
@@ -165,6 +175,7 @@ class Worker:
         )
         for kind in self.kind_names:
             app.get(kind)
+        self.scheduler = Scheduler(app, store, self.id, clock, scheduler_lease_s) if scheduler else None
         self.state = WorkerState.NEW
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -213,6 +224,8 @@ class Worker:
             self._spawn("retention", self._retention_loop)
         for index in range(self.concurrency):
             self._spawn(f"slot-{index}", self._slot_loop)
+        if self.scheduler is not None:
+            self.scheduler.start()
         join(self)
         log.info(
             "worker %s started: %d slots, kinds %s",
@@ -231,9 +244,12 @@ class Worker:
             return
         self.state = WorkerState.STOPPING
         grace = self.shutdown_grace_s if grace_s is None else grace_s
+        deadline = self.clock.monotonic() + grace
+        if self.scheduler is not None:
+            self.scheduler.stop_nowait()  # joined below, with the other threads
         self._stopping.set()
         self._notify()
-        if not self._wait_idle(self.clock.monotonic() + grace):
+        if not self._wait_idle(deadline):
             self.interrupt()
             self._wait_idle(None)
         self._halt.set()
@@ -247,6 +263,8 @@ class Worker:
         for thread in threads:
             if thread is not threading.current_thread():
                 thread.join()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         leave(self)
         with contextlib.suppress(OSError):  # only if empty: a journal left behind says why
             self.spool_dir.rmdir()

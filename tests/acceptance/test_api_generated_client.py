@@ -35,6 +35,8 @@ OPERATIONS: Final = {
     "getInfo", "listKinds", "submitJob", "listJobs", "cancelJobs", "getJob", "cancelJob", "failJob",
     "retryJob", "deleteJob", "getResults", "getEvents", "streamEvents", "listTokens", "logIn", "logOut",
     "resumeJob", "pauseKind", "unpauseKind", "downloadResults", "listChildren", "pruneHistory",
+    "listSchedules", "addSchedule", "getSchedule", "removeSchedule", "pauseSchedule", "resumeSchedule",
+    "triggerSchedule", "listTicks",
 }  # fmt: skip
 
 

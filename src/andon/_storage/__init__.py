@@ -20,6 +20,7 @@ from andon._storage._port import (
     PausedKind,
     PauseResult,
     PruneResult,
+    SchedulerLease,
     Store,
     Submission,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "PauseResult",
     "PausedKind",
     "PruneResult",
+    "SchedulerLease",
     "SchemaUpgrade",
     "Store",
     "Submission",

@@ -22,6 +22,7 @@ from andon._storage._ops._cancels import CancelOperations
 from andon._storage._ops._control import ControlOperations
 from andon._storage._ops._jobs import JobOperations
 from andon._storage._ops._retention import RetentionOperations
+from andon._storage._ops._schedules import ScheduleOperations
 from andon._storage._ops._tokens import TokenOperations
 from andon._storage._ops._work import Settled, WorkOperations
 from andon._storage._port import ALL_CHANGES, Change, ChangeWatcher
@@ -30,6 +31,7 @@ __all__ = ["Engine", "Settled", "StoreEngine"]
 
 
 class Engine(
+    ScheduleOperations[C],
     JobOperations[C],
     CancelOperations[C],
     ControlOperations[C],

@@ -8,7 +8,7 @@ Every method is one atomic operation; the rules for what a state change means li
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -18,6 +18,7 @@ from andon._errors import InvalidTransition, JobNotFound
 from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, ResultItem
 from andon._keys import OnConflict
 from andon._output import AttemptEnd, ProgressUpdate
+from andon._schedules import Schedule, ScheduleSpec, Tick
 
 __all__ = [
     "ALL_CHANGES",
@@ -36,6 +37,7 @@ __all__ = [
     "PauseResult",
     "PausedKind",
     "PruneResult",
+    "SchedulerLease",
     "Store",
     "Submission",
 ]
@@ -200,6 +202,15 @@ class PausedKind:
     paused_at: float
     by: str | None
     message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerLease:
+    """Which scheduler leads (fires the ticks of every schedule) and for how long yet."""
+
+    holder: str
+    since: float
+    expires_in_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,3 +577,39 @@ class Store(Protocol):
             UsageError: no token has this name.
         """
         ...
+
+    # -- schedules (andon._schedules; _ops/_schedules.py) --------------------------
+
+    def sync_schedules(self, specs: Sequence[ScheduleSpec], by: str | None) -> list[str]:
+        """Make the store's app schedules those of ``specs``; returns the names removed."""
+        ...
+
+    def add_schedule(self, spec: ScheduleSpec, by: str | None) -> Schedule:
+        """Add a runtime schedule. Raises :class:`~andon.ScheduleExists`."""
+        ...
+
+    def remove_schedule(self, name: str, by: str | None) -> None:
+        """Remove a runtime schedule. Raises ScheduleNotFound, ScheduleFromApp."""
+        ...
+
+    def pause_schedule(self, name: str, by: str | None) -> Schedule: ...
+
+    def resume_schedule(self, name: str, by: str | None) -> Schedule: ...
+
+    def get_schedule(self, name: str, ticks: int = 5) -> Schedule: ...
+
+    def list_schedules(self, ticks: int = 5) -> list[Schedule]: ...
+
+    def schedule_ticks(self, name: str, limit: int = 100) -> list[Tick]: ...
+
+    def trigger_schedule(self, name: str, by: str | None, make_job: Callable[[ScheduleSpec], NewJob] = ...) -> Tick: ...
+
+    def take_scheduler_lease(self, holder: str, lease_s: float) -> bool: ...
+
+    def release_scheduler_lease(self, holder: str) -> None: ...
+
+    def scheduler_lease(self) -> SchedulerLease | None: ...
+
+    def next_tick_at(self) -> float | None: ...
+
+    def fire_due(self, now: float, holder: str, make_job: Callable[[ScheduleSpec], NewJob] = ...) -> list[Tick]: ...

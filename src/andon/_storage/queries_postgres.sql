@@ -549,3 +549,96 @@ SELECT name, role, created_at, revoked_at FROM andon_tokens ORDER BY created_at,
 -- name: revoke_token
 UPDATE andon_tokens SET revoked_at = COALESCE(revoked_at, %(now)s) WHERE name = %(name)s
 RETURNING name, role, created_at, revoked_at
+
+-- == schedules and their ticks (andon._schedules, _ops/_schedules.py) ===================
+
+-- name: schedules
+SELECT * FROM andon_schedules ORDER BY name
+
+-- name: schedule
+SELECT * FROM andon_schedules WHERE name = %(name)s
+
+-- Two schedulers that reach one tick take turns here; the second then sees it advanced.
+-- name: schedule_for_update
+SELECT * FROM andon_schedules WHERE name = %(name)s FOR UPDATE
+
+-- name: put_schedule
+INSERT INTO andon_schedules (name, kind, params, cron, every_s, timezone, overlap, catch_up, priority, timeout_s,
+                             source, paused_at, paused_by, next_at, created_at, updated_at)
+VALUES (%(name)s, %(kind)s, %(params)s, %(cron)s, %(every_s)s, %(timezone)s, %(overlap)s, %(catch_up)s,
+        %(priority)s, %(timeout_s)s, %(source)s, %(paused_at)s, %(paused_by)s, %(next_at)s, %(now)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, params = excluded.params, cron = excluded.cron,
+    every_s = excluded.every_s, timezone = excluded.timezone, overlap = excluded.overlap,
+    catch_up = excluded.catch_up, priority = excluded.priority, timeout_s = excluded.timeout_s,
+    source = excluded.source, paused_at = excluded.paused_at, paused_by = excluded.paused_by,
+    next_at = excluded.next_at, updated_at = excluded.updated_at
+RETURNING *
+
+-- App schedules the syncing app no longer declares (their ticks stay).
+-- name: drop_undeclared_schedules
+DELETE FROM andon_schedules WHERE source = 'app' AND NOT (name = ANY(%(names)s::text[])) RETURNING name
+
+-- name: delete_schedule
+DELETE FROM andon_schedules WHERE name = %(name)s RETURNING name
+
+-- name: pause_schedule
+UPDATE andon_schedules SET paused_at = %(now)s, paused_by = %(by)s, next_at = NULL, updated_at = %(now)s
+WHERE name = %(name)s
+RETURNING *
+
+-- name: resume_schedule
+UPDATE andon_schedules SET paused_at = NULL, paused_by = NULL, next_at = %(next_at)s, updated_at = %(now)s
+WHERE name = %(name)s
+RETURNING *
+
+-- name: advance_schedule
+UPDATE andon_schedules SET next_at = %(next_at)s WHERE name = %(name)s
+
+-- name: due_schedules
+SELECT name FROM andon_schedules WHERE paused_at IS NULL AND next_at <= %(now)s ORDER BY next_at, name
+LIMIT %(limit)s
+
+-- name: next_tick
+SELECT min(next_at) AS next_at FROM andon_schedules WHERE paused_at IS NULL
+
+-- The primary key (schedule, tick_at) makes a tick's row the proof it was handled: a
+-- second scheduler that reaches the same tick inserts nothing and leaves it alone.
+-- name: insert_tick
+INSERT INTO andon_ticks (schedule, tick_at, at, outcome, job_id, by, message)
+VALUES (%(schedule)s, %(tick_at)s, %(at)s, %(outcome)s, %(job_id)s, %(by)s, %(message)s)
+ON CONFLICT DO NOTHING
+RETURNING tick_at
+
+-- name: set_tick_outcome
+UPDATE andon_ticks SET outcome = %(outcome)s, job_id = %(job_id)s, message = %(message)s
+WHERE schedule = %(schedule)s AND tick_at = %(tick_at)s
+
+-- name: ticks
+SELECT * FROM andon_ticks WHERE schedule = %(schedule)s ORDER BY tick_at DESC LIMIT %(limit)s
+
+-- == the scheduler's lease ==============================================================
+
+-- Taken when free, expired (on the database server's clock unless a test clock says), or
+-- already ours (a renewal); nothing comes back when another holds it.
+-- name: take_lease
+INSERT INTO andon_leases (name, holder, expires_at, since)
+VALUES (%(name)s, %(holder)s,
+        COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) + %(lease_s)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at,
+    since = CASE WHEN andon_leases.holder = excluded.holder THEN andon_leases.since ELSE excluded.since END
+WHERE andon_leases.holder = excluded.holder
+   OR andon_leases.expires_at <= COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp()))
+RETURNING holder, since
+
+-- name: holds_lease
+SELECT holder FROM andon_leases
+WHERE name = %(name)s AND holder = %(holder)s
+  AND expires_at > COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp()))
+
+-- name: release_lease
+DELETE FROM andon_leases WHERE name = %(name)s AND holder = %(holder)s
+
+-- name: lease
+SELECT holder, since,
+       expires_at - COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) AS expires_in
+FROM andon_leases WHERE name = %(name)s

@@ -31,6 +31,10 @@ MAX_BODY_BYTES: Final = MAX_REQUEST_BYTES
 
 ERROR_STATUS: Final[tuple[tuple[type[andon.AndonError], int, str], ...]] = (
     (andon.JobNotFound, 404, "job_not_found"),
+    (andon.ScheduleNotFound, 404, "schedule_not_found"),
+    (andon.ScheduleExists, 409, "schedule_exists"),
+    (andon.ScheduleFromApp, 409, "schedule_from_app"),
+    (andon.InvalidSchedule, 422, "invalid_schedule"),
     (andon.NotAllowed, 403, "not_allowed"),
     (andon.JobFinished, 409, "job_finished"),
     (andon.JobPruned, 409, "job_pruned"),

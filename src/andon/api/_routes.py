@@ -30,13 +30,19 @@ from andon.api._schemas import (
     JobPage,
     KindOut,
     KindsOut,
+    LeaderOut,
     PauseBody,
     PauseOut,
     PruneBody,
     PruneOut,
     ResultItemOut,
     ResultsOut,
+    ScheduleBody,
+    ScheduleOut,
+    SchedulesOut,
     SubmitBody,
+    TickOut,
+    TicksOut,
     TokenOut,
     TokensOut,
     UserOut,
@@ -444,6 +450,83 @@ async def stream_events(rt: Ctx, request: Request) -> StreamingResponse:
         media_type="text/event-stream",
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
+
+
+ScheduleName = Annotated[str, Path(max_length=200, description="A schedule's name.")]
+
+
+@router.get("/schedules", operation_id="listSchedules", tags=["schedules"])
+async def list_schedules(
+    rt: Ctx, client: Caller, ticks: Annotated[int, Query(ge=0, le=100, description="Latest ticks per schedule.")] = 5
+) -> SchedulesOut:
+    """Every schedule, by name: its timing, next tick, pause and latest ticks; and which
+    worker's scheduler leads (fires the ticks) now."""
+    schedules, lease = await rt.call(lambda: (client.list_schedules(ticks=ticks), client.scheduler_lease()))
+    leader = (
+        None if lease is None else LeaderOut(holder=lease.holder, since=lease.since, expires_in_s=lease.expires_in_s)
+    )
+    return SchedulesOut(items=[ScheduleOut.of(s) for s in schedules], leader=leader)
+
+
+@router.post("/schedules", operation_id="addSchedule", status_code=201, tags=["schedules"])
+async def add_schedule(rt: Ctx, client: Caller, body: ScheduleBody) -> ScheduleOut:
+    """Add a runtime schedule (admins only, 403). 422 for a bad cron expression, interval,
+    time zone, unknown kind or params that do not fit it; 409 if the name is taken."""
+    schedule = await rt.call(
+        client.add_schedule,
+        body.name,
+        body.kind,
+        body.params,
+        cron=body.cron,
+        every=body.every_s,
+        timezone=body.timezone,
+        overlap=body.overlap,
+        catch_up=body.catch_up,
+        priority=body.priority,
+        timeout=body.timeout_s,
+    )
+    return ScheduleOut.of(schedule)
+
+
+@router.get("/schedules/{name}", operation_id="getSchedule", tags=["schedules"])
+async def get_schedule(name: ScheduleName, rt: Ctx, client: Caller) -> ScheduleOut:
+    """One schedule with its latest ticks (404 if there is none by that name)."""
+    return ScheduleOut.of(await rt.call(client.get_schedule, name))
+
+
+@router.delete("/schedules/{name}", operation_id="removeSchedule", status_code=204, tags=["schedules"])
+async def remove_schedule(name: ScheduleName, rt: Ctx, client: Caller) -> Response:
+    """Remove a runtime schedule (admins only); 409 for one the app declares (remove it from
+    the code, or pause it). Its ticks stay in history; jobs it made go on."""
+    await rt.call(client.remove_schedule, name)
+    return Response(status_code=204)
+
+
+@router.post("/schedules/{name}/pause", operation_id="pauseSchedule", tags=["schedules"])
+async def pause_schedule(name: ScheduleName, rt: Ctx, client: Caller) -> ScheduleOut:
+    """Stop the schedule's ticks (admins only); a job it made goes on. Idempotent."""
+    return ScheduleOut.of(await rt.call(client.pause_schedule, name))
+
+
+@router.post("/schedules/{name}/resume", operation_id="resumeSchedule", tags=["schedules"])
+async def resume_schedule(name: ScheduleName, rt: Ctx, client: Caller) -> ScheduleOut:
+    """Tick again from the first tick after now (admins only). Idempotent."""
+    return ScheduleOut.of(await rt.call(client.resume_schedule, name))
+
+
+@router.post("/schedules/{name}/trigger", operation_id="triggerSchedule", tags=["schedules"])
+async def trigger_schedule(name: ScheduleName, rt: Ctx, client: Caller) -> TickOut:
+    """Make the schedule's job now through its overlap policy (admins only): the trace is
+    `triggered`, or `skipped` naming the job still active."""
+    return TickOut.of(await rt.call(client.trigger_schedule, name))
+
+
+@router.get("/schedules/{name}/ticks", operation_id="listTicks", tags=["schedules"])
+async def list_ticks(
+    name: ScheduleName, rt: Ctx, client: Caller, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> TicksOut:
+    """What became of the schedule's ticks, newest first (also of a removed schedule)."""
+    return TicksOut(items=[TickOut.of(tick) for tick in await rt.call(client.schedule_ticks, name, limit=limit)])
 
 
 @router.get("/tokens", operation_id="listTokens", tags=["server"])

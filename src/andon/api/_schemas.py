@@ -125,6 +125,27 @@ class SubmitBody(BaseModel):
     """Schedule it this many seconds from now (not with ``run_at``)."""
 
 
+class ScheduleBody(BaseModel):
+    """``POST /api/v1/schedules``: a runtime schedule making a job of ``kind`` with ``params``
+    at every tick of ``cron`` (five fields, read in ``timezone``, an IANA name) or every
+    ``every_s`` seconds (give exactly one). ``overlap``: what a tick does while the
+    schedule's job is active (``skip``, ``queue``, ``supersede``); ``catch_up``: what
+    happens to ticks that came due while no scheduler ran (``latest``, ``all``, ``none``)."""
+
+    model_config = _STRICT
+
+    name: Name
+    kind: Name
+    params: JsonObject = Field(default_factory=dict)
+    cron: Name | None = None
+    every_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    timezone: Name = "UTC"
+    overlap: andon.OnConflict = andon.OnConflict.SKIP
+    catch_up: andon.CatchUp = andon.CatchUp.LATEST
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+
 class CancelBody(BaseModel):
     """``POST /api/v1/jobs/{id}/cancel``: why, in words (kept as the cancel's ``message``;
     the cancel's ``reason`` code is ``user``). ``reason`` and ``message`` are the same field."""
@@ -648,3 +669,96 @@ class ErrorBody(BaseModel):
     """Every error answer: ``{"error": {"code", "message", ...}}``."""
 
     error: ErrorDetail
+
+
+class TickOut(BaseModel):
+    """What became of one tick: ``enqueued``, ``queued`` (waits behind the active job),
+    ``superseded`` (the message names the stopped job), ``skipped`` (``job_id`` is the active
+    job), ``missed`` (no scheduler ran; one trace for a run of them), ``triggered`` (by hand)."""
+
+    schedule: str
+    tick_at: float
+    at: float
+    outcome: andon.TickOutcome
+    job_id: str | None
+    by: str | None
+    message: str | None
+
+    @classmethod
+    def of(cls, tick: andon.Tick) -> TickOut:
+        return cls(
+            schedule=tick.schedule,
+            tick_at=tick.tick_at,
+            at=tick.at,
+            outcome=tick.outcome,
+            job_id=tick.job_id,
+            by=tick.by,
+            message=tick.message,
+        )
+
+
+class ScheduleOut(BaseModel):
+    """A schedule, its state and its latest ticks (newest first). ``source``: ``app``
+    (declared in code: removable only there) or ``runtime``. ``next_at`` is null while paused."""
+
+    name: str
+    kind: str
+    params: dict[str, Any]  # Any: JSON values
+    cron: str | None
+    every_s: float | None
+    timezone: str
+    timing: str
+    overlap: andon.OnConflict
+    catch_up: andon.CatchUp
+    priority: int
+    timeout_s: float | None
+    source: andon.ScheduleSource
+    next_at: float | None
+    paused_at: float | None
+    paused_by: str | None
+    created_at: float
+    updated_at: float
+    last_ticks: list[TickOut]
+
+    @classmethod
+    def of(cls, schedule: andon.Schedule) -> ScheduleOut:
+        spec = schedule.spec
+        return cls(
+            name=spec.name,
+            kind=spec.kind,
+            params=dict(spec.params),
+            cron=spec.cron,
+            every_s=spec.every_s,
+            timezone=spec.timezone,
+            timing=spec.timing,
+            overlap=spec.overlap,
+            catch_up=spec.catch_up,
+            priority=spec.priority,
+            timeout_s=spec.timeout_s,
+            source=schedule.source,
+            next_at=schedule.next_at,
+            paused_at=schedule.paused_at,
+            paused_by=schedule.paused_by,
+            created_at=schedule.created_at,
+            updated_at=schedule.updated_at,
+            last_ticks=[TickOut.of(tick) for tick in schedule.last_ticks],
+        )
+
+
+class LeaderOut(BaseModel):
+    """The scheduler that fires every schedule's ticks now (a worker's id), since when."""
+
+    holder: str
+    since: float
+    expires_in_s: float
+
+
+class SchedulesOut(BaseModel):
+    items: list[ScheduleOut]
+    leader: LeaderOut | None
+    """``null``: no worker's scheduler leads (none runs, or the last one died and its lease
+    has not expired yet): ticks wait."""
+
+
+class TicksOut(BaseModel):
+    items: list[TickOut]

@@ -30,6 +30,7 @@ from andon.cli import _format as fmt
 from andon.cli._db import db_cli
 from andon.cli._input import DbOption, load_app, parse_duration, parse_moment, parse_params, split_list
 from andon.cli._sample import sample_data
+from andon.cli._schedules import schedules_cli
 from andon.cli._serve import serve
 from andon.cli._tokens import token_cli
 
@@ -140,6 +141,10 @@ def worker(
     upgrade_db: Annotated[
         bool, typer.Option("--upgrade-db", help="Create or upgrade the database schema first (as `andon db upgrade`).")
     ] = False,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option("--no-scheduler", help="Run no scheduler here: this process never fires periodic jobs."),
+    ] = False,
     log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
     retention: Annotated[
         str | None,
@@ -175,6 +180,7 @@ def worker(
             shutdown_grace_s=shutdown_grace,
             kind_names=only,
             retention_s=retention_s,
+            scheduler=not no_scheduler,
         )
         banner = Text("andon worker ", style="bold")
         banner.append(f"{runner.id}  db {store.url}  kinds {', '.join(runner.kind_names)}")
@@ -225,6 +231,10 @@ def serve_http(
     upgrade_db: Annotated[
         bool, typer.Option("--upgrade-db", help="Create or upgrade the database schema first (as `andon db upgrade`).")
     ] = False,
+    no_scheduler: Annotated[
+        bool,
+        typer.Option("--no-scheduler", help="Run no scheduler here: this process never fires periodic jobs."),
+    ] = False,
     log_level: Annotated[LogLevel, typer.Option("--log-level", case_sensitive=False)] = LogLevel.INFO,
     db: DbOption = None,
     app_ref: AppOption = None,
@@ -252,6 +262,7 @@ def serve_http(
         port=port,
         token=token or None,
         worker=not no_worker,
+        scheduler=not no_scheduler,
         concurrency=concurrency,
         shutdown_grace_s=shutdown_grace,
         example_jobs=examples and not no_demo_jobs,
@@ -826,6 +837,7 @@ def demo(
 cli.command("sample-data")(sample_data)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(token_cli, name="token")
+cli.add_typer(schedules_cli, name="schedules")
 
 
 def main() -> None:

@@ -41,6 +41,8 @@ class ServeOptions:
     port: int
     token: str | None
     worker: bool
+    scheduler: bool
+    """Run a scheduler in the embedded worker (``--no-scheduler``: not)."""
     concurrency: int
     shutdown_grace_s: float
     example_jobs: bool
@@ -87,7 +89,11 @@ def run_server(options: ServeOptions, console: Console) -> None:
         worker = None
         if options.worker:
             worker = andon.Worker(
-                options.app, store, concurrency=options.concurrency, shutdown_grace_s=options.shutdown_grace_s
+                options.app,
+                store,
+                concurrency=options.concurrency,
+                shutdown_grace_s=options.shutdown_grace_s,
+                scheduler=options.scheduler,
             )
         api = create_app(client, worker=worker, token=options.token)
         config = uvicorn.Config(

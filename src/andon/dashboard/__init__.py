@@ -26,6 +26,7 @@ SCRIPTS: Final = (
     "history.js",
     "jobpage.js",
     "kinds.js",
+    "schedules.js",
     "live.js",
     "notices.js",
     "session.js",

@@ -11,6 +11,7 @@
 //   actions.js   the buttons of a job         notices.js   toasts, confirmations
 //   format.js    how values read              dom.js       building elements as text
 //   kinds.js     the kinds strip: pausing     tree.js      a job's children, nested
+//   schedules.js periodic schedules: pause, resume, trigger
 
 import { api, whenUnauthorized } from "./api.js";
 import { renderCards, setUpCards, tick } from "./cards.js";
@@ -20,6 +21,7 @@ import { setUpHistory } from "./history.js";
 import { closeJobPage, openJobPage, setUpJobPage } from "./jobpage.js";
 import { renderKinds, setUpKinds } from "./kinds.js";
 import { openStream, setLive } from "./live.js";
+import { setUpSchedules } from "./schedules.js";
 import { toast } from "./notices.js";
 import { forgetOldToken, logIn, setUpLogout, showUser } from "./session.js";
 import { showKinds, setUpSubmitForm } from "./submit.js";
@@ -57,6 +59,7 @@ async function start() {
   showKinds(kinds);
   renderKinds(kinds);
   setUpKinds();
+  setUpSchedules();
   window.addEventListener("hashchange", route);
   route();
   setInterval(tick, 1000);
