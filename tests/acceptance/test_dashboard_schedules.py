@@ -55,3 +55,15 @@ def test_hostile_text_in_a_schedule_is_shown_as_text(page: Page, server: Served,
     page.wait_for_timeout(300)
     assert page.evaluate("window.__pwned === undefined")
     assert row.locator("img").count() == 0
+
+
+def test_the_schedules_panel_does_not_cover_the_kinds_panel(page: Page, server: Served, jobs: andon.Client) -> None:
+    jobs.add_schedule("hourly", "count", {"n": 1}, cron="0 * * * *")
+    open_dashboard(page, server)
+    expect(page.locator('#schedules-list li[data-schedule="hourly"]')).to_be_visible()
+    kinds = page.locator("section.kinds-panel:not(.schedules-panel)").bounding_box()
+    schedules = page.locator("section.schedules-panel").bounding_box()
+    assert kinds is not None
+    assert schedules is not None
+    assert schedules["y"] >= kinds["y"] + kinds["height"], (kinds, schedules)
+    expect(page.locator("#kinds-title")).to_be_visible()
