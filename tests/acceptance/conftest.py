@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
+from typer.testing import CliRunner, Result
 
 import andon
+from andon.cli import cli
 from andon.examples import app as example_app
 from tests.acceptance.serving import Served, serve
 from tests.postgres import fresh_schema
@@ -79,3 +81,17 @@ def jobs(server: Served, folder: Path) -> Iterator[andon.Client]:
     """A client on the server's database, to set up jobs and check what the page shows."""
     with andon.connect(f"sqlite:///{folder / 'andon.db'}", example_app, actor="test") as client:
         yield client
+
+
+@pytest.fixture
+def run(db_path: Path) -> Callable[..., Result]:
+    """Run one ``andon`` command against the test's SQLite file; a traceback in its output
+    fails the test (bad input gets one line and a non-zero exit, never a traceback)."""
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        result = runner.invoke(cli, [*args, "--db", f"sqlite:///{db_path}"])
+        assert "Traceback" not in result.output, result.output
+        return result
+
+    return invoke

@@ -3,26 +3,12 @@ the output says whether a job was submitted or an existing one answered."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from typer.testing import CliRunner, Result
 
 import andon
-from andon.cli import cli
 from tests.acceptance.test_cli import Run, assert_one_error_line
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def run(db_path: Path) -> Run:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, [*args, "--db", f"sqlite:///{db_path}"])
-
-    return invoke
 
 
 def test_a_second_submit_with_the_key_prints_the_existing_job(run: Run, client: andon.Client) -> None:

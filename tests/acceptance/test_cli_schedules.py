@@ -3,26 +3,12 @@ output, and bad input as one error line with exit code 1 (or 2 for usage)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from typer.testing import CliRunner, Result
 
 import andon
-from andon.cli import cli
 from tests.acceptance.test_cli import Run, assert_one_error_line
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def run(db_path: Path) -> Run:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, [*args, "--db", f"sqlite:///{db_path}"])
-
-    return invoke
 
 
 def test_add_list_trigger_ticks_pause_resume_rm(run: Run, client: andon.Client) -> None:

@@ -9,13 +9,11 @@ in-process through Typer's ``CliRunner``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
 import andon
-from andon.cli import cli
 from tests.acceptance import cli_checks
 from tests.trees import CHILD_KIND, GRANDCHILD_KIND, ROOT_KIND, Tree, build_tree, hold, submit_children
 
@@ -23,18 +21,6 @@ pytestmark = pytest.mark.timeout(60)
 
 Run = Callable[..., Result]
 UNKNOWN = "01890000-0000-7000-8000-000000000000"
-
-
-@pytest.fixture
-def run(db_path: Path) -> Run:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        result = runner.invoke(cli, [*args, "--db", f"sqlite:///{db_path}"])
-        assert "Traceback" not in result.output
-        return result
-
-    return invoke
 
 
 @pytest.fixture

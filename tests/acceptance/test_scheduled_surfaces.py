@@ -6,16 +6,13 @@ from __future__ import annotations
 
 import datetime
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
-from typer.testing import CliRunner, Result
 
 import andon
 from andon.api import create_app
-from andon.cli import cli
 from andon.examples import app as example_app
 from tests.acceptance.test_api import assert_error
 from tests.acceptance.test_cli import Run
@@ -27,16 +24,6 @@ pytestmark = pytest.mark.timeout(60)
 def idle(store: andon.SqliteStore) -> Any:  # Any: the entered TestClient
     with TestClient(create_app(store, example_app), base_url="http://127.0.0.1:8000") as http:
         yield http
-
-
-@pytest.fixture
-def run(db_path: Path) -> Run:
-    runner = CliRunner()
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(cli, [*args, "--db", f"sqlite:///{db_path}"])
-
-    return invoke
 
 
 def test_the_api_schedules_by_delay_or_moment_and_lists_what_is_scheduled(idle: TestClient) -> None:
