@@ -121,8 +121,14 @@ class Client:
         on_conflict: OnConflict | str = OnConflict.SKIP,
         run_at: datetime.datetime | float | None = None,
         delay: float | None = None,
+        connection: object | None = None,
     ) -> Job:
         """Validate params and queue one job.
+
+        ``connection`` (PostgreSQL): your own open psycopg connection. The job is inserted in
+        its transaction and not committed: it exists, and no worker can claim it, until you
+        commit; if you roll back it never existed. Workers hear of it at your commit. On
+        SQLite it is refused with :class:`~andon.UsageError` (see the README).
 
         ``run_at`` (an aware ``datetime``, or unix seconds) or ``delay`` (seconds from now)
         schedule it: it stays ``queued`` and no worker starts it before then
@@ -142,7 +148,13 @@ class Client:
         """
         if key is None:
             return self.submit_many(
-                kind, [params or {}], timeout=timeout, priority=priority, run_at=run_at, delay=delay
+                kind,
+                [params or {}],
+                timeout=timeout,
+                priority=priority,
+                run_at=run_at,
+                delay=delay,
+                connection=connection,
             )[0]
         return self.submit_once(
             kind,
@@ -153,6 +165,7 @@ class Client:
             on_conflict=on_conflict,
             run_at=run_at,
             delay=delay,
+            connection=connection,
         ).job
 
     def submit_once(
@@ -167,6 +180,7 @@ class Client:
         idempotency_key: str | None = None,
         run_at: datetime.datetime | float | None = None,
         delay: float | None = None,
+        connection: object | None = None,
     ) -> Submission:
         """:meth:`submit`, answering whether the job was created (``Submission.created``) or
         was there already, and which jobs it superseded.
@@ -190,8 +204,15 @@ class Client:
             check_key(idempotency_key, "idempotency key")
             idempotency = IdempotencyKey(self._owner or "", idempotency_key, _fingerprint(new, policy))
         submission = self.store.submit_one(
-            new, self.actor, on_conflict=policy, visible_owner=next(iter(self._owners), None), idempotency=idempotency
+            new,
+            self.actor,
+            on_conflict=policy,
+            visible_owner=next(iter(self._owners), None),
+            idempotency=idempotency,
+            connection=connection,
         )
+        if connection is not None:
+            return submission  # nothing is committed yet: workers hear of it at the caller's commit
         for old in submission.superseded:
             if old.status is JobStatus.CANCELLING and old.cancel is not None:
                 deliver_here(old.id, old.cancel.reason, old.cancel.message)
@@ -208,11 +229,16 @@ class Client:
         priority: int = 0,
         run_at: datetime.datetime | float | None = None,
         delay: float | None = None,
+        connection: object | None = None,
     ) -> list[Job]:
         """Queue many jobs of one kind in one transaction: all are created or none.
-        (Keyed jobs are submitted one at a time: :meth:`submit` with ``key``.)"""
+        (Keyed jobs are submitted one at a time: :meth:`submit` with ``key``.) With
+        ``connection``, in that transaction of yours (see :meth:`submit`)."""
         due = due_time(run_at, delay)
-        jobs = self.store.submit(self._new_jobs(kind, params_list, timeout, priority, None, due), self.actor)
+        new = self._new_jobs(kind, params_list, timeout, priority, None, due)
+        if connection is not None:
+            return self.store.submit(new, self.actor, connection=connection)
+        jobs = self.store.submit(new, self.actor)
         wake_here()
         return jobs
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from andon._output import ProgressUpdate
@@ -72,6 +73,17 @@ class Connector(Protocol):
 
     def read(self, body: Callable[[Tx], T]) -> T:
         """``body`` outside any transaction (each statement sees the latest commit)."""
+        ...
+
+    def caller_tx(self, connection: object) -> AbstractContextManager[Tx]:
+        """A :class:`Tx` inside the caller's own open transaction on ``connection`` (a
+        connection of theirs to this database), which this does not commit: what the body
+        writes exists if and only if the caller commits.
+
+        Raises:
+            UsageError: this database cannot take part in the caller's transaction, or
+                ``connection`` is not usable (autocommit, a failed transaction, another database).
+        """
         ...
 
     def write(

@@ -303,11 +303,17 @@ class Store(Protocol):
 
     # -- clients --------------------------------------------------------------
 
-    def submit(self, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+    def submit(self, jobs: Sequence[NewJob], actor: str | None, *, connection: object | None = None) -> list[Job]:
         """Create jobs, all or none, in the ``queued`` state.
 
+        ``connection``: the caller's own open PostgreSQL connection (psycopg); the jobs are
+        inserted in its transaction, which is not committed here: they exist, and workers hear
+        of them, if and only if the caller commits.
+
         Raises:
-            UsageError: a job has a key (those go one at a time through :meth:`submit_one`).
+            UsageError: a job has a key (those go one at a time through :meth:`submit_one`);
+                ``connection`` on a store that cannot join it (SQLite), or a connection in
+                autocommit, in a failed transaction, or to another database.
         """
         ...
 
@@ -320,6 +326,7 @@ class Store(Protocol):
         visible_owner: str | None = None,
         idempotency: IdempotencyKey | None = None,
         parent: tuple[str, str | None, int | None] | None = None,
+        connection: object | None = None,
     ) -> Submission:
         """Create ``job``, or answer the one its key or idempotency key names, in one
         transaction (see ``andon._keys`` for the rules). ``visible_owner``: the caller sees

@@ -47,11 +47,12 @@ from typing import Any, Final, TypeVar, final
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolClosed
 
 from andon._clock import Clock, SystemClock
-from andon._errors import ConfigurationError, LifecycleError, StorageError, StorageUnavailable
+from andon._errors import ConfigurationError, LifecycleError, StorageError, StorageUnavailable, UsageError
 from andon._output import ProgressUpdate
 from andon._storage._connector import Args, IfUnsure, Resolution, Resolver, Tx
 from andon._storage._engine import Engine
@@ -168,6 +169,7 @@ class PostgresConnector:
         self._clock = clock
         self._reconnect_timeout_s = self._target.reconnect_timeout_s
         self._channel = f"{self.schema}_changes"
+        self._dbname = psycopg.conninfo.conninfo_to_dict(self._target.conninfo).get("dbname")
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._listener: Listener | None = None
         self._lock = threading.Lock()
@@ -419,6 +421,36 @@ class PostgresConnector:
         return listener.watcher(changes, timeout=self._reconnect_timeout_s)
 
     # -- what PostgreSQL does its own way -------------------------------------
+
+    @contextlib.contextmanager
+    def caller_tx(self, connection: object) -> Iterator[Tx]:
+        """The body runs on the caller's psycopg connection, in the transaction it has open
+        (or that its first statement opens), with this store's schema on the search path for
+        its statements only; nothing is committed here. Its NOTIFY is delivered at the
+        caller's commit, so workers wake then, and only if it commits."""
+        if not isinstance(connection, psycopg.Connection):
+            raise UsageError(
+                f"connection must be a psycopg.Connection with a transaction open, not {type(connection).__name__}"
+                " (an AsyncConnection goes to AsyncClient)"
+            )
+        if connection.autocommit:
+            raise UsageError(
+                "connection is in autocommit mode: the job would commit on its own. Turn autocommit off or"
+                " submit inside `with connection.transaction():`"
+            )
+        status = connection.info.transaction_status
+        if status not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
+            raise UsageError(f"connection cannot take the job: its transaction is {status.name.lower()}")
+        if connection.info.dbname != self._dbname:
+            raise UsageError(f"connection is to database {connection.info.dbname!r}, this store's is {self._dbname!r}")
+        with connection.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(_QUERIES["search_path"]).fetchone()
+            assert row is not None
+            saved = row["path"]
+            cur.execute(_QUERIES["set_search_path"], {"path": self.schema})
+            yield _PgTx(cur, self._channel)
+            # The caller's own statements after this see their search path again.
+            cur.execute(_QUERIES["set_search_path"], {"path": saved})
 
     def subtree_clause(self, *, root: bool = False) -> str:
         return _QUERIES["tree_clause" if root else "subtree_clause"].decode()

@@ -19,11 +19,20 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Final, TypeVar, final
 
 from andon._clock import Clock, SystemClock
-from andon._errors import AndonError, ConfigurationError, LifecycleError, StorageBusy, StorageError, StorageUnavailable
+from andon._errors import (
+    AndonError,
+    ConfigurationError,
+    LifecycleError,
+    StorageBusy,
+    StorageError,
+    StorageUnavailable,
+    UsageError,
+)
 from andon._output import ProgressUpdate
 from andon._storage._connector import Args, IfUnsure, Resolver, Tx
 from andon._storage._engine import Engine
@@ -308,6 +317,14 @@ class SqliteConnector:
             lock.release()
 
     # -- what SQLite does its own way -----------------------------------------
+
+    def caller_tx(self, connection: object) -> AbstractContextManager[Tx]:
+        raise UsageError(
+            "submit(connection=...) enqueues inside your own database transaction, which needs"
+            " PostgreSQL (psycopg): a SQLite store has one file and its own connections, so a job"
+            " cannot commit or roll back with a transaction of yours. Submit after your commit"
+            " instead (a job submitted then is durable at once)."
+        )
 
     def subtree_clause(self, *, root: bool = False) -> str:
         (clause,) = _QUERIES["tree_clause" if root else "subtree_clause"]

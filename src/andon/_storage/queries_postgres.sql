@@ -28,6 +28,14 @@ SELECT pg_notify(%(channel)s, %(payload)s)
 
 -- == clients ============================================================================
 
+-- The caller's search path, kept while a submit runs inside their transaction.
+-- name: search_path
+SELECT current_setting('search_path') AS path
+
+-- For the rest of the caller's transaction only (is_local).
+-- name: set_search_path
+SELECT set_config('search_path', %(path)s, true)
+
 -- name: submit
 WITH new AS (
     INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,

@@ -29,11 +29,11 @@ __all__ = ["JobOperations"]
 
 
 class JobOperations(TreeOperations[C]):
-    def submit(self, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+    def submit(self, jobs: Sequence[NewJob], actor: str | None, *, connection: object | None = None) -> list[Job]:
         keyed = next((j for j in jobs if j.key is not None), None)
         if keyed is not None:
             raise UsageError(f"job {keyed.id} has a key: submit keyed jobs one at a time (submit_one)")
-        return self._submit(jobs, actor, None)
+        return self._submit(jobs, actor, None, connection)
 
     def submit_one(
         self,
@@ -44,6 +44,7 @@ class JobOperations(TreeOperations[C]):
         visible_owner: str | None = None,
         idempotency: IdempotencyKey | None = None,
         parent: tuple[str, str | None, int | None] | None = None,
+        connection: object | None = None,
     ) -> Submission:
         now = self._clock.now()
 
@@ -70,6 +71,9 @@ class JobOperations(TreeOperations[C]):
             row = tx.one("get", {"id": job.id})
             return Submission(job_from_row(row), True) if row is not None else Resolution.NOT_APPLIED
 
+        if connection is not None:
+            with self._db.caller_tx(connection) as tx:
+                return body(tx)
         return self._db.write(body, applied)
 
     def _submit_keyed(
@@ -139,10 +143,14 @@ class JobOperations(TreeOperations[C]):
             JobNotFound: no such parent.
             ParentStopping: the parent is not running, or that attempt no longer holds it.
         """
-        return self._submit(jobs, actor, (parent_id, worker_id, attempt))
+        return self._submit(jobs, actor, (parent_id, worker_id, attempt), None)
 
     def _submit(
-        self, jobs: Sequence[NewJob], actor: str | None, parent: tuple[str, str | None, int | None] | None
+        self,
+        jobs: Sequence[NewJob],
+        actor: str | None,
+        parent: tuple[str, str | None, int | None] | None,
+        connection: object | None,
     ) -> list[Job]:
         if not jobs:
             return []
@@ -165,7 +173,12 @@ class JobOperations(TreeOperations[C]):
                 return Resolution.NOT_APPLIED
             return [_as_stored(tx, j) for j in jobs]
 
-        created = self._db.write(body, applied)
+        if connection is not None:
+            # In the caller's transaction: nothing is committed here, nothing to be unsure of.
+            with self._db.caller_tx(connection) as tx:
+                created = body(tx)
+        else:
+            created = self._db.write(body, applied)
         return [_queued(j, now) for j in created]
 
     def get(self, job_id: str) -> Job:
