@@ -181,8 +181,14 @@ def test_the_readme_runs_as_written_on_a_fresh_checkout(tmp_path: Path) -> None:
         by_kind: dict[str, list[andon.Job]] = {}
         for job in jobs:
             by_kind.setdefault(job.kind, []).append(job)
-        # Quick start: the checksums job ran to the end, one item per file of ./docs.
-        [checksums] = by_kind["checksums"]
+        # Quick start: the checksums job ran to the end, one item per file of ./docs; the one
+        # scheduled ten minutes ahead and cancelled ("Later: scheduled jobs") never started.
+        [checksums] = [job for job in by_kind["checksums"] if job.started_at is not None]
+        [scheduled] = [job for job in by_kind["checksums"] if job.started_at is None]
+        assert scheduled.status is andon.JobStatus.CANCELLED, scheduled
+        assert scheduled.cancel is not None
+        assert scheduled.cancel.stop_method is andon.StopMethod.WITHDRAWN, scheduled.cancel
+        assert scheduled.started_at is None
         files = [p for p in (checkout / "docs").rglob("*") if p.is_file()]
         assert checksums.status is andon.JobStatus.SUCCEEDED, checksums
         assert checksums.items_count == len(files)
