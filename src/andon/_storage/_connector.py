@@ -75,6 +75,13 @@ class Connector(Protocol):
         """``body`` outside any transaction (each statement sees the latest commit)."""
         ...
 
+    async def insert_jobs_async(
+        self, connection: object, jobs: Sequence[NewJob], now: float, actor: str | None
+    ) -> None:
+        """``insert_jobs`` and its notification on the caller's async connection, in its open
+        transaction, not committed (see :meth:`caller_tx`). Raises UsageError likewise."""
+        ...
+
     def caller_tx(self, connection: object) -> AbstractContextManager[Tx]:
         """A :class:`Tx` inside the caller's own open transaction on ``connection`` (a
         connection of theirs to this database), which this does not commit: what the body

@@ -317,6 +317,12 @@ class Store(Protocol):
         """
         ...
 
+    async def submit_async(self, connection: object, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+        """:meth:`submit` with ``connection`` for an asyncio program: the jobs are inserted in
+        the open transaction of the caller's psycopg ``AsyncConnection`` (PostgreSQL), not
+        committed. Raises UsageError as :meth:`submit` does, and for keyed jobs."""
+        ...
+
     def submit_one(
         self,
         job: NewJob,

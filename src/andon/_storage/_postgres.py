@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar, final
 
 import psycopg
-from psycopg import sql
+from psycopg import ConnectionInfo, sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolClosed
@@ -422,6 +422,19 @@ class PostgresConnector:
 
     # -- what PostgreSQL does its own way -------------------------------------
 
+    def _check_caller(self, autocommit: bool, info: ConnectionInfo) -> None:
+        """The caller's connection can hold the job until their commit, or UsageError says why."""
+        if autocommit:
+            raise UsageError(
+                "connection is in autocommit mode: the job would commit on its own. Turn autocommit off or"
+                " submit inside `with connection.transaction():`"
+            )
+        status = info.transaction_status
+        if status not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
+            raise UsageError(f"connection cannot take the job: its transaction is {status.name.lower()}")
+        if info.dbname != self._dbname:
+            raise UsageError(f"connection is to database {info.dbname!r}, this store's is {self._dbname!r}")
+
     @contextlib.contextmanager
     def caller_tx(self, connection: object) -> Iterator[Tx]:
         """The body runs on the caller's psycopg connection, in the transaction it has open
@@ -433,16 +446,7 @@ class PostgresConnector:
                 f"connection must be a psycopg.Connection with a transaction open, not {type(connection).__name__}"
                 " (an AsyncConnection goes to AsyncClient)"
             )
-        if connection.autocommit:
-            raise UsageError(
-                "connection is in autocommit mode: the job would commit on its own. Turn autocommit off or"
-                " submit inside `with connection.transaction():`"
-            )
-        status = connection.info.transaction_status
-        if status not in (TransactionStatus.IDLE, TransactionStatus.INTRANS):
-            raise UsageError(f"connection cannot take the job: its transaction is {status.name.lower()}")
-        if connection.info.dbname != self._dbname:
-            raise UsageError(f"connection is to database {connection.info.dbname!r}, this store's is {self._dbname!r}")
+        self._check_caller(connection.autocommit, connection.info)
         with connection.cursor(row_factory=dict_row) as cur:
             row = cur.execute(_QUERIES["search_path"]).fetchone()
             assert row is not None
@@ -469,28 +473,27 @@ class PostgresConnector:
 
     def insert_jobs(self, tx: Tx, jobs: Sequence[NewJob], now: float, actor: str | None) -> None:
         """Every job and its first event in one statement, the values as arrays."""
-        args = {
-            "now": now,
-            "actor": actor,
-            "ids": [j.id for j in jobs],
-            "kinds": [j.kind for j in jobs],
-            "params": [json.dumps(j.params) for j in jobs],
-            "priorities": [j.priority for j in jobs],
-            "max_attempts": [j.max_attempts for j in jobs],
-            "backoffs": [float(j.retry_backoff_s) for j in jobs],
-            "timeouts": [None if j.timeout_s is None else float(j.timeout_s) for j in jobs],
-            "retry_ofs": [j.retry_of for j in jobs],
-            "owners": [j.owner for j in jobs],
-            "retry_resumes": [j.retry_resume for j in jobs],
-            "parent_ids": [j.parent_id for j in jobs],
-            "root_ids": [j.root_id for j in jobs],
-            "detacheds": [j.detached for j in jobs],
-            "fail_parents": [j.fail_parent for j in jobs],
-            "job_keys": [j.key for j in jobs],
-            "schedule_names": [j.schedule for j in jobs],
-            "available_ats": [j.available_at for j in jobs],
-        }
-        tx.one("submit", args)
+        tx.one("submit", _submit_args(jobs, now, actor))
+
+    async def insert_jobs_async(
+        self, connection: object, jobs: Sequence[NewJob], now: float, actor: str | None
+    ) -> None:
+        """:meth:`insert_jobs` and its NOTIFY on the caller's psycopg ``AsyncConnection``, in
+        the transaction it has open (as :meth:`caller_tx`, which tells what is checked)."""
+        if not isinstance(connection, psycopg.AsyncConnection):
+            raise UsageError(
+                f"connection must be a psycopg.AsyncConnection with a transaction open, not {type(connection).__name__}"
+                " (a psycopg.Connection goes to Client)"
+            )
+        self._check_caller(connection.autocommit, connection.info)
+        async with connection.cursor(row_factory=dict_row) as cur:
+            await cur.execute(_QUERIES["search_path"])
+            row = await cur.fetchone()
+            assert row is not None
+            await cur.execute(_QUERIES["set_search_path"], {"path": self.schema})
+            await cur.execute(_QUERIES["submit"], _submit_args(jobs, now, actor))
+            await cur.execute(_QUERIES["notify"], {"channel": self._channel, "payload": Change.WORK.value})
+            await cur.execute(_QUERIES["set_search_path"], {"path": row["path"]})
 
     def insert_items(self, tx: Tx, update: ProgressUpdate) -> None:
         """Store an attempt's items: COPY (2-3x the rows per second of an INSERT here), in a
@@ -601,3 +604,28 @@ def _live_connection(pool: ConnectionPool[psycopg.Connection[Any]], timeout: flo
         conn.close()
         pool.putconn(conn)
     raise psycopg.OperationalError("every pooled connection was found dead")
+
+
+def _submit_args(jobs: Sequence[NewJob], now: float, actor: str | None) -> dict[str, Any]:
+    """The arrays of the ``submit`` statement."""
+    return {
+        "now": now,
+        "actor": actor,
+        "ids": [j.id for j in jobs],
+        "kinds": [j.kind for j in jobs],
+        "params": [json.dumps(j.params) for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "max_attempts": [j.max_attempts for j in jobs],
+        "backoffs": [float(j.retry_backoff_s) for j in jobs],
+        "timeouts": [None if j.timeout_s is None else float(j.timeout_s) for j in jobs],
+        "retry_ofs": [j.retry_of for j in jobs],
+        "owners": [j.owner for j in jobs],
+        "retry_resumes": [j.retry_resume for j in jobs],
+        "parent_ids": [j.parent_id for j in jobs],
+        "root_ids": [j.root_id for j in jobs],
+        "detacheds": [j.detached for j in jobs],
+        "fail_parents": [j.fail_parent for j in jobs],
+        "job_keys": [j.key for j in jobs],
+        "schedule_names": [j.schedule for j in jobs],
+        "available_ats": [j.available_at for j in jobs],
+    }

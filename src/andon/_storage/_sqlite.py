@@ -318,6 +318,11 @@ class SqliteConnector:
 
     # -- what SQLite does its own way -----------------------------------------
 
+    async def insert_jobs_async(
+        self, connection: object, jobs: Sequence[NewJob], now: float, actor: str | None
+    ) -> None:
+        self.caller_tx(connection)  # raises: SQLite cannot join the caller's transaction
+
     def caller_tx(self, connection: object) -> AbstractContextManager[Tx]:
         raise UsageError(
             "submit(connection=...) enqueues inside your own database transaction, which needs"

@@ -133,6 +133,16 @@ class JobOperations(TreeOperations[C]):
             "since": now - IDEMPOTENCY_WINDOW_S,
         }
 
+    async def submit_async(self, connection: object, jobs: Sequence[NewJob], actor: str | None) -> list[Job]:
+        """:meth:`submit` in the caller's open transaction on their async connection
+        (PostgreSQL), awaited on their event loop; not committed here."""
+        if any(j.key is not None for j in jobs):
+            raise UsageError("a keyed submit cannot join an async connection's transaction: use a psycopg.Connection")
+        now = self._clock.now()
+        new = due_now(jobs, now)
+        await self._db.insert_jobs_async(connection, new, now, actor)
+        return [_queued(j, now) for j in new]
+
     def submit_children(
         self, parent_id: str, worker_id: str | None, attempt: int | None, jobs: Sequence[NewJob], actor: str | None
     ) -> list[Job]:
