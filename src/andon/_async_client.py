@@ -59,7 +59,7 @@ log = logging.getLogger("andon.client")
 P = ParamSpec("P")
 T = TypeVar("T")
 
-DEFAULT_THREADS: Final = 4
+DEFAULT_THREADS: Final = 2
 """Threads per client for the store's blocking operations. A few are enough: each
 operation is one short transaction, and waits never hold a thread."""
 _FALLBACK_POLL_S: Final = 0.5
