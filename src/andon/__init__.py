@@ -6,6 +6,7 @@ The public API. Everything else in the package is private and may change.
 from __future__ import annotations
 
 from andon._access import IssuedToken, Principal, Role, TokenRecord
+from andon._async_client import AsyncClient, connect_async
 from andon._cancel import Cancelled, CancelReason, CancelToken, StopMethod
 from andon._client import Client, connect
 from andon._clock import Clock, ManualClock, SystemClock
@@ -88,6 +89,7 @@ __all__ = [
     "Action",
     "AndonError",
     "App",
+    "AsyncClient",
     "BulkCancel",
     "CancelInfo",
     "CancelOutcome",
@@ -166,6 +168,7 @@ __all__ = [
     "__version__",
     "allowed_actions",
     "connect",
+    "connect_async",
     "database_url",
     "life_stage",
     "open_store",

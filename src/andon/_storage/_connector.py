@@ -9,6 +9,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
 from andon._output import ProgressUpdate
+from andon._storage._async_watch import AsyncChanges
 from andon._storage._port import Change, ChangeWatcher, JobFilter, NewJob
 from andon._storage._rows import Row
 
@@ -102,6 +103,10 @@ class Connector(Protocol):
         ...
 
     def watch(self, changes: frozenset[Change]) -> ChangeWatcher: ...
+
+    def watch_async(self, changes: frozenset[Change]) -> AsyncChanges:
+        """A change feed for one event loop (see ``_async_watch.py``), not started yet."""
+        ...
 
     def job_filter(self, where: JobFilter, cursor: str | None, now: float = 0.0) -> tuple[str, str, dict[str, Any]]:
         """The ``{where}`` and ``{order}`` fragments of a filter, and their parameters (``now``:

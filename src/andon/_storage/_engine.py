@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, TypeAlias
 
+from andon._storage._async_watch import AsyncChanges
 from andon._storage._ops._base import C
 from andon._storage._ops._cancels import CancelOperations
 from andon._storage._ops._control import ControlOperations
@@ -61,6 +62,10 @@ class Engine(
     def watch(self, changes: Collection[Change] = ALL_CHANGES) -> ChangeWatcher:
         """A watcher for ``changes`` made by any process; the caller closes it."""
         return self._db.watch(frozenset(changes))
+
+    def watch_async(self, changes: Collection[Change] = ALL_CHANGES) -> AsyncChanges:
+        """A change feed for asyncio (not started yet); the caller closes it."""
+        return self._db.watch_async(frozenset(changes))
 
 
 StoreEngine: TypeAlias = Engine[Any]  # Any: either connector

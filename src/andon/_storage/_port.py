@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 from andon._access import Role, TokenRecord
 from andon._cancel import CancelReason
@@ -19,6 +19,9 @@ from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, Result
 from andon._keys import OnConflict
 from andon._output import AttemptEnd, ProgressUpdate
 from andon._schedules import Schedule, ScheduleSpec, Tick
+
+if TYPE_CHECKING:
+    from andon._storage._async_watch import AsyncChanges
 
 __all__ = [
     "ALL_CHANGES",
@@ -482,6 +485,12 @@ class Store(Protocol):
         A store may wake it for other changes too (SQLite wakes it on every commit); it
         must not miss one of ``changes``.
         """
+        ...
+
+    def watch_async(self, changes: Collection[Change] = ALL_CHANGES) -> AsyncChanges:
+        """A feed of ``changes`` made by any process, for one event loop: started (and
+        closed) by the caller on that loop, it never blocks the loop while it waits.
+        PostgreSQL listens on an async connection; SQLite runs :meth:`watch` on a thread."""
         ...
 
     # -- workers --------------------------------------------------------------

@@ -56,6 +56,7 @@ from andon._errors import ConfigurationError, LifecycleError, StorageError, Stor
 from andon._output import ProgressUpdate
 from andon._storage._connector import Args, IfUnsure, Resolution, Resolver, Tx
 from andon._storage._engine import Engine
+from andon._storage._pg_async_listener import AsyncListener
 from andon._storage._pg_listener import Listener, Watcher
 from andon._storage._port import Change, JobFilter, NewJob
 from andon._storage._rows import Row
@@ -419,6 +420,10 @@ class PostgresConnector:
                 self._listener = Listener(self._connect, self._channel, self.url)
             listener = self._listener
         return listener.watcher(changes, timeout=self._reconnect_timeout_s)
+
+    def watch_async(self, changes: frozenset[Change]) -> AsyncListener:
+        """A feed woken by NOTIFY of ``changes``: ``LISTEN`` on an async connection of its own."""
+        return AsyncListener(self._target.conninfo, self._channel, self.url, changes, self._reconnect_timeout_s)
 
     # -- what PostgreSQL does its own way -------------------------------------
 

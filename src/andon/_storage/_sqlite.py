@@ -34,6 +34,7 @@ from andon._errors import (
     UsageError,
 )
 from andon._output import ProgressUpdate
+from andon._storage._async_watch import ThreadedChanges
 from andon._storage._connector import Args, IfUnsure, Resolver, Tx
 from andon._storage._engine import Engine
 from andon._storage._port import Change, JobFilter, NewJob
@@ -299,6 +300,10 @@ class SqliteConnector:
             )
 
         return DataVersionWatcher(conn, read_version, self._poll_interval_s, self._release)
+
+    def watch_async(self, changes: frozenset[Change]) -> ThreadedChanges:
+        """The blocking watcher on a thread of its own, its wake-ups handed to the loop."""
+        return ThreadedChanges(lambda: self.watch(changes))
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         """Copy the WAL back into the database file as far as nobody needs it (PASSIVE)."""
