@@ -105,12 +105,16 @@ class _Inbox:
         return job
 
 
+_Read = tuple[dict[str, Job | None], dict[str, tuple[object, ...]]]
+"""What one read of the lookout found: the jobs that moved (``None``: gone), and where each is."""
+
+
 @final
 class _Lookout:
     """Reads every job that someone awaits, once per change of the store, in one query,
     and hands each waiter its job's snapshot."""
 
-    def __init__(self, store: Store, run: Callable[[Callable[[], dict[str, Job]]], asyncio.Future[dict[str, Job]]]):
+    def __init__(self, store: Store, run: Callable[[Callable[[], _Read]], asyncio.Future[_Read]]):
         self._store = store
         self._run = run
         self._inboxes: dict[str, set[_Inbox]] = {}
@@ -146,27 +150,36 @@ class _Lookout:
 
     async def _watch(self, changes: AsyncChanges) -> None:
         seen = changes.generation
+        known: dict[str, tuple[object, ...]] = {}
         while True:
             seen = await changes.wait(seen, _FALLBACK_POLL_S)
             ids = list(self._inboxes)
+            for job_id in list(known):
+                if job_id not in self._inboxes:
+                    del known[job_id]
             if not ids:
                 continue
             try:
-                found = await self._run(functools.partial(self._read, ids))
+                found, known = await self._run(functools.partial(self._read, ids, known))
             except StorageError as exc:  # the store retried already; the waits go on
                 log.warning("cannot read the awaited jobs (%s); trying again", exc)
                 continue
-            for job_id in ids:
+            for job_id, job in found.items():
                 for inbox in list(self._inboxes.get(job_id, ())):
-                    inbox.offer(found.get(job_id, _GONE))
+                    inbox.offer(job)
 
-    def _read(self, ids: list[str]) -> dict[str, Job]:
-        found: dict[str, Job] = {}
-        for start in range(0, len(ids), _READ_CHUNK):
-            chunk = ids[start : start + _READ_CHUNK]
+    def _read(self, ids: list[str], known: dict[str, tuple[object, ...]]) -> _Read:
+        """The awaited jobs that moved since ``known`` (a cheap read of where each is first,
+        then whole snapshots of those that moved only: every change of the store wakes the
+        lookout, and most are of other jobs), ``None`` for one that is gone; and where each is."""
+        stages = self._store.stages(ids)
+        moved = [job_id for job_id in ids if job_id in stages and stages[job_id] != known.get(job_id)]
+        found: dict[str, Job | None] = {job_id: None for job_id in ids if job_id not in stages}
+        for start in range(0, len(moved), _READ_CHUNK):
+            chunk = moved[start : start + _READ_CHUNK]
             page = self._store.list_jobs(JobFilter(ids=chunk), len(chunk), None, None)
             found.update((job.id, job) for job in page.items)
-        return found
+        return found, stages
 
     async def close(self) -> None:
         task, self._task = self._task, None

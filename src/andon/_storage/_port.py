@@ -373,6 +373,11 @@ class Store(Protocol):
         on the page are read in full."""
         ...
 
+    def stages(self, job_ids: Collection[str]) -> dict[str, tuple[object, ...]]:
+        """Where each job is now, cheaply: its life stage, items and progress (an equal tuple
+        means an equal snapshot as far as waiters go); gone jobs are left out."""
+        ...
+
     def child_counts(self, job_ids: Collection[str]) -> dict[str, dict[JobStatus, int]]:
         """How many direct children each of ``job_ids`` has, by status; jobs without
         children are left out."""

@@ -143,6 +143,12 @@ FROM andon_jobs WHERE {where} ORDER BY {order} LIMIT :limit
 -- name: jobs_by_ids
 SELECT * FROM andon_jobs WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id DESC
 
+-- How far each job is (its history's length, its items and progress): cheap to read for many
+-- jobs at once, so an async client reads whole jobs only when one of these moved.
+-- name: stages
+SELECT id, events_count, items_count, progress_done, progress_total, progress_message FROM andon_jobs
+WHERE id IN (SELECT value FROM json_each(:ids))
+
 -- name: child_counts
 SELECT parent_id, status, COUNT(*) AS n FROM andon_jobs
 WHERE parent_id IN (SELECT value FROM json_each(:ids)) GROUP BY parent_id, status
