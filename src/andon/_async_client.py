@@ -27,7 +27,8 @@ from typing import Any, Final, ParamSpec, TypeVar, final
 from andon._access import IssuedToken, Principal, Role, TokenRecord
 from andon._cancel import CancelReason
 from andon._client import Client
-from andon._errors import JobFinished, JobNotFound, LifecycleError, StorageError, WaitTimeout
+from andon._errors import JobFinished, JobNotFound, LifecycleError, StorageError, UsageError, WaitTimeout
+from andon._family import due_time
 from andon._jobs import TERMINAL_STATUSES, Job, JobEvent, JobStatus, ResultItem, life_stage
 from andon._keys import OnConflict
 from andon._registry import DEFAULT, App, _Default
@@ -323,14 +324,22 @@ class AsyncClient:
         on_conflict: OnConflict | str = OnConflict.SKIP,
         run_at: datetime.datetime | float | None = None,
         delay: float | None = None,
+        connection: object | None = None,
     ) -> Job:
         """:meth:`Client.submit`: validate params and queue one job (``run_at``/``delay``
         schedule it; ``key``/``on_conflict`` as there).
 
-        Transactional enqueue (issue 19, part 2) belongs here as ``connection=`` taking a
-        ``psycopg.AsyncConnection`` once :meth:`Client.submit` has it: the same new-job
-        building, its insert run on the caller's connection on the loop, not on a thread.
+        ``connection`` (PostgreSQL): your open ``psycopg.AsyncConnection``; the job is
+        inserted in its transaction, on the loop, and not committed: it exists, and workers
+        hear of it, only if you commit. Not with a ``key`` (use :class:`Client` with a
+        ``psycopg.Connection`` for that); SQLite refuses it.
         """
+        if connection is not None:
+            if key is not None:
+                raise UsageError(
+                    "AsyncClient.submit(connection=...) takes no key: use Client with a psycopg.Connection"
+                )
+            return (await self._submit_in(connection, kind, [params or {}], timeout, priority, run_at, delay))[0]
         return await self._call(
             self._sync.submit,
             kind,
@@ -355,8 +364,18 @@ class AsyncClient:
         idempotency_key: str | None = None,
         run_at: datetime.datetime | float | None = None,
         delay: float | None = None,
+        connection: object | None = None,
     ) -> Submission:
-        """:meth:`Client.submit_once`: submit, answering whether the job was created."""
+        """:meth:`Client.submit_once`: submit, answering whether the job was created.
+        ``connection`` as for :meth:`submit` (without ``key`` or ``idempotency_key``)."""
+        if connection is not None:
+            if key is not None or idempotency_key is not None:
+                raise UsageError(
+                    "AsyncClient.submit_once(connection=...) takes no key or idempotency key:"
+                    " use Client with a psycopg.Connection"
+                )
+            (job,) = await self._submit_in(connection, kind, [params or {}], timeout, priority, run_at, delay)
+            return Submission(job, True)
         return await self._call(
             self._sync.submit_once,
             kind,
@@ -379,12 +398,30 @@ class AsyncClient:
         priority: int = 0,
         run_at: datetime.datetime | float | None = None,
         delay: float | None = None,
+        connection: object | None = None,
     ) -> list[Job]:
-        """:meth:`Client.submit_many`: many jobs of one kind in one transaction, all or none."""
+        """:meth:`Client.submit_many`: many jobs of one kind in one transaction, all or none
+        (with ``connection``, in yours: see :meth:`submit`)."""
         params = list(params_list)  # a lazy iterable is read here, not on a thread
+        if connection is not None:
+            return await self._submit_in(connection, kind, params, timeout, priority, run_at, delay)
         return await self._call(
             self._sync.submit_many, kind, params, timeout=timeout, priority=priority, run_at=run_at, delay=delay
         )
+
+    async def _submit_in(
+        self,
+        connection: object,
+        kind: str,
+        params_list: list[Mapping[str, Any]],
+        timeout: float | _Default | None,
+        priority: int,
+        run_at: datetime.datetime | float | None,
+        delay: float | None,
+    ) -> list[Job]:
+        """New jobs, built by the sync client's rules, inserted on the caller's async connection."""
+        new = self._sync._new_jobs(kind, params_list, timeout, priority, None, due_time(run_at, delay))
+        return await self._sync.store.submit_async(connection, new, self._sync.actor)
 
     async def retry(self, job_id: str) -> Job:
         """:meth:`Client.retry`: a new job with the params of a failed or cancelled one."""

@@ -7,6 +7,7 @@ refused with a clear error.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,12 @@ pytestmark = pytest.mark.timeout(90)
 def url() -> Iterator[str]:
     with fresh_schema() as url:
         yield url
+
+
+def admin_url() -> str:
+    """The test server's URL as libpq takes it (andon's own parameters left out)."""
+    with admin_connection() as conn:
+        return conn.info.dsn
 
 
 def app_connection(*, autocommit: bool = False) -> psycopg.Connection[tuple[object, ...]]:
@@ -125,3 +132,22 @@ def test_sqlite_refuses_it_and_says_why(tmp_path: Path) -> None:
         with app_connection() as conn, pytest.raises(andon.UsageError, match="needs PostgreSQL"):
             client.submit("count", connection=conn)
         assert client.list_jobs().items == []
+
+
+def test_the_async_client_enqueues_in_an_async_transaction(url: str) -> None:
+    async def run() -> tuple[str, str]:
+        async with andon.connect_async(url, example_app) as client:
+            conn = await psycopg.AsyncConnection.connect(admin_url())
+            async with conn:
+                rolled_back = await client.submit("count", {"n": 1}, connection=conn)
+                await conn.rollback()
+                committed = await client.submit_many("count", [{"n": 1}], connection=conn, delay=30)
+                await conn.commit()
+                with pytest.raises(andon.UsageError, match="no key"):
+                    await client.submit("count", key="k", connection=conn)
+            with pytest.raises(andon.JobNotFound):
+                await client.get(rolled_back.id)
+            assert (await client.get(committed[0].id)).status is JobStatus.QUEUED
+            return rolled_back.id, committed[0].id
+
+    asyncio.run(run())
