@@ -202,3 +202,36 @@ def test_a_parent_without_a_lifespan_of_its_own_can_take_the_services(
     with TestClient(parent, base_url="http://127.0.0.1:8000") as http:
         assert http.get(f"{API}/info").json()["worker"]["id"] == worker.id
     assert worker.state is andon.WorkerState.STOPPED
+
+
+def test_the_parent_apps_own_routes_use_the_async_client(store: andon.SqliteStore, worker: andon.Worker) -> None:
+    """The README's example: the parent's routes submit and cancel through ``AsyncClient``
+    (on the loop, no thread held while a cancel is awaited), beside the mounted service."""
+    service = Service(store, jobs, worker=worker)
+    client = andon.AsyncClient(store, jobs)
+    lifecycle: list[str] = []
+    app = parent_app(service, lifecycle)
+
+    @app.post("/tick")
+    async def start_tick() -> dict[str, str]:
+        job = await client.submit("tick")
+        return {"job": job.id}
+
+    @app.post("/tick/{job_id}/cancel")
+    async def stop_tick(job_id: str) -> dict[str, str]:
+        result = await client.cancel(job_id, wait=True, timeout=BOUND_S)
+        return {"status": result.job.status.value}
+
+    @app.post("/close-client")
+    async def close_client() -> None:
+        await client.close()  # on the loop it ran on (an app would do this in its lifespan)
+
+    with serve_in_thread(app) as base, httpx.Client(base_url=base, timeout=30) as http:
+        job_id = http.post("/tick").json()["job"]
+        wait_until(lambda: store.get(job_id).items_count >= 2, BOUND_S, "the job to run", interval=0.02)
+        assert http.post(f"/tick/{job_id}/cancel").json() == {"status": "cancelled"}
+        assert http.get(f"{API}/jobs/{job_id}").json()["status"] == "cancelled"
+        http.post("/close-client")
+    stopped = store.get(job_id)
+    assert stopped.cancel is not None
+    assert stopped.cancel.stopped_at is not None
