@@ -18,10 +18,13 @@ Usage::
 (e) Scheduled jobs: no-op jobs submitted with delays spread over a few seconds, run by an idle
     ``andon worker`` process; how late each started after its due time (``started_at`` minus
     ``available_at``, both as the store recorded them).
+(f) ``Client`` and ``AsyncClient``: one job per call, submits then cancels (queued jobs,
+    no worker), the sync client in a loop, the async one all at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 import statistics
@@ -103,6 +106,33 @@ def submit_rates(url: str, single: int, bulk_calls: int) -> tuple[float, float]:
             client.submit_many("noop", [{}] * 1_000)
         many = bulk_calls * 1_000 / (time.perf_counter() - began)
     return one, many
+
+
+def client_rates(url: str, count: int) -> dict[str, float]:
+    """Jobs per second: ``count`` submits and then ``count`` cancels (of those queued jobs,
+    no worker running), one job per call, through ``Client`` in a loop and through
+    ``AsyncClient`` all at once (``asyncio.gather``, as an async service would)."""
+    rates: dict[str, float] = {}
+    with andon.connect(url, app) as client:
+        began = time.perf_counter()
+        jobs = [client.submit("noop") for _ in range(count)]
+        rates["Client submit"] = count / (time.perf_counter() - began)
+        began = time.perf_counter()
+        for job in jobs:
+            client.cancel(job.id)
+        rates["Client cancel"] = count / (time.perf_counter() - began)
+
+    async def run() -> None:
+        async with andon.connect_async(url, app) as client:
+            began = time.perf_counter()
+            jobs = await asyncio.gather(*(client.submit("noop") for _ in range(count)))
+            rates["AsyncClient submit"] = count / (time.perf_counter() - began)
+            began = time.perf_counter()
+            await asyncio.gather(*(client.cancel(job.id) for job in jobs))
+            rates["AsyncClient cancel"] = count / (time.perf_counter() - began)
+
+    asyncio.run(run())
+    return rates
 
 
 def queued_cancels(url: str, count: int, repeats: int) -> tuple[list[float], int]:
@@ -228,6 +258,12 @@ def measure(quick: bool, postgres_url: str | None) -> list[dict[str, Any]]:  # A
                 )
             )
             print(f"  submit on {name}: {one:.0f} / {many:.0f} jobs/s", flush=True)
+    count = 50 if quick else 1_000
+    with stores(quick, postgres_url, "clients") as each:
+        for name, url in each:
+            for label, rate in client_rates(url, count).items():
+                rows.append(figure_row("clients", f"{label}, one job per call, {name}", rate, "jobs/s", runs=count))
+            print(f"  clients on {name}: " + ", ".join(f"{r['label']} {r['value']:.0f}" for r in rows[-4:]), flush=True)
     count, repeats = (200, 1) if quick else (10_000, 20)
     with stores(quick, postgres_url, "queued") as each:
         for name, url in each:
