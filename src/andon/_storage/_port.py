@@ -31,6 +31,7 @@ __all__ = [
     "IdempotencyKey",
     "JobFilter",
     "KindLimit",
+    "KindLimitUse",
     "KindStats",
     "NewJob",
     "OffsetPage",
@@ -244,6 +245,17 @@ class KindLimit:
     @property
     def is_limited(self) -> bool:
         return self.max_running is not None or self.rate is not None
+
+
+@dataclass(frozen=True, slots=True)
+class KindLimitUse:
+    """A kind's stored limit and how much of it is in use now."""
+
+    limit: KindLimit
+    running_now: int
+    """Jobs of the kind running or cancelling (what ``max_running`` counts)."""
+    starts_in_window: int | None
+    """Starts within the last ``rate[1]`` seconds; ``None`` without a rate."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +485,10 @@ class Store(Protocol):
 
     def kind_stats(self) -> list[KindStats]:
         """Figures per kind with jobs or a limit, with the limits in force and their use."""
+        ...
+
+    def kind_limits(self) -> list[KindLimitUse]:
+        """Every stored limit with its use now, by kind."""
         ...
 
     def sync_kind_limits(self, limits: Sequence[KindLimit], by: str | None) -> None:

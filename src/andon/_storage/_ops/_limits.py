@@ -31,7 +31,7 @@ from typing import Any
 
 from andon._storage._connector import Tx
 from andon._storage._ops._base import C, Operations
-from andon._storage._port import KindLimit
+from andon._storage._port import KindLimit, KindLimitUse
 from andon._storage._rows import Row
 
 __all__ = ["LimitOperations", "claim_limited", "rate_due", "room_of"]
@@ -52,11 +52,9 @@ class LimitOperations(Operations[C]):
         # Writing the same limits again changes nothing: safe to repeat after a commit in doubt.
         self._db.write(body)
 
-    def kind_limits(self) -> dict[str, Row]:
-        """The stored limits with their use now (``running``, ``starts``), by kind."""
+    def kind_limits(self) -> list[KindLimitUse]:
         rows = self._db.read(lambda tx: tx.all("kind_limits", {"now": self._clock.now()}))
-        return {row["kind"]: row for row in rows}
-
+        return [_use_from_row(row) for row in rows]
 
 
 def rate_due(tx: Tx, kinds: Any, now: float) -> float | None:  # Any: the connector's array
@@ -111,3 +109,9 @@ def _put_args(limit: KindLimit, by: str | None, now: float) -> dict[str, Any]:  
         "now": now,
         "by": by,
     }
+
+
+def _use_from_row(row: Row) -> KindLimitUse:
+    rate = (row["rate_starts"], row["rate_s"]) if row["rate_starts"] is not None else None
+    limit = KindLimit(row["kind"], row["max_running"], rate)
+    return KindLimitUse(limit, row["running"], row["starts"] if rate is not None else None)
