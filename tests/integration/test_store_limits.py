@@ -29,6 +29,18 @@ def claim_all(store: StoreEngine, n: int, kinds: tuple[str, ...] = ("a",), worke
     return store.claim_many(worker, kinds, LEASE_S, n)
 
 
+def claim_at_once(stores: list[StoreEngine], n: int) -> list[andon.Job]:
+    """Each store claims up to ``n`` of kind "a" at the same moment (from its own thread)."""
+    barrier = threading.Barrier(len(stores))
+
+    def claim_one(index: int) -> list[andon.Job]:
+        barrier.wait()
+        return stores[index].claim_many(f"w{index}", ["a"], LEASE_S, n)
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        return [job for jobs in pool.map(claim_one, range(len(stores))) for job in jobs]
+
+
 def stats(store: StoreEngine, kind: str) -> andon.KindStats:
     return next(s for s in store.kind_stats() if s.kind == kind)
 
@@ -127,7 +139,8 @@ def test_a_held_back_job_is_withdrawn_by_a_cancel(store: StoreEngine) -> None:
     assert claim(store).id == running.id
     result = store.request_cancel(held.id, CancelReason.USER, by="alice")
     assert result.job.status is JobStatus.CANCELLED
-    assert result.job.cancel is not None and result.job.cancel.stop_method is StopMethod.WITHDRAWN
+    assert result.job.cancel is not None
+    assert result.job.cancel.stop_method is StopMethod.WITHDRAWN
     succeed(store, store.get(running.id))
     assert claim_all(store, 5) == []
     assert store.get(held.id).started_at is None
@@ -155,14 +168,7 @@ def test_concurrent_claims_never_exceed_max_running(backend: Backend) -> None:
     try:
         claimers = [*peers, *peers]
         for _ in range(8):
-            barrier = threading.Barrier(len(claimers))
-
-            def claim_at_once(index: int) -> list[andon.Job]:
-                barrier.wait()
-                return claimers[index].claim_many(f"w{index}", ["a"], LEASE_S, 3)
-
-            with ThreadPoolExecutor(len(claimers)) as pool:
-                claimed = [job for jobs in pool.map(claim_at_once, range(len(claimers))) for job in jobs]
+            claimed = claim_at_once(claimers, 3)
             assert len(claimed) <= 3
             assert stats(store, "a").running_now == len(claimed) == 3
             for job in claimed:
@@ -181,14 +187,7 @@ def test_concurrent_claims_never_exceed_a_rate(backend: Backend) -> None:
     peers = [backend.peer() for _ in range(4)]
     try:
         for _ in range(3):
-            barrier = threading.Barrier(len(peers))
-
-            def claim_at_once(index: int) -> list[andon.Job]:
-                barrier.wait()
-                return peers[index].claim_many(f"w{index}", ["a"], LEASE_S, 3)
-
-            with ThreadPoolExecutor(len(peers)) as pool:
-                claimed = [job for jobs in pool.map(claim_at_once, range(len(peers))) for job in jobs]
+            claimed = claim_at_once(peers, 3)
             assert len(claimed) == 4
             for job in claimed:
                 succeed(store, job)

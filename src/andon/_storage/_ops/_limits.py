@@ -26,7 +26,7 @@ overwrites that, and its earlier start must still count.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from andon._storage._connector import Tx
@@ -64,13 +64,23 @@ def rate_due(tx: Tx, kinds: Any, now: float) -> float | None:  # Any: the connec
     return None if row is None or row["due"] is None else float(row["due"])
 
 
-def claim_limited(tx: Tx, args: Mapping[str, Any], kinds: Collection[str], array: Any) -> list[Row]:  # Any: the connector's array
+def claim_limited(
+    tx: Tx,
+    args: Mapping[str, Any],  # Any: parameter values
+    kinds: Collection[str],
+    array: Any,  # Any: the connector's array
+    clock: Callable[[], float],
+) -> list[Row]:
     """Claim up to ``args["n"]`` jobs of ``kinds`` within their stored limits, after the
     ``claim`` statement found a limited kind among them (see the module docstring);
     ``array`` makes the connector's array parameter of a list of kinds."""
     limits = {row["kind"]: row for row in tx.all("claim_limits", {"kinds": args["kinds"]})}
     if not limits:
         return []  # the limits went meanwhile: the next claim is a plain one
+    # The time is read again once the limits are ours: claims then start jobs at times in the
+    # order they held the lock, so a start never lands before one already counted, and the
+    # starts a later claim drops as out of its window are out of every later claim's window.
+    args = {**args, "now": clock()}
     n, now = args["n"], args["now"]
     usage = tx.all("limit_usage", {"kinds": array(sorted(limits)), "now": now})
     candidates: list[Row] = []

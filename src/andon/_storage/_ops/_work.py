@@ -55,7 +55,7 @@ class WorkOperations(TreeOperations[C]):
         return self._db.write(lambda tx: _in_claim_order(self._claim_limited(tx, args, kinds)), claimed)
 
     def _claim_limited(self, tx: Tx, args: dict[str, Any], kinds: Collection[str]) -> list[Row]:
-        return claim_limited(tx, args, kinds, self._db.array)
+        return claim_limited(tx, args, kinds, self._db.array, self._clock.now)
 
     def _claim_args(self, worker_id: str, kinds: Collection[str], lease_s: float, limit: int) -> dict[str, Any]:
         return {
