@@ -40,6 +40,7 @@ from andon._storage import (
     Change,
     IdempotencyKey,
     JobFilter,
+    KindLimitUse,
     KindStats,
     NewJob,
     OffsetPage,
@@ -518,7 +519,14 @@ class Client:
         )
 
     def kind_stats(self) -> list[KindStats]:
+        """Figures per kind: how its jobs ended, how fast they stopped when cancelled, and
+        its limits (``max_running``, ``rate``) as the store enforces them, with their use."""
         return self.store.kind_stats()
+
+    def kind_limits(self) -> list[KindLimitUse]:
+        """The limits per kind the store enforces (written by workers as they start from
+        ``@app.job(max_running=, rate=)``), each with its use now; a cheap read."""
+        return self.store.kind_limits()
 
     def wait_finished(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job is in a terminal state; returns it.

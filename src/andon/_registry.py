@@ -124,6 +124,10 @@ class JobKind:
     params_model: type[pydantic.BaseModel] = field(repr=False)
     limits: Limits | None = None
     """Resource limits of the handler's process (``process`` isolation only)."""
+    max_running: int | None = None
+    """At most this many jobs of the kind running or cancelling at once, across all workers."""
+    rate: tuple[int, float] | None = None
+    """At most ``rate[0]`` starts of the kind within any ``rate[1]`` seconds, across all workers."""
 
     def params_schema(self) -> dict[str, Any]:  # Any: a JSON schema document
         """The JSON schema of this kind's params (for forms and API docs)."""
@@ -186,6 +190,8 @@ class App:
         retry: Retry | None = None,
         description: str | None = None,
         limits: Limits | None = None,
+        max_running: int | None = None,
+        rate: tuple[int, float] | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as the handler of ``kind`` (default: its name).
 
@@ -195,10 +201,24 @@ class App:
         ``limits`` (:class:`~andon.Limits`) caps the memory, CPU time and open files of the
         handler's process; only ``isolation="process"`` can enforce them.
 
+        ``max_running`` and ``rate`` limit the kind across every worker of the store: never
+        more than ``max_running`` of its jobs running or cancelling at once, and at most
+        ``rate[0]`` starts (retried attempts included) within any ``rate[1]`` seconds (a
+        sliding window). Workers store them as they start; the store enforces them in each
+        claim. A job held back stays ``queued`` (a cancel withdraws it at once) and other
+        kinds' jobs go on being claimed. Workers of one store should run the same app: the
+        last worker to start with a kind sets its limits.
+
         Raises:
             ConfigurationError: the kind is registered twice, the isolation does not fit
-                the handler, or ``limits`` are given for a kind that is not process-isolated.
+                the handler, ``limits`` are given for a kind that is not process-isolated,
+                or ``max_running`` or ``rate`` is not a positive count (and window).
         """
+        checked_rate = _checked_rate(kind, rate)
+        if max_running is not None and (
+            isinstance(max_running, bool) or not isinstance(max_running, int) or max_running < 1
+        ):
+            raise ConfigurationError(f"{kind or 'job'}: max_running={max_running!r}: give a positive whole number")
 
         def register(function: F) -> F:
             name = kind or function.__name__
@@ -227,6 +247,8 @@ class App:
                 description=description or inspect.getdoc(function) or "",
                 params_model=_params_model(name, function),
                 limits=limits,
+                max_running=max_running,
+                rate=checked_rate,
             )
             return function
 
@@ -320,6 +342,26 @@ class App:
 
     def __contains__(self, kind: object) -> bool:
         return kind in self._kinds
+
+
+def _checked_rate(kind: str | None, rate: object) -> tuple[int, float] | None:
+    """``rate`` as ``(starts, seconds)``; a clear error for anything else."""
+    if rate is None:
+        return None
+    if isinstance(rate, tuple) and len(rate) == 2:
+        starts, seconds = rate
+        if (
+            isinstance(starts, int)
+            and not isinstance(starts, bool)
+            and starts >= 1
+            and isinstance(seconds, int | float)
+            and not isinstance(seconds, bool)
+            and seconds > 0
+        ):
+            return starts, float(seconds)
+    raise ConfigurationError(
+        f"{kind or 'job'}: rate={rate!r}: give (starts, seconds), e.g. rate=(5, 1.0) for 5 starts a second"
+    )
 
 
 def _params_model(kind: str, function: Handler) -> type[pydantic.BaseModel]:

@@ -57,7 +57,7 @@ from andon._registry import App, Isolation
 from andon._runtimes import close_slot_loop, execution_for
 from andon._scheduler import DEFAULT_SCHEDULER_LEASE_S, Scheduler
 from andon._stop import Due, Execution, Step, due, ended_now, failure, stopped
-from andon._storage import Change, ChangeWatcher, Store
+from andon._storage import Change, ChangeWatcher, KindLimit, Store
 
 __all__ = ["Worker", "WorkerState"]
 
@@ -209,6 +209,12 @@ class Worker:
         # New work wakes idle slots; cancels are delivered. Jobs ending elsewhere do not
         # matter. Taken first: if the store cannot watch, the worker has not started.
         self._watcher = self.store.watch({Change.WORK, Change.CANCEL})
+        # The app's limits per kind reach the store before any claim: claims enforce them there.
+        try:
+            self.store.sync_kind_limits([KindLimit(k.kind, k.max_running, k.rate) for k in self.app.kinds], self.id)
+        except BaseException:
+            self._watcher.close()
+            raise
         specs = [self.app.get(kind) for kind in self.kind_names]
         process_kinds = [kind for kind in specs if kind.isolation is Isolation.PROCESS]
         if process_kinds:

@@ -125,6 +125,15 @@ def test_kinds_lists_every_registered_kind_with_a_params_schema(http: TestClient
     assert count["isolation"] == "thread"
     assert kinds["spin"]["isolation"] == "process"
     assert count["description"].startswith("Count to n")
+    # The embedded worker stored the app's limits as it started: the crawl's browsers.
+    assert kinds["crawl"]["limits"] == {
+        "max_running": 2,
+        "running_now": 0,
+        "rate_starts": None,
+        "rate_s": None,
+        "starts_in_window": None,
+    }
+    assert count["limits"] is None
 
 
 def test_submit_queues_a_job_and_answers_201_with_it(idle: TestClient) -> None:

@@ -110,3 +110,14 @@ def test_retention_benchmark_runs_quick() -> None:
     for store in ("SQLite", "PostgreSQL"):
         assert f"claim during the prune, 20,000 finished jobs, {store}" in done.stdout, done.stdout
         assert f"andon_items after the prune, {store}" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_limits_benchmark_runs_quick() -> None:
+    """Claim cost with a limit in force, beside none, on both stores."""
+    require_postgres()
+    done = run_benchmark("limits.py", "--quick", "--db", SERVER_URL, timeout=210)
+    for way in ("no limit", "max_running in force", "rate in force"):
+        for store in ("SQLite", "PostgreSQL"):
+            assert f"limits: claim, {way}, {store}" in done.stdout, done.stdout

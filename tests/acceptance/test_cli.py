@@ -411,6 +411,8 @@ def test_cancel_a_running_job_and_wait(run: Run, client: andon.Client, make_work
     assert "cancelled 1" in count_row
     assert "cooperative 1" in count_row
     assert "sleeper" in kinds.stdout
+    # The worker stored the example app's limits: the crawl's browsers, with their use now.
+    assert "max 2 running (0 now)" in " ".join(kinds.stdout.split())
 
 
 def test_cancel_without_wait_reports_cancelling(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:

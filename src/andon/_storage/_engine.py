@@ -22,6 +22,7 @@ from andon._storage._ops._base import C
 from andon._storage._ops._cancels import CancelOperations
 from andon._storage._ops._control import ControlOperations
 from andon._storage._ops._jobs import JobOperations
+from andon._storage._ops._limits import LimitOperations
 from andon._storage._ops._retention import RetentionOperations
 from andon._storage._ops._schedules import ScheduleOperations
 from andon._storage._ops._tokens import TokenOperations
@@ -36,6 +37,7 @@ class Engine(
     JobOperations[C],
     CancelOperations[C],
     ControlOperations[C],
+    LimitOperations[C],
     WorkOperations[C],
     TokenOperations[C],
     RetentionOperations[C],

@@ -33,6 +33,8 @@ __all__ = [
     "ChangeWatcher",
     "IdempotencyKey",
     "JobFilter",
+    "KindLimit",
+    "KindLimitUse",
     "KindStats",
     "NewJob",
     "OffsetPage",
@@ -229,6 +231,37 @@ class PauseResult:
 
 
 @dataclass(frozen=True, slots=True)
+class KindLimit:
+    """How much of one kind may run at once, across all workers of a store.
+
+    Workers write their app's limits to the store as they start (``@app.job(max_running=,
+    rate=)``); each claim reads them there, so the store enforces them, not each worker.
+    """
+
+    kind: str
+    max_running: int | None = None
+    """At most this many jobs of the kind running or cancelling at once."""
+    rate: tuple[int, float] | None = None
+    """At most ``rate[0]`` starts (attempts) of the kind within any ``rate[1]`` seconds: a
+    start at time t counts against the starts before t + rate[1]."""
+
+    @property
+    def is_limited(self) -> bool:
+        return self.max_running is not None or self.rate is not None
+
+
+@dataclass(frozen=True, slots=True)
+class KindLimitUse:
+    """A kind's stored limit and how much of it is in use now."""
+
+    limit: KindLimit
+    running_now: int
+    """Jobs of the kind running or cancelling (what ``max_running`` counts)."""
+    starts_in_window: int | None
+    """Starts within the last ``rate[1]`` seconds; ``None`` without a rate."""
+
+
+@dataclass(frozen=True, slots=True)
 class KindStats:
     """History figures for one kind, so a handler that ignores cancels is visible."""
 
@@ -239,6 +272,17 @@ class KindStats:
     stop_p50_s: float | None
     stop_max_s: float | None
     stop_methods: dict[str, int]
+    max_running: int | None = None
+    """The kind's limit on jobs running or cancelling at once, as stored; ``None``: none."""
+    rate: tuple[int, float] | None = None
+    """The kind's limit on starts, ``(starts, seconds)``, as stored; ``None``: none."""
+    starts_in_window: int | None = None
+    """Starts of a rate-limited kind within the last ``rate[1]`` seconds."""
+
+    @property
+    def running_now(self) -> int:
+        """Jobs of the kind running or cancelling now (what ``max_running`` counts)."""
+        return self.counts.get(JobStatus.RUNNING.value, 0) + self.counts.get(JobStatus.CANCELLING.value, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -460,7 +504,20 @@ class Store(Protocol):
 
     def paused_kinds(self) -> list[PausedKind]: ...
 
-    def kind_stats(self) -> list[KindStats]: ...
+    def kind_stats(self) -> list[KindStats]:
+        """Figures per kind with jobs or a limit, with the limits in force and their use."""
+        ...
+
+    def kind_limits(self) -> list[KindLimitUse]:
+        """Every stored limit with its use now, by kind."""
+        ...
+
+    def sync_kind_limits(self, limits: Sequence[KindLimit], by: str | None) -> None:
+        """Store the limits of an app's kinds (a worker's, as it starts): each limited one
+        is written, and each one without a limit loses any it had. Kinds not in ``limits``
+        are left alone (another app's). A limit applies to claims that begin after it is
+        stored: jobs running already are not stopped."""
+        ...
 
     def prune(
         self,
@@ -508,6 +565,10 @@ class Store(Protocol):
     def claim_many(self, worker_id: str, kinds: Collection[str], lease_s: float, limit: int) -> list[Job]:
         """Atomically move up to ``limit`` available queued jobs of ``kinds`` to ``running``,
         in one transaction, in claim order: highest priority first, then oldest.
+
+        Within the limits stored for a kind (:meth:`sync_kind_limits`): a kind at its limit
+        is passed over (its jobs stay queued) and the others' jobs are claimed; concurrent
+        claims of one limited kind take turns, so together they never exceed it.
 
         A worker asks for as many as it has idle slots, never more: a claimed job is held
         (its lease runs) and no other worker can take it.

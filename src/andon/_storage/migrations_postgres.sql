@@ -160,3 +160,25 @@ CREATE TABLE andon_leases (
     expires_at  double precision NOT NULL,
     since       double precision NOT NULL
 );
+
+-- migration 6: limits on how many jobs of a kind run at once and start per window
+-- Each worker writes its app's limits here as it starts; a claim of a limited kind locks
+-- the kind's row (FOR UPDATE) before it counts, so claims of one limited kind take turns.
+-- kind has the collation of andon_jobs.kind: the counts join on it through the index below.
+CREATE TABLE andon_kind_limits (
+    kind        text PRIMARY KEY,
+    max_running integer,                           -- running or cancelling at once; NULL: no limit
+    rate_starts integer,                           -- starts per rate_s seconds (sliding); NULL: no rate
+    rate_s      double precision,
+    updated_at  double precision NOT NULL,
+    updated_by  text
+);
+-- The starts of rate-limited kinds (each attempt's), kept for one window: a job's
+-- started_at is overwritten by its next attempt, so it cannot count a retried job's starts.
+CREATE TABLE andon_kind_starts (
+    kind text NOT NULL,
+    at   double precision NOT NULL
+);
+CREATE INDEX andon_kind_starts_at ON andon_kind_starts (kind, at);
+-- How many of a kind run now, read by each claim of a limited kind: only active rows.
+CREATE INDEX andon_jobs_running_kind ON andon_jobs (kind) WHERE status IN ('running', 'cancelling');

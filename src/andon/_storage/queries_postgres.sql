@@ -272,6 +272,9 @@ GROUP BY kind, cancel_stop_method
 -- while another of its kind and key is running, cancelling or queued ahead of it
 -- (andon._keys): the OR leaves unkeyed rows at their "job_key IS NULL". Two claims at once
 -- cannot both start jobs of one key: each sees the other's first as queued ahead, at least.
+-- A claim of kinds of which none is limited (andon_kind_limits) is this one statement; the
+-- uncorrelated NOT EXISTS is a one-time filter. If any is limited it claims nothing, and
+-- the claim goes the way of the limits (claim_limits and after, _ops/_work.py).
 -- == job trees ===========================================================================
 
 -- A condition on andon_jobs: the row is a descendant of the top-level job %(origin)s (an
@@ -348,6 +351,7 @@ WITH next AS (
           WHERE other.kind = andon_jobs.kind AND other.job_key = andon_jobs.job_key
             AND other.status IN ('queued', 'running', 'cancelling')
             AND (other.status <> 'queued' OR other.id < andon_jobs.id)))
+      AND NOT EXISTS (SELECT FROM andon_kind_limits AS limited WHERE limited.kind = ANY(%(kinds)s))
     ORDER BY priority DESC, id
     LIMIT %(n)s
     FOR UPDATE SKIP LOCKED
@@ -366,6 +370,88 @@ WITH next AS (
     FROM claimed
 )
 SELECT * FROM claimed
+
+-- == limits per kind (max_running, rate) ================================================
+
+-- The limits of the claim's kinds, locked in kind order: a second claim of a limited kind
+-- waits here until the first commits, and so counts what the first started (READ COMMITTED
+-- gives each later statement a fresh snapshot). Kinds without a limit lock nothing.
+-- name: claim_limits
+SELECT kind, max_running, rate_starts, rate_s FROM andon_kind_limits
+WHERE kind = ANY(%(kinds)s) ORDER BY kind FOR UPDATE
+
+-- How many of each limited kind run now and started within its window; starts older than
+-- the window go (a rate window slides: a start at t counts until t + rate_s, exclusive).
+-- name: limit_usage
+WITH expired AS (
+    DELETE FROM andon_kind_starts AS s USING andon_kind_limits AS l
+    WHERE s.kind = l.kind AND l.kind = ANY(%(kinds)s) AND (l.rate_s IS NULL OR s.at <= %(now)s - l.rate_s)
+)
+SELECT l.kind, l.max_running, l.rate_starts, l.rate_s,
+       (SELECT count(*) FROM andon_jobs AS j
+        WHERE j.kind = l.kind AND j.status IN ('running', 'cancelling')) AS running,
+       (SELECT count(*) FROM andon_kind_starts AS s WHERE s.kind = l.kind AND s.at > %(now)s - l.rate_s) AS starts
+FROM andon_kind_limits AS l WHERE l.kind = ANY(%(kinds)s) ORDER BY l.kind
+
+-- The same figures for display, changing nothing.
+-- name: kind_limits
+SELECT l.kind, l.max_running, l.rate_starts, l.rate_s,
+       (SELECT count(*) FROM andon_jobs AS j
+        WHERE j.kind = l.kind AND j.status IN ('running', 'cancelling')) AS running,
+       (SELECT count(*) FROM andon_kind_starts AS s WHERE s.kind = l.kind AND s.at > %(now)s - l.rate_s) AS starts
+FROM andon_kind_limits AS l ORDER BY l.kind
+
+-- The next queued jobs of %(kinds)s a claim could start, locked (the limited way of a
+-- claim takes at most its room of each limited kind, then the best n of all it found).
+-- name: claim_candidates
+SELECT id, priority FROM andon_jobs
+WHERE status = 'queued' AND available_at <= %(now)s AND kind COLLATE "C" = ANY(%(kinds)s)
+  AND kind COLLATE "C" <> ALL (ARRAY(SELECT paused.kind FROM andon_paused AS paused))
+  AND (job_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM andon_jobs AS other
+      WHERE other.kind = andon_jobs.kind AND other.job_key = andon_jobs.job_key
+        AND other.status IN ('queued', 'running', 'cancelling')
+        AND (other.status <> 'queued' OR other.id < andon_jobs.id)))
+ORDER BY priority DESC, id
+LIMIT %(n)s
+FOR UPDATE SKIP LOCKED
+
+-- Start the chosen candidates (as claim does), each start of a rate-limited kind logged.
+-- name: start_claimed
+WITH claimed AS (
+    UPDATE andon_jobs AS job SET status = 'running', attempt = job.attempt + 1, started_at = %(now)s,
+        worker_id = %(worker)s, lease_expires_at =
+            COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) + %(lease_s)s,
+        claim_token = %(token)s,
+        events_count = job.events_count + 1, progress_done = NULL, progress_total = NULL, progress_message = NULL
+    WHERE job.id = ANY(%(ids)s::text[]) AND job.status = 'queued'
+    RETURNING job.*
+), started AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, events_count, %(now)s, 'started', 'queued', 'running', %(actor)s, NULL, NULL, attempt
+    FROM claimed
+), logged AS (
+    INSERT INTO andon_kind_starts (kind, at) SELECT kind, %(now)s FROM claimed WHERE kind = ANY(%(rated)s)
+)
+SELECT * FROM claimed
+
+-- When a start of these rate-limited kinds leaves its window (so another may start).
+-- name: rate_due
+SELECT min(s.at + l.rate_s) AS due FROM andon_kind_limits AS l JOIN andon_kind_starts AS s ON s.kind = l.kind
+WHERE l.kind = ANY(%(kinds)s) AND s.at > %(now)s - l.rate_s
+
+-- name: put_kind_limit
+INSERT INTO andon_kind_limits (kind, max_running, rate_starts, rate_s, updated_at, updated_by)
+VALUES (%(kind)s, %(max_running)s, %(rate_starts)s, %(rate_s)s, %(now)s, %(by)s)
+ON CONFLICT (kind) DO UPDATE SET max_running = excluded.max_running, rate_starts = excluded.rate_starts,
+    rate_s = excluded.rate_s, updated_at = excluded.updated_at, updated_by = excluded.updated_by
+WHERE (andon_kind_limits.max_running, andon_kind_limits.rate_starts, andon_kind_limits.rate_s)
+      IS DISTINCT FROM (excluded.max_running, excluded.rate_starts, excluded.rate_s)
+
+-- Kinds the syncing app registers without a limit lose theirs (and their starts log).
+-- name: drop_kind_limits
+WITH starts AS (DELETE FROM andon_kind_starts WHERE kind = ANY(%(kinds)s))
+DELETE FROM andon_kind_limits WHERE kind = ANY(%(kinds)s) RETURNING kind
 
 -- name: claimed_with_token
 SELECT * FROM andon_jobs

@@ -70,6 +70,10 @@ ALTER TABLE andon_jobs ADD COLUMN schedule_name TEXT;
 ALTER TABLE andon_jobs ADD COLUMN pruned_at REAL;
 UPDATE andon_meta SET value = '6' WHERE key = 'schema_version'
 
+-- 6 -> 7: limits per kind (schema_sqlite.sql then adds their tables and index).
+-- name: upgrade_to_7
+UPDATE andon_meta SET value = '7' WHERE key = 'schema_version'
+
 -- == clients ============================================================================
 
 -- name: insert_job
@@ -280,6 +284,8 @@ GROUP BY kind, cancel_stop_method
 -- UPDATE); lease_deadline is on the boot-time clock, what expiry is judged on. A keyed job
 -- waits while another of its kind and key is running, cancelling or queued ahead of it
 -- (andon._keys); an unkeyed one pays only its "job_key IS NULL".
+-- A claim of kinds of which none is limited (andon_kind_limits) is this block; if any is,
+-- it claims nothing, and the claim goes the way of the limits (_ops/_work.py).
 -- == job trees ===========================================================================
 
 -- A condition on andon_jobs: the row is a descendant of the top-level job :origin (an index
@@ -349,6 +355,7 @@ WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM 
       WHERE other.kind = andon_jobs.kind AND other.job_key = andon_jobs.job_key
         AND other.status IN ('queued', 'running', 'cancelling')
         AND (other.status != 'queued' OR other.id < andon_jobs.id)))
+  AND NOT EXISTS (SELECT 1 FROM andon_kind_limits WHERE kind IN (SELECT value FROM json_each(:kinds)))
 ORDER BY priority DESC, id LIMIT :n;
 UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :now,
     worker_id = :worker, lease_expires_at = :now + :lease_s, lease_deadline = :lease_base + :lease_s,
@@ -361,8 +368,82 @@ WHERE id IN (SELECT id FROM andon_jobs INDEXED BY andon_jobs_queue
                  WHERE other.kind = andon_jobs.kind AND other.job_key = andon_jobs.job_key
                    AND other.status IN ('queued', 'running', 'cancelling')
                    AND (other.status != 'queued' OR other.id < andon_jobs.id)))
+               AND NOT EXISTS (SELECT 1 FROM andon_kind_limits WHERE kind IN (SELECT value FROM json_each(:kinds)))
              ORDER BY priority DESC, id LIMIT :n)
 RETURNING *
+
+-- == limits per kind (max_running, rate) ================================================
+
+-- The limits of the claim's kinds. SQLite has one writer at a time: the claim's write
+-- transaction is the lock, and what it counts stays as counted until it commits.
+-- name: claim_limits
+SELECT kind, max_running, rate_starts, rate_s FROM andon_kind_limits
+WHERE kind IN (SELECT value FROM json_each(:kinds)) ORDER BY kind
+
+-- How many of each limited kind run now and started within its window; starts older than
+-- the window go (a rate window slides: a start at t counts until t + rate_s, exclusive).
+-- name: limit_usage
+DELETE FROM andon_kind_starts
+WHERE kind IN (SELECT value FROM json_each(:kinds))
+  AND at <= :now - COALESCE((SELECT rate_s FROM andon_kind_limits AS l WHERE l.kind = andon_kind_starts.kind), 0);
+SELECT l.kind, l.max_running, l.rate_starts, l.rate_s,
+       (SELECT COUNT(*) FROM andon_jobs AS j INDEXED BY andon_jobs_running_kind
+        WHERE j.kind = l.kind AND j.status IN ('running', 'cancelling')) AS running,
+       (SELECT COUNT(*) FROM andon_kind_starts AS s WHERE s.kind = l.kind AND s.at > :now - l.rate_s) AS starts
+FROM andon_kind_limits AS l WHERE l.kind IN (SELECT value FROM json_each(:kinds)) ORDER BY l.kind
+
+-- The same figures for display, changing nothing.
+-- name: kind_limits
+SELECT l.kind, l.max_running, l.rate_starts, l.rate_s,
+       (SELECT COUNT(*) FROM andon_jobs AS j INDEXED BY andon_jobs_running_kind
+        WHERE j.kind = l.kind AND j.status IN ('running', 'cancelling')) AS running,
+       (SELECT COUNT(*) FROM andon_kind_starts AS s WHERE s.kind = l.kind AND s.at > :now - l.rate_s) AS starts
+FROM andon_kind_limits AS l ORDER BY l.kind
+
+-- The next queued jobs of :kinds a claim could start (the limited way of a claim takes at
+-- most its room of each limited kind, then the best n of all it found).
+-- name: claim_candidates
+SELECT id, priority FROM andon_jobs INDEXED BY andon_jobs_queue
+WHERE status = 'queued' AND available_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
+  AND kind NOT IN (SELECT kind FROM andon_paused)
+  AND (job_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM andon_jobs AS other
+      WHERE other.kind = andon_jobs.kind AND other.job_key = andon_jobs.job_key
+        AND other.status IN ('queued', 'running', 'cancelling')
+        AND (other.status != 'queued' OR other.id < andon_jobs.id)))
+ORDER BY priority DESC, id LIMIT :n
+
+-- Start the chosen candidates (as claim does), each start of a rate-limited kind logged.
+-- name: start_claimed
+INSERT INTO andon_kind_starts (kind, at)
+SELECT kind, :now FROM andon_jobs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'queued' AND kind IN (SELECT value FROM json_each(:rated));
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, events_count + 1, :now, 'started', 'queued', 'running', :actor, NULL, NULL, attempt + 1
+FROM andon_jobs WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'queued';
+UPDATE andon_jobs SET status = 'running', attempt = attempt + 1, started_at = :now,
+    worker_id = :worker, lease_expires_at = :now + :lease_s, lease_deadline = :lease_base + :lease_s,
+    events_count = events_count + 1, progress_done = NULL, progress_total = NULL, progress_message = NULL
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'queued'
+RETURNING *
+
+-- When a start of these rate-limited kinds leaves its window (so another may start).
+-- name: rate_due
+SELECT MIN(s.at + l.rate_s) AS due FROM andon_kind_limits AS l JOIN andon_kind_starts AS s ON s.kind = l.kind
+WHERE l.kind IN (SELECT value FROM json_each(:kinds)) AND s.at > :now - l.rate_s
+
+-- name: put_kind_limit
+INSERT INTO andon_kind_limits (kind, max_running, rate_starts, rate_s, updated_at, updated_by)
+VALUES (:kind, :max_running, :rate_starts, :rate_s, :now, :by)
+ON CONFLICT (kind) DO UPDATE SET max_running = excluded.max_running, rate_starts = excluded.rate_starts,
+    rate_s = excluded.rate_s, updated_at = excluded.updated_at, updated_by = excluded.updated_by
+WHERE (andon_kind_limits.max_running, andon_kind_limits.rate_starts, andon_kind_limits.rate_s)
+      IS NOT (excluded.max_running, excluded.rate_starts, excluded.rate_s)
+
+-- Kinds the syncing app registers without a limit lose theirs (and their starts log).
+-- name: drop_kind_limits
+DELETE FROM andon_kind_starts WHERE kind IN (SELECT value FROM json_each(:kinds));
+DELETE FROM andon_kind_limits WHERE kind IN (SELECT value FROM json_each(:kinds)) RETURNING kind
 
 -- name: write_progress
 UPDATE andon_jobs SET items_count = MAX(items_count, :items_count),

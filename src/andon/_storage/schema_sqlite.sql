@@ -143,8 +143,24 @@ CREATE TABLE IF NOT EXISTS andon_leases (
     expires_at  REAL NOT NULL,
     since       REAL NOT NULL
 );
+-- Limits on how many jobs of a kind run at once and start per window (each worker writes
+-- its app's as it starts), and the starts of rate-limited kinds within their window.
+CREATE TABLE IF NOT EXISTS andon_kind_limits (
+    kind        TEXT PRIMARY KEY,
+    max_running INTEGER,                       -- running or cancelling at once; NULL: no limit
+    rate_starts INTEGER,                       -- starts per rate_s seconds (sliding); NULL: no rate
+    rate_s      REAL,
+    updated_at  REAL NOT NULL,
+    updated_by  TEXT
+);
+CREATE TABLE IF NOT EXISTS andon_kind_starts (
+    kind TEXT NOT NULL,
+    at   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS andon_kind_starts_at ON andon_kind_starts (kind, at);
+CREATE INDEX IF NOT EXISTS andon_jobs_running_kind ON andon_jobs (kind) WHERE status IN ('running', 'cancelling');
 CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
-INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '6');
+INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '7');

@@ -147,10 +147,12 @@ async def get_info(rt: Ctx, request: Request) -> InfoOut:
 
 @router.get("/kinds", operation_id="listKinds", tags=["kinds"])
 async def list_kinds(rt: Ctx, client: Caller) -> KindsOut:
-    """The registered job kinds, each with a JSON schema of its params and, while it is
-    paused, who paused it, when and why."""
+    """The registered job kinds, each with a JSON schema of its params, while it is paused
+    who paused it, when and why, and its limits across all workers (`max_running`, `rate`)
+    with how many run now and started in the current window."""
     paused = {entry.kind: entry for entry in await rt.call(client.paused_kinds)}
-    return KindsOut(items=[KindOut.of(kind, paused.get(kind.kind)) for kind in rt.kinds])
+    limits = {use.limit.kind: use for use in await rt.call(client.kind_limits)}
+    return KindsOut(items=[KindOut.of(kind, paused.get(kind.kind), limits.get(kind.kind)) for kind in rt.kinds])
 
 
 @router.post("/kinds/{kind}/pause", operation_id="pauseKind", tags=["kinds"])

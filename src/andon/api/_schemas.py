@@ -457,6 +457,29 @@ class PausedOut(BaseModel):
         return cls(paused_at=paused.paused_at, by=paused.by, message=paused.message)
 
 
+class LimitsOut(BaseModel):
+    """A kind's limits as the store enforces them across all workers, with their use now."""
+
+    max_running: int | None
+    running_now: int
+    """Jobs of the kind running or cancelling (what ``max_running`` counts)."""
+    rate_starts: int | None
+    rate_s: float | None
+    starts_in_window: int | None
+    """Starts within the last ``rate_s`` seconds (a sliding window)."""
+
+    @classmethod
+    def of(cls, use: andon.KindLimitUse) -> LimitsOut:
+        rate = use.limit.rate
+        return cls(
+            max_running=use.limit.max_running,
+            running_now=use.running_now,
+            rate_starts=rate[0] if rate else None,
+            rate_s=rate[1] if rate else None,
+            starts_in_window=use.starts_in_window,
+        )
+
+
 class KindOut(BaseModel):
     kind: str
     description: str
@@ -467,9 +490,13 @@ class KindOut(BaseModel):
     params_schema: dict[str, Any]  # Any: a JSON schema document
     paused: PausedOut | None
     """Set while the kind is paused: no worker claims its jobs."""
+    limits: LimitsOut | None = None
+    """Set while the store has limits for the kind (``@app.job(max_running=, rate=)``)."""
 
     @classmethod
-    def of(cls, kind: andon.JobKind, paused: andon.PausedKind | None) -> KindOut:
+    def of(
+        cls, kind: andon.JobKind, paused: andon.PausedKind | None, limits: andon.KindLimitUse | None = None
+    ) -> KindOut:
         return cls(
             kind=kind.kind,
             description=kind.description,
@@ -479,6 +506,7 @@ class KindOut(BaseModel):
             max_attempts=kind.retry.max_attempts,
             params_schema=kind.params_schema(),
             paused=PausedOut.of(paused) if paused else None,
+            limits=LimitsOut.of(limits) if limits else None,
         )
 
 

@@ -576,18 +576,34 @@ def kinds_table(
     and so does a paused kind."""
     by_kind = {s.kind: s for s in stats}
     table = _table()
-    for name in ("kind", "isolation", "timeout", "grace", "retry", "params", "description", "jobs"):
+    for name in ("kind", "isolation", "timeout", "grace", "retry", "limits", "params", "description", "jobs"):
         table.add_column(name, no_wrap=name in ("kind", "isolation", "timeout", "grace"))
     table.add_column("stops", justify="right")
     table.add_column("stop time\nmedian / max", justify="right")
     table.add_column("stop methods")
     pauses = {p.kind: p for p in paused}
     for spec in kinds:
-        cells = _settings_cells(spec)
-        table.add_row(_with_pause(cells[0], pauses.get(spec.kind)), *cells[1:], *_stats_cells(by_kind.get(spec.kind)))
+        title, isolation, timeout, grace, retry, params, description = _settings_cells(spec)
+        stats_of = by_kind.get(spec.kind)
+        table.add_row(
+            _with_pause(title, pauses.get(spec.kind)),
+            isolation,
+            timeout,
+            grace,
+            retry,
+            limits_text(spec, stats_of),
+            params,
+            description,
+            *_stats_cells(stats_of),
+        )
     for kind in _unregistered(kinds, by_kind):
         table.add_row(
-            Text(kind, style="bold"), Text("not in this app", style="dim"), *[""] * 5, *_stats_cells(by_kind[kind])
+            Text(kind, style="bold"),
+            Text("not in this app", style="dim"),
+            *[""] * 3,
+            limits_text(None, by_kind[kind]),
+            *[""] * 2,
+            *_stats_cells(by_kind[kind]),
         )
     return table
 
@@ -602,6 +618,9 @@ def kinds_list(
     for spec in kinds:
         name, isolation, timeout, grace, retry, params, description = _settings_cells(spec)
         head = name + Text(f"  {isolation} · timeout {timeout} · grace {grace} · retry {retry}")
+        limits = limits_text(spec, by_kind.get(spec.kind))
+        if limits.plain != "none":
+            head += Text(" · limits ") + Text(", ").join(limits.split("\n"))
         if spec.kind in pauses:
             head = _with_pause(head, pauses[spec.kind])
         blocks += [head, Text(f"  {description}"), Text("  params: " + params.plain.replace("\n", ", "))]
@@ -610,6 +629,30 @@ def kinds_list(
         blocks += [Text(kind, style="bold") + Text("  not in this app", style="dim"), _stats_block(by_kind[kind])]
         blocks.append(Text(""))
     return Group(*blocks)
+
+
+def limits_text(spec: andon.JobKind | None, stats: andon.KindStats | None) -> Text:
+    """The limits in force (as the store has them) with their use now, e.g. ``max 2 running
+    (1 now)`` and ``5 starts / 1 s (3 in window)``; the app's own while no worker has stored them."""
+    max_running = stats.max_running if stats is not None else None
+    rate = stats.rate if stats is not None else None
+    stored = max_running is not None or rate is not None
+    if not stored and spec is not None:
+        max_running, rate = spec.max_running, spec.rate
+    lines = []
+    if max_running is not None:
+        now = f" ({stats.running_now} now)" if stats is not None and stored else ""
+        lines.append(Text(f"max {max_running} running{now}"))
+    if rate is not None:
+        used = stats.starts_in_window if stats is not None and stored else None
+        window = f" ({used} in window)" if used is not None else ""
+        lines.append(Text(f"{rate[0]} starts / {seconds(rate[1])}{window}"))
+    if not lines:
+        return Text("none", style="dim")
+    text = Text("\n").join(lines)
+    if not stored:
+        text += Text("\n(not stored yet: no worker of this app has started)", style="dim")
+    return text
 
 
 def _with_pause(name: Text, paused: andon.PausedKind | None) -> Text:

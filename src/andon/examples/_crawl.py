@@ -49,7 +49,7 @@ from andon.examples._confinement import CrawlUrl, checked_crawl_url, crawl_resol
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "crawl"]
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "CRAWL_BROWSERS", "crawl"]
 
 CHROMIUM: Final = "/usr/bin/chromium"
 """Debian's Chromium (apt-get install chromium); Playwright's own browser downloads are not used."""
@@ -65,8 +65,13 @@ CHROMIUM_ARGS: Final = [
 
 MAX_LINKS_PER_ITEM: Final = 500
 
+CRAWL_BROWSERS: Final = 2
+"""Crawls running at once across every worker of the store (``max_running``): each holds a
+Chromium of a few hundred MiB, and more crawls than this wait queued (a cancel withdraws one
+at once) instead of each worker slot starting a browser."""
 
-@app.job("crawl", isolation="process", timeout=45 * 60, grace=2.0)
+
+@app.job("crawl", isolation="process", timeout=45 * 60, grace=2.0, max_running=CRAWL_BROWSERS)
 def crawl(
     ctx: Context,
     start_url: CrawlUrl,

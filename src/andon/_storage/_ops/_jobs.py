@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Sequence
+from typing import Any
 
 from andon._cancel import CancelReason
 from andon._errors import IdempotencyKeyReused, InvalidTransition, JobNotFound, NotAllowed, UsageError
@@ -311,13 +312,23 @@ class JobOperations(TreeOperations[C]):
         self._db.write(body, gone)
 
     def kind_stats(self) -> list[KindStats]:
-        def body(tx: Tx) -> tuple[list[Row], list[Row], list[Row]]:
-            return tx.all("counts_by_kind", {}), tx.all("stops_by_kind", {}), tx.all("stop_methods_by_kind", {})
+        now = self._clock.now()
 
-        count_rows, stop_rows, method_rows = self._db.read(body)
+        def body(tx: Tx) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
+            return (
+                tx.all("counts_by_kind", {}),
+                tx.all("stops_by_kind", {}),
+                tx.all("stop_methods_by_kind", {}),
+                tx.all("kind_limits", {"now": now}),
+            )
+
+        count_rows, stop_rows, method_rows, limit_rows = self._db.read(body)
         counts: dict[str, dict[str, int]] = {}
         for row in count_rows:
             counts.setdefault(row["kind"], {})[row["status"]] = row["n"]
+        limits = {row["kind"]: row for row in limit_rows}
+        for kind in limits:
+            counts.setdefault(kind, {})
         stops = {row["kind"]: row for row in stop_rows}
         methods: dict[str, dict[str, int]] = {}
         for row in method_rows:
@@ -333,9 +344,17 @@ class JobOperations(TreeOperations[C]):
                     stop_p50_s=stop["p50"] if stop else None,
                     stop_max_s=stop["slowest"] if stop else None,
                     stop_methods=methods.get(kind, {}),
+                    **_limit_fields(limits.get(kind)),
                 )
             )
         return result
+
+
+def _limit_fields(row: Row | None) -> dict[str, Any]:  # Any: KindStats field values
+    if row is None:
+        return {}
+    rate = (row["rate_starts"], row["rate_s"]) if row["rate_starts"] is not None else None
+    return {"max_running": row["max_running"], "rate": rate, "starts_in_window": row["starts"] if rate else None}
 
 
 def _as_stored(tx: Tx, job: NewJob) -> NewJob:

@@ -15,6 +15,7 @@ from andon._jobs import Job, JobStatus, Outcome, OutcomeKind
 from andon._output import AttemptEnd, ProgressUpdate
 from andon._storage._connector import IfUnsure, Resolution, Tx
 from andon._storage._ops._base import C
+from andon._storage._ops._limits import claim_limited, rate_due
 from andon._storage._ops._trees import TreeOperations
 from andon._storage._port import CancelNotice, Change
 from andon._storage._rows import (
@@ -47,7 +48,14 @@ class WorkOperations(TreeOperations[C]):
             # Only this call knows its token: the jobs are ours if the commit happened.
             return _in_claim_order(tx.all("claimed_with_token", args)) or Resolution.NOT_APPLIED
 
-        return self._db.write(lambda tx: _in_claim_order(tx.all("claim", args)), claimed, single=True)
+        jobs = self._db.write(lambda tx: _in_claim_order(tx.all("claim", args)), claimed, single=True)
+        if jobs:
+            return jobs
+        # Nothing: the queue has nothing to start, or a kind of ``kinds`` is limited (_limits).
+        return self._db.write(lambda tx: _in_claim_order(self._claim_limited(tx, args, kinds)), claimed)
+
+    def _claim_limited(self, tx: Tx, args: dict[str, Any], kinds: Collection[str]) -> list[Row]:
+        return claim_limited(tx, args, kinds, self._db.array, self._clock.now)
 
     def _claim_args(self, worker_id: str, kinds: Collection[str], lease_s: float, limit: int) -> dict[str, Any]:
         return {
@@ -62,12 +70,19 @@ class WorkOperations(TreeOperations[C]):
         }
 
     def next_due(self, kinds: Collection[str]) -> float | None:
-        """When the next queued job of ``kinds`` that is not due yet falls due (wall clock)."""
+        """When the next queued job of ``kinds`` that is not due yet falls due (wall clock),
+        or a start of a rate-limited kind leaves its window, whichever comes first."""
         if not kinds:
             return None
         args = {"now": self._clock.now(), "kinds": self._db.array(kinds)}
-        row = self._db.read(lambda tx: tx.one("next_due", args))
-        return None if row is None or row["due"] is None else float(row["due"])
+
+        def body(tx: Tx) -> float | None:
+            row = tx.one("next_due", args)
+            due = None if row is None or row["due"] is None else float(row["due"])
+            by_rate = rate_due(tx, args["kinds"], args["now"])
+            return by_rate if due is None else due if by_rate is None else min(due, by_rate)
+
+        return self._db.read(body)
 
     def write_progress(self, updates: Sequence[ProgressUpdate]) -> list[str]:
         pending = [u for u in updates if not u.is_empty]
@@ -146,7 +161,10 @@ class WorkOperations(TreeOperations[C]):
         args = self._claim_args(worker_id, kinds, lease_s, limit)
 
         def body(tx: Tx) -> tuple[list[Settled], list[Job]]:
-            return self._settle_held(tx, worker_id, ends), _in_claim_order(tx.all("claim", args))
+            settled = self._settle_held(tx, worker_id, ends)
+            # An empty claim may mean a limited kind among ``kinds`` (_limits).
+            rows = tx.all("claim", args) or self._claim_limited(tx, args, kinds)
+            return settled, _in_claim_order(rows)
 
         def resolved(tx: Tx) -> tuple[list[Settled], list[Job]] | Resolution:
             # One transaction: the ends tell whether it committed, the token finds
