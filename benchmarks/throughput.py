@@ -19,12 +19,15 @@ Usage::
     ``andon worker`` process; how late each started after its due time (``started_at`` minus
     ``available_at``, both as the store recorded them).
 (f) ``Client`` and ``AsyncClient``: one job per call, submits then cancels (queued jobs,
-    no worker), the sync client in a loop, the async one all at once.
+    no worker), the sync client in a loop, the async one all at once; and the longest stall
+    of the event loop while an ``AsyncClient`` submits 200 jobs and cancels 100 (wait=True)
+    with a worker process running them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import sqlite3
 import statistics
@@ -133,6 +136,46 @@ def client_rates(url: str, count: int) -> dict[str, float]:
 
     asyncio.run(run())
     return rates
+
+
+def loop_stalls(url: str, submits: int, runs: int) -> list[float]:
+    """The longest stall of an asyncio loop (a 5 ms ticker's worst excess) while an
+    ``AsyncClient`` submits ``submits`` jobs and cancels half of them with ``wait=True``, all
+    at once, with a worker process running them; one figure per run."""
+
+    async def one_run() -> float:
+        longest = 0.0
+
+        async def tick() -> None:
+            nonlocal longest
+            while True:
+                began = time.perf_counter()
+                await asyncio.sleep(0.005)
+                longest = max(longest, time.perf_counter() - began - 0.005)
+
+        async def submit_then_cancel(client: andon.AsyncClient, i: int) -> None:
+            job = await client.submit("hold" if i % 2 == 0 else "noop")
+            if i % 2 == 0:
+                await client.cancel(job.id, wait=True, timeout=60)
+
+        async with andon.connect_async(url, app) as client:
+            ticker = asyncio.create_task(tick())
+            await asyncio.sleep(0.05)
+            await asyncio.gather(*(submit_then_cancel(client, i) for i in range(submits)))
+            ticker.cancel()
+        return longest
+
+    stalls = []
+    with _common.andon_workers(url, 1, 8):
+        for _ in range(runs):
+            # What is measured is the client, not a full collection of this process's heap.
+            gc.collect()
+            gc.freeze()
+            try:
+                stalls.append(asyncio.run(one_run()))
+            finally:
+                gc.unfreeze()
+    return stalls
 
 
 def queued_cancels(url: str, count: int, repeats: int) -> tuple[list[float], int]:
@@ -264,6 +307,19 @@ def measure(quick: bool, postgres_url: str | None) -> list[dict[str, Any]]:  # A
             for label, rate in client_rates(url, count).items():
                 rows.append(figure_row("clients", f"{label}, one job per call, {name}", rate, "jobs/s", runs=count))
             print(f"  clients on {name}: " + ", ".join(f"{r['label']} {r['value']:.0f}" for r in rows[-4:]), flush=True)
+    submits, runs = (20, 1) if quick else (200, 7)
+    with stores(quick, postgres_url, "async") as each:
+        for name, url in each:
+            stalls = loop_stalls(url, submits, runs)
+            rows.append(
+                latency_row(
+                    "async",
+                    f"longest event-loop stall per run, {submits} submits + {submits // 2} cancels, {name}",
+                    stalls,
+                    target_p50_ms=50,
+                )
+            )
+            print(f"  loop stalls on {name}: " + ", ".join(f"{x * 1000:.0f}" for x in stalls) + " ms", flush=True)
     count, repeats = (200, 1) if quick else (10_000, 20)
     with stores(quick, postgres_url, "queued") as each:
         for name, url in each:

@@ -39,6 +39,7 @@ from andon._storage import (
     CancelResult,
     Change,
     JobFilter,
+    KindLimitUse,
     KindStats,
     OffsetPage,
     Page,
@@ -520,6 +521,10 @@ class AsyncClient:
 
     async def kind_stats(self) -> list[KindStats]:
         return await self._call(self._sync.kind_stats)
+
+    async def kind_limits(self) -> list[KindLimitUse]:
+        """:meth:`Client.kind_limits`: the limits per kind the store enforces, with their use now."""
+        return await self._call(self._sync.kind_limits)
 
     # -- waiting --------------------------------------------------------------
 
