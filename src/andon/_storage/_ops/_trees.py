@@ -63,8 +63,11 @@ class TreeOperations(Operations[C]):
         if outcome is CancelOutcome.ALREADY:
             return outcome, []
         now = self._clock.now()
+        # Only a job that has run can have children (they come from a running attempt).
         waits_for_children = (
-            outcome is CancelOutcome.WITHDRAWN and tx.all("with_active_children", self._ids([job.id])) != []
+            outcome is CancelOutcome.WITHDRAWN
+            and job.attempt > 0
+            and tx.all("with_active_children", self._ids([job.id])) != []
         )
         if waits_for_children:
             # Queued again (a shutdown, a lost worker) while its children of an earlier
@@ -205,13 +208,15 @@ class TreeOperations(Operations[C]):
         """What the end of these jobs (settled this transaction) does to their trees."""
         parents: list[str] = []
         for job in ended:
-            if not job.status.is_terminal:
-                continue
-            if job.parent_id is not None:
+            if job.status.is_terminal and job.parent_id is not None:
                 parents.append(job.parent_id)
                 if job.status is JobStatus.FAILED and job.fail_parent:
                     self._fail_parent(tx, job, actor)
-            if job.status is not JobStatus.CANCELLED:
+        # One query for the whole batch: most jobs never start children.
+        ended_by_themselves = [j for j in ended if j.status.is_terminal and j.status is not JobStatus.CANCELLED]
+        with_children = self._held_for_descendants(tx, [j.id for j in ended_by_themselves])
+        for job in ended_by_themselves:
+            if job.id in with_children:
                 self._end_children(tx, job, actor)
         self._finish_awaiting(tx, parents)
 
