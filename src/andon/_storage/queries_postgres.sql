@@ -300,6 +300,11 @@ SELECT count(*) AS n FROM (
     SELECT id FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {where}
     ORDER BY id FOR UPDATE) AS locked
 
+-- Whether a job has an active descendant ({where}: a tree or subtree clause): most jobs have
+-- none, and their cancel then skips the subtree statements.
+-- name: any_active_descendant
+SELECT 1 AS n FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {where} LIMIT 1
+
 -- name: parent_for_children
 SELECT id, status, worker_id, attempt, root_id, awaiting_status, cancel_reason FROM andon_jobs
 WHERE id = %(id)s FOR SHARE

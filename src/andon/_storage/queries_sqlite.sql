@@ -305,6 +305,11 @@ id IN (WITH RECURSIVE tree(id) AS (
 -- name: lock_subtree
 SELECT 1 AS n
 
+-- Whether a job has an active descendant ({where}: a tree or subtree clause): most jobs have
+-- none, and their cancel then skips the subtree statements.
+-- name: any_active_descendant
+SELECT 1 AS n FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling') AND {where} LIMIT 1
+
 -- name: parent_for_children
 SELECT id, status, worker_id, attempt, root_id, awaiting_status, cancel_reason FROM andon_jobs WHERE id = :id
 

@@ -149,10 +149,16 @@ class TreeOperations(Operations[C]):
 
     def _stop_descendants(self, tx: Tx, origin: Job, reason: CancelReason, by: str | None) -> list[Change]:
         """Withdraw ``origin``'s queued descendants and ask its running ones to stop, set-based."""
+        if origin.attempt == 0 and origin.status is JobStatus.QUEUED:
+            return []  # never ran: no children (they come from a running attempt)
+        clause = self._db.subtree_clause(root=origin.parent_id is None)
+        if tx.one("any_active_descendant", {"origin": origin.id}, where=clause) is None:
+            # Most jobs: nothing below them is active. (A child submitted concurrently waits
+            # on this transaction's lock of ``origin`` and then finds it stopping.)
+            return []
         now = self._clock.now()
         message = f"job {origin.id} ({origin.kind}) {_what(reason)}"
         args = self._cancel_args(origin.id, CancelReason.PARENT_CANCELLED, by, message, True, origin.id, now)
-        clause = self._db.subtree_clause(root=origin.parent_id is None)
         tx.one("lock_subtree", {"origin": origin.id}, where=clause)
         withdrawn = tx.all("withdraw_many", args, where=clause)
         requested = tx.all("request_stop_many", args, where=clause)
