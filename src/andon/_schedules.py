@@ -164,7 +164,11 @@ class ScheduleSpec:
         if self.every_s is not None:
             # Ticks of an interval are whole multiples of it since the epoch, so every
             # scheduler (and every restart) agrees on them: the tick's time is its identity.
-            return (math.floor(t / self.every_s) + 1) * self.every_s
+            # A tick is always the float ``k * every_s`` for a whole k (never a sum of steps),
+            # so two schedulers, or a catch-up and a plain tick, name one tick by one float;
+            # the 1e-9 keeps a tick's own time (k * every_s / every_s can come out k - 1 ulp)
+            # from being "after" itself.
+            return (math.floor(t / self.every_s + 1e-9) + 1) * self.every_s
         assert self.cron is not None, "a spec has cron or every_s"
         from croniter import croniter  # imported only when a cron schedule ticks
 
@@ -251,11 +255,11 @@ def plan_ticks(spec: ScheduleSpec, next_at: float, now: float) -> TickPlan:
     if following > now:
         return TickPlan(next_at, None, following)
     if spec.every_s is not None:
+        first = round(next_at / spec.every_s)  # next_at is a tick: k * every_s
         count = math.floor((now - next_at) / spec.every_s + 1e-9) + 1
-        latest = next_at + (count - 1) * spec.every_s
-        while latest > now:  # float rounding
+        while count > 1 and (first + count - 1) * spec.every_s > now:  # float rounding
             count -= 1
-            latest -= spec.every_s
+        latest = (first + count - 1) * spec.every_s
         after = spec.next_after(latest)
     else:
         latest, after, count = next_at, following, 1
@@ -265,7 +269,11 @@ def plan_ticks(spec: ScheduleSpec, next_at: float, now: float) -> TickPlan:
         return TickPlan(latest, None, after)
     if spec.catch_up is CatchUp.LATEST:
         first_missed, missed_count = next_at, count - 1
-        last_missed = latest - spec.every_s if spec.every_s is not None else _before(spec, next_at, latest)
+        last_missed = (
+            (round(latest / spec.every_s) - 1) * spec.every_s
+            if spec.every_s is not None
+            else _before(spec, next_at, latest)
+        )
         return TickPlan(latest, (first_missed, missed_count, last_missed), after)
     return TickPlan(None, (next_at, count, latest), after)
 
