@@ -78,7 +78,11 @@ def read_executions(path: Path) -> list[Execution]:
     if not path.exists():
         return []
     found = []
-    for line in path.read_text().splitlines():
+    text = path.read_text()
+    # A worker may be appending while this reads: a last line without its newline is still
+    # being written (a read can see part of a write to a file), and is read next time.
+    complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]
+    for line in complete.splitlines():
         what, job_id, attempt, pid, at, *rest = line.split(" ")
         found.append(Execution(what, job_id, int(attempt), int(pid), float(at), " ".join(rest)))
     return found
