@@ -138,6 +138,8 @@ class StopState:
     requested_at: float | None = None
     """When the worker first heard of a stop (for escalation)."""
     steps_taken: int = 0
+    stepped_at: float | None = None
+    """When the last rung was taken (the next one is measured from it, not from the request)."""
     timeout_sent: bool = False
     fenced: bool = False
 
@@ -146,16 +148,24 @@ class StopState:
 
     def next_step_at(self) -> float | None:
         """When the next rung is due: one grace after the request, then one grace (at least
-        :data:`MIN_SECOND_STEP_S`) for each rung taken. ``None`` without a request or rungs left."""
+        :data:`MIN_SECOND_STEP_S`) after the rung before was taken. ``None`` without a request
+        or rungs left.
+
+        Each rung is timed from when the one before it was really taken: a monitor that ran
+        late (a handler holding the GIL, a loaded machine) must not find two rungs due at
+        once and abandon work it has just injected an exception into.
+        """
         if self.requested_at is None or self.next_step() is None:
             return None
-        return self.requested_at + self.grace_s + self.steps_taken * max(self.grace_s, MIN_SECOND_STEP_S)
+        if self.stepped_at is None:
+            return self.requested_at + self.grace_s
+        return self.stepped_at + max(self.grace_s, MIN_SECOND_STEP_S)
 
     def fence_at(self, lease_s: float) -> float:
         return self.lease_ok_at + lease_s * FENCE_AT
 
-    def climb(self, apply: Callable[[Step], bool]) -> list[Step]:
-        """Take the rung that is due, and the next ones at once while one cannot be applied.
+    def climb(self, apply: Callable[[Step], bool], now: float) -> list[Step]:
+        """Take the rung that is due at ``now``, and the next ones at once while one cannot be applied.
 
         ``apply`` is the runtime's :meth:`Execution.apply`. Returns the rungs taken; the
         worker abandons the attempt when the last is :attr:`Step.ABANDON`.
@@ -163,6 +173,7 @@ class StopState:
         taken: list[Step] = []
         while (step := self.next_step()) is not None:
             self.steps_taken += 1
+            self.stepped_at = now
             taken.append(step)
             if step is Step.ABANDON or apply(step):
                 break

@@ -673,7 +673,7 @@ class Worker:
     def _climb(self, running: _Running) -> None:
         """Take the next rung of the attempt's ladder (``andon._stop.StopState.climb``)."""
         attempt = running.attempt
-        for step in attempt.stop.climb(running.execution.apply):
+        for step in attempt.stop.climb(running.execution.apply, self.clock.monotonic()):
             log.info("job %s: escalation step %d: %s", attempt.job.id, attempt.stop.steps_taken, step.value)
             if step is Step.ABANDON:
                 self._abandon(running)

@@ -64,24 +64,32 @@ def test_no_rung_is_due_without_a_request() -> None:
 def test_rungs_come_one_grace_apart(grace: float) -> None:
     stop = state(Isolation.PROCESS, grace, requested_at=100.0)
     assert stop.next_step_at() == 100.0 + grace
-    assert stop.climb(Runtime(Step.TERMINATE).apply) == [Step.TERMINATE]
+    assert stop.climb(Runtime(Step.TERMINATE).apply, 100.0 + grace) == [Step.TERMINATE]
     assert stop.next_step_at() == 100.0 + grace + max(grace, MIN_SECOND_STEP_S)
-    assert stop.climb(Runtime(Step.KILL).apply) == [Step.KILL]
+    assert stop.climb(Runtime(Step.KILL).apply, 100.0 + grace + max(grace, MIN_SECOND_STEP_S)) == [Step.KILL]
     assert stop.next_step_at() is None
-    assert stop.climb(Runtime(Step.KILL).apply) == []
+    assert stop.climb(Runtime(Step.KILL).apply, 200.0) == []
+
+
+@pytest.mark.parametrize("late", [0.0, 0.3, 1.9, 5.0])
+def test_a_late_rung_does_not_make_the_next_one_due_at_once(late: float) -> None:
+    """A monitor that ran late (a handler held the GIL) gives the work its whole grace after the rung."""
+    stop = state(Isolation.THREAD, 2.0, requested_at=100.0)
+    assert stop.climb(Runtime(Step.INJECT).apply, 102.0 + late) == [Step.INJECT]
+    assert stop.next_step_at() == 104.0 + late
 
 
 def test_a_rung_that_cannot_be_applied_leads_to_the_next_at_once() -> None:
     """A thread not inside its handler cannot be injected: it is abandoned there and then."""
     runtime = Runtime()
     stop = state(Isolation.THREAD, requested_at=0.0)
-    assert stop.climb(runtime.apply) == [Step.INJECT, Step.ABANDON]
+    assert stop.climb(runtime.apply, 2.0) == [Step.INJECT, Step.ABANDON]
     assert runtime.applied == [Step.INJECT]  # abandoning is the worker's, not the runtime's
 
 
 def test_a_process_already_over_takes_no_further_rung() -> None:
     stop = state(Isolation.PROCESS, requested_at=0.0)
-    assert stop.climb(Runtime().apply) == [Step.TERMINATE, Step.KILL]
+    assert stop.climb(Runtime().apply, 2.0) == [Step.TERMINATE, Step.KILL]
     assert stop.next_step() is None
 
 
