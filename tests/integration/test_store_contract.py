@@ -1307,7 +1307,70 @@ def test_kind_stats(store: StoreEngine, clock: ManualClock) -> None:
     assert a.stop_max_s == pytest.approx(6.0)
     assert a.stop_methods == {"cooperative": 2, "injected": 1}
     assert b.counts == {"failed": 1}
-    assert (b.stops, b.stop_p50_s, b.stop_max_s, b.stop_methods) == (0, None, None, {})
+    assert (b.stops, b.stop_p50_s, b.stop_p99_s, b.stop_max_s, b.stop_methods) == (0, None, None, None, {})
+    assert (b.forced_stops, b.needs_force) == (0, False)
+
+
+def stop_one(store: StoreEngine, clock: ManualClock, kind: str, seconds: float, method: StopMethod) -> None:
+    job = submit(store, kind)
+    running = claim(store, kinds=[kind])
+    store.request_cancel(job.id, CancelReason.USER, by=None)
+    clock.advance(seconds)
+    settle(store, running, Outcome(OutcomeKind.STOPPED, stop_method=method, stopped_at=clock.now()))
+
+
+def near(value: float) -> Any:  # Any: pytest's approx object
+    """Equal to about a microsecond: stop times are differences of stamps near 1.7e9 s."""
+    return pytest.approx(value, abs=1e-6)
+
+
+def percentile_cont(values: list[float], p: float) -> float:
+    """PostgreSQL's percentile_cont, by hand: linear between the two values around (n - 1) * p."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * p
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (position - low) * (ordered[high] - ordered[low])
+
+
+def test_kind_stats_percentiles_and_needs_force(store: StoreEngine, clock: ManualClock) -> None:
+    """p50 and p99 are PostgreSQL's percentile_cont on both stores (SQLite computes it in its
+    query); a kind needs force when more than half of at least three stops were forced."""
+    a = [
+        (4.0, StopMethod.INJECTED),
+        (0.5, StopMethod.COOPERATIVE),
+        (10.0, StopMethod.KILLED),
+        (1.0, StopMethod.COOPERATIVE),
+        (2.0, StopMethod.COOPERATIVE),
+    ]
+    b = [(1.0, StopMethod.INJECTED), (3.0, StopMethod.INJECTED)]  # all forced, but only two stops
+    c = [(0.25, StopMethod.ABANDONED), (0.75, StopMethod.WORKER_LOST), (0.5, StopMethod.TERMINATED)]
+    d = [(0.001 * (i + 1), StopMethod.COOPERATIVE) for i in range(23)] + [(9.0, StopMethod.INJECTED)]
+    for kind, stops in (("a", a), ("b", b), ("c", c), ("d", d)):
+        for seconds, method in stops:
+            stop_one(store, clock, kind, seconds, method)
+
+    stats = {s.kind: s for s in store.kind_stats()}
+    assert (stats["a"].stop_p50_s, stats["a"].stop_p99_s) == (near(2.0), near(4 + 0.96 * 6))
+    assert (stats["b"].stop_p50_s, stats["b"].stop_p99_s) == (near(2.0), near(2.98))
+    for kind, stops in (("a", a), ("b", b), ("c", c), ("d", d)):
+        values = [seconds for seconds, _ in stops]
+        got = stats[kind]
+        assert got.stops == len(stops)
+        assert got.stop_p50_s == near(percentile_cont(values, 0.5)), kind
+        assert got.stop_p99_s == near(percentile_cont(values, 0.99)), kind
+        assert got.stop_max_s == near(max(values)), kind
+    assert stats["d"].stop_p99_s == near(0.023 + 0.77 * (9.0 - 0.023))
+    assert stats["a"].stop_methods == {"cooperative": 3, "injected": 1, "killed": 1}
+    assert [stats[k].forced_stops for k in "abcd"] == [2, 2, 2, 1]
+    assert [stats[k].needs_force for k in "abcd"] == [False, False, True, False]
+
+
+def test_kind_stats_of_one_stop(store: StoreEngine, clock: ManualClock) -> None:
+    stop_one(store, clock, "a", 0.007, StopMethod.INJECTED)
+    (only,) = store.kind_stats()
+    assert (only.stops, only.forced_stops, only.needs_force) == (1, 1, False)
+    assert only.stop_p50_s == only.stop_p99_s == only.stop_max_s == near(0.007)
 
 
 def test_kind_stats_of_an_empty_store(store: StoreEngine) -> None:

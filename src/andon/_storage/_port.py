@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 from andon._access import Role, TokenRecord
-from andon._cancel import CancelReason
+from andon._cancel import CancelReason, StopMethod
 from andon._errors import InvalidTransition, JobNotFound
 from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, ResultItem
 from andon._keys import OnConflict
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_CHANGES",
+    "FORCED_STOP_METHODS",
+    "NEEDS_FORCE_MIN_STOPS",
     "PAGE_MAX_BYTES",
     "BulkCancel",
     "CancelNotice",
@@ -261,6 +263,16 @@ class KindLimitUse:
     """Starts within the last ``rate[1]`` seconds; ``None`` without a rate."""
 
 
+FORCED_STOP_METHODS: Final = frozenset(
+    {StopMethod.INJECTED, StopMethod.TERMINATED, StopMethod.KILLED, StopMethod.ABANDONED}
+)
+"""Stop methods that mean the handler did not stop by itself when asked (``worker_lost`` is
+left out: a lost worker says nothing about the handler)."""
+NEEDS_FORCE_MIN_STOPS: Final = 3
+"""How many stops a kind needs before :attr:`KindStats.needs_force` may call it: one slow
+stop (a handler inside a long C call, say) is not a habit."""
+
+
 @dataclass(frozen=True, slots=True)
 class KindStats:
     """History figures for one kind, so a handler that ignores cancels is visible."""
@@ -270,8 +282,12 @@ class KindStats:
     stops: int
     """How many running jobs of this kind were stopped by a cancel (withdrawn ones excluded)."""
     stop_p50_s: float | None
+    """Median time from the request to the stop (as PostgreSQL's ``percentile_cont(0.5)``)."""
+    stop_p99_s: float | None
+    """99th percentile of the same (``percentile_cont(0.99)``: linear between two stops)."""
     stop_max_s: float | None
     stop_methods: dict[str, int]
+    """How many of those stops each stop method made (``injected``: 3...)."""
     max_running: int | None = None
     """The kind's limit on jobs running or cancelling at once, as stored; ``None``: none."""
     rate: tuple[int, float] | None = None
@@ -283,6 +299,18 @@ class KindStats:
     def running_now(self) -> int:
         """Jobs of the kind running or cancelling now (what ``max_running`` counts)."""
         return self.counts.get(JobStatus.RUNNING.value, 0) + self.counts.get(JobStatus.CANCELLING.value, 0)
+
+    @property
+    def forced_stops(self) -> int:
+        """Stops the handler did not make itself: injected, terminated, killed or abandoned."""
+        return sum(n for method, n in self.stop_methods.items() if method in FORCED_STOP_METHODS)
+
+    @property
+    def needs_force(self) -> bool:
+        """The kind usually needs force to stop: more than half of its stops, of at least
+        :data:`NEEDS_FORCE_MIN_STOPS`, were forced. Its handler ignores Cancel; calling
+        ``ctx.check()`` (or ``ctx.sleep()``...) in its loop lets it stop by itself."""
+        return self.stops >= NEEDS_FORCE_MIN_STOPS and 2 * self.forced_stops > self.stops
 
 
 @dataclass(frozen=True, slots=True)

@@ -248,6 +248,7 @@ SELECT kind, status, count(*) AS n FROM andon_jobs GROUP BY kind, status
 -- name: stops_by_kind
 SELECT kind, count(*) AS stops,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY GREATEST(0, cancel_stopped_at - cancel_requested_at)) AS p50,
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY GREATEST(0, cancel_stopped_at - cancel_requested_at)) AS p99,
        max(GREATEST(0, cancel_stopped_at - cancel_requested_at)) AS slowest
 FROM andon_jobs
 WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'

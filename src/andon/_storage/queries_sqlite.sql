@@ -255,19 +255,32 @@ DELETE FROM andon_jobs WHERE id = :id
 -- name: counts_by_kind
 SELECT kind, status, COUNT(*) AS n FROM andon_jobs GROUP BY kind, status
 
--- The median is the mean of the one or two middle rows of each kind (statistics.median).
+-- Percentiles as PostgreSQL's percentile_cont computes them: for p, the value at 0-based
+-- position (stops - 1) * p in the sorted stop times, linear between the rows around it
+-- (rank lo + 1 weighs 1 - f, rank lo + 2 weighs f); the median is statistics.median's.
 -- name: stops_by_kind
-SELECT kind, stops, AVG(seconds) AS p50, slowest FROM (
-    SELECT kind, seconds,
-           ROW_NUMBER() OVER (PARTITION BY kind ORDER BY seconds) AS rank,
-           COUNT(*) OVER (PARTITION BY kind) AS stops,
-           MAX(seconds) OVER (PARTITION BY kind) AS slowest
+SELECT kind, stops, slowest,
+       SUM(seconds * CASE rank - lo50 WHEN 1 THEN 1 - f50 WHEN 2 THEN f50 ELSE 0 END) AS p50,
+       SUM(seconds * CASE rank - lo99 WHEN 1 THEN 1 - f99 WHEN 2 THEN f99 ELSE 0 END) AS p99
+FROM (
+    SELECT kind, seconds, rank, stops, slowest,
+           lo50, (stops - 1) * 0.5 - lo50 AS f50, lo99, (stops - 1) * 0.99 - lo99 AS f99
     FROM (
-        SELECT kind, MAX(0.0, cancel_stopped_at - cancel_requested_at) AS seconds FROM andon_jobs
-        WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
+        SELECT kind, seconds, rank, stops, slowest,
+               CAST((stops - 1) * 0.5 AS INTEGER) AS lo50, CAST((stops - 1) * 0.99 AS INTEGER) AS lo99
+        FROM (
+            SELECT kind, seconds,
+                   ROW_NUMBER() OVER (PARTITION BY kind ORDER BY seconds) AS rank,
+                   COUNT(*) OVER (PARTITION BY kind) AS stops,
+                   MAX(seconds) OVER (PARTITION BY kind) AS slowest
+            FROM (
+                SELECT kind, MAX(0.0, cancel_stopped_at - cancel_requested_at) AS seconds FROM andon_jobs
+                WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
+            )
+        )
     )
+    WHERE rank - lo50 IN (1, 2) OR rank - lo99 IN (1, 2)
 )
-WHERE rank IN ((stops + 1) / 2, (stops + 2) / 2)
 GROUP BY kind
 
 -- name: stop_methods_by_kind

@@ -342,6 +342,7 @@ class JobOperations(TreeOperations[C]):
                     counts=counts[kind],
                     stops=stop["stops"] if stop else 0,
                     stop_p50_s=stop["p50"] if stop else None,
+                    stop_p99_s=stop["p99"] if stop else None,
                     stop_max_s=stop["slowest"] if stop else None,
                     stop_methods=methods.get(kind, {}),
                     **_limit_fields(limits.get(kind)),
