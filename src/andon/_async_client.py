@@ -47,6 +47,7 @@ from andon._storage import (
     PauseResult,
     PruneResult,
     SchedulerLease,
+    StopStats,
     Store,
     Submission,
     open_store,
@@ -521,6 +522,10 @@ class AsyncClient:
 
     async def kind_stats(self) -> list[KindStats]:
         return await self._call(self._sync.kind_stats)
+
+    async def stop_stats(self) -> list[StopStats]:
+        """:meth:`Client.stop_stats`: how the jobs of each kind stopped when asked."""
+        return await self._call(self._sync.stop_stats)
 
     async def kind_limits(self) -> list[KindLimitUse]:
         """:meth:`Client.kind_limits`: the limits per kind the store enforces, with their use now."""

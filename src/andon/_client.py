@@ -49,6 +49,7 @@ from andon._storage import (
     PauseResult,
     PruneResult,
     SchedulerLease,
+    StopStats,
     Store,
     Submission,
     open_store,
@@ -522,6 +523,12 @@ class Client:
         """Figures per kind: how its jobs ended, how fast they stopped when cancelled, and
         its limits (``max_running``, ``rate``) as the store enforces them, with their use."""
         return self.store.kind_stats()
+
+    def stop_stats(self) -> list[StopStats]:
+        """How the jobs of each kind stopped when asked: how many, median, p99 and slowest
+        time from the request to the stop, by which method, and whether the kind usually needs
+        force (:attr:`StopStats.needs_force`); a cheap read (only stopped jobs)."""
+        return self.store.stop_stats()
 
     def kind_limits(self) -> list[KindLimitUse]:
         """The limits per kind the store enforces (written by workers as they start from

@@ -1364,6 +1364,8 @@ def test_kind_stats_percentiles_and_needs_force(store: StoreEngine, clock: Manua
     assert stats["a"].stop_methods == {"cooperative": 3, "injected": 1, "killed": 1}
     assert [stats[k].forced_stops for k in "abcd"] == [2, 2, 2, 1]
     assert [stats[k].needs_force for k in "abcd"] == [False, False, True, False]
+    # The cheap read (only stopped jobs) says the same, kind by kind.
+    assert store.stop_stats() == [stats[k].stop_stats for k in "abcd"]
 
 
 def test_kind_stats_of_one_stop(store: StoreEngine, clock: ManualClock) -> None:
@@ -1375,6 +1377,7 @@ def test_kind_stats_of_one_stop(store: StoreEngine, clock: ManualClock) -> None:
 
 def test_kind_stats_of_an_empty_store(store: StoreEngine) -> None:
     assert store.kind_stats() == []
+    assert store.stop_stats() == []
 
 
 # -- watch --------------------------------------------------------------------------------

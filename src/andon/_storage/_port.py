@@ -45,6 +45,7 @@ __all__ = [
     "PausedKind",
     "PruneResult",
     "SchedulerLease",
+    "StopStats",
     "Store",
     "Submission",
 ]
@@ -274,6 +275,34 @@ stop (a handler inside a long C call, say) is not a habit."""
 
 
 @dataclass(frozen=True, slots=True)
+class StopStats:
+    """How the running jobs of one kind stopped when they were asked to (withdrawn ones, which
+    never ran, left out): how many, how long from the request to the stop, and how."""
+
+    kind: str
+    stops: int
+    p50_s: float | None
+    """Median time from the request to the stop (as PostgreSQL's ``percentile_cont(0.5)``)."""
+    p99_s: float | None
+    """99th percentile of the same (``percentile_cont(0.99)``: linear between two stops)."""
+    max_s: float | None
+    methods: dict[str, int]
+    """How many of the stops each stop method made (``{"injected": 3, ...}``)."""
+
+    @property
+    def forced_stops(self) -> int:
+        """Stops the handler did not make itself: injected, terminated, killed or abandoned."""
+        return sum(n for method, n in self.methods.items() if method in FORCED_STOP_METHODS)
+
+    @property
+    def needs_force(self) -> bool:
+        """The kind usually needs force to stop: more than half of its stops, of at least
+        :data:`NEEDS_FORCE_MIN_STOPS`, were forced. Its handler ignores Cancel; calling
+        ``ctx.check()`` (or ``ctx.sleep()``...) in its loop lets it stop by itself."""
+        return self.stops >= NEEDS_FORCE_MIN_STOPS and 2 * self.forced_stops > self.stops
+
+
+@dataclass(frozen=True, slots=True)
 class KindStats:
     """History figures for one kind, so a handler that ignores cancels is visible."""
 
@@ -282,12 +311,10 @@ class KindStats:
     stops: int
     """How many running jobs of this kind were stopped by a cancel (withdrawn ones excluded)."""
     stop_p50_s: float | None
-    """Median time from the request to the stop (as PostgreSQL's ``percentile_cont(0.5)``)."""
     stop_p99_s: float | None
-    """99th percentile of the same (``percentile_cont(0.99)``: linear between two stops)."""
     stop_max_s: float | None
     stop_methods: dict[str, int]
-    """How many of those stops each stop method made (``injected``: 3...)."""
+    """As in :class:`StopStats` (:attr:`stop_stats`)."""
     max_running: int | None = None
     """The kind's limit on jobs running or cancelling at once, as stored; ``None``: none."""
     rate: tuple[int, float] | None = None
@@ -301,16 +328,19 @@ class KindStats:
         return self.counts.get(JobStatus.RUNNING.value, 0) + self.counts.get(JobStatus.CANCELLING.value, 0)
 
     @property
+    def stop_stats(self) -> StopStats:
+        """Its stop figures alone (what :meth:`Store.stop_stats` reads)."""
+        return StopStats(self.kind, self.stops, self.stop_p50_s, self.stop_p99_s, self.stop_max_s, self.stop_methods)
+
+    @property
     def forced_stops(self) -> int:
-        """Stops the handler did not make itself: injected, terminated, killed or abandoned."""
-        return sum(n for method, n in self.stop_methods.items() if method in FORCED_STOP_METHODS)
+        """:attr:`StopStats.forced_stops`."""
+        return self.stop_stats.forced_stops
 
     @property
     def needs_force(self) -> bool:
-        """The kind usually needs force to stop: more than half of its stops, of at least
-        :data:`NEEDS_FORCE_MIN_STOPS`, were forced. Its handler ignores Cancel; calling
-        ``ctx.check()`` (or ``ctx.sleep()``...) in its loop lets it stop by itself."""
-        return self.stops >= NEEDS_FORCE_MIN_STOPS and 2 * self.forced_stops > self.stops
+        """:attr:`StopStats.needs_force`."""
+        return self.stop_stats.needs_force
 
 
 @dataclass(frozen=True, slots=True)
@@ -534,6 +564,11 @@ class Store(Protocol):
 
     def kind_stats(self) -> list[KindStats]:
         """Figures per kind with jobs or a limit, with the limits in force and their use."""
+        ...
+
+    def stop_stats(self) -> list[StopStats]:
+        """How the jobs of each kind stopped when asked, by kind (kinds without a stop left
+        out); it reads only stopped jobs, so it stays cheap beside a long history."""
         ...
 
     def kind_limits(self) -> list[KindLimitUse]:

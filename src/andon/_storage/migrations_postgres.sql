@@ -182,3 +182,10 @@ CREATE TABLE andon_kind_starts (
 CREATE INDEX andon_kind_starts_at ON andon_kind_starts (kind, at);
 -- How many of a kind run now, read by each claim of a limited kind: only active rows.
 CREATE INDEX andon_jobs_running_kind ON andon_jobs (kind) WHERE status IN ('running', 'cancelling');
+
+-- migration 7: stop-time statistics per kind
+-- The stops of each kind (GET /api/v1/kinds, andon kinds) are read from this index alone,
+-- not from a scan of every job. Its WHERE is the queries' own.
+CREATE INDEX andon_jobs_stopped
+    ON andon_jobs (kind, cancel_stop_method, cancel_requested_at, cancel_stopped_at)
+    WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn';

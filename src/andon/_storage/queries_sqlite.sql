@@ -74,6 +74,10 @@ UPDATE andon_meta SET value = '6' WHERE key = 'schema_version'
 -- name: upgrade_to_7
 UPDATE andon_meta SET value = '7' WHERE key = 'schema_version'
 
+-- 7 -> 8: stop-time statistics per kind read an index of stopped jobs (schema_sqlite.sql adds it).
+-- name: upgrade_to_8
+UPDATE andon_meta SET value = '8' WHERE key = 'schema_version'
+
 -- == clients ============================================================================
 
 -- name: insert_job

@@ -22,6 +22,7 @@ from andon._storage._port import (
     NewJob,
     OffsetPage,
     Page,
+    StopStats,
     Submission,
 )
 from andon._storage._rows import Row, event_from_row, item_from_row, job_from_row, rows_that_fit
@@ -314,41 +315,50 @@ class JobOperations(TreeOperations[C]):
     def kind_stats(self) -> list[KindStats]:
         now = self._clock.now()
 
-        def body(tx: Tx) -> tuple[list[Row], list[Row], list[Row], list[Row]]:
-            return (
-                tx.all("counts_by_kind", {}),
-                tx.all("stops_by_kind", {}),
-                tx.all("stop_methods_by_kind", {}),
-                tx.all("kind_limits", {"now": now}),
-            )
+        def body(tx: Tx) -> tuple[list[Row], list[StopStats], list[Row]]:
+            return tx.all("counts_by_kind", {}), _stop_stats(tx), tx.all("kind_limits", {"now": now})
 
-        count_rows, stop_rows, method_rows, limit_rows = self._db.read(body)
+        count_rows, stop_list, limit_rows = self._db.read(body)
         counts: dict[str, dict[str, int]] = {}
         for row in count_rows:
             counts.setdefault(row["kind"], {})[row["status"]] = row["n"]
         limits = {row["kind"]: row for row in limit_rows}
         for kind in limits:
             counts.setdefault(kind, {})
-        stops = {row["kind"]: row for row in stop_rows}
-        methods: dict[str, dict[str, int]] = {}
-        for row in method_rows:
-            methods.setdefault(row["kind"], {})[row["method"]] = row["n"]
+        stops = {stop.kind: stop for stop in stop_list}
         result = []
         for kind in sorted(counts):
-            stop = stops.get(kind)
+            stop = stops.get(kind, StopStats(kind, 0, None, None, None, {}))
             result.append(
                 KindStats(
                     kind=kind,
                     counts=counts[kind],
-                    stops=stop["stops"] if stop else 0,
-                    stop_p50_s=stop["p50"] if stop else None,
-                    stop_p99_s=stop["p99"] if stop else None,
-                    stop_max_s=stop["slowest"] if stop else None,
-                    stop_methods=methods.get(kind, {}),
+                    stops=stop.stops,
+                    stop_p50_s=stop.p50_s,
+                    stop_p99_s=stop.p99_s,
+                    stop_max_s=stop.max_s,
+                    stop_methods=stop.methods,
                     **_limit_fields(limits.get(kind)),
                 )
             )
         return result
+
+    def stop_stats(self) -> list[StopStats]:
+        return self._db.read(_stop_stats)
+
+
+def _stop_stats(tx: Tx) -> list[StopStats]:
+    """Per kind with a stop, by kind; both statements read only the index of stopped jobs."""
+    methods: dict[str, dict[str, int]] = {}
+    for row in tx.all("stop_methods_by_kind", {}):
+        methods.setdefault(row["kind"], {})[row["method"]] = row["n"]
+    return sorted(
+        (
+            StopStats(row["kind"], row["stops"], row["p50"], row["p99"], row["slowest"], methods.get(row["kind"], {}))
+            for row in tx.all("stops_by_kind", {})
+        ),
+        key=lambda stop: stop.kind,
+    )
 
 
 def _limit_fields(row: Row | None) -> dict[str, Any]:  # Any: KindStats field values
