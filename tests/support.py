@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import andon
+from andon._ids import new_job_id
+from andon._jobs import Outcome, OutcomeKind
+from andon._storage import NewJob
 
 T = TypeVar("T")
 
@@ -83,3 +86,16 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except (FileNotFoundError, ProcessLookupError):
         return ""
+
+
+def stopped_by_cancel(store: andon.Store, kind: str, seconds: float, method: andon.StopMethod) -> None:
+    """A job of ``kind`` that a cancel stopped ``seconds`` after the request, by ``method``,
+    written through the store as a worker would (known stop times, no waiting)."""
+    job = store.submit([NewJob(id=new_job_id(), kind=kind, params={})], actor="tester")[0]
+    running = store.claim("stats-worker", [kind], 30.0)
+    assert running is not None
+    assert running.id == job.id
+    asked = store.request_cancel(job.id, andon.CancelReason.USER, by=None).job.cancel
+    assert asked is not None
+    outcome = Outcome(OutcomeKind.STOPPED, stop_method=method, stopped_at=asked.requested_at + seconds)
+    store.settle("stats-worker", running.attempt, job.id, outcome, None)

@@ -136,6 +136,33 @@ def test_kinds_lists_every_registered_kind_with_a_params_schema(http: TestClient
     assert count["limits"] is None
 
 
+def test_kinds_carry_their_stop_statistics(idle: TestClient, store: andon.SqliteStore) -> None:
+    """count, p50, p99 (percentile_cont), max and methods per kind; ``needs_force`` when most
+    of at least three stops were forced."""
+    for seconds, method in ((0.007, "injected"), (0.01, "injected"), (2.5, "killed"), (0.003, "cooperative")):
+        support.stopped_by_cancel(store, "count", seconds, andon.StopMethod(method))
+    support.stopped_by_cancel(store, "fail", 0.004, andon.StopMethod.COOPERATIVE)
+    kinds = {item["kind"]: item["stops"] for item in idle.get("/api/v1/kinds").json()["items"]}
+    count = kinds["count"]
+    assert count["count"] == 4
+    assert count["p50_s"] == pytest.approx(0.0085, abs=1e-6)
+    assert count["p99_s"] == pytest.approx(0.01 + 0.97 * (2.5 - 0.01), abs=1e-6)
+    assert count["max_s"] == pytest.approx(2.5, abs=1e-6)
+    assert count["methods"] == {"injected": 2, "killed": 1, "cooperative": 1}
+    assert (count["forced"], count["needs_force"]) == (3, True)
+    assert kinds["fail"]["methods"] == {"cooperative": 1}
+    assert (kinds["fail"]["forced"], kinds["fail"]["needs_force"]) == (0, False)
+    assert kinds["spin"] == {
+        "count": 0,
+        "p50_s": None,
+        "p99_s": None,
+        "max_s": None,
+        "methods": {},
+        "forced": 0,
+        "needs_force": False,
+    }
+
+
 def test_submit_queues_a_job_and_answers_201_with_it(idle: TestClient) -> None:
     response = idle.post("/api/v1/jobs", json={"kind": "count", "params": {"n": 3}, "timeout_s": 9})
     assert response.status_code == 201

@@ -415,6 +415,28 @@ def test_cancel_a_running_job_and_wait(run: Run, client: andon.Client, make_work
     assert "max 2 running (0 now)" in " ".join(kinds.stdout.split())
 
 
+def test_kinds_show_p99_and_mark_a_kind_that_needs_force(
+    run: Run, client: andon.Client, store: andon.SqliteStore
+) -> None:
+    for seconds, method in ((0.007, "injected"), (0.2, "injected"), (3.0, "killed"), (0.004, "cooperative")):
+        support.stopped_by_cancel(store, "count", seconds, andon.StopMethod(method))
+    for seconds in (0.002, 0.003, 0.004):
+        support.stopped_by_cancel(store, "fail", seconds, andon.StopMethod.COOPERATIVE)
+    os.environ["COLUMNS"] = "400"
+    try:
+        kinds = run("kinds")
+    finally:
+        del os.environ["COLUMNS"]
+    assert kinds.exit_code == 0, kinds.output
+    assert "median / p99 / max" in kinds.stdout
+    rows = {line.split()[0]: line for line in kinds.stdout.splitlines() if line.strip() and line.split()[0].isalpha()}
+    # median 104 ms (between 7 ms and 200 ms), p99 2.9 s (between 200 ms and 3 s), max 3.0 s
+    assert "104 ms / 2.9 s / 3.0 s" in rows["count"]
+    assert "needs force" in kinds.stdout
+    assert "3 ms / 4 ms / 4 ms" in rows["fail"]
+    assert kinds.stdout.count("needs force") == 1
+
+
 def test_cancel_without_wait_reports_cancelling(run: Run, client: andon.Client, make_worker: MakeWorker) -> None:
     make_worker()
     job = client.submit("spin", {"seconds": 30})

@@ -148,11 +148,18 @@ async def get_info(rt: Ctx, request: Request) -> InfoOut:
 @router.get("/kinds", operation_id="listKinds", tags=["kinds"])
 async def list_kinds(rt: Ctx, client: Caller) -> KindsOut:
     """The registered job kinds, each with a JSON schema of its params, while it is paused
-    who paused it, when and why, and its limits across all workers (`max_running`, `rate`)
-    with how many run now and started in the current window."""
+    who paused it, when and why, its limits across all workers (`max_running`, `rate`)
+    with how many run now and started in the current window, and how its jobs stopped when
+    asked (`stops`: count, p50, p99, max, methods, and `needs_force` for a handler that
+    ignores Cancel)."""
     paused = {entry.kind: entry for entry in await rt.call(client.paused_kinds)}
     limits = {use.limit.kind: use for use in await rt.call(client.kind_limits)}
-    return KindsOut(items=[KindOut.of(kind, paused.get(kind.kind), limits.get(kind.kind)) for kind in rt.kinds])
+    stops = {stats.kind: stats for stats in await rt.call(client.stop_stats)}
+    return KindsOut(
+        items=[
+            KindOut.of(kind, paused.get(kind.kind), limits.get(kind.kind), stops.get(kind.kind)) for kind in rt.kinds
+        ]
+    )
 
 
 @router.post("/kinds/{kind}/pause", operation_id="pauseKind", tags=["kinds"])

@@ -40,6 +40,7 @@ __all__ = [
     "ResultItemOut",
     "ResultsOut",
     "StatusCounts",
+    "StopStatsOut",
     "SubmitBody",
     "TokenOut",
     "TokensOut",
@@ -480,6 +481,38 @@ class LimitsOut(BaseModel):
         )
 
 
+class StopStatsOut(BaseModel):
+    """How the kind's running jobs stopped when asked (withdrawn ones left out)."""
+
+    count: int
+    p50_s: float | None
+    """Median time from the request to the stop, in seconds; ``null`` without stops."""
+    p99_s: float | None
+    """99th percentile of the same (``percentile_cont``: linear between two stops)."""
+    max_s: float | None
+    methods: dict[str, int]
+    """Stops per stop method (``cooperative``, ``injected``, ``killed``...)."""
+    forced: int
+    """Stops the handler did not make itself: injected, terminated, killed or abandoned."""
+    needs_force: bool
+    """More than half of at least three stops were forced: the handler ignores Cancel (a
+    ``ctx.check()`` in its loop lets it stop by itself)."""
+
+    @classmethod
+    def of(cls, stats: andon.StopStats | None) -> StopStatsOut:
+        if stats is None:
+            return cls(count=0, p50_s=None, p99_s=None, max_s=None, methods={}, forced=0, needs_force=False)
+        return cls(
+            count=stats.stops,
+            p50_s=stats.p50_s,
+            p99_s=stats.p99_s,
+            max_s=stats.max_s,
+            methods=stats.methods,
+            forced=stats.forced_stops,
+            needs_force=stats.needs_force,
+        )
+
+
 class KindOut(BaseModel):
     kind: str
     description: str
@@ -492,10 +525,16 @@ class KindOut(BaseModel):
     """Set while the kind is paused: no worker claims its jobs."""
     limits: LimitsOut | None = None
     """Set while the store has limits for the kind (``@app.job(max_running=, rate=)``)."""
+    stops: StopStatsOut
+    """How its jobs stopped when asked: count, p50, p99, max, methods, and ``needs_force``."""
 
     @classmethod
     def of(
-        cls, kind: andon.JobKind, paused: andon.PausedKind | None, limits: andon.KindLimitUse | None = None
+        cls,
+        kind: andon.JobKind,
+        paused: andon.PausedKind | None,
+        limits: andon.KindLimitUse | None = None,
+        stops: andon.StopStats | None = None,
     ) -> KindOut:
         return cls(
             kind=kind.kind,
@@ -507,6 +546,7 @@ class KindOut(BaseModel):
             params_schema=kind.params_schema(),
             paused=PausedOut.of(paused) if paused else None,
             limits=LimitsOut.of(limits) if limits else None,
+            stops=StopStatsOut.of(stops),
         )
 
 

@@ -579,7 +579,7 @@ def kinds_table(
     for name in ("kind", "isolation", "timeout", "grace", "retry", "limits", "params", "description", "jobs"):
         table.add_column(name, no_wrap=name in ("kind", "isolation", "timeout", "grace"))
     table.add_column("stops", justify="right")
-    table.add_column("stop time\nmedian / max", justify="right")
+    table.add_column("stop time\nmedian / p99 / max", justify="right")
     table.add_column("stop methods")
     pauses = {p.kind: p for p in paused}
     for spec in kinds:
@@ -687,7 +687,8 @@ def _stats_block(stats: andon.KindStats | None) -> Text:
     jobs, stops, times, methods = _stats_cells(stats)
     text = Text("  jobs: ") + Text(", ").join(jobs.split("\n"))
     if stats.stops:
-        text += Text(f" · {stops} stopped by a cancel, median / max {times}: ") + Text(", ").join(methods.split("\n"))
+        text += Text(f" · {stops} stopped by a cancel, median / p99 / max {times}: ")
+        text += Text(", ").join(methods.split("\n"))
     return text
 
 
@@ -704,11 +705,19 @@ def _stats_cells(stats: andon.KindStats | None) -> tuple[Text, str, str, Text]:
         status_text(andon.JobStatus(status)) + Text(f" {count}")
         for status, count in sorted(stats.counts.items(), key=lambda pair: _STATUS_ORDER.get(pair[0], 99))
     )
-    times = f"{seconds(stats.stop_p50_s)} / {seconds(stats.stop_max_s)}" if stats.stops else "-"
+    times = "-"
+    if stats.stops:
+        times = " / ".join(seconds(value) for value in (stats.stop_p50_s, stats.stop_p99_s, stats.stop_max_s))
     methods = Text("\n").join(
         stop_text(method) + Text(f" {count}") for method, count in sorted(stats.stop_methods.items())
     )
+    if stats.needs_force:
+        methods += Text("\n") + NEEDS_FORCE_TEXT
     return jobs, str(stats.stops), times, methods or Text("-", style="dim")
+
+
+NEEDS_FORCE_TEXT: Final = Text("needs force: its handler ignores Cancel (call ctx.check())", style="bold red")
+"""The mark of a kind most of whose stops were forced (:attr:`andon.StopStats.needs_force`)."""
 
 
 _STATUS_ORDER: Final = {status.value: index for index, status in enumerate(andon.JobStatus)}
