@@ -13,6 +13,7 @@ import andon
 from andon._ids import new_job_id
 from andon._jobs import Outcome, OutcomeKind
 from andon._storage import NewJob
+from andon._storage._engine import StoreEngine
 
 T = TypeVar("T")
 
@@ -88,7 +89,7 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def stopped_by_cancel(store: andon.Store, kind: str, seconds: float, method: andon.StopMethod) -> None:
+def stopped_by_cancel(store: StoreEngine, kind: str, seconds: float, method: andon.StopMethod) -> None:
     """A job of ``kind`` that a cancel stopped ``seconds`` after the request, by ``method``,
     written through the store as a worker would (known stop times, no waiting)."""
     job = store.submit([NewJob(id=new_job_id(), kind=kind, params={})], actor="tester")[0]
