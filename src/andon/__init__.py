@@ -52,6 +52,7 @@ from andon._jobs import (
     ResultItem,
     allowed_actions,
     life_stage,
+    retries_after_fail,
 )
 from andon._keys import IDEMPOTENCY_WINDOW_S, MAX_KEY_CHARS, OnConflict
 from andon._registry import DEFAULT, App, Isolation, JobKind, Limits, Retry
@@ -178,6 +179,7 @@ __all__ = [
     "database_url",
     "life_stage",
     "open_store",
+    "retries_after_fail",
     "upgrade_database",
 ]
 

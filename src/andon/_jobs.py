@@ -423,6 +423,22 @@ def allowed_actions(job: Job) -> frozenset[Action]:
     return frozenset(allowed)
 
 
+def retries_after_fail(job: Job) -> int:
+    """How many more attempts the retry policy gives ``job`` if it is force-failed now with
+    retry allowed; 0: such a force-fail ends it ``failed`` for good (a queued job is failed at
+    once, a running one on its last attempt fails), or would change nothing (a stronger stop
+    is in force). So a shell can say what "Force fail" will really do before it is pressed."""
+    try:
+        outcome, _ = decide_cancel(job, CancelReason.FORCED, retry=True)
+    except JobFinished:
+        return 0
+    if outcome not in (CancelOutcome.REQUESTED, CancelOutcome.ESCALATED):
+        return 0
+    if retry_delay(job, job.failures + 1) is None:
+        return 0
+    return job.max_attempts - job.failures - 1
+
+
 def _stop_changes(job: Job, reason: CancelReason, *, retry: bool) -> bool:
     try:
         outcome, _ = decide_cancel(job, reason, retry=retry)

@@ -3,6 +3,8 @@ snapshots (``life_stage``), both checked against the rules they are derived from
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from andon import (
@@ -14,10 +16,20 @@ from andon import (
     Job,
     JobFinished,
     JobStatus,
+    StopMethod,
     allowed_actions,
     life_stage,
+    retries_after_fail,
 )
-from andon._jobs import RETRYABLE_STATUSES, CancelOutcome, decide_cancel, decide_resume
+from andon._jobs import (
+    RETRYABLE_STATUSES,
+    CancelOutcome,
+    Outcome,
+    OutcomeKind,
+    decide_cancel,
+    decide_resume,
+    decide_settlement,
+)
 
 Q, R, C = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING
 OK, FAIL, X = JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED
@@ -122,3 +134,37 @@ def _changes(subject: Job, reason: CancelReason, *, retry: bool) -> bool:
     except JobFinished:
         return False
     return outcome is not CancelOutcome.ALREADY
+
+
+def with_policy(base: Job, *, max_attempts: int, failures: int) -> Job:
+    return dataclasses.replace(base, max_attempts=max_attempts, failures=failures, attempt=failures + 1)
+
+
+@pytest.mark.parametrize(
+    ("status", "stop", "max_attempts", "failures", "expected"),
+    [
+        (R, None, 3, 0, 2),  # the first of three attempts: two more after a force-fail
+        (R, None, 3, 1, 1),
+        (R, None, 3, 2, 0),  # the last attempt: it fails for good
+        (R, None, 1, 0, 0),  # no retry policy
+        (Q, None, 3, 0, 0),  # a queued job is failed at once, never retried
+        (C, (CancelReason.PAUSED, True), 3, 0, 2),  # a force-fail replaces the pause's stop
+        (C, (CancelReason.USER, True), 3, 0, 0),  # a cancel is stronger: it stays cancelled
+        (C, (CancelReason.FORCED, True), 3, 0, 0),  # the same force-fail again changes nothing
+        (FAIL, None, 3, 3, 0),
+        (X, (CancelReason.USER, True), 3, 0, 0),
+    ],
+)
+def test_retries_after_fail_say_what_a_force_fail_with_retry_would_do(
+    status: JobStatus, stop: tuple[CancelReason, bool] | None, max_attempts: int, failures: int, expected: int
+) -> None:
+    subject = with_policy(job(status, stop), max_attempts=max_attempts, failures=failures)
+    assert retries_after_fail(subject) == expected
+    if expected:  # and the settlement agrees: the stopped attempt goes back to the queue
+        stopping = dataclasses.replace(subject, status=C, cancel=CancelInfo(100.0, CancelReason.FORCED, retry=True))
+        settled = decide_settlement(stopping, Outcome(OutcomeKind.STOPPED, stop_method=StopMethod.COOPERATIVE))
+        assert settled.status is JobStatus.QUEUED
+    elif status is R:
+        stopping = dataclasses.replace(subject, status=C, cancel=CancelInfo(100.0, CancelReason.FORCED, retry=True))
+        settled = decide_settlement(stopping, Outcome(OutcomeKind.STOPPED, stop_method=StopMethod.COOPERATIVE))
+        assert settled.status is JobStatus.FAILED

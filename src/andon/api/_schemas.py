@@ -286,6 +286,9 @@ class JobSummary(BaseModel):
     attempt: int
     max_attempts: int
     failures: int
+    fail_retries: int
+    """Attempts its retry policy still gives it if it is force-failed now (``POST .../fail``
+    with ``retry`` true): then it runs again. 0: a force-fail ends it failed for good."""
     priority: int
     timeout_s: float | None
     created_at: float
@@ -398,6 +401,7 @@ def _summary_fields(job: andon.Job) -> dict[str, Any]:  # Any: field values of m
         "attempt": job.attempt,
         "max_attempts": job.max_attempts,
         "failures": job.failures,
+        "fail_retries": andon.retries_after_fail(job),
         "priority": job.priority,
         "timeout_s": job.timeout_s,
         "created_at": job.created_at,
