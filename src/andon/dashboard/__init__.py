@@ -38,6 +38,7 @@ SCRIPTS: Final = (
 
 ASSETS: Final = {
     "app.css": "text/css; charset=utf-8",
+    "kinds.css": "text/css; charset=utf-8",
     "favicon.svg": "image/svg+xml",
     **dict.fromkeys(SCRIPTS, "text/javascript; charset=utf-8"),
 }

@@ -4,7 +4,7 @@
 import { api, jobPath } from "./api.js";
 import { $, h } from "./dom.js";
 import { isActive, jobHref, plural, shortId } from "./format.js";
-import { act, confirmAction, toast } from "./notices.js";
+import { act, chooseAction, confirmAction, toast } from "./notices.js";
 import { forget, historyChanged, remember, shown } from "./state.js";
 
 // A cancel reaches the job's whole subtree: when that is more than the job, say how much
@@ -54,17 +54,32 @@ async function remove(job, button) {
   if (sure) await removeJob(job, button, `Removed ${what}.`);
 }
 
+// What a force-fail will do is the server's answer, read now (fail_retries): on a kind with
+// a retry policy and attempts left, the job runs again, unless "Fail, no retry" is chosen.
 async function forceFail(job, button) {
-  const active = await activeDescendants(job, button);
-  if (active === null) return;
-  const sure = await confirmAction(
-    "Force-fail this job?",
-    `The work of ${job.kind} ${shortId(job.id)} is stopped and the job is recorded as failed (reason: forced).${alsoStops(active)}`,
-    "Force fail",
-  );
-  if (!sure) return;
-  const updated = await act(button, () => api("POST", `${jobPath(job.id)}/fail`, {}));
-  if (updated) remember(updated);
+  const fresh = await act(button, () => api("GET", jobPath(job.id)));
+  if (!fresh) return;
+  const what = `${job.kind} ${shortId(job.id)}`;
+  const also = alsoStops(fresh.descendants.active);
+  const retries = fresh.fail_retries;
+  let retry = false;
+  if (retries > 0) {
+    const choice = await chooseAction(
+      "Force-fail this job? It will run again",
+      `The work of ${what} is stopped and counted as a failed attempt (reason: forced). Its kind's retry policy then runs it again: ${plural(retries, "attempt")} left. “Fail, no retry” ends it failed for good.${also}`,
+      "Fail, run again",
+      "Fail, no retry",
+    );
+    if (!choice) return;
+    retry = choice === "yes";
+  } else {
+    const sure = await confirmAction("Force-fail this job?", `The work of ${what} is stopped and the job is recorded as failed (reason: forced). It will not run again.${also}`, "Force fail");
+    if (!sure) return;
+  }
+  const updated = await act(button, () => api("POST", `${jobPath(job.id)}/fail`, { retry }));
+  if (!updated) return;
+  remember(updated);
+  if (retry) toast(`Force-failed ${what}: its retry policy runs it again (${plural(retries, "attempt")} left).`);
 }
 
 async function resume(job, button) {

@@ -10,7 +10,7 @@
 //   jobpage.js   one job's page               submit.js    the submit form
 //   actions.js   the buttons of a job         notices.js   toasts, confirmations
 //   format.js    how values read              dom.js       building elements as text
-//   kinds.js     the kinds strip: pausing     tree.js      a job's children, nested
+//   kinds.js     the kinds strip and page     tree.js      a job's children, nested
 //   schedules.js periodic schedules: pause, resume, trigger
 
 import { api, whenUnauthorized } from "./api.js";
@@ -19,7 +19,7 @@ import { $ } from "./dom.js";
 import { plural, setServerTime } from "./format.js";
 import { setUpHistory } from "./history.js";
 import { closeJobPage, openJobPage, setUpJobPage } from "./jobpage.js";
-import { renderKinds, setUpKinds } from "./kinds.js";
+import { KINDS_HASH, openKindsPage, renderKinds, setUpKinds } from "./kinds.js";
 import { openStream, setLive } from "./live.js";
 import { setUpSchedules } from "./schedules.js";
 import { toast } from "./notices.js";
@@ -29,10 +29,15 @@ import { showKinds, setUpSubmitForm } from "./submit.js";
 function route() {
   const match = /^#\/jobs\/(.+)$/.exec(location.hash);
   const onJob = Boolean(match);
-  $("home").hidden = onJob;
+  const onKinds = location.hash === KINDS_HASH;
+  $("home").hidden = onJob || onKinds;
   $("job-view").hidden = !onJob;
+  $("kinds-view").hidden = !onKinds;
   if (match) {
     openJobPage(decodeURIComponent(match[1]));
+  } else if (onKinds) {
+    closeJobPage();
+    openKindsPage();
   } else {
     closeJobPage();
     document.title = "andon";

@@ -3,15 +3,23 @@
 import { buttonsKey, jobButtons } from "./actions.js";
 import { api, jobPath } from "./api.js";
 import { $, h, replaceKeepingFocus } from "./dom.js";
-import { badge, childOf, dueText, elapsedText, isActive, jobHref, number, plural, reasonText, shortId } from "./format.js";
+import { badge, childOf, dueText, duration, elapsedText, isActive, jobHref, number, plural, reasonText, shortId, stopHow } from "./format.js";
 import { act, confirmAction, toast } from "./notices.js";
 import { cards, forget, keep, on, pruneEnded, remember } from "./state.js";
 
 const ACTIVE = ["queued", "running", "cancelling"];
 const cardViews = new Map(); // id -> {li, buttons, parts, job}
 
+// An ended card stays while someone is at it: under the pointer, holding focus, or behind
+// the open confirmation of one of its buttons.
+function held(id) {
+  const view = cardViews.get(id);
+  if (!view) return false;
+  return $("confirm-dialog").open || view.li.matches(":hover") || view.li.contains(document.activeElement);
+}
+
 export function renderCards() {
-  pruneEnded();
+  pruneEnded(held);
   const list = $("active-list");
   const jobs = [...cards.values()].sort((a, b) => b.created_at - a.created_at || (a.id < b.id ? 1 : -1));
   for (const [id, view] of cardViews) {
@@ -117,8 +125,16 @@ function idleText(job) {
   const due = dueText(job);
   if (due) return due;
   if (job.status === "queued") return "waiting for a free worker slot";
-  if (job.status === "cancelling") return "asked to stop; waiting for the work to stop";
+  if (job.status === "cancelling") return `${stopWord(job)}; waiting for the work to stop`;
   return job.progress ? "" : "running (this job reports no progress)";
+}
+
+// Why a stop was asked, as a card's first words: a timeout is not someone's cancel.
+function stopWord(job) {
+  const reason = job.cancel ? job.cancel.reason : null;
+  if (reason === "timeout") return job.timeout_s ? `timeout after ${duration(job.timeout_s)}` : "timeout";
+  if (job.status === "cancelling") return reason && reason !== "user" ? `asked to stop (${reason})` : "asked to stop";
+  return reason && reason !== "user" ? `cancelled (${reason})` : "cancelled";
 }
 
 // What a finished card says in place of its progress message.
@@ -127,8 +143,8 @@ function outcomeText(job) {
   const items = job.items_count;
   if (job.status === "cancelled") {
     const of = total ? ` of ${number(total)}` : "";
-    const how = job.cancel && job.cancel.stop_method ? `, stopped: ${job.cancel.stop_method}` : "";
-    return `cancelled: ${items}${of} ${items === 1 ? "item" : "items"} kept${how}`;
+    const how = stopHow(job.cancel);
+    return `${stopWord(job)}: ${items}${of} ${items === 1 ? "item" : "items"} kept${how ? `, stopped: ${how}` : ""}`;
   }
   if (job.status === "failed") return `failed: ${job.error ? `${job.error.type}: ${job.error.message}` : reasonText(job)}`;
   if (job.status === "succeeded") return `succeeded: ${plural(items, "item")}`;
@@ -153,8 +169,9 @@ export async function loadCards() {
   renderCards();
 }
 
-// Running times tick once a second without asking the server.
+// Running times tick once a second without asking the server, and ended cards leave.
 export function tick() {
+  if (pruneEnded(held)) renderCards();
   for (const view of cardViews.values()) {
     if (view.job && isActive(view.job)) view.parts.elapsed.textContent = elapsedText(view.job);
   }

@@ -26,6 +26,26 @@ export function duration(seconds) {
   return hours ? `${hours}:${String(minutes).padStart(2, "0")}:${secs}` : `${minutes}:${secs}`;
 }
 
+// A stop time as the CLI writes it (andon.cli._format.seconds): "7 ms" below a second,
+// "4.2 s" below a minute, then "3 min 07 s": a stop is often a few milliseconds.
+export function stopTime(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+  const s = Math.max(0, seconds);
+  if (s < 1) return `${(s * 1000).toFixed(0)} ms`;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const minutes = Math.floor(Math.round(s) / 60);
+  const secs = String(Math.round(s) % 60).padStart(2, "0");
+  return minutes < 60 ? `${minutes} min ${secs} s` : `${Math.floor(minutes / 60)} h ${String(minutes % 60).padStart(2, "0")} min`;
+}
+
+// How a stop went, in a few words: "cooperative in 7 ms".
+export function stopHow(cancel) {
+  if (!cancel || !cancel.stop_method) return "";
+  // A withdrawn job never ran: there was no work to stop, so no stop time to tell.
+  const timed = cancel.stop_method !== "withdrawn" && cancel.stop_seconds !== null && cancel.stop_seconds !== undefined;
+  return timed ? `${cancel.stop_method} in ${stopTime(cancel.stop_seconds)}` : cancel.stop_method;
+}
+
 function clock(at) {
   if (!at) return "—";
   const date = new Date(at * 1000);
@@ -57,7 +77,7 @@ export function reasonText(job) {
   if (job.cancel) {
     let text = job.cancel.reason;
     if (job.cancel.message) text += `: ${job.cancel.message}`;
-    if (job.cancel.stop_method) text += ` (${job.cancel.stop_method})`;
+    if (job.cancel.stop_method) text += ` (${stopHow(job.cancel)})`;
     return text;
   }
   if (job.error) return `${job.error.type}: ${job.error.message}`;

@@ -1,4 +1,6 @@
-// The history table: every job, newest first, a page at a time, with filters.
+// The history table: every job, newest first, a page at a time, with filters. The filters
+// live in the page's URL (?status=failed&kind=count): a reload or a shared link shows the
+// same history, and back and forward step through the filters chosen.
 
 import { buttonsKey, jobButtons } from "./actions.js";
 import { api } from "./api.js";
@@ -9,7 +11,38 @@ import { on } from "./state.js";
 import { childrenText, countsText } from "./tree.js";
 
 const HISTORY_PAGE = 20;
-const history = { cursors: [null], index: 0, next: null, timer: null, loading: false, again: false };
+const history = { cursors: [null], index: 0, next: null, timer: null, loading: false, again: false, filters: "" };
+const FILTERS = [
+  ["status", "filter-status"],
+  ["kind", "filter-kind"],
+];
+
+// The filters as the URL has them; a value the select cannot show is shown as it is (a kind
+// of another app), an empty one is none.
+function filtersFromUrl() {
+  const params = new URLSearchParams(location.search);
+  const query = new URLSearchParams();
+  for (const [name, id] of FILTERS) {
+    const value = params.get(name) || "";
+    const select = $(id);
+    if (value && ![...select.options].some((option) => option.value === value)) select.append(h("option", { value }, value));
+    select.value = value;
+    if (value) query.set(name, value);
+  }
+  return query.toString();
+}
+
+// A filter chosen: a new entry in the browser's history, with the hash (the page) kept.
+function filtersToUrl() {
+  const params = new URLSearchParams(location.search);
+  for (const [name, id] of FILTERS) {
+    if ($(id).value) params.set(name, $(id).value);
+    else params.delete(name);
+  }
+  const search = params.toString();
+  const url = `${location.pathname}${search ? `?${search}` : ""}${location.hash}`;
+  if (url !== `${location.pathname}${location.search}${location.hash}`) window.history.pushState(null, "", url);
+}
 
 export async function loadHistory() {
   if (history.loading) {
@@ -18,9 +51,14 @@ export async function loadHistory() {
   }
   history.loading = true;
   try {
-    const query = new URLSearchParams({ limit: String(HISTORY_PAGE) });
-    if ($("filter-status").value) query.append("status", $("filter-status").value);
-    if ($("filter-kind").value) query.append("kind", $("filter-kind").value);
+    const filters = filtersFromUrl();
+    if (filters !== history.filters) {
+      history.filters = filters;
+      history.cursors = [null];
+      history.index = 0;
+    }
+    const query = new URLSearchParams(filters);
+    query.set("limit", String(HISTORY_PAGE));
     const cursor = history.cursors[history.index];
     if (cursor) query.set("cursor", cursor);
     const page = await api("GET", `jobs?${query}`);
@@ -92,10 +130,19 @@ function restartHistory() {
   reload();
 }
 
+function chooseFilter() {
+  filtersToUrl();
+  restartHistory();
+}
+
 export function setUpHistory() {
   on("history", scheduleHistory);
-  $("filter-status").addEventListener("change", restartHistory);
-  $("filter-kind").addEventListener("change", restartHistory);
+  $("filter-status").addEventListener("change", chooseFilter);
+  $("filter-kind").addEventListener("change", chooseFilter);
+  // Back or forward to other filters (a change of the hash alone leaves them as they are).
+  window.addEventListener("popstate", () => {
+    if (filtersFromUrl() !== history.filters) reload();
+  });
   $("history-older").addEventListener("click", () => {
     if (!history.next) return;
     history.cursors[history.index + 1] = history.next;

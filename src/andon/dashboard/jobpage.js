@@ -4,7 +4,7 @@
 import { jobButtons } from "./actions.js";
 import { API, api, jobPath } from "./api.js";
 import { $, h, replaceKeepingFocus } from "./dom.js";
-import { badge, dueText, duration, elapsedText, isActive, isScheduled, json, jobHref, number, plural, shortId, timeCell } from "./format.js";
+import { badge, dueText, duration, elapsedText, isActive, isScheduled, json, jobHref, number, plural, shortId, stopTime, timeCell } from "./format.js";
 import { on, shown } from "./state.js";
 import { CHILDREN_PAGE, hasFamily, opened, treeSection } from "./tree.js";
 
@@ -50,6 +50,7 @@ async function loadJobPage() {
       api("GET", `${path}/results?offset=${jobPage.offset}&limit=${RESULTS_PAGE}`),
       api("GET", `${path}/children?limit=${CHILDREN_PAGE}`),
     ]);
+    job.retried = job.retry_of ? await retriedJob(job.retry_of) : null;
     if (seq === jobPage.seq && shown.jobId === id) renderJobPage(job, events, results, children);
   } catch (error) {
     if (seq !== jobPage.seq) return;
@@ -57,6 +58,27 @@ async function loadJobPage() {
     jobPage.rendered = new Map();
     $("job-view").replaceChildren(backLink(), h("p", { class: "empty" }, text));
   }
+}
+
+// The job this one is a retry of, as it stands: "removed" once it was deleted (or pruned
+// with --purge), so the page does not offer a link to nothing.
+async function retriedJob(id) {
+  try {
+    const original = await api("GET", jobPath(id));
+    return { id, state: original.pruned_at ? "pruned" : "here" };
+  } catch (error) {
+    if (error.status === 404) return { id, state: "removed" };
+    throw error;
+  }
+}
+
+function retryOf(retried) {
+  if (!retried) return null;
+  if (retried.state === "removed") {
+    return h("span", { class: "retry-of removed", title: `Job ${retried.id} was deleted` }, `${shortId(retried.id)} (removed)`);
+  }
+  const link = h("a", { href: jobHref(retried.id), title: retried.id }, shortId(retried.id));
+  return retried.state === "pruned" ? h("span", { class: "retry-of" }, link, " (pruned: its record only)") : link;
 }
 
 function backLink() {
@@ -135,7 +157,7 @@ function jobFacts(job) {
       fact("Timeout", job.timeout_s ? duration(job.timeout_s) : "none"),
       fact("Priority", String(job.priority)),
       fact("Worker", job.worker_id),
-      fact("Retry of", job.retry_of ? h("a", { href: jobHref(job.retry_of) }, shortId(job.retry_of)) : null),
+      fact("Retry of", retryOf(job.retried)),
       job.key ? fact("Key", job.key) : null,
     ),
   );
@@ -157,7 +179,7 @@ function cancelSection(job) {
       { class: "cancel-steps" },
       h("li", { class: "done" }, h("strong", null, "Requested "), timeCell(cancel.requested_at), ` by ${cancel.by || "?"} · reason ${cancel.reason}`, cancel.message ? ` · “${cancel.message}”` : "", cancel.origin ? [" · from ", h("a", { href: jobHref(cancel.origin) }, shortId(cancel.origin))] : null),
       h("li", { class: cancel.acknowledged_at ? "done" : "" }, h("strong", null, "Seen by the work "), cancel.acknowledged_at ? timeCell(cancel.acknowledged_at) : "not yet"),
-      h("li", { class: cancel.stopped_at ? "done" : "" }, h("strong", null, "Stopped "), cancel.stopped_at ? [timeCell(cancel.stopped_at), ` · ${cancel.stop_method} · ${duration(cancel.stop_seconds)} after the request`] : "not yet"),
+      h("li", { class: cancel.stopped_at ? "done" : "" }, h("strong", null, "Stopped "), cancel.stopped_at ? [timeCell(cancel.stopped_at), ` · ${cancel.stop_method} · ${stopTime(cancel.stop_seconds)} after the request`] : "not yet"),
       job.awaiting || job.descendants.active ? h("li", { class: job.descendants.active ? "" : "done" }, h("strong", null, "Descendants stopped "), job.descendants.active ? `not yet: ${job.descendants.active} still active` : "yes") : null,
     ),
   );

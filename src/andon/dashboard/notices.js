@@ -10,15 +10,23 @@ export function toast(text, kind = "info", link = null) {
   setTimeout(() => item.remove(), kind === "error" ? 8000 : 4000);
 }
 
-export function confirmAction(title, text, action) {
+export async function confirmAction(title, text, action) {
+  return (await chooseAction(title, text, action)) === "yes";
+}
+
+// Ask first, offering ``action`` ("yes") and, when given, ``other`` ("other") beside it;
+// resolves to the one chosen, or "" when kept.
+export function chooseAction(title, text, action, other = null) {
   const dialog = $("confirm-dialog");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
   $("confirm-yes").textContent = action;
+  $("confirm-other").textContent = other || "";
+  $("confirm-other").hidden = !other;
   dialog.returnValue = "";
   dialog.showModal();
   return new Promise((resolve) => {
-    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "no" ? "" : dialog.returnValue), { once: true });
   });
 }
 
