@@ -23,6 +23,7 @@ from andon._storage._port import (
     PauseResult,
     PruneResult,
     SchedulerLease,
+    SessionRecord,
     Store,
     Submission,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "PruneResult",
     "SchedulerLease",
     "SchemaUpgrade",
+    "SessionRecord",
     "Store",
     "Submission",
     "open_store",
