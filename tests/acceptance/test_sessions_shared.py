@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from playwright.sync_api import Page, expect
 from starlette.testclient import TestClient
 
 import andon
@@ -25,6 +26,8 @@ from andon._storage._postgres import PostgresStore
 from andon.api import create_app
 from andon.examples import app as example_app
 from tests.acceptance.serving import Served, serve
+from tests.acceptance.test_dashboard_auth import log_in as log_in_on_the_page
+from tests.acceptance.test_dashboard_auth import login_form
 from tests.postgres import fresh_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -90,6 +93,29 @@ def who(server: Served, cookie: str) -> str | int:
 def log_out(server: Served, cookie: str) -> None:
     status, _ = server.request("DELETE", "/api/session", headers={"cookie": f"{SESSION_COOKIE}={cookie}"})
     assert status == 204
+
+
+def test_a_browser_stays_logged_in_across_servers_and_a_restart_and_logs_out_of_all(
+    page: Page, start: Callable[[str], Served], alice: str
+) -> None:
+    one, two = start(ROOT), start(ROOT)
+    page.goto(one.base_url)
+    log_in_on_the_page(page, alice)
+    expect(page.locator("#who-name")).to_have_text("signed in as alice (user)")
+    # The cookie goes to every port of 127.0.0.1, as to every server behind one address.
+    page.goto(two.base_url)
+    expect(page.locator("#who-name")).to_have_text("signed in as alice (user)")
+    expect(login_form(page)).to_be_hidden()
+    assert one.stop() == 0, one.output()
+    restarted = start(ROOT)
+    page.goto(restarted.base_url)
+    expect(page.locator("#who-name")).to_have_text("signed in as alice (user)")
+    [cookie] = [c["value"] for c in page.context.cookies() if c["name"] == SESSION_COOKIE]
+    page.get_by_role("button", name="Log out").click()
+    expect(login_form(page)).to_be_visible()
+    page.goto(two.base_url)
+    expect(login_form(page)).to_be_visible()
+    assert who(two, cookie) == 401  # the server refuses it too, not only the browser forgot it
 
 
 def test_sessions_outlive_a_restart_and_follow_the_servers_own_token(
