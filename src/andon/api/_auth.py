@@ -26,8 +26,9 @@ A session acts for the token it was made from, and only while that token is vali
 Auth is *required* as soon as the server has a ``--token`` or the store holds an active
 token; until then the API is open (and answers on loopback names only). Once required,
 it stays required for the rest of the server's life, even after the last token is
-revoked: a server's access policy may tighten by itself but never loosen. Store lookups
-are cached for ``cache_s`` seconds, so a revoked token stops working within that time.
+revoked: a server's access policy may tighten by itself but never loosen. Bearer-token
+lookups are cached for ``cache_s`` seconds, so a revoked token stops working as a bearer
+token within that time (its sessions at once).
 Nothing here ever logs or echoes a token or a cookie.
 """
 
