@@ -25,6 +25,7 @@ from andon._storage._ops._jobs import JobOperations
 from andon._storage._ops._limits import LimitOperations
 from andon._storage._ops._retention import RetentionOperations
 from andon._storage._ops._schedules import ScheduleOperations
+from andon._storage._ops._sessions import SessionOperations
 from andon._storage._ops._tokens import TokenOperations
 from andon._storage._ops._work import Settled, WorkOperations
 from andon._storage._port import ALL_CHANGES, Change, ChangeWatcher
@@ -40,6 +41,7 @@ class Engine(
     LimitOperations[C],
     WorkOperations[C],
     TokenOperations[C],
+    SessionOperations[C],
     RetentionOperations[C],
 ):
     """A :class:`~andon._storage.Store` over connector ``C``; ``SqliteStore`` and

@@ -45,6 +45,7 @@ __all__ = [
     "PausedKind",
     "PruneResult",
     "SchedulerLease",
+    "SessionRecord",
     "StopStats",
     "Store",
     "Submission",
@@ -300,6 +301,23 @@ class StopStats:
         :data:`NEEDS_FORCE_MIN_STOPS`, were forced. Its handler ignores Cancel; calling
         ``ctx.check()`` (or ``ctx.sleep()``...) in its loop lets it stop by itself."""
         return self.stops >= NEEDS_FORCE_MIN_STOPS and 2 * self.forced_stops > self.stops
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A live dashboard session as stored (only a hash of its cookie is kept).
+
+    It was made either from a stored token (``token_hash``, with that token's row as it is
+    now in ``token``, revoked or not) or from a server's own token (``own_token_mac``, an
+    HMAC of that token keyed by the cookie: only a server holding the same token and given
+    the cookie can match it).
+    """
+
+    token_hash: str | None
+    token: TokenRecord | None
+    own_token_mac: str | None
+    created_at: float
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -722,11 +740,44 @@ class Store(Protocol):
         ...
 
     def revoke_token(self, name: str) -> TokenRecord:
-        """Revoke the token named ``name`` (a second revoke keeps the first time).
+        """Revoke the token named ``name`` (a second revoke keeps the first time), and end
+        the dashboard sessions made from it.
 
         Raises:
             UsageError: no token has this name.
         """
+        ...
+
+    # -- dashboard sessions (andon.api._auth; _ops/_sessions.py) ---------------------
+
+    def open_session(
+        self,
+        session_hash: str,
+        token_hash: str | None,
+        own_token_mac: str | None,
+        ttl_s: float,
+        *,
+        keep: int = ...,
+    ) -> SessionRecord:
+        """Store a new session under ``session_hash`` (a hash of its cookie, never the cookie),
+        made from the stored token ``token_hash``, or (``None``) from a server's own token,
+        which ``own_token_mac`` then proves; it lasts ``ttl_s`` seconds.
+
+        Also drops expired sessions (a bounded batch), and the oldest sessions of the same
+        token beyond the newest ``keep``: a caller with a valid token cannot fill the store.
+
+        Raises:
+            UsageError: ``ttl_s`` or ``keep`` is not positive, or not exactly one of
+                ``token_hash`` and ``own_token_mac`` is given.
+        """
+        ...
+
+    def find_session(self, session_hash: str) -> SessionRecord | None:
+        """The unexpired session with this hash, and its token as it is now; ``None`` if none."""
+        ...
+
+    def close_session(self, session_hash: str) -> bool:
+        """End a session; whether there was one. Every server refuses its cookie from then on."""
         ...
 
     # -- schedules (andon._schedules; _ops/_schedules.py) --------------------------

@@ -183,9 +183,21 @@ CREATE INDEX andon_kind_starts_at ON andon_kind_starts (kind, at);
 -- How many of a kind run now, read by each claim of a limited kind: only active rows.
 CREATE INDEX andon_jobs_running_kind ON andon_jobs (kind) WHERE status IN ('running', 'cancelling');
 
--- migration 7: stop-time statistics per kind
+-- migration 7: stop-time statistics per kind, dashboard sessions that every server honours
 -- The stops of each kind (GET /api/v1/kinds, andon kinds) are read from this index alone,
 -- not from a scan of every job. Its WHERE is the queries' own.
 CREATE INDEX andon_jobs_stopped
     ON andon_jobs (kind, cancel_stop_method, cancel_requested_at, cancel_stopped_at)
     WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn';
+-- Dashboard sessions that every server of the store honours.
+-- Only a hash of the cookie is kept, never the cookie (andon.api._auth).
+CREATE TABLE andon_sessions (
+    session_hash  text PRIMARY KEY,          -- SHA-256 of the session cookie
+    token_hash    text NOT NULL,             -- the stored token it was made from (andon_tokens.token_hash),
+                                             -- or '' when made from a server's own token
+    own_token_mac text,                      -- made from a server's own token: HMAC-SHA256 of that token keyed by the cookie
+    created_at    double precision NOT NULL,
+    expires_at    double precision NOT NULL
+);
+CREATE INDEX andon_sessions_token ON andon_sessions (token_hash, created_at);
+CREATE INDEX andon_sessions_expiry ON andon_sessions (expires_at);

@@ -656,6 +656,38 @@ SELECT name, role, created_at, revoked_at FROM andon_tokens ORDER BY created_at,
 UPDATE andon_tokens SET revoked_at = COALESCE(revoked_at, %(now)s) WHERE name = %(name)s
 RETURNING name, role, created_at, revoked_at
 
+-- Revoking a token ends its dashboard sessions on every server.
+-- name: drop_token_sessions
+DELETE FROM andon_sessions WHERE token_hash = (SELECT token_hash FROM andon_tokens WHERE name = %(name)s)
+
+-- == dashboard sessions (andon.api._auth, _ops/_sessions.py) ============================
+
+-- name: insert_session
+INSERT INTO andon_sessions (session_hash, token_hash, own_token_mac, created_at, expires_at)
+VALUES (%(hash)s, %(token_hash)s, %(own_token_mac)s, %(now)s, %(expires_at)s)
+
+-- The token's row comes with it, so a revoke is seen at once: one lookup by primary key
+-- (and one by the tokens' unique hash), on every authenticated dashboard request.
+-- name: find_session
+SELECT s.token_hash, s.own_token_mac, s.created_at, s.expires_at,
+       t.name, t.role, t.created_at AS token_created_at, t.revoked_at
+FROM andon_sessions s LEFT JOIN andon_tokens t ON t.token_hash = s.token_hash
+WHERE s.session_hash = %(hash)s AND s.expires_at > %(now)s
+
+-- name: delete_session
+WITH gone AS (DELETE FROM andon_sessions WHERE session_hash = %(hash)s RETURNING 1)
+SELECT count(*) AS n FROM gone
+
+-- The newest `keep` sessions of one token stay; older ones go.
+-- name: cap_sessions
+DELETE FROM andon_sessions WHERE session_hash IN (
+    SELECT session_hash FROM andon_sessions WHERE token_hash = %(token_hash)s
+    ORDER BY created_at DESC, session_hash OFFSET %(keep)s)
+
+-- name: prune_sessions
+DELETE FROM andon_sessions WHERE session_hash IN (
+    SELECT session_hash FROM andon_sessions WHERE expires_at <= %(now)s ORDER BY expires_at LIMIT %(limit)s)
+
 -- == schedules and their ticks (andon._schedules, _ops/_schedules.py) ===================
 
 -- name: schedules

@@ -74,7 +74,8 @@ UPDATE andon_meta SET value = '6' WHERE key = 'schema_version'
 -- name: upgrade_to_7
 UPDATE andon_meta SET value = '7' WHERE key = 'schema_version'
 
--- 7 -> 8: stop-time statistics per kind read an index of stopped jobs (schema_sqlite.sql adds it).
+-- 7 -> 8: stop-time statistics per kind read an index of stopped jobs; dashboard sessions in
+-- the store (schema_sqlite.sql adds the index, the table and its indexes).
 -- name: upgrade_to_8
 UPDATE andon_meta SET value = '8' WHERE key = 'schema_version'
 
@@ -634,6 +635,38 @@ SELECT name, role, created_at, revoked_at FROM andon_tokens ORDER BY created_at,
 -- name: revoke_token
 UPDATE andon_tokens SET revoked_at = COALESCE(revoked_at, :now) WHERE name = :name
 RETURNING name, role, created_at, revoked_at
+
+-- Revoking a token ends its dashboard sessions on every server.
+-- name: drop_token_sessions
+DELETE FROM andon_sessions WHERE token_hash = (SELECT token_hash FROM andon_tokens WHERE name = :name)
+
+-- == dashboard sessions (andon.api._auth, _ops/_sessions.py) ============================
+
+-- name: insert_session
+INSERT INTO andon_sessions (session_hash, token_hash, own_token_mac, created_at, expires_at)
+VALUES (:hash, :token_hash, :own_token_mac, :now, :expires_at)
+
+-- The token's row comes with it, so a revoke is seen at once: one lookup by primary key
+-- (and one by the tokens' unique hash), on every authenticated dashboard request.
+-- name: find_session
+SELECT s.token_hash, s.own_token_mac, s.created_at, s.expires_at,
+       t.name, t.role, t.created_at AS token_created_at, t.revoked_at
+FROM andon_sessions s LEFT JOIN andon_tokens t ON t.token_hash = s.token_hash
+WHERE s.session_hash = :hash AND s.expires_at > :now
+
+-- name: delete_session
+DELETE FROM andon_sessions WHERE session_hash = :hash;
+SELECT changes() AS n
+
+-- The newest `keep` sessions of one token stay; older ones go.
+-- name: cap_sessions
+DELETE FROM andon_sessions WHERE session_hash IN (
+    SELECT session_hash FROM andon_sessions WHERE token_hash = :token_hash
+    ORDER BY created_at DESC, session_hash LIMIT -1 OFFSET :keep)
+
+-- name: prune_sessions
+DELETE FROM andon_sessions WHERE session_hash IN (
+    SELECT session_hash FROM andon_sessions WHERE expires_at <= :now ORDER BY expires_at LIMIT :limit)
 
 -- == schedules and their ticks (andon._schedules, _ops/_schedules.py) ===================
 

@@ -164,6 +164,18 @@ CREATE INDEX IF NOT EXISTS andon_jobs_running_kind ON andon_jobs (kind) WHERE st
 CREATE INDEX IF NOT EXISTS andon_jobs_stopped
     ON andon_jobs (kind, cancel_stop_method, cancel_requested_at, cancel_stopped_at)
     WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn';
+-- Dashboard sessions (andon.api._auth): in the store, so every server of it honours them
+-- and a restart keeps them. Only a hash of the cookie is kept, never the cookie.
+CREATE TABLE IF NOT EXISTS andon_sessions (
+    session_hash  TEXT PRIMARY KEY,        -- SHA-256 of the session cookie
+    token_hash    TEXT NOT NULL,           -- the stored token it was made from (andon_tokens.token_hash),
+                                           -- or '' when made from a server's own token
+    own_token_mac TEXT,                    -- made from a server's own token: HMAC-SHA256 of that token keyed by the cookie
+    created_at    REAL NOT NULL,
+    expires_at    REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS andon_sessions_token ON andon_sessions (token_hash, created_at);
+CREATE INDEX IF NOT EXISTS andon_sessions_expiry ON andon_sessions (expires_at);
 CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -6,16 +6,35 @@ with the dashboard's session cookie. The dashboard exchanges a token for that co
 (``POST /api/session``); the cookie is ``HttpOnly`` and ``SameSite=Strict``, so page
 scripts never hold the token and other sites cannot send it.
 
+Sessions live in the store (``_storage/_ops/_sessions.py``), so every server of one store
+honours them, a restart keeps them, and logging out on one server ends the session on
+all. The store keeps a SHA-256 hash of the cookie, never the cookie. Every request with a
+cookie reads its session afresh (one lookup by primary key, which brings the token's row):
+no server caches it, so a logout or a revoke anywhere is refused everywhere at once.
+
+A session acts for the token it was made from, and only while that token is valid:
+
+* a stored token: its hash is kept with the session; revoking the token deletes its
+  sessions, and a session whose token is revoked is refused anyway;
+* a server's own token (``--token``): that token is never stored, not even hashed (it
+  may be a weak one). The session keeps an HMAC-SHA256 of it keyed by the cookie, and a
+  server honours it only if its own token gives the same HMAC. So servers of one store
+  with different own tokens each honour only their own token's sessions, and a server
+  restarted with a new token no longer honours the old one's. Without the cookie (only
+  its hash is stored) the HMAC tells nothing about the token.
+
 Auth is *required* as soon as the server has a ``--token`` or the store holds an active
 token; until then the API is open (and answers on loopback names only). Once required,
 it stays required for the rest of the server's life, even after the last token is
-revoked: a server's access policy may tighten by itself but never loosen. Store lookups
-are cached for ``cache_s`` seconds, so a revoked token stops working within that time.
-Nothing here ever logs or echoes a token.
+revoked: a server's access policy may tighten by itself but never loosen. Bearer-token
+lookups are cached for ``cache_s`` seconds, so a revoked token stops working as a bearer
+token within that time (its sessions at once).
+Nothing here ever logs or echoes a token or a cookie.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 import time
@@ -25,12 +44,12 @@ from typing import Final, final
 
 import andon
 from andon._access import STATIC_ADMIN, hash_token
+from andon._storage import SessionRecord
 
 __all__ = ["SESSION_COOKIE", "Authenticator", "Caller"]
 
 SESSION_COOKIE: Final = "andon_session"
 _MAX_CACHED: Final = 10_000
-_MAX_SESSIONS: Final = 10_000
 
 
 @final
@@ -44,13 +63,6 @@ class Caller:
 
 
 @final
-@dataclass(slots=True)
-class _Session:
-    caller: Caller
-    expires_at: float
-
-
-@final
 class Authenticator:
     """Resolves requests to callers.
 
@@ -59,7 +71,8 @@ class Authenticator:
         static_token: the server's own token (acts as admin), or ``None``.
         call: runs a blocking store call off the event loop.
         cache_s: how long a token lookup (and "are there tokens at all") is reused.
-        session_ttl_s: how long a dashboard session lasts.
+        session_ttl_s: how long a dashboard session lasts (from login; using it does not
+            extend it, as the cookie's ``Max-Age`` is fixed when it is set).
         required: auth is required from the start (the store held an active token when
             the server was made); ``static_token`` implies it.
     """
@@ -82,7 +95,6 @@ class Authenticator:
         self._lookups: dict[str, tuple[float, andon.TokenRecord | None]] = {}
         self._any_tokens: tuple[float, bool] | None = None
         self._required = required or self._static is not None
-        self._sessions: dict[str, _Session] = {}
 
     @property
     def session_ttl_s(self) -> float:
@@ -123,31 +135,41 @@ class Authenticator:
         self._required = True
         return Caller(record.principal, digest)
 
-    async def from_session(self, session_id: str) -> Caller | None:
-        """The caller of a live session whose token is still valid; ``None`` otherwise."""
-        session = self._sessions.get(session_id)
-        if session is None:
-            return None
-        if time.time() >= session.expires_at:
-            self._sessions.pop(session_id, None)
-            return None
-        digest = session.caller.token_hash
-        if digest is not None and await self._lookup(digest) is None:
-            self._sessions.pop(session_id, None)  # the token was revoked
-            return None
-        return session.caller
+    async def from_session(self, cookie: str) -> Caller | None:
+        """The caller of a live session whose token is still valid; ``None`` otherwise.
 
-    def open_session(self, caller: Caller) -> str:
-        """A new session id for ``caller`` (random, 256 bits)."""
-        if len(self._sessions) >= _MAX_SESSIONS:
-            oldest = min(self._sessions, key=lambda key: self._sessions[key].expires_at)
-            del self._sessions[oldest]
-        session_id = secrets.token_urlsafe(32)
-        self._sessions[session_id] = _Session(caller, time.time() + self._session_ttl_s)
-        return session_id
+        A store read every time, never cached (see the module's docstring).
+        """
+        session_hash = hash_token(cookie)
+        found = await self._call(lambda: self._store.find_session(session_hash))
+        if not isinstance(found, SessionRecord):
+            return None
+        if found.own_token_mac is not None:
+            honoured = self._static is not None and hmac.compare_digest(
+                found.own_token_mac, _own_token_mac(cookie, self._static)
+            )
+            return Caller(andon.Principal(STATIC_ADMIN, andon.Role.ADMIN), None) if honoured else None
+        if found.token is None or not found.token.is_active:
+            return None
+        self._required = True  # as for a bearer token: an active token exists
+        return Caller(found.token.principal, found.token_hash)
 
-    def close_session(self, session_id: str) -> None:
-        self._sessions.pop(session_id, None)
+    async def open_session(self, caller: Caller) -> str:
+        """A new session for ``caller``, in the store; returns its cookie (random, 256 bits)."""
+        cookie = secrets.token_urlsafe(32)
+        if caller.token_hash is None:  # the server's own token
+            assert self._static is not None, "only the server's own token makes a caller without a token hash"
+            token_hash, mac = None, _own_token_mac(cookie, self._static)
+        else:
+            token_hash, mac = caller.token_hash, None
+        ttl_s = self._session_ttl_s
+        await self._call(lambda: self._store.open_session(hash_token(cookie), token_hash, mac, ttl_s))
+        return cookie
+
+    async def close_session(self, cookie: str) -> None:
+        """End the session of ``cookie`` on every server of the store (if it exists)."""
+        session_hash = hash_token(cookie)
+        await self._call(lambda: self._store.close_session(session_hash))
 
     async def _lookup(self, digest: str) -> andon.TokenRecord | None:
         now = time.monotonic()
@@ -161,3 +183,9 @@ class Authenticator:
                 self._lookups.clear()
             self._lookups[digest] = (now, record)
         return record if record is not None and record.is_active else None
+
+
+def _own_token_mac(cookie: str, own_token: bytes) -> str:
+    """What a session made from a server's own token keeps of it: only a server that holds
+    the same token and is given the cookie can compute it again."""
+    return hmac.new(cookie.encode(), own_token, hashlib.sha256).hexdigest()

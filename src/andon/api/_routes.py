@@ -575,7 +575,7 @@ async def log_in(request: Request, rt: Ctx) -> Response:
     if isinstance(caller, AuthenticatedCaller):
         response.set_cookie(
             SESSION_COOKIE,
-            rt.authenticator.open_session(caller),
+            await rt.authenticator.open_session(caller),
             max_age=int(rt.authenticator.session_ttl_s),
             path=_cookie_path(request),
             secure=request.url.scheme == "https",
@@ -590,7 +590,7 @@ async def log_out(request: Request, rt: Ctx) -> Response:
     """End this browser's session and clear its cookie."""
     session = request.cookies.get(SESSION_COOKIE)
     if session:
-        rt.authenticator.close_session(session)
+        await rt.authenticator.close_session(session)
     response = Response(status_code=204)
     response.delete_cookie(SESSION_COOKIE, path=_cookie_path(request), httponly=True, samesite="strict")
     return response

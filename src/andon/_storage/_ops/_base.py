@@ -2,8 +2,9 @@
 
 The operations themselves are grouped by who calls them (``_jobs``: submit and read;
 ``_cancels``: cancel and force-fail; ``_work``: what workers call; ``_tokens``: access
-tokens) and put together as one :class:`~andon._storage._engine.Engine`. A new group
-(schedules, workers, job trees) is a new module here and one more base of the engine.
+tokens; ``_sessions``: the dashboard's sessions) and put together as one
+:class:`~andon._storage._engine.Engine`. A new group (schedules, workers, job trees) is a
+new module here and one more base of the engine.
 """
 
 from __future__ import annotations

@@ -33,7 +33,13 @@ class TokenOperations(Operations[C]):
 
     def revoke_token(self, name: str) -> TokenRecord:
         args = {"name": name, "now": self._clock.now()}
-        row = self._db.write(lambda tx: tx.one("revoke_token", args), IfUnsure.RETRY, single=True)
+
+        def revoke(tx: Tx) -> Row | None:
+            row = tx.one("revoke_token", args)
+            tx.one("drop_token_sessions", args)  # its sessions end with it, on every server
+            return row
+
+        row = self._db.write(revoke, IfUnsure.RETRY)
         if row is None:
             raise UsageError(f"no token is named {name!r} (see: andon token ls)")
         return _token_from_row(row)
