@@ -27,6 +27,7 @@ from andon._storage._ops._retention import RetentionOperations
 from andon._storage._ops._schedules import ScheduleOperations
 from andon._storage._ops._tokens import TokenOperations
 from andon._storage._ops._work import Settled, WorkOperations
+from andon._storage._ops._workers import WorkerOperations
 from andon._storage._port import ALL_CHANGES, Change, ChangeWatcher
 
 __all__ = ["Engine", "Settled", "StoreEngine"]
@@ -38,6 +39,7 @@ class Engine(
     CancelOperations[C],
     ControlOperations[C],
     LimitOperations[C],
+    WorkerOperations[C],
     WorkOperations[C],
     TokenOperations[C],
     RetentionOperations[C],

@@ -182,3 +182,27 @@ CREATE TABLE andon_kind_starts (
 CREATE INDEX andon_kind_starts_at ON andon_kind_starts (kind, at);
 -- How many of a kind run now, read by each claim of a limited kind: only active rows.
 CREATE INDEX andon_jobs_running_kind ON andon_jobs (kind) WHERE status IN ('running', 'cancelling');
+
+-- migration 7: workers registry
+-- One row per worker process, upserted as it starts and with each lease renewal (its
+-- heartbeat, on the server's clock like leases), ended when it stops cleanly or is found
+-- dead. The jobs a worker runs now are the jobs it holds (andon_jobs_held), never stored here.
+CREATE TABLE andon_workers (
+    id             text COLLATE "C" PRIMARY KEY,
+    host           text NOT NULL,                  -- socket.gethostname()
+    boot_id        text NOT NULL,                  -- the kernel's boot id ('unknown' without /proc)
+    pid_ns         text NOT NULL,                  -- its pid namespace ('unknown' without /proc)
+    pid            integer NOT NULL,
+    pid_start      bigint,                         -- the process's start (ticks after boot): a reused pid differs
+    version        text NOT NULL,                  -- andon's version
+    kinds          text NOT NULL,                  -- JSON list of the kinds it claims
+    slots          integer NOT NULL,
+    lease_s        double precision NOT NULL,
+    started_at     double precision NOT NULL,
+    heartbeat_at   double precision NOT NULL,      -- the worker's wall clock, for people
+    heartbeat_base double precision NOT NULL,      -- the server's clock (as leases): what its age is judged on
+    stopped_at     double precision,               -- when it stopped or was found dead
+    ended          text CHECK (ended IN ('stopped', 'dead')),
+    end_message    text                            -- for a dead one: which process was found gone
+);
+CREATE INDEX andon_workers_live ON andon_workers (host, boot_id, pid_ns) WHERE stopped_at IS NULL;
