@@ -63,6 +63,7 @@ __all__ = [
     "WorkerRegistration",
     "WorkerStatus",
     "process_gone",
+    "process_id",
     "this_machine",
     "this_process",
     "worker_status",
@@ -228,14 +229,18 @@ def this_machine() -> Machine:
     return Machine(socket.gethostname(), _read_first_line("/proc/sys/kernel/random/boot_id"), _pid_namespace())
 
 
-def this_process() -> ProcessId:
-    """This process, as a lookout on this machine would find it."""
-    pid = os.getpid()
+def process_id(pid: int) -> ProcessId | None:
+    """Process ``pid`` of this machine, as a lookout here would find it; ``None`` if there is none."""
     try:
         stat = _stat(pid)
-    except OSError:
-        stat = None
-    return ProcessId(this_machine(), pid, stat[1] if stat else None)
+    except OSError:  # no /proc: its start is unknown
+        return ProcessId(this_machine(), pid, None)
+    return None if stat is None else ProcessId(this_machine(), pid, stat[1])
+
+
+def this_process() -> ProcessId:
+    """This process, as a lookout on this machine would find it."""
+    return process_id(os.getpid()) or ProcessId(this_machine(), os.getpid(), None)
 
 
 def process_gone(pid: int, start: int | None) -> bool:
