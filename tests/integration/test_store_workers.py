@@ -50,7 +50,8 @@ def gone() -> ProcessId:
     """A process of this machine that has ended (and was reaped)."""
     child = subprocess.Popen(["sleep", "60"])
     process = process_id(child.pid)
-    assert process is not None and process.start is not None
+    assert process is not None
+    assert process.start is not None
     child.kill()
     child.wait()
     return process
@@ -73,7 +74,8 @@ def test_a_registered_worker_is_alive_with_its_slots_and_the_jobs_it_holds(store
     jobs = [submit(store) for _ in range(2)]
     held = [claim(store, "w1") for _ in jobs]
     worker = row(store, "w1")
-    assert worker.status is WorkerStatus.ALIVE and worker.is_alive
+    assert worker.status is WorkerStatus.ALIVE
+    assert worker.is_alive
     assert (worker.host, worker.pid, worker.version, worker.kinds) == (
         this_machine().host,
         this_process().pid,
@@ -82,7 +84,9 @@ def test_a_registered_worker_is_alive_with_its_slots_and_the_jobs_it_holds(store
     )
     assert (worker.slots, worker.running, worker.slots_in_use) == (3, 2, 2)
     assert sorted(worker.job_ids) == sorted(job.id for job in held)
-    assert worker.heartbeat_age_s == 0.0 and worker.silent_s is None and worker.stopped_at is None
+    assert worker.heartbeat_age_s == 0.0
+    assert worker.silent_s is None
+    assert worker.stopped_at is None
 
 
 def test_a_worker_is_silent_from_two_thirds_of_its_lease_without_a_heartbeat(backend: Backend) -> None:
@@ -100,7 +104,8 @@ def test_a_worker_is_silent_from_two_thirds_of_its_lease_without_a_heartbeat(bac
     assert row(store, "w1").silent_s == pytest.approx(LEASE_S * (1 + FENCE_SHARE))
     store.renew_leases("w1", LEASE_S, [], heartbeat=reg)
     back = row(store, "w1")
-    assert back.status is WorkerStatus.ALIVE and back.heartbeat_age_s == 0.0
+    assert back.status is WorkerStatus.ALIVE
+    assert back.heartbeat_age_s == 0.0
     assert back.heartbeat_at == clock.now()
 
 
@@ -124,7 +129,9 @@ def test_a_clean_stop_ends_the_row_as_stopped(backend: Backend) -> None:
     store.mark_worker_stopped("w1")
     worker = row(store, "w1")
     assert worker.status is WorkerStatus.STOPPED
-    assert worker.stopped_at == clock.now() and worker.end_message is None and worker.slots_in_use == 0
+    assert worker.stopped_at == clock.now()
+    assert worker.end_message is None
+    assert worker.slots_in_use == 0
     clock.advance(LEASE_S * 10)
     assert row(store, "w1").status is WorkerStatus.STOPPED, "a stopped worker never turns silent"
 
@@ -149,17 +156,22 @@ def test_the_jobs_of_a_dead_worker_are_recovered_by_their_policy(backend: Backen
     assert set(by_id) == {retried.id, failed.id, stopping.id}
     assert by_id[retried.id].status is JobStatus.QUEUED
     assert by_id[failed.id].status is JobStatus.FAILED
-    assert by_id[failed.id].error is not None and by_id[failed.id].error.message == message
+    error = by_id[failed.id].error
+    assert error is not None
+    assert error.message == message
     assert by_id[stopping.id].status is JobStatus.CANCELLED
-    assert by_id[stopping.id].cancel is not None
-    assert by_id[stopping.id].cancel.stop_method is StopMethod.WORKER_LOST
+    cancel = by_id[stopping.id].cancel
+    assert cancel is not None
+    assert cancel.stop_method is StopMethod.WORKER_LOST
     last = store.events(failed.id)[-1]
     assert (last.type, last.reason, last.actor) == ("worker lost", "worker_lost", "andon")
     assert last.message == f"WorkerLost: {message}"
     assert store.get(other.id).status is JobStatus.RUNNING
 
     dead = row(store, "w1")
-    assert dead.status is WorkerStatus.DEAD and dead.end_message == message and dead.running == 0
+    assert dead.status is WorkerStatus.DEAD
+    assert dead.end_message == message
+    assert dead.running == 0
     assert store.recover_dead_worker("w1", gone, message) is None, "a dead worker is recovered once"
     assert "w1" not in [worker_id for _, worker_id in store.workers_on(this_machine())]
 
@@ -238,7 +250,8 @@ def test_a_reused_pid_is_not_taken_for_the_worker(store: StoreEngine) -> None:
     child = subprocess.Popen(["sleep", "60"])
     try:
         process = process_id(child.pid)
-        assert process is not None and process.start is not None
+        assert process is not None
+        assert process.start is not None
         earlier = ProcessId(process.machine, process.pid, process.start - 1)  # the pid's earlier owner
         store.register_worker(registration("w1", earlier))
         assert [job_id for _, job_id in store.workers_on(this_machine())] == ["w1"]
@@ -306,4 +319,5 @@ def test_a_worker_registers_beats_with_its_renewals_and_marks_itself_stopped(bac
     finally:
         worker.stop()
     stopped = row(store, worker.id)
-    assert stopped.status is WorkerStatus.STOPPED and stopped.stopped_at == clock.now()
+    assert stopped.status is WorkerStatus.STOPPED
+    assert stopped.stopped_at == clock.now()
