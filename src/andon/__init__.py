@@ -81,6 +81,7 @@ from andon._storage._ops._retention import DEFAULT_PRUNE_BATCH
 from andon._storage._sqlite import SqliteStore
 from andon._storage._url import DEFAULT_DATABASE_URL, database_url
 from andon._worker import Worker, WorkerState
+from andon._workers import Lookout, WorkerInfo, WorkerStatus
 
 __version__ = "0.1.0"
 
@@ -131,6 +132,7 @@ __all__ = [
     "KindStats",
     "LifecycleError",
     "Limits",
+    "Lookout",
     "ManualClock",
     "NotAllowed",
     "OffsetPage",
@@ -171,7 +173,9 @@ __all__ = [
     "UsageError",
     "WaitTimeout",
     "Worker",
+    "WorkerInfo",
     "WorkerState",
+    "WorkerStatus",
     "__version__",
     "allowed_actions",
     "connect",

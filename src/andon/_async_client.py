@@ -54,6 +54,7 @@ from andon._storage import (
 )
 from andon._storage._async_watch import AsyncChanges
 from andon._storage._ops._retention import DEFAULT_PRUNE_BATCH
+from andon._workers import WorkerInfo
 
 __all__ = ["AsyncClient", "connect_async"]
 
@@ -530,6 +531,10 @@ class AsyncClient:
     async def kind_limits(self) -> list[KindLimitUse]:
         """:meth:`Client.kind_limits`: the limits per kind the store enforces, with their use now."""
         return await self._call(self._sync.kind_limits)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """:meth:`Client.workers`: every worker in the registry, with its status and the jobs it holds."""
+        return await self._call(self._sync.workers)
 
     # -- waiting --------------------------------------------------------------
 

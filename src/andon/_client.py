@@ -55,6 +55,7 @@ from andon._storage import (
     open_store,
 )
 from andon._storage._ops._retention import DEFAULT_PRUNE_BATCH
+from andon._workers import WorkerInfo
 
 __all__ = ["Client", "connect"]
 
@@ -534,6 +535,15 @@ class Client:
         """The limits per kind the store enforces (written by workers as they start from
         ``@app.job(max_running=, rate=)``), each with its use now; a cheap read."""
         return self.store.kind_limits()
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every worker in the store's registry, newest first: where it runs, what it claims,
+        its slots, and what it is now (alive, silent for N s, stopped, dead: ``status``,
+        decided from its heartbeat and how it ended), with the jobs it holds now. A ``user``
+        sees every worker and how many jobs each runs, but only the ids of its own jobs.
+        Rows of workers gone for a day are pruned. A cheap read."""
+        owners = self._owners
+        return self.store.workers(visible_owner=owners[0] if owners else None)
 
     def wait_finished(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job is in a terminal state; returns it.

@@ -13,6 +13,12 @@ Threads of one worker:
 * ``flusher``: writes buffered results and progress in batches.
 * ``scheduler`` (unless ``scheduler=False``): fires the ticks of periodic schedules while
   this worker leads (``andon._scheduler``).
+* ``lookout``: every half second, looks for workers of this machine whose process is gone
+  and recovers their jobs at once (``andon._workers``), rather than one lease later.
+
+The worker writes its row in the store's workers registry as it starts, refreshes it with
+every renewal of its leases (the heartbeat rides in the renewal's transaction) and marks it
+stopped at the end of :meth:`Worker.stop`.
 
 Every attempt is settled exactly once, either by its slot when the handler returns or by
 the monitor when it abandons the attempt (``Attempt.take_settlement`` decides); the store
@@ -58,6 +64,7 @@ from andon._runtimes import close_slot_loop, execution_for
 from andon._scheduler import DEFAULT_SCHEDULER_LEASE_S, Scheduler
 from andon._stop import Due, Execution, Step, due, ended_now, failure, stopped
 from andon._storage import Change, ChangeWatcher, KindLimit, Store
+from andon._workers import LOOKOUT_EVERY_S, Lookout, WorkerRegistration, this_process
 
 __all__ = ["Worker", "WorkerState"]
 
@@ -129,6 +136,8 @@ class Worker:
             scheduler lease, fires the ticks of every schedule. ``False``: neither.
         scheduler_lease_s: the scheduler's lease; a new leader takes over within this plus
             about a second after the old one dies.
+        lookout_every_s: how often its :class:`~andon.Lookout` looks for workers of this
+            machine whose process is gone (and recovers their jobs at once).
     """
 
     def __init__(
@@ -149,6 +158,7 @@ class Worker:
         retention_every_s: float = RETENTION_EVERY_S,
         scheduler: bool = True,
         scheduler_lease_s: float = DEFAULT_SCHEDULER_LEASE_S,
+        lookout_every_s: float = LOOKOUT_EVERY_S,
     ) -> None:
         if concurrency < 1:
             raise LifecycleError("a worker needs concurrency >= 1")
@@ -176,6 +186,9 @@ class Worker:
         for kind in self.kind_names:
             app.get(kind)
         self.scheduler = Scheduler(app, store, self.id, clock, scheduler_lease_s) if scheduler else None
+        self.lookout = Lookout(store, every_s=lookout_every_s, clock=clock)
+        self.registration: WorkerRegistration | None = None
+        """What this worker wrote about itself in the workers registry as it started."""
         self.state = WorkerState.NEW
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -212,15 +225,18 @@ class Worker:
         # The app's limits per kind reach the store before any claim: claims enforce them there.
         try:
             self.store.sync_kind_limits([KindLimit(k.kind, k.max_running, k.rate) for k in self.app.kinds], self.id)
+            specs = [self.app.get(kind) for kind in self.kind_names]
+            process_kinds = [kind for kind in specs if kind.isolation is Isolation.PROCESS]
+            if process_kinds:
+                from andon._runtimes._process import preload_for
+
+                preload_for(kind.handler for kind in process_kinds)
+            # In the registry before the first claim: a job it holds always names a known worker.
+            self.registration = self._registration()
+            self.store.register_worker(self.registration)
         except BaseException:
             self._watcher.close()
             raise
-        specs = [self.app.get(kind) for kind in self.kind_names]
-        process_kinds = [kind for kind in specs if kind.isolation is Isolation.PROCESS]
-        if process_kinds:
-            from andon._runtimes._process import preload_for
-
-            preload_for(kind.handler for kind in process_kinds)
         self.state = WorkerState.RUNNING
         self._spawn("control", self._control_loop)
         self._spawn("lease", self._lease_loop)
@@ -232,6 +248,7 @@ class Worker:
             self._spawn(f"slot-{index}", self._slot_loop)
         if self.scheduler is not None:
             self.scheduler.start()
+        self.lookout.start()
         join(self)
         log.info(
             "worker %s started: %d slots, kinds %s",
@@ -271,11 +288,28 @@ class Worker:
                 thread.join()
         if self.scheduler is not None:
             self.scheduler.stop()
+        self.lookout.stop()
+        self._record_stop()
         leave(self)
         with contextlib.suppress(OSError):  # only if empty: a journal left behind says why
             self.spool_dir.rmdir()
         self.state = WorkerState.STOPPED
         log.info("worker %s stopped", self.id)
+
+    def _registration(self) -> WorkerRegistration:
+        from andon import __version__  # the package's, once it is imported (a worker runs after that)
+
+        return WorkerRegistration(
+            self.id, this_process(), __version__, tuple(self.kind_names), self.concurrency, self.lease_s
+        )
+
+    def _record_stop(self) -> None:
+        """Mark this worker's row stopped (cleanly). If the store does not take it, the row
+        goes silent, or (on this machine) is found dead once the process has exited."""
+        try:
+            self.store.mark_worker_stopped(self.id)
+        except AndonError as exc:
+            log.warning("worker %s: could not record its stop in the workers registry: %s", self.id, exc)
 
     def interrupt(self) -> None:
         """Stop every running job now with reason ``shutdown`` (they go back to the queue).
@@ -743,7 +777,9 @@ class Worker:
         with self._lock:
             held = list(self._running.values())
         began = self.clock.monotonic()
-        renewed = set(self.store.renew_leases(self.id, self.lease_s, [r.attempt.job.id for r in held]))
+        ids = [r.attempt.job.id for r in held]
+        # The renewal is this worker's heartbeat in the workers registry too (same transaction).
+        renewed = set(self.store.renew_leases(self.id, self.lease_s, ids, heartbeat=self.registration))
         for running in held:
             stop = running.attempt.stop
             if running.attempt.job.id in renewed:

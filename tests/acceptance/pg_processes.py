@@ -98,6 +98,13 @@ def run_worker(argv: Sequence[str]) -> int:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--lease", type=float, default=30.0)
     parser.add_argument("--kinds", default=None)
+    parser.add_argument(
+        "--lookout-every",
+        type=float,
+        default=0.5,
+        help="how often it looks for dead workers of this machine (long: it judges by leases only,"
+        " as a worker on another machine does)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
@@ -113,6 +120,7 @@ def run_worker(argv: Sequence[str]) -> int:
             lease_s=args.lease,
             shutdown_grace_s=1.0,
             kind_names=kinds,
+            lookout_every_s=args.lookout_every,
         ):
             print(READY, flush=True)
             while not stop.wait(0.1):

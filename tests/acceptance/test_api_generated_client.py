@@ -36,7 +36,7 @@ OPERATIONS: Final = {
     "retryJob", "deleteJob", "getResults", "getEvents", "streamEvents", "listTokens", "logIn", "logOut",
     "resumeJob", "pauseKind", "unpauseKind", "downloadResults", "listChildren", "pruneHistory",
     "listSchedules", "addSchedule", "getSchedule", "removeSchedule", "pauseSchedule", "resumeSchedule",
-    "triggerSchedule", "listTicks",
+    "triggerSchedule", "listTicks", "listWorkers",
 }  # fmt: skip
 
 

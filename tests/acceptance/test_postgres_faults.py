@@ -78,16 +78,22 @@ def executions_of(exec_log: Path, job_id: str) -> list[Execution]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("kind", ["tick", "tick_retry"])
+@pytest.mark.parametrize(
+    ("kind", "found_by"), [("tick", "lease"), ("tick_retry", "lease"), ("tick", "pid"), ("tick_retry", "pid")]
+)
 def test_killed_worker_job_is_recovered_within_the_lease_with_its_partial_results(
-    url: str, store: PostgresStore, tmp_path: Path, spawn: list[Spawned], kind: str
+    url: str, store: PostgresStore, tmp_path: Path, spawn: list[Spawned], kind: str, found_by: str
 ) -> None:
+    """``found_by`` lease: the survivor judges by leases only, as a worker on another machine
+    does (its lookout never looks); pid: it runs on the doomed worker's machine, and its
+    lookout finds the process gone at once."""
     exec_log = tmp_path / "executions.log"
     client = andon.Client(store, actor="test")
     doomed = start_worker(spawn, url, "doomed", exec_log, "--lease", str(LEASE_S), "--concurrency", "1")
     job = store.submit([_new(kind, n=40, interval_s=0.05)], actor="test")[0]
     wait_until(lambda: client.get(job.id).items_count >= 3, 15, "the first worker to emit")
-    survivor = start_worker(spawn, url, "survivor", exec_log, "--lease", str(LEASE_S), "--concurrency", "1")
+    lookout = ["--lookout-every", "3600"] if found_by == "lease" else []
+    survivor = start_worker(spawn, url, "survivor", exec_log, "--lease", str(LEASE_S), "--concurrency", "1", *lookout)
 
     doomed.popen.kill()  # SIGKILL: no cleanup, no goodbye
     killed_at = time.time()
@@ -97,9 +103,17 @@ def test_killed_worker_job_is_recovered_within_the_lease_with_its_partial_result
     wait_until(lambda: client.get(job.id).attempt > 1 or client.get(job.id).is_terminal, 15, "the job's recovery")
     events = client.events(job.id)
     lost = next(e for e in events if e.reason == "worker_lost")
-    # Recovered once the lease ran out: by the survivor's next look (every third of a lease).
-    assert lease_end <= lost.at <= lease_end + LEASE_S / 3 + 1.0, (lease_end, lost.at)
-    assert lost.at - killed_at <= LEASE_S * 4 / 3 + 1.0
+    if found_by == "lease":
+        # Recovered once the lease ran out: by the survivor's next look (every third of a lease).
+        assert lease_end <= lost.at <= lease_end + LEASE_S / 3 + 1.0, (lease_end, lost.at)
+        assert lost.at - killed_at <= LEASE_S * 4 / 3 + 1.0
+    else:
+        # Found gone by the survivor's lookout (every 0.5 s), whatever the lease says.
+        assert lost.at - killed_at <= 2.0, (killed_at, lost.at)
+        assert lost.message is not None
+        assert f"pid {doomed.pid} on " in lost.message, lost.message
+        (dead,) = [worker for worker in client.workers() if worker.id == "doomed"]
+        assert dead.status is andon.WorkerStatus.DEAD
     first_items = [i for i in client.results(job.id) if i.attempt == 1]
     assert len(first_items) >= 3, "the partial results of the killed attempt were lost"
     assert [i.seq for i in first_items] == list(range(len(first_items)))

@@ -28,6 +28,7 @@ from andon._storage._ops._schedules import ScheduleOperations
 from andon._storage._ops._sessions import SessionOperations
 from andon._storage._ops._tokens import TokenOperations
 from andon._storage._ops._work import Settled, WorkOperations
+from andon._storage._ops._workers import WorkerOperations
 from andon._storage._port import ALL_CHANGES, Change, ChangeWatcher
 
 __all__ = ["Engine", "Settled", "StoreEngine"]
@@ -39,6 +40,7 @@ class Engine(
     CancelOperations[C],
     ControlOperations[C],
     LimitOperations[C],
+    WorkerOperations[C],
     WorkOperations[C],
     TokenOperations[C],
     SessionOperations[C],

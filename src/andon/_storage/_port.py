@@ -19,6 +19,7 @@ from andon._jobs import CancelOutcome, Job, JobEvent, JobStatus, Outcome, Result
 from andon._keys import OnConflict
 from andon._output import AttemptEnd, ProgressUpdate
 from andon._schedules import Schedule, ScheduleSpec, Tick
+from andon._workers import WORKER_ROWS_KEPT_S, Machine, ProcessId, WorkerInfo, WorkerRegistration
 
 if TYPE_CHECKING:
     from andon._storage._async_watch import AsyncChanges
@@ -694,10 +695,21 @@ class Store(Protocol):
         """Cancel requests for the jobs ``worker_id`` holds."""
         ...
 
-    def renew_leases(self, worker_id: str, lease_s: float, job_ids: Collection[str] | None = None) -> list[str]:
+    def renew_leases(
+        self,
+        worker_id: str,
+        lease_s: float,
+        job_ids: Collection[str] | None = None,
+        *,
+        heartbeat: WorkerRegistration | None = None,
+    ) -> list[str]:
         """Extend to ``lease_s`` from now the leases of the jobs ``worker_id`` holds: all of
         them, or only those in ``job_ids`` (a worker names the attempts it really runs, so a
         job it lost track of is left to expire and be recovered).
+
+        ``heartbeat``: the worker's registration; its row in the workers registry is
+        refreshed in the same transaction (upserted: a row pruned, or ended by mistake while
+        the worker lives, is back).
 
         Returns the ids whose lease was extended; a named job missing from it is no longer
         held by this worker (it was recovered after its lease expired).
@@ -718,6 +730,37 @@ class Store(Protocol):
 
         Raises:
             JobNotFound: no such job (it was deleted meanwhile).
+        """
+        ...
+
+    # -- the workers registry (andon._workers; _ops/_workers.py) ---------------------
+
+    def register_worker(self, worker: WorkerRegistration, keep_s: float = WORKER_ROWS_KEPT_S) -> None:
+        """Write ``worker``'s row as it starts (alive, heartbeat now), and prune the rows of
+        workers that stopped, died or went silent more than ``keep_s`` seconds ago."""
+        ...
+
+    def mark_worker_stopped(self, worker_id: str) -> None:
+        """End the worker's row as stopped cleanly (its last act in :meth:`andon.Worker.stop`)."""
+        ...
+
+    def workers(self, visible_owner: str | None = None) -> list[WorkerInfo]:
+        """Every worker's row, newest first, with its status decided now, the lease clock's
+        age of its heartbeat and the jobs it holds (``visible_owner``: only that owner's ids
+        are named; all are counted). A read of the registry and of the held-jobs index."""
+        ...
+
+    def workers_on(self, machine: Machine) -> list[tuple[ProcessId, str]]:
+        """The process and id of every unended worker of ``machine`` (what a lookout there checks)."""
+        ...
+
+    def recover_dead_worker(self, worker_id: str, process: ProcessId, message: str) -> list[Job] | None:
+        """Mark a worker whose ``process`` was found gone as ``dead`` and recover the jobs it
+        holds (as an expired lease does, with ``message`` as their ``WorkerLost`` error), in
+        one transaction.
+
+        Returns the jobs as recovered, or ``None`` when the row had ended already (another
+        lookout recovered it first, or it stopped) or names another process: nothing done.
         """
         ...
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -29,6 +29,7 @@ from andon._jobs import (
     decide_settlement,
 )
 from andon._storage._port import ROW_OVERHEAD_BYTES
+from andon._workers import WorkerEnd, WorkerInfo, WorkerRegistration, worker_status
 
 __all__ = [
     "Row",
@@ -37,9 +38,11 @@ __all__ = [
     "item_from_row",
     "job_from_row",
     "lost_attempt_event",
+    "registration_args",
     "resumes_from",
     "rows_that_fit",
     "settlement_write",
+    "worker_from_row",
 ]
 
 K = TypeVar("K")
@@ -80,7 +83,8 @@ def settlement_write(job: Job, outcome: Outcome, now: float, encode: Callable[[A
         events.append(("stopped", job.status, job.status, why, f"stopped by: {how}" if how else None))
     error = outcome.error
     if outcome.kind is OutcomeKind.LOST:
-        error = ErrorInfo("WorkerLost", f"worker {job.worker_id} stopped renewing its lease")
+        # How the worker was found lost: its process gone (a lookout says which), else its lease.
+        error = outcome.error or ErrorInfo("WorkerLost", f"worker {job.worker_id} stopped renewing its lease")
     elif status is JobStatus.FAILED and error is None and cancel is not None:
         if cancel.reason is CancelReason.CHILD_FAILED:
             error = ErrorInfo("ChildFailed", cancel.message or "a child failed")
@@ -257,3 +261,44 @@ def rows_that_fit(rows: Iterable[tuple[K, int]], limit: int, max_bytes: int) -> 
         keys.append(key)
         total += cost
     return keys, False
+
+
+def registration_args(worker: WorkerRegistration) -> dict[str, Any]:  # Any: SQL parameter values
+    """The columns a worker's registration (and each heartbeat) writes, as both stores' SQL names them."""
+    process = worker.process
+    return {
+        "worker": worker.id,
+        "host": process.machine.host,
+        "boot_id": process.machine.boot_id,
+        "pid_ns": process.machine.pid_ns,
+        "pid": process.pid,
+        "pid_start": process.start,
+        "version": worker.version,
+        "kinds": json.dumps(list(worker.kinds)),
+        "slots": worker.slots,
+        "lease_s": worker.lease_s,
+    }
+
+
+def worker_from_row(row: Row, held: Sequence[tuple[str, str | None]], visible_owner: str | None) -> WorkerInfo:
+    """A ``list_workers`` row and the jobs that worker holds (id, owner), with its status
+    decided; ``visible_owner``: only that owner's job ids are named (all are counted)."""
+    ended = WorkerEnd(row["ended"]) if row["ended"] is not None else None
+    age = max(0.0, float(row["heartbeat_age_s"]))
+    return WorkerInfo(
+        id=row["id"],
+        host=row["host"],
+        pid=int(row["pid"]),
+        version=row["version"],
+        kinds=tuple(json.loads(row["kinds"])),
+        slots=int(row["slots"]),
+        lease_s=float(row["lease_s"]),
+        started_at=float(row["started_at"]),
+        heartbeat_at=float(row["heartbeat_at"]),
+        heartbeat_age_s=age,
+        stopped_at=None if row["stopped_at"] is None else float(row["stopped_at"]),
+        end_message=row["end_message"],
+        status=worker_status(ended, age, float(row["lease_s"])),
+        running=len(held),
+        job_ids=tuple(job_id for job_id, owner in held if visible_owner is None or owner == visible_owner),
+    )

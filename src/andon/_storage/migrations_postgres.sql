@@ -183,7 +183,7 @@ CREATE INDEX andon_kind_starts_at ON andon_kind_starts (kind, at);
 -- How many of a kind run now, read by each claim of a limited kind: only active rows.
 CREATE INDEX andon_jobs_running_kind ON andon_jobs (kind) WHERE status IN ('running', 'cancelling');
 
--- migration 7: stop-time statistics per kind, dashboard sessions that every server honours
+-- migration 7: stop-time statistics per kind, dashboard sessions every server honours, the workers registry
 -- The stops of each kind (GET /api/v1/kinds, andon kinds) are read from this index alone,
 -- not from a scan of every job. Its WHERE is the queries' own.
 CREATE INDEX andon_jobs_stopped
@@ -201,3 +201,26 @@ CREATE TABLE andon_sessions (
 );
 CREATE INDEX andon_sessions_token ON andon_sessions (token_hash, created_at);
 CREATE INDEX andon_sessions_expiry ON andon_sessions (expires_at);
+-- The workers registry.
+-- One row per worker process, upserted as it starts and with each lease renewal (its
+-- heartbeat, on the server's clock like leases), ended when it stops cleanly or is found
+-- dead. The jobs a worker runs now are the jobs it holds (andon_jobs_held), never stored here.
+CREATE TABLE andon_workers (
+    id             text COLLATE "C" PRIMARY KEY,
+    host           text NOT NULL,                  -- socket.gethostname()
+    boot_id        text NOT NULL,                  -- the kernel's boot id ('unknown' without /proc)
+    pid_ns         text NOT NULL,                  -- its pid namespace ('unknown' without /proc)
+    pid            integer NOT NULL,
+    pid_start      bigint,                         -- the process's start (ticks after boot): a reused pid differs
+    version        text NOT NULL,                  -- andon's version
+    kinds          text NOT NULL,                  -- JSON list of the kinds it claims
+    slots          integer NOT NULL,
+    lease_s        double precision NOT NULL,
+    started_at     double precision NOT NULL,
+    heartbeat_at   double precision NOT NULL,      -- the worker's wall clock, for people
+    heartbeat_base double precision NOT NULL,      -- the server's clock (as leases): what its age is judged on
+    stopped_at     double precision,               -- when it stopped or was found dead
+    ended          text CHECK (ended IN ('stopped', 'dead')),
+    end_message    text                            -- for a dead one: which process was found gone
+);
+CREATE INDEX andon_workers_live ON andon_workers (host, boot_id, pid_ns) WHERE stopped_at IS NULL;

@@ -539,6 +539,79 @@ WHERE status IN ('running', 'cancelling') AND awaiting_status IS NULL
 ORDER BY id
 FOR UPDATE SKIP LOCKED
 
+-- == the workers registry (andon._workers) ==============================================
+
+-- A worker's row as it starts; the upsert lets a worker whose row is still there (it
+-- registers again) keep it. Its heartbeat (below) is the same upsert. heartbeat_base is on
+-- the server's clock, as leases are.
+-- name: register_worker
+INSERT INTO andon_workers (id, host, boot_id, pid_ns, pid, pid_start, version, kinds, slots, lease_s,
+    started_at, heartbeat_at, heartbeat_base)
+VALUES (%(worker)s, %(host)s, %(boot_id)s, %(pid_ns)s, %(pid)s, %(pid_start)s, %(version)s, %(kinds)s, %(slots)s,
+    %(lease_s)s, %(now)s, %(now)s,
+    COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())))
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, heartbeat_base = excluded.heartbeat_base,
+    lease_s = excluded.lease_s, stopped_at = NULL, ended = NULL, end_message = NULL
+
+-- A renewal that is also the worker's heartbeat, in one statement (one round trip): its row
+-- is upserted (a living worker's row that was pruned, or marked dead by mistake, is back at
+-- once), and its leases renewed as renew_leases does.
+-- name: renew_leases_beating
+WITH beat AS (
+    INSERT INTO andon_workers (id, host, boot_id, pid_ns, pid, pid_start, version, kinds, slots, lease_s,
+        started_at, heartbeat_at, heartbeat_base)
+    VALUES (%(worker)s, %(host)s, %(boot_id)s, %(pid_ns)s, %(pid)s, %(pid_start)s, %(version)s, %(kinds)s,
+        %(slots)s, %(lease_s)s, %(now)s, %(now)s,
+        COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())))
+    ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, heartbeat_base = excluded.heartbeat_base,
+        lease_s = excluded.lease_s, stopped_at = NULL, ended = NULL, end_message = NULL
+)
+UPDATE andon_jobs SET lease_expires_at =
+    COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) + %(lease_s)s
+WHERE worker_id = %(worker)s AND status IN ('running', 'cancelling') AND awaiting_status IS NULL
+  AND (%(ids)s::text[] IS NULL OR id = ANY(%(ids)s::text[]))
+RETURNING id
+
+-- Rows of workers that ended (or went silent) before %(before)s go.
+-- name: prune_workers
+DELETE FROM andon_workers WHERE COALESCE(stopped_at, heartbeat_at) < %(before)s
+
+-- name: worker_stopped
+UPDATE andon_workers SET stopped_at = %(now)s, ended = 'stopped', end_message = NULL WHERE id = %(worker)s
+
+-- The unended workers of one machine, which a lookout there can check by pid.
+-- name: workers_on
+SELECT id, pid, pid_start FROM andon_workers
+WHERE stopped_at IS NULL AND host = %(host)s AND boot_id = %(boot_id)s AND pid_ns = %(pid_ns)s
+
+-- Only while it is unended and still names that process: of two lookouts that found it
+-- gone, the first to commit marks it (and recovers its jobs); the other waits for the row
+-- lock, then finds it ended and updates nothing.
+-- name: mark_worker_dead
+UPDATE andon_workers SET stopped_at = %(now)s, ended = 'dead', end_message = %(message)s
+WHERE id = %(worker)s AND stopped_at IS NULL AND pid = %(pid)s AND pid_start IS NOT DISTINCT FROM %(pid_start)s
+RETURNING id
+
+-- Locked in id order, the order settlements and recovery lock jobs in.
+-- name: held_by_worker
+SELECT * FROM andon_jobs
+WHERE worker_id = %(worker)s AND status IN ('running', 'cancelling') AND awaiting_status IS NULL
+ORDER BY id
+FOR UPDATE
+
+-- name: list_workers
+SELECT id, host, pid, version, kinds, slots, lease_s, started_at, heartbeat_at, stopped_at, ended, end_message,
+    COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) - heartbeat_base
+        AS heartbeat_age_s
+FROM andon_workers
+ORDER BY started_at DESC, id
+
+-- The jobs every worker holds now (at most its slots each), from the held-jobs index.
+-- name: held_jobs
+SELECT worker_id, id, owner FROM andon_jobs
+WHERE status IN ('running', 'cancelling') AND awaiting_status IS NULL AND worker_id IS NOT NULL
+ORDER BY worker_id, id
+
 -- == resume and pause =================================================================
 
 -- Going on from the checkpoint: what the last attempt emitted after it is dropped (the next

@@ -75,7 +75,7 @@ UPDATE andon_meta SET value = '6' WHERE key = 'schema_version'
 UPDATE andon_meta SET value = '7' WHERE key = 'schema_version'
 
 -- 7 -> 8: stop-time statistics per kind read an index of stopped jobs; dashboard sessions in
--- the store (schema_sqlite.sql adds the index, the table and its indexes).
+-- the store; the workers registry (schema_sqlite.sql adds the index, the tables and theirs).
 -- name: upgrade_to_8
 UPDATE andon_meta SET value = '8' WHERE key = 'schema_version'
 
@@ -527,6 +527,71 @@ INSERT OR REPLACE INTO andon_meta (key, value) VALUES ('boot_id', :boot_id)
 -- A job waiting for its descendants to stop (awaiting_status) is held by no worker.
 SELECT * FROM andon_jobs WHERE status IN ('running', 'cancelling') AND awaiting_status IS NULL
   AND (:rebooted OR lease_deadline IS NULL OR lease_deadline < :lease_base)
+
+-- == the workers registry (andon._workers) ==============================================
+
+-- A worker's row as it starts; the upsert lets a worker whose row is still there (it
+-- registers again) keep it. Its heartbeat (below) is the same upsert.
+-- name: register_worker
+INSERT INTO andon_workers (id, host, boot_id, pid_ns, pid, pid_start, version, kinds, slots, lease_s,
+    started_at, heartbeat_at, heartbeat_base)
+VALUES (:worker, :host, :boot_id, :pid_ns, :pid, :pid_start, :version, :kinds, :slots, :lease_s,
+    :now, :now, :lease_base)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, heartbeat_base = excluded.heartbeat_base,
+    lease_s = excluded.lease_s, stopped_at = NULL, ended = NULL, end_message = NULL
+
+-- A renewal that is also the worker's heartbeat, in one transaction: its row is upserted (a
+-- living worker's row that was pruned, or marked dead by mistake, is back at once), then
+-- its leases renewed as renew_leases does.
+-- name: renew_leases_beating
+INSERT INTO andon_workers (id, host, boot_id, pid_ns, pid, pid_start, version, kinds, slots, lease_s,
+    started_at, heartbeat_at, heartbeat_base)
+VALUES (:worker, :host, :boot_id, :pid_ns, :pid, :pid_start, :version, :kinds, :slots, :lease_s,
+    :now, :now, :lease_base)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, heartbeat_base = excluded.heartbeat_base,
+    lease_s = excluded.lease_s, stopped_at = NULL, ended = NULL, end_message = NULL;
+UPDATE andon_jobs SET lease_expires_at = :now + :lease_s, lease_deadline = :lease_base + :lease_s
+WHERE worker_id = :worker AND status IN ('running', 'cancelling') AND awaiting_status IS NULL
+  AND (:ids IS NULL OR id IN (SELECT value FROM json_each(:ids)))
+RETURNING id
+
+-- Rows of workers that ended (or went silent) before :before go.
+-- name: prune_workers
+DELETE FROM andon_workers WHERE COALESCE(stopped_at, heartbeat_at) < :before
+
+-- name: worker_stopped
+UPDATE andon_workers SET stopped_at = :now, ended = 'stopped', end_message = NULL WHERE id = :worker
+
+-- The unended workers of one machine, which a lookout there can check by pid.
+-- name: workers_on
+SELECT id, pid, pid_start FROM andon_workers
+WHERE stopped_at IS NULL AND host = :host AND boot_id = :boot_id AND pid_ns = :pid_ns
+
+-- Only while it is unended and still names that process: of two lookouts that found it
+-- gone, the first to commit marks it (and recovers its jobs), the other finds nothing.
+-- name: mark_worker_dead
+UPDATE andon_workers SET stopped_at = :now, ended = 'dead', end_message = :message
+WHERE id = :worker AND stopped_at IS NULL AND pid = :pid AND pid_start IS :pid_start
+RETURNING id
+
+-- name: held_by_worker
+SELECT * FROM andon_jobs
+WHERE worker_id = :worker AND status IN ('running', 'cancelling') AND awaiting_status IS NULL
+ORDER BY id
+
+-- A heartbeat's age on the lease clock (CLOCK_BOOTTIME), which only this boot can read;
+-- a row written before a reboot is judged by the wall clock.
+-- name: list_workers
+SELECT id, host, pid, version, kinds, slots, lease_s, started_at, heartbeat_at, stopped_at, ended, end_message,
+    CASE WHEN boot_id = :boot_id THEN :lease_base - heartbeat_base ELSE :now - heartbeat_at END AS heartbeat_age_s
+FROM andon_workers
+ORDER BY started_at DESC, id
+
+-- The jobs every worker holds now (at most its slots each), from the held-jobs index.
+-- name: held_jobs
+SELECT worker_id, id, owner FROM andon_jobs
+WHERE status IN ('running', 'cancelling') AND awaiting_status IS NULL AND worker_id IS NOT NULL
+ORDER BY worker_id, id
 
 -- == resume and pause =================================================================
 

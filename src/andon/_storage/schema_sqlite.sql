@@ -1,4 +1,4 @@
--- andon schema for SQLite, version 6 (a file of an older version is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
+-- andon schema for SQLite, version 8 (a file of an older version is upgraded in place by _sqlite.py). Timestamps are unix seconds (REAL).
 CREATE TABLE IF NOT EXISTS andon_jobs (
     id                     TEXT PRIMARY KEY,
     kind                   TEXT NOT NULL,
@@ -176,6 +176,28 @@ CREATE TABLE IF NOT EXISTS andon_sessions (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS andon_sessions_token ON andon_sessions (token_hash, created_at);
 CREATE INDEX IF NOT EXISTS andon_sessions_expiry ON andon_sessions (expires_at);
+-- The workers registry (andon._workers): one row per worker process, upserted as it starts
+-- and with each lease renewal (its heartbeat), ended when it stops cleanly or is found dead.
+-- The jobs a worker runs now are the jobs it holds (andon_jobs_held), never stored here.
+CREATE TABLE IF NOT EXISTS andon_workers (
+    id             TEXT PRIMARY KEY,
+    host           TEXT NOT NULL,              -- socket.gethostname()
+    boot_id        TEXT NOT NULL,              -- the kernel's boot id ('unknown' without /proc)
+    pid_ns         TEXT NOT NULL,              -- its pid namespace ('unknown' without /proc)
+    pid            INTEGER NOT NULL,
+    pid_start      INTEGER,                    -- the process's start (ticks after boot): a reused pid differs
+    version        TEXT NOT NULL,              -- andon's version
+    kinds          TEXT NOT NULL,              -- JSON list of the kinds it claims
+    slots          INTEGER NOT NULL,
+    lease_s        REAL NOT NULL,
+    started_at     REAL NOT NULL,
+    heartbeat_at   REAL NOT NULL,              -- wall clock, for people
+    heartbeat_base REAL NOT NULL,              -- CLOCK_BOOTTIME (the lease clock): what its age is judged on
+    stopped_at     REAL,                       -- when it stopped or was found dead
+    ended          TEXT CHECK (ended IN ('stopped', 'dead')),
+    end_message    TEXT                        -- for a dead one: which process was found gone
+);
+CREATE INDEX IF NOT EXISTS andon_workers_live ON andon_workers (host, boot_id, pid_ns) WHERE stopped_at IS NULL;
 CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

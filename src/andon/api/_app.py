@@ -85,7 +85,9 @@ class Service:
 
     Until ``lifespan`` has been entered, the API answers 503 ``not_started`` when it has a
     worker (its jobs would stay queued), and logs an error otherwise; its info endpoint
-    lists the worker only while the worker runs. Every request to ``app`` passes the same
+    lists the worker only while the worker runs. Without a worker, the lifespan runs a
+    :class:`andon.Lookout`: a worker of this machine whose process is gone has its jobs
+    recovered at once even when no other worker runs. Every request to ``app`` passes the same
     guard (Host check, same-origin check for state changes, tokens, body limits, security
     headers) at any mount path, and the dashboard works at ``<prefix>/``.
 

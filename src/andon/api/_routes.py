@@ -35,6 +35,7 @@ from andon.api._schemas import (
     PauseOut,
     PruneBody,
     PruneOut,
+    RegisteredWorkerOut,
     ResultItemOut,
     ResultsOut,
     ScheduleBody,
@@ -47,6 +48,8 @@ from andon.api._schemas import (
     TokensOut,
     UserOut,
     WorkerOut,
+    WorkersOut,
+    WorkersSummaryOut,
 )
 
 __all__ = ["router", "session_router"]
@@ -131,15 +134,18 @@ router = APIRouter(prefix="/api/v1", responses=_ERRORS)
 
 @router.get("/info", operation_id="getInfo", tags=["server"])
 async def get_info(rt: Ctx, request: Request) -> InfoOut:
-    """This server: version, database, its embedded worker (while it runs), whether it needs a
+    """This server: version, database, its embedded worker (while it runs), what the store's
+    workers registry says (alive workers, their slots and slots in use), whether it needs a
     token and who this request comes from."""
     worker = rt.worker if rt.worker is not None and rt.worker.state is andon.WorkerState.RUNNING else None
     principal = _principal(request)
+    workers = await rt.call(rt.client.workers)
     return InfoOut(
         user=UserOut(name=principal.name, role=principal.role) if principal else None,
         version=andon.__version__,
         database=_redacted(rt.client.store.url),
         worker=WorkerOut(id=worker.id, concurrency=worker.concurrency, kinds=worker.kind_names) if worker else None,
+        workers=WorkersSummaryOut.of(workers),
         auth=await rt.authenticator.required(),
         server_time=time.time(),
     )
@@ -536,6 +542,17 @@ async def list_ticks(
 ) -> TicksOut:
     """What became of the schedule's ticks, newest first (also of a removed schedule)."""
     return TicksOut(items=[TickOut.of(tick) for tick in await rt.call(client.schedule_ticks, name, limit=limit)])
+
+
+@router.get("/workers", operation_id="listWorkers", tags=["server"])
+async def list_workers(rt: Ctx, client: Caller) -> WorkersOut:
+    """Every worker in the store's registry, newest first: host, pid, version, kinds, slots,
+    when it started and last sent a heartbeat, and what it is now, decided from those facts
+    (`alive`, `silent` for `silent_s` seconds, `stopped` cleanly, `dead`: its process was
+    found gone and its jobs recovered), with the jobs it holds now (a `user` token sees the
+    ids of its own jobs only). Rows of workers gone for a day are pruned."""
+    workers = await rt.call(client.workers)
+    return WorkersOut(items=[RegisteredWorkerOut.of(w) for w in workers], summary=WorkersSummaryOut.of(workers))
 
 
 @router.get("/tokens", operation_id="listTokens", tags=["server"])

@@ -1,5 +1,6 @@
-"""What one API app owns while it serves: the client, the embedded worker, the event
-broadcaster and the threads that run blocking andon calls."""
+"""What one API app owns while it serves: the client, the embedded worker (or, without one,
+a lookout for dead workers), the event broadcaster and the threads that run blocking andon
+calls."""
 
 from __future__ import annotations
 
@@ -58,6 +59,9 @@ class Runtime:
         """Replaced by ``create_app`` with one configured as it was asked."""
         self.stream_keepalive_s = stream_keepalive_s
         self.broadcaster = Broadcaster(client)
+        self.lookout = andon.Lookout(client.store) if worker is None else None
+        """Without a worker of its own (whose lookout does it), the server looks for workers
+        of this machine whose process is gone, and recovers their jobs at once."""
         self.state = RuntimeState.NEW
         self._quick = concurrent.futures.ThreadPoolExecutor(_QUICK_THREADS, thread_name_prefix="andon-api")
         self._waits = concurrent.futures.ThreadPoolExecutor(_WAIT_THREADS, thread_name_prefix="andon-api-wait")
@@ -87,6 +91,8 @@ class Runtime:
         if self.worker is not None and self.worker.state is andon.WorkerState.NEW:
             await asyncio.to_thread(self.worker.start)
         await self.broadcaster.start()
+        if self.lookout is not None:
+            self.lookout.start()
 
     async def stop(self) -> None:
         """End the streams, stop the worker (running jobs get its shutdown grace, then go
@@ -95,6 +101,8 @@ class Runtime:
             return
         self.state = RuntimeState.STOPPED
         await self.broadcaster.stop()
+        if self.lookout is not None:
+            await asyncio.to_thread(self.lookout.stop)
         if self.worker is not None:
             await asyncio.to_thread(self.worker.stop)
         for pool in (self._quick, self._waits):

@@ -37,6 +37,7 @@ __all__ = [
     "PausedOut",
     "PruneBody",
     "PruneOut",
+    "RegisteredWorkerOut",
     "ResultItemOut",
     "ResultsOut",
     "StatusCounts",
@@ -45,6 +46,8 @@ __all__ = [
     "TokenOut",
     "TokensOut",
     "UserOut",
+    "WorkersOut",
+    "WorkersSummaryOut",
     "check_json",
 ]
 
@@ -687,11 +690,96 @@ class WorkerOut(BaseModel):
     kinds: list[str]
 
 
+class RegisteredWorkerOut(BaseModel):
+    """A worker in the store's registry, with what it is now (decided from facts)."""
+
+    id: str
+    host: str
+    pid: int
+    version: str
+    kinds: list[str]
+    slots: int
+    slots_in_use: int
+    """Slots it fills now: the jobs it holds (none once it stopped or died)."""
+    running: int
+    """Jobs it holds now (running or cancelling)."""
+    job_ids: list[str]
+    """Those jobs' ids (a ``user`` token sees only its own)."""
+    status: andon.WorkerStatus
+    """``alive``: heartbeat fresh; ``silent``: none for two thirds of its lease or more
+    (``silent_s``); ``stopped``: it stopped cleanly; ``dead``: its process was found gone."""
+    silent_s: float | None
+    """For a silent worker: seconds since its last heartbeat."""
+    heartbeat_age_s: float
+    lease_s: float
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None
+    """When it stopped cleanly or was found dead."""
+    end_message: str | None
+    """For a dead worker: which process was found gone."""
+
+    @classmethod
+    def of(cls, worker: andon.WorkerInfo) -> RegisteredWorkerOut:
+        return cls(
+            id=worker.id,
+            host=worker.host,
+            pid=worker.pid,
+            version=worker.version,
+            kinds=list(worker.kinds),
+            slots=worker.slots,
+            slots_in_use=worker.slots_in_use,
+            running=worker.running,
+            job_ids=list(worker.job_ids),
+            status=worker.status,
+            silent_s=worker.silent_s,
+            heartbeat_age_s=worker.heartbeat_age_s,
+            lease_s=worker.lease_s,
+            started_at=worker.started_at,
+            heartbeat_at=worker.heartbeat_at,
+            stopped_at=worker.stopped_at,
+            end_message=worker.end_message,
+        )
+
+
+class WorkersSummaryOut(BaseModel):
+    """What the store's workers registry says now, in numbers."""
+
+    alive: int
+    """Workers whose heartbeat is fresh."""
+    silent: int
+    """Workers not ended whose heartbeat is late (two thirds of their lease or more)."""
+    slots: int
+    """Slots of the alive workers."""
+    slots_in_use: int
+    """Of those, how many hold a job now."""
+    alive_ids: list[str]
+
+    @classmethod
+    def of(cls, workers: list[andon.WorkerInfo]) -> WorkersSummaryOut:
+        alive = [w for w in workers if w.status is andon.WorkerStatus.ALIVE]
+        return cls(
+            alive=len(alive),
+            silent=sum(w.status is andon.WorkerStatus.SILENT for w in workers),
+            slots=sum(w.slots for w in alive),
+            slots_in_use=sum(w.slots_in_use for w in alive),
+            alive_ids=[w.id for w in alive],
+        )
+
+
+class WorkersOut(BaseModel):
+    items: list[RegisteredWorkerOut]
+    """Newest first; rows of workers gone for a day are pruned."""
+    summary: WorkersSummaryOut
+
+
 class InfoOut(BaseModel):
     version: str
     database: str
     worker: WorkerOut | None
-    """The worker this server runs, if any (jobs may also run on workers elsewhere)."""
+    """The worker this server runs, if any (jobs may also run on workers elsewhere: see ``workers``)."""
+    workers: WorkersSummaryOut
+    """Every worker of the store, as its registry says now (this server's own included)."""
     auth: bool
     user: UserOut | None = None
     """Who this request comes from, when auth is required."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import logging
 import signal
 import sys
@@ -822,6 +823,24 @@ def kinds(db: DbOption = None, app_ref: AppOption = None) -> None:
             console.print(fmt.kinds_list(client.app.kinds, stats, paused))
         else:
             fmt.print_table(console, fmt.kinds_table(client.app.kinds, stats, paused))
+
+
+@cli.command()
+def workers(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per worker and line.")] = False,
+    db: DbOption = None,
+) -> None:
+    """The store's workers: alive, silent for N s, stopped or dead (found gone), where they
+    run, their slots in use and the jobs they run now."""
+    with _client(db) as client:
+        found = client.workers()
+    if as_json:
+        for worker in found:
+            typer.echo(json.dumps(fmt.worker_json(worker)))
+        return
+    if found:
+        fmt.print_table(console, fmt.workers_table(found))
+    console.print(fmt.workers_summary(found), soft_wrap=True)
 
 
 @cli.command()

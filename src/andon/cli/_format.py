@@ -47,6 +47,10 @@ __all__ = [
     "status_text",
     "stop_detail",
     "stop_text",
+    "worker_json",
+    "worker_state_text",
+    "workers_summary",
+    "workers_table",
 ]
 
 STATUS_STYLES: Final[Mapping[andon.JobStatus, str]] = {
@@ -742,3 +746,87 @@ def _schema_type(prop: Mapping[str, Any]) -> str:  # Any: JSON schema values
     if "anyOf" in prop:
         return " | ".join(_schema_type(option) for option in prop["anyOf"])
     return "any"
+
+
+# -- workers ------------------------------------------------------------------------
+
+WORKER_STYLES: Final[Mapping[andon.WorkerStatus, str]] = {
+    andon.WorkerStatus.ALIVE: "green",
+    andon.WorkerStatus.SILENT: "yellow",
+    andon.WorkerStatus.STOPPED: "dim",
+    andon.WorkerStatus.DEAD: "red",
+}
+
+
+def worker_state_text(worker: andon.WorkerInfo) -> Text:
+    """``alive``, ``silent for 42.0 s``, ``stopped``, ``dead``: what the registry's facts say."""
+    label = worker.status.value
+    if worker.silent_s is not None:
+        label = f"silent for {seconds(worker.silent_s)}"
+        if worker.silent_s >= worker.lease_s:
+            label += " (past its lease)"
+    return Text(label, style=WORKER_STYLES[worker.status])
+
+
+def workers_table(workers: Sequence[andon.WorkerInfo], *, now: float | None = None) -> Table:
+    """The store's workers, newest first: state, where, what they claim, slots and jobs."""
+    now = time.time() if now is None else now
+    table = _table()
+    for name in ("worker", "state", "host", "pid", "slots", "running jobs", "kinds", "started", "heartbeat", "ended"):
+        table.add_column(name, justify="right" if name in ("pid", "slots") else "left")
+    for worker in workers:
+        ended = "-"
+        if worker.stopped_at is not None:
+            ended = short_time(worker.stopped_at, now)
+            if worker.end_message:
+                ended += f": {worker.end_message}"
+        table.add_row(
+            Text(worker.id, style="bold"),
+            worker_state_text(worker),
+            Text(worker.host),
+            str(worker.pid),
+            f"{worker.slots_in_use} / {worker.slots}",
+            Text("\n".join(worker.job_ids) or ("-" if not worker.running else f"{worker.running} (not yours)")),
+            Text(", ".join(worker.kinds)),
+            short_time(worker.started_at, now),
+            f"{seconds(worker.heartbeat_age_s)} ago",
+            Text(ended, style="red" if worker.status is andon.WorkerStatus.DEAD else ""),
+        )
+    return table
+
+
+def workers_summary(workers: Sequence[andon.WorkerInfo]) -> Text:
+    """One line: how many are alive, with how many slots, and how many of those are in use."""
+    alive = [w for w in workers if w.is_alive]
+    if not alive:
+        return Text("no worker is alive: queued jobs wait until an andon worker starts", style="yellow")
+    slots = sum(w.slots for w in alive)
+    used = sum(w.slots_in_use for w in alive)
+    text = Text(f"{len(alive)} alive, {used} of {slots} slots in use")
+    silent = sum(w.status is andon.WorkerStatus.SILENT for w in workers)
+    if silent:
+        text.append(f", {silent} silent", style="yellow")
+    return text
+
+
+def worker_json(worker: andon.WorkerInfo) -> dict[str, object]:
+    """A worker as ``andon workers --json`` prints it (the API's field names)."""
+    return {
+        "id": worker.id,
+        "status": worker.status.value,
+        "silent_s": worker.silent_s,
+        "host": worker.host,
+        "pid": worker.pid,
+        "version": worker.version,
+        "kinds": list(worker.kinds),
+        "slots": worker.slots,
+        "slots_in_use": worker.slots_in_use,
+        "running": worker.running,
+        "job_ids": list(worker.job_ids),
+        "lease_s": worker.lease_s,
+        "started_at": worker.started_at,
+        "heartbeat_at": worker.heartbeat_at,
+        "heartbeat_age_s": worker.heartbeat_age_s,
+        "stopped_at": worker.stopped_at,
+        "end_message": worker.end_message,
+    }

@@ -143,7 +143,10 @@ def _banner(console: Console, options: ServeOptions, url: str, worker: andon.Wor
     line = Text("andon serve ", style="bold")
     line.append(f"http://{address}:{options.port}", style="bold cyan")
     line.append(f"  db {url}  ")
-    line.append(f"worker {worker.concurrency} slots" if worker else "no worker here (--no-worker)", style="dim")
+    here = "no worker in this server (--no-worker; see andon workers)"
+    if worker is not None:
+        here = f"worker {worker.concurrency} slots"
+    line.append(here, style="dim")
     if options.token:
         line.append("  token required", style="dim")
     console.print(line, soft_wrap=True)

@@ -33,6 +33,7 @@ SCRIPTS: Final = (
     "state.js",
     "submit.js",
     "tree.js",
+    "workers.js",
 )
 """The dashboard's modules; only files named here (and below) are served."""
 

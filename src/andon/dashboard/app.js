@@ -12,11 +12,12 @@
 //   format.js    how values read              dom.js       building elements as text
 //   kinds.js     the kinds strip and page     tree.js      a job's children, nested
 //   schedules.js periodic schedules: pause, resume, trigger
+//   workers.js   the workers registry: alive, silent, stopped, dead; the header's worker text
 
 import { api, whenUnauthorized } from "./api.js";
 import { renderCards, setUpCards, tick } from "./cards.js";
 import { $ } from "./dom.js";
-import { plural, setServerTime } from "./format.js";
+import { setServerTime } from "./format.js";
 import { setUpHistory } from "./history.js";
 import { closeJobPage, openJobPage, setUpJobPage } from "./jobpage.js";
 import { KINDS_HASH, openKindsPage, renderKinds, setUpKinds } from "./kinds.js";
@@ -25,6 +26,7 @@ import { setUpSchedules } from "./schedules.js";
 import { toast } from "./notices.js";
 import { forgetOldToken, logIn, setUpLogout, showUser } from "./session.js";
 import { showKinds, setUpSubmitForm } from "./submit.js";
+import { setUpWorkers } from "./workers.js";
 
 function route() {
   const match = /^#\/jobs\/(.+)$/.exec(location.hash);
@@ -56,10 +58,8 @@ async function start() {
   const info = await api("GET", "info");
   showUser(info);
   setServerTime(info.server_time);
-  const worker = info.worker ? `worker: ${plural(info.worker.concurrency, "slot")}` : "no worker here";
-  $("server-info").textContent = `${info.database} · ${worker}`;
   $("server-info").title = `andon ${info.version}`;
-  $("no-worker-note").hidden = Boolean(info.worker);
+  setUpWorkers(info);
   const kinds = (await api("GET", "kinds")).items;
   showKinds(kinds);
   renderKinds(kinds);

@@ -24,8 +24,10 @@ from andon._storage._rows import (
     SettlementWrite,
     job_from_row,
     lost_attempt_event,
+    registration_args,
     settlement_write,
 )
+from andon._workers import WorkerRegistration
 
 __all__ = ["Settled", "WorkOperations"]
 
@@ -264,7 +266,14 @@ class WorkOperations(TreeOperations[C]):
             CancelNotice(r["id"], r["attempt"], CancelReason(r["cancel_reason"]), r["cancel_message"]) for r in rows
         ]
 
-    def renew_leases(self, worker_id: str, lease_s: float, job_ids: Collection[str] | None = None) -> list[str]:
+    def renew_leases(
+        self,
+        worker_id: str,
+        lease_s: float,
+        job_ids: Collection[str] | None = None,
+        *,
+        heartbeat: WorkerRegistration | None = None,
+    ) -> list[str]:
         args = {
             "now": self._clock.now(),
             "lease_base": self._db.lease_base(),
@@ -272,7 +281,12 @@ class WorkOperations(TreeOperations[C]):
             "worker": worker_id,
             "ids": None if job_ids is None else self._db.array(job_ids),
         }
-        rows = self._db.write(lambda tx: tx.all("renew_leases", args), IfUnsure.RETRY, single=True)
+        name = "renew_leases"
+        if heartbeat is not None:
+            # The worker's heartbeat rides in the renewal: one transaction (one statement on PostgreSQL).
+            name = "renew_leases_beating"
+            args |= registration_args(heartbeat) | {"worker": worker_id, "lease_s": lease_s}
+        rows = self._db.write(lambda tx: tx.all(name, args), IfUnsure.RETRY, single=True)
         return [row["id"] for row in rows]
 
     def recover_lost(self) -> list[Job]:
