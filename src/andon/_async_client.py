@@ -41,6 +41,7 @@ from andon._storage import (
     JobFilter,
     KindLimitUse,
     KindStats,
+    MetricsSnapshot,
     OffsetPage,
     Page,
     PausedKind,
@@ -525,6 +526,10 @@ class AsyncClient:
     async def kind_limits(self) -> list[KindLimitUse]:
         """:meth:`Client.kind_limits`: the limits per kind the store enforces, with their use now."""
         return await self._call(self._sync.kind_limits)
+
+    async def metrics(self) -> MetricsSnapshot:
+        """:meth:`Client.metrics`: the figures ``GET /metrics`` reports."""
+        return await self._call(self._sync.metrics)
 
     # -- waiting --------------------------------------------------------------
 

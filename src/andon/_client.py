@@ -42,6 +42,7 @@ from andon._storage import (
     JobFilter,
     KindLimitUse,
     KindStats,
+    MetricsSnapshot,
     NewJob,
     OffsetPage,
     Page,
@@ -527,6 +528,12 @@ class Client:
         """The limits per kind the store enforces (written by workers as they start from
         ``@app.job(max_running=, rate=)``), each with its use now; a cheap read."""
         return self.store.kind_limits()
+
+    def metrics(self) -> MetricsSnapshot:
+        """The figures ``GET /metrics`` reports, for every job whoever owns it: active jobs by
+        kind and state, what ended, and stop times (see :class:`MetricsSnapshot`). A cheap
+        read at any history size."""
+        return self.store.metrics()
 
     def wait_finished(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job is in a terminal state; returns it.

@@ -6,6 +6,7 @@ from andon._storage._open import SchemaUpgrade, open_store, upgrade_database
 from andon._storage._port import (
     ALL_CHANGES,
     PAGE_MAX_BYTES,
+    ActiveJobs,
     BulkCancel,
     CancelNotice,
     CancelResult,
@@ -16,6 +17,7 @@ from andon._storage._port import (
     KindLimit,
     KindLimitUse,
     KindStats,
+    MetricsSnapshot,
     NewJob,
     OffsetPage,
     Page,
@@ -23,6 +25,7 @@ from andon._storage._port import (
     PauseResult,
     PruneResult,
     SchedulerLease,
+    StopTimes,
     Store,
     Submission,
 )
@@ -30,6 +33,7 @@ from andon._storage._port import (
 __all__ = [
     "ALL_CHANGES",
     "PAGE_MAX_BYTES",
+    "ActiveJobs",
     "BulkCancel",
     "CancelNotice",
     "CancelResult",
@@ -40,6 +44,7 @@ __all__ = [
     "KindLimit",
     "KindLimitUse",
     "KindStats",
+    "MetricsSnapshot",
     "NewJob",
     "OffsetPage",
     "Page",
@@ -48,6 +53,7 @@ __all__ = [
     "PruneResult",
     "SchedulerLease",
     "SchemaUpgrade",
+    "StopTimes",
     "Store",
     "Submission",
     "open_store",
