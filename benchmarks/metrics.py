@@ -132,6 +132,9 @@ def print_plans_postgres(url: str) -> None:
 
 def measure_store(name: str, url: str, total: int, scrapes: int) -> list[dict[str, Any]]:
     with andon.connect(url) as client:
+        ended = sum(client.metrics().ended.values())
+        if ended != total - sum(ACTIVE.values()):
+            raise SystemExit(f"the trigger counted {ended:,} ended jobs of {total - sum(ACTIVE.values()):,} on {name}")
         registry = CollectorRegistry(auto_describe=False)
         registry.register(StoreCollector(client.metrics, list))
         text = generate_latest(registry)
