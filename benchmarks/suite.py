@@ -5,9 +5,8 @@ Usage::
     ./scripts/bench [--quick] [--only GROUPS] [--db POSTGRES_URL | --no-postgres] [--out DIR]
 
 Runs the measurement modules in turn (``stops``, ``throughput``, ``overheads``, ``scale``,
-``startup``, ``limits``, ``metrics``; ``--only stops,scale`` for some), prints their rows as one table
-and writes
-``suite.json`` (every row with its samples, and the machine) and ``suite.md`` (the table
+``startup``, ``limits``, ``metrics``; ``--only stops,scale`` for some), prints their rows as
+one table and writes ``suite.json`` (every row with its samples, and the machine) and ``suite.md`` (the table
 in Markdown, as the README shows it) to ``benchmarks/out/`` (or ``--out``).
 
 PostgreSQL rows use ``--db`` (default ``$ANDON_TEST_POSTGRES_URL`` or the local server),
