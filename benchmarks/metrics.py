@@ -144,7 +144,8 @@ def measure_store(name: str, url: str, total: int, scrapes: int) -> list[dict[st
             generate_latest(registry)
             took.append(time.perf_counter() - began)
     active = sum(ACTIVE.values())
-    print(f"  one scrape on {name}: {len(text):,} bytes, median {sorted(took)[len(took) // 2] * 1000:.1f} ms", flush=True)
+    median_ms = sorted(took)[len(took) // 2] * 1000
+    print(f"  one scrape on {name}: {len(text):,} bytes, median {median_ms:.1f} ms", flush=True)
     label = f"scrape of /metrics, {total:,} jobs ({active:,} active), {name}"
     return [latency_row("metrics", label, took, target_p99_ms=100)]
 

@@ -8,10 +8,11 @@ first saw it) and ``cancel.stopped`` (when the work had stopped, with the stop m
 which is also an attribute of the span).
 
 The spans go to whatever tracer provider the process configured (the OpenTelemetry SDK
-and an exporter); with none configured, OpenTelemetry's API makes them non-recording. The
-API is imported once, when the first worker is made (:func:`attempt_tracer`); without it
-installed the worker holds ``None`` and its attempts pay one ``is None`` test each. Nothing
-in the stop path imports this module's dependencies.
+and an exporter); with none configured, OpenTelemetry's API makes them non-recording, and
+the worker keeps none (one call per attempt to find that out). The API is imported once,
+when the first worker is made (:func:`attempt_tracer`); without it installed the worker
+holds ``None`` and its attempts pay one ``is None`` test each. Nothing in the stop path
+imports this module's dependencies.
 """
 
 from __future__ import annotations
@@ -71,10 +72,12 @@ class AttemptTracer:
     def __init__(self, tracer: Any) -> None:  # Any: an opentelemetry Tracer
         self._tracer = tracer
 
-    def start(self, job: Job, at: float) -> AttemptTrace:
+    def start(self, job: Job, at: float) -> AttemptTrace | None:
+        """The attempt's span, or ``None`` when nothing records it (no tracer provider is
+        configured, or it samples this one out): then the attempt's moments cost nothing more."""
         attributes = {"andon.job.id": job.id, "andon.job.kind": job.kind, "andon.job.attempt": job.attempt}
         span = self._tracer.start_span(f"andon.job {job.kind}", attributes=attributes, start_time=_ns(at))
-        return AttemptTrace(span)
+        return AttemptTrace(span) if span.is_recording() else None
 
 
 @functools.cache

@@ -181,3 +181,20 @@ def test_opentelemetry_is_not_imported_before_a_worker_is_made() -> None:
         """
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_with_no_tracer_provider_configured_a_worker_keeps_no_span() -> None:
+    done = run_python(
+        """
+        import andon
+        from andon._ids import new_job_id
+        from andon._tracing import attempt_tracer
+        tracer = attempt_tracer()
+        assert tracer is not None, "the API is installed here"
+        job = andon.Job(id=new_job_id(), kind="quick", params={}, status=andon.JobStatus.RUNNING, created_at=0.0)
+        assert tracer.start(job, 0.0) is None
+        print("no span")
+        """
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no span" in done.stdout
