@@ -5,8 +5,8 @@ Usage::
     ./scripts/bench [--quick] [--only GROUPS] [--db POSTGRES_URL | --no-postgres] [--out DIR]
 
 Runs the measurement modules in turn (``stops``, ``throughput``, ``overheads``, ``scale``,
-``startup``, ``limits``; ``--only stops,scale`` for some), prints their rows as one table and writes
-``suite.json`` (every row with its samples, and the machine) and ``suite.md`` (the table
+``startup``, ``limits``, ``metrics``; ``--only stops,scale`` for some), prints their rows as
+one table and writes ``suite.json`` (every row with its samples, and the machine) and ``suite.md`` (the table
 in Markdown, as the README shows it) to ``benchmarks/out/`` (or ``--out``).
 
 PostgreSQL rows use ``--db`` (default ``$ANDON_TEST_POSTGRES_URL`` or the local server),
@@ -32,7 +32,7 @@ import psycopg
 import _common
 from _report import markdown_table, met, rows_table
 
-MODULES = ("stops", "throughput", "overheads", "scale", "retention", "startup", "limits")
+MODULES = ("stops", "throughput", "overheads", "scale", "retention", "startup", "limits", "metrics")
 
 
 def postgres_or_none(url: str, required: bool) -> str | None:

@@ -41,6 +41,7 @@ from andon._storage import (
     JobFilter,
     KindLimitUse,
     KindStats,
+    MetricsSnapshot,
     OffsetPage,
     Page,
     PausedKind,
@@ -535,6 +536,10 @@ class AsyncClient:
     async def workers(self) -> list[WorkerInfo]:
         """:meth:`Client.workers`: every worker in the registry, with its status and the jobs it holds."""
         return await self._call(self._sync.workers)
+
+    async def metrics(self) -> MetricsSnapshot:
+        """:meth:`Client.metrics`: the figures ``GET /metrics`` reports."""
+        return await self._call(self._sync.metrics)
 
     # -- waiting --------------------------------------------------------------
 

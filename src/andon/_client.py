@@ -42,6 +42,7 @@ from andon._storage import (
     JobFilter,
     KindLimitUse,
     KindStats,
+    MetricsSnapshot,
     NewJob,
     OffsetPage,
     Page,
@@ -544,6 +545,12 @@ class Client:
         Rows of workers gone for a day are pruned. A cheap read."""
         owners = self._owners
         return self.store.workers(visible_owner=owners[0] if owners else None)
+
+    def metrics(self) -> MetricsSnapshot:
+        """The figures ``GET /metrics`` reports, for every job whoever owns it: active jobs by
+        kind and state, what ended, and stop times (see :class:`MetricsSnapshot`). A cheap
+        read at any history size."""
+        return self.store.metrics()
 
     def wait_finished(self, job_id: str, timeout: float | None = None) -> Job:
         """Block until the job is in a terminal state; returns it.

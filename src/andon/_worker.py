@@ -64,6 +64,7 @@ from andon._runtimes import close_slot_loop, execution_for
 from andon._scheduler import DEFAULT_SCHEDULER_LEASE_S, Scheduler
 from andon._stop import Due, Execution, Step, due, ended_now, failure, stopped
 from andon._storage import Change, ChangeWatcher, KindLimit, Store
+from andon._tracing import AttemptTrace, attempt_tracer
 from andon._workers import LOOKOUT_EVERY_S, Lookout, WorkerRegistration, this_process
 
 __all__ = ["Worker", "WorkerState"]
@@ -95,12 +96,15 @@ class _Running:
     execution: Execution
     thread: threading.Thread | None
     """The slot thread running it; ``None`` while it waits (microseconds) for an idle slot."""
+    trace: AttemptTrace | None = None
+    """Its span, when OpenTelemetry is installed (``andon._tracing``)."""
 
 
 @dataclass(slots=True)
 class _PendingEnd:
     attempt: Attempt
     end: AttemptEnd
+    trace: AttemptTrace | None = None
     done: bool = False
 
 
@@ -177,6 +181,7 @@ class Worker:
         self.flush_interval_s = flush_interval_s
         self.idle_poll_s = idle_poll_s
         self.clock = clock
+        self._tracer = attempt_tracer()
         self.kind_names = list(kind_names) if kind_names is not None else [k.kind for k in app.kinds]
         # Where output the store does not take goes beyond each attempt's memory budget.
         safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.id)
@@ -362,6 +367,8 @@ class Worker:
             running = self._running.get(job_id)
         if running is None or not running.attempt.request_stop(reason, message):
             return False
+        if running.trace is not None:
+            running.trace.cancel_requested(reason, message, self.clock.now())
         running.execution.deliver()
         self._monitor_wake.set()  # its escalation is now due at some point
         return True
@@ -484,7 +491,9 @@ class Worker:
         update = attempt.buffer.close(attempt.token.acknowledged_at)
         if outcome.stop_method is StopMethod.ABANDONED:
             outcome = ended_now(outcome, self.clock)  # the buffer is closed: nothing it emits now counts
-        mine = _PendingEnd(attempt, AttemptEnd(job.id, job.attempt, outcome, update))
+        entry = self._running.get(job.id)
+        trace = entry.trace if entry is not None else None
+        mine = _PendingEnd(attempt, AttemptEnd(job.id, job.attempt, outcome, update), trace)
         with self._settle_lock:
             self._settle_queue.append(mine)
             while self._settling and not mine.done:
@@ -572,6 +581,8 @@ class Worker:
             )
             attempt.vouch(attempt.stop.fence_at(self.lease_s))
             entry = _Running(attempt, execution_for(attempt), None)
+            if self._tracer is not None:
+                entry.trace = self._tracer.start(job, self.clock.now())
             self._running[job.id] = entry
             self._ready.append(entry)
 
@@ -591,7 +602,7 @@ class Worker:
                 self._record_alone(pending)
             return []
         for pending, settled in zip(batch, results, strict=True):
-            _log_settled(pending.attempt.job, settled)
+            self._recorded(pending, settled)
             if isinstance(settled, InvalidTransition):
                 self._record_lost_attempt(pending)
         return jobs
@@ -643,9 +654,18 @@ class Worker:
                 log.exception("job %s: recording its end failed unexpectedly", end.job_id)
                 end = _degraded(end, exc)
                 continue
-            _log_settled(pending.attempt.job, settled)
+            self._recorded(pending, settled)
             return
         log.error("job %s: its end could not be recorded; its lease will expire", end.job_id)
+        self._recorded(pending, None)
+
+    def _recorded(self, pending: _PendingEnd, settled: Job | AndonError | None) -> None:
+        """The store answered for an attempt's end (``None``: it never took it)."""
+        if settled is not None:
+            _log_settled(pending.attempt.job, settled)
+        if pending.trace is not None:
+            status = settled.status.value if isinstance(settled, Job) else None
+            pending.trace.end(pending.end.outcome, status, self.clock.now())
 
     # -- control --------------------------------------------------------------
 

@@ -121,3 +121,14 @@ def test_limits_benchmark_runs_quick() -> None:
     for way in ("no limit", "max_running in force", "rate in force"):
         for store in ("SQLite", "PostgreSQL"):
             assert f"limits: claim, {way}, {store}" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_metrics_benchmark_runs_quick() -> None:
+    """One scrape's cost, on both stores, after the trigger counted every job the fill ended."""
+    require_postgres()
+    done = run_benchmark("metrics.py", "--quick", "--db", SERVER_URL, timeout=210)
+    for store in ("SQLite", "PostgreSQL"):
+        assert f"metrics: scrape of /metrics, 30,080 jobs (10,080 active), {store}" in done.stdout, done.stdout
+        assert f"plan of metrics_active on {store}" in done.stdout, done.stdout

@@ -6,6 +6,7 @@ from andon._storage._open import SchemaUpgrade, open_store, upgrade_database
 from andon._storage._port import (
     ALL_CHANGES,
     PAGE_MAX_BYTES,
+    ActiveJobs,
     BulkCancel,
     CancelNotice,
     CancelResult,
@@ -16,6 +17,7 @@ from andon._storage._port import (
     KindLimit,
     KindLimitUse,
     KindStats,
+    MetricsSnapshot,
     NewJob,
     OffsetPage,
     Page,
@@ -25,6 +27,7 @@ from andon._storage._port import (
     SchedulerLease,
     SessionRecord,
     StopStats,
+    StopTimes,
     Store,
     Submission,
 )
@@ -32,6 +35,7 @@ from andon._storage._port import (
 __all__ = [
     "ALL_CHANGES",
     "PAGE_MAX_BYTES",
+    "ActiveJobs",
     "BulkCancel",
     "CancelNotice",
     "CancelResult",
@@ -42,6 +46,7 @@ __all__ = [
     "KindLimit",
     "KindLimitUse",
     "KindStats",
+    "MetricsSnapshot",
     "NewJob",
     "OffsetPage",
     "Page",
@@ -52,6 +57,7 @@ __all__ = [
     "SchemaUpgrade",
     "SessionRecord",
     "StopStats",
+    "StopTimes",
     "Store",
     "Submission",
     "open_store",

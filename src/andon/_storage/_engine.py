@@ -23,6 +23,7 @@ from andon._storage._ops._cancels import CancelOperations
 from andon._storage._ops._control import ControlOperations
 from andon._storage._ops._jobs import JobOperations
 from andon._storage._ops._limits import LimitOperations
+from andon._storage._ops._metrics import MetricsOperations
 from andon._storage._ops._retention import RetentionOperations
 from andon._storage._ops._schedules import ScheduleOperations
 from andon._storage._ops._sessions import SessionOperations
@@ -45,6 +46,7 @@ class Engine(
     TokenOperations[C],
     SessionOperations[C],
     RetentionOperations[C],
+    MetricsOperations[C],
 ):
     """A :class:`~andon._storage.Store` over connector ``C``; ``SqliteStore`` and
     ``PostgresStore`` are this with their connector. Its operations are grouped by who

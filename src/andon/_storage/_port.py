@@ -29,6 +29,7 @@ __all__ = [
     "FORCED_STOP_METHODS",
     "NEEDS_FORCE_MIN_STOPS",
     "PAGE_MAX_BYTES",
+    "ActiveJobs",
     "BulkCancel",
     "CancelNotice",
     "CancelResult",
@@ -39,6 +40,7 @@ __all__ = [
     "KindLimit",
     "KindLimitUse",
     "KindStats",
+    "MetricsSnapshot",
     "NewJob",
     "OffsetPage",
     "Page",
@@ -48,6 +50,7 @@ __all__ = [
     "SchedulerLease",
     "SessionRecord",
     "StopStats",
+    "StopTimes",
     "Store",
     "Submission",
 ]
@@ -363,6 +366,56 @@ class KindStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ActiveJobs:
+    """The jobs of one kind in one active state now, as a scrape counts them."""
+
+    kind: str
+    status: JobStatus
+    jobs: int
+    scheduled: int
+    """Of the queued ones, those not due yet (scheduled, or waiting out a retry backoff)."""
+    oldest_due_at: float | None
+    """The earliest moment a queued job that is due now became due (``available_at``)."""
+    oldest_request_at: float | None
+    """The earliest cancel request among them (a cancelling job's ``cancel_requested_at``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopTimes:
+    """Stops of one kind, method and reason whose time from request to stop fell in one
+    bucket of the histogram (at most ``le`` seconds, more than the bound below it)."""
+
+    kind: str
+    method: str
+    reason: str
+    le: float
+    stops: int
+    seconds: float
+    """Their stop times added up."""
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    """What ``GET /metrics`` reports, read from the store in one go.
+
+    Active jobs are counted at the time of reading, over the rows of active states only;
+    ended jobs and stop times are counters that the store keeps as jobs end (a trigger in
+    the transaction that ends each one), so reading them costs a few rows per kind however
+    much history the store holds, and pruning history never lowers them.
+    """
+
+    at: float
+    """When it was read (the store's clock)."""
+    active: tuple[ActiveJobs, ...]
+    ended: dict[tuple[str, str], int]
+    """Times a job of a kind reached a terminal state: ``(kind, status)`` -> count."""
+    stops: tuple[StopTimes, ...]
+    """Every stop of a job that ended after a cancel request, withdrawn ones included."""
+    bounds: tuple[float, ...]
+    """The histogram's bucket bounds in seconds, ascending; the last is infinity."""
+
+
+@dataclass(frozen=True, slots=True)
 class PruneResult:
     """What a prune did (or, with ``dry_run``, would do)."""
 
@@ -592,6 +645,11 @@ class Store(Protocol):
 
     def kind_limits(self) -> list[KindLimitUse]:
         """Every stored limit with its use now, by kind."""
+        ...
+
+    def metrics(self) -> MetricsSnapshot:
+        """The figures of ``GET /metrics``: active jobs counted now, ended jobs and stop times
+        as counted when they ended (cheap however many jobs the store holds)."""
         ...
 
     def sync_kind_limits(self, limits: Sequence[KindLimit], by: str | None) -> None:

@@ -20,6 +20,7 @@ __all__ = ["postgres_filter", "read_blocks", "read_sql", "sqlite_filter"]
 
 _NAME_LINE: Final = re.compile(r"^-- name: (\w+)[ \t]*$", re.MULTILINE)
 _STATEMENT_END: Final = re.compile(r";[ \t]*$", re.MULTILINE)
+_TRIGGER: Final = re.compile(r"CREATE\s+TRIGGER\b", re.IGNORECASE)
 
 
 def read_sql(filename: str) -> str:
@@ -34,11 +35,29 @@ def read_blocks(filename: str) -> dict[str, tuple[str, ...]]:
     blocks: dict[str, tuple[str, ...]] = {}
     for name, body in zip(pieces[1::2], pieces[2::2], strict=True):
         code = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("--"))
-        statements = tuple(s.strip() for s in _STATEMENT_END.split(code) if s.strip())
+        statements = _join_triggers(tuple(s.strip() for s in _STATEMENT_END.split(code) if s.strip()))
         if name in blocks or not statements:
             raise ValueError(f"{filename}: block {name!r} is repeated or empty")
         blocks[name] = statements
     return blocks
+
+
+def _join_triggers(pieces: tuple[str, ...]) -> tuple[str, ...]:
+    """A SQLite ``CREATE TRIGGER`` holds statements of its own, each ending in ``;``: it runs
+    to the piece that ends with its ``END``, and is one statement."""
+    statements: list[str] = []
+    body: list[str] = []
+    for piece in pieces:
+        if body or _TRIGGER.match(piece):
+            body.append(piece)
+            if piece.upper().endswith("END"):
+                statements.append(";\n".join(body))
+                body = []
+        else:
+            statements.append(piece)
+    if body:
+        raise ValueError(f"a CREATE TRIGGER without its END: {body[0][:60]!r}")
+    return tuple(statements)
 
 
 def _filter_values(where: JobFilter) -> list[tuple[str, list[str]]]:

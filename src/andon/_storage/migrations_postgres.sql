@@ -183,7 +183,7 @@ CREATE INDEX andon_kind_starts_at ON andon_kind_starts (kind, at);
 -- How many of a kind run now, read by each claim of a limited kind: only active rows.
 CREATE INDEX andon_jobs_running_kind ON andon_jobs (kind) WHERE status IN ('running', 'cancelling');
 
--- migration 7: stop-time statistics per kind, dashboard sessions every server honours, the workers registry
+-- migration 7: stop-time statistics, dashboard sessions every server honours, the workers registry, metrics counters
 -- The stops of each kind (GET /api/v1/kinds, andon kinds) are read from this index alone,
 -- not from a scan of every job. Its WHERE is the queries' own.
 CREATE INDEX andon_jobs_stopped
@@ -224,3 +224,79 @@ CREATE TABLE andon_workers (
     end_message    text                            -- for a dead one: which process was found gone
 );
 CREATE INDEX andon_workers_live ON andon_workers (host, boot_id, pid_ns) WHERE stopped_at IS NULL;
+-- metrics: counters of jobs ended and of stop times per kind, kept by a statement-level
+-- trigger on andon_jobs in the transaction of every change of status to a terminal one
+-- (whichever path ends the job), so a scrape reads a few rows instead of the whole history,
+-- and pruning never lowers them. Each counter is kept in 16 rows (shard: the backend's pid
+-- mod 16) that a scrape adds up, so transactions of different connections ending jobs of one
+-- kind at once do not wait for each other's commit on one row. The jobs already stored are
+-- counted here, after the trigger exists and with writers of andon_jobs held off until this
+-- commits, so none is counted twice or missed.
+LOCK TABLE andon_jobs IN SHARE ROW EXCLUSIVE MODE;
+CREATE TABLE andon_stop_buckets (
+    le double precision PRIMARY KEY                -- upper bounds of the stop-time histogram, seconds (one is +Inf)
+);
+INSERT INTO andon_stop_buckets (le) VALUES
+    (0.001), (0.0025), (0.005), (0.01), (0.025), (0.05), (0.1), (0.25), (0.5), (1.0), (2.5), (5.0), (10.0),
+    (30.0), (60.0), ('Infinity');
+CREATE TABLE andon_ended_counts (
+    kind   text COLLATE "C" NOT NULL,
+    status text NOT NULL,                          -- succeeded | failed | cancelled
+    shard  smallint NOT NULL,
+    n      bigint NOT NULL,                        -- times a job of the kind reached it (a resumed job can twice)
+    PRIMARY KEY (kind, status, shard)
+);
+CREATE TABLE andon_stop_counts (
+    kind    text COLLATE "C" NOT NULL,
+    method  text NOT NULL,                         -- the stop method (withdrawn, cooperative, injected...)
+    reason  text NOT NULL,                         -- the cancel reason
+    le      double precision NOT NULL,             -- the smallest bucket bound >= the stop time
+    shard   smallint NOT NULL,
+    n       bigint NOT NULL,
+    seconds double precision NOT NULL,             -- the stop times (cancel_stopped_at - cancel_requested_at) added up
+    PRIMARY KEY (kind, method, reason, le, shard)
+);
+-- Most statements on andon_jobs end no job (claims, progress, leases): they leave after one
+-- look at the rows they changed. The rows are upserted in key order, so two transactions of
+-- one shard lock them in the same order.
+CREATE FUNCTION andon_count_ends() RETURNS trigger LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM new_rows WHERE status IN ('succeeded', 'failed', 'cancelled')) THEN
+        RETURN NULL;
+    END IF;
+    WITH ended AS (
+        SELECT n.kind, n.status, n.cancel_stop_method AS method, COALESCE(n.cancel_reason, '') AS reason,
+               (n.cancel_stopped_at IS NOT NULL AND n.cancel_stop_method IS NOT NULL) AS stopped, stop.s, b.le,
+               (pg_backend_pid() % 16)::smallint AS shard
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
+        CROSS JOIN LATERAL (SELECT GREATEST(0, n.cancel_stopped_at
+                                               - COALESCE(n.cancel_requested_at, n.cancel_stopped_at)) AS s) stop
+        CROSS JOIN LATERAL (SELECT min(le) AS le FROM andon_stop_buckets WHERE le >= stop.s) b
+        WHERE n.status IN ('succeeded', 'failed', 'cancelled') AND o.status NOT IN ('succeeded', 'failed', 'cancelled')
+    ), counted AS (
+        INSERT INTO andon_ended_counts AS c (kind, status, shard, n)
+        SELECT kind, status, shard, count(*) FROM ended GROUP BY kind, status, shard ORDER BY kind, status
+        ON CONFLICT (kind, status, shard) DO UPDATE SET n = c.n + excluded.n
+    )
+    INSERT INTO andon_stop_counts AS c (kind, method, reason, le, shard, n, seconds)
+    SELECT kind, method, reason, le, shard, count(*), sum(s) FROM ended WHERE stopped
+    GROUP BY kind, method, reason, le, shard ORDER BY kind, method, reason, le
+    ON CONFLICT (kind, method, reason, le, shard) DO UPDATE SET n = c.n + excluded.n, seconds = c.seconds + excluded.seconds;
+    RETURN NULL;
+END
+$$;
+-- A statement-level trigger cannot name columns (UPDATE OF status) when it has transition tables.
+CREATE TRIGGER andon_jobs_ended AFTER UPDATE ON andon_jobs
+REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+FOR EACH STATEMENT EXECUTE FUNCTION andon_count_ends();
+INSERT INTO andon_ended_counts (kind, status, shard, n)
+SELECT kind, status, 0, count(*) FROM andon_jobs WHERE status IN ('succeeded', 'failed', 'cancelled')
+GROUP BY kind, status;
+INSERT INTO andon_stop_counts (kind, method, reason, le, shard, n, seconds)
+SELECT j.kind, j.cancel_stop_method, COALESCE(j.cancel_reason, ''), b.le, 0, count(*), sum(stop.s)
+FROM andon_jobs j
+CROSS JOIN LATERAL (SELECT GREATEST(0, j.cancel_stopped_at - COALESCE(j.cancel_requested_at, j.cancel_stopped_at)) AS s) stop
+CROSS JOIN LATERAL (SELECT min(le) AS le FROM andon_stop_buckets WHERE le >= stop.s) b
+WHERE j.status IN ('succeeded', 'failed', 'cancelled') AND j.cancel_stopped_at IS NOT NULL
+  AND j.cancel_stop_method IS NOT NULL
+GROUP BY 1, 2, 3, 4;

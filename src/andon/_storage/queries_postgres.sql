@@ -260,6 +260,27 @@ FROM andon_jobs
 WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
 GROUP BY kind, cancel_stop_method
 
+-- == metrics (GET /metrics) ==============================================================
+
+-- Active jobs by kind and state: what a scrape counts as it goes, over the rows of active
+-- states only (the status index), however much history the table holds.
+-- name: metrics_active
+SELECT kind, status, COUNT(*) AS n, count(*) FILTER (WHERE status = 'queued' AND available_at > %(now)s) AS scheduled,
+       min(available_at) FILTER (WHERE status = 'queued' AND available_at <= %(now)s) AS oldest_due, MIN(cancel_requested_at) AS oldest_request
+FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling')
+GROUP BY kind, status
+
+-- What ended, as the trigger on andon_jobs counted it (a few rows per kind; shards added up).
+-- name: metrics_ended
+SELECT kind, status, SUM(n)::bigint AS n FROM andon_ended_counts GROUP BY kind, status
+
+-- name: metrics_stops
+SELECT kind, method, reason, le, SUM(n)::bigint AS n, SUM(seconds) AS seconds FROM andon_stop_counts
+GROUP BY kind, method, reason, le
+
+-- name: metrics_buckets
+SELECT le FROM andon_stop_buckets ORDER BY le
+
 -- == workers ============================================================================
 
 -- One statement, one transaction: take the best queued job nobody else is taking, start

@@ -76,7 +76,44 @@ UPDATE andon_meta SET value = '7' WHERE key = 'schema_version'
 
 -- 7 -> 8: stop-time statistics per kind read an index of stopped jobs; dashboard sessions in
 -- the store; the workers registry (schema_sqlite.sql adds the index, the tables and theirs).
+-- 7 -> 8, metrics: the counters of ended jobs and stop times (as in schema_sqlite.sql), their
+-- trigger, and the jobs the file holds counted, all in the upgrade's one write transaction:
+-- no job can end between the count and the trigger.
 -- name: upgrade_to_8
+CREATE TABLE IF NOT EXISTS andon_stop_buckets (le REAL PRIMARY KEY);
+INSERT OR IGNORE INTO andon_stop_buckets (le) VALUES
+    (0.001), (0.0025), (0.005), (0.01), (0.025), (0.05), (0.1), (0.25), (0.5), (1.0), (2.5), (5.0), (10.0),
+    (30.0), (60.0), (9e999);
+CREATE TABLE IF NOT EXISTS andon_ended_counts (
+    kind TEXT NOT NULL, status TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (kind, status)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS andon_stop_counts (
+    kind TEXT NOT NULL, method TEXT NOT NULL, reason TEXT NOT NULL, le REAL NOT NULL, n INTEGER NOT NULL,
+    seconds REAL NOT NULL, PRIMARY KEY (kind, method, reason, le)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS andon_jobs_ended AFTER UPDATE OF status ON andon_jobs
+WHEN NEW.status IN ('succeeded', 'failed', 'cancelled') AND OLD.status NOT IN ('succeeded', 'failed', 'cancelled')
+BEGIN
+    INSERT INTO andon_ended_counts (kind, status, n) VALUES (NEW.kind, NEW.status, 1)
+    ON CONFLICT (kind, status) DO UPDATE SET n = n + 1;
+    INSERT INTO andon_stop_counts (kind, method, reason, le, n, seconds)
+    SELECT NEW.kind, NEW.cancel_stop_method, COALESCE(NEW.cancel_reason, ''),
+           (SELECT min(le) FROM andon_stop_buckets WHERE le >= stop.s), 1, stop.s
+    FROM (SELECT MAX(0.0, NEW.cancel_stopped_at - COALESCE(NEW.cancel_requested_at, NEW.cancel_stopped_at)) AS s) AS stop
+    WHERE NEW.cancel_stopped_at IS NOT NULL AND NEW.cancel_stop_method IS NOT NULL
+    ON CONFLICT (kind, method, reason, le) DO UPDATE SET n = n + 1, seconds = seconds + excluded.seconds;
+END;
+INSERT INTO andon_ended_counts (kind, status, n)
+SELECT kind, status, COUNT(*) FROM andon_jobs WHERE status IN ('succeeded', 'failed', 'cancelled')
+GROUP BY kind, status;
+INSERT INTO andon_stop_counts (kind, method, reason, le, n, seconds)
+SELECT kind, method, reason, (SELECT min(le) FROM andon_stop_buckets WHERE le >= s), COUNT(*), SUM(s) FROM (
+    SELECT kind, cancel_stop_method AS method, COALESCE(cancel_reason, '') AS reason,
+           MAX(0.0, cancel_stopped_at - COALESCE(cancel_requested_at, cancel_stopped_at)) AS s
+    FROM andon_jobs
+    WHERE status IN ('succeeded', 'failed', 'cancelled') AND cancel_stopped_at IS NOT NULL
+      AND cancel_stop_method IS NOT NULL)
+GROUP BY 1, 2, 3, 4;
 UPDATE andon_meta SET value = '8' WHERE key = 'schema_version'
 
 -- == clients ============================================================================
@@ -293,6 +330,27 @@ SELECT kind, cancel_stop_method AS method, COUNT(*) AS n
 FROM andon_jobs
 WHERE cancel_stopped_at IS NOT NULL AND cancel_stop_method != 'withdrawn'
 GROUP BY kind, cancel_stop_method
+
+-- == metrics (GET /metrics) ==============================================================
+
+-- Active jobs by kind and state: what a scrape counts as it goes, over the rows of active
+-- states only (the status index), however much history the table holds.
+-- name: metrics_active
+SELECT kind, status, COUNT(*) AS n, SUM(status = 'queued' AND available_at > :now) AS scheduled,
+       MIN(CASE WHEN status = 'queued' AND available_at <= :now THEN available_at END) AS oldest_due, MIN(cancel_requested_at) AS oldest_request
+FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling')
+GROUP BY kind, status
+
+-- What ended, as the trigger on andon_jobs counted it (a few rows per kind; shards added up).
+-- name: metrics_ended
+SELECT kind, status, SUM(n) AS n FROM andon_ended_counts GROUP BY kind, status
+
+-- name: metrics_stops
+SELECT kind, method, reason, le, SUM(n) AS n, SUM(seconds) AS seconds FROM andon_stop_counts
+GROUP BY kind, method, reason, le
+
+-- name: metrics_buckets
+SELECT le FROM andon_stop_buckets ORDER BY le
 
 -- == workers ============================================================================
 

@@ -202,4 +202,42 @@ CREATE TABLE IF NOT EXISTS andon_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+-- metrics: counters of jobs ended and stop times, per kind, kept by a trigger on andon_jobs in
+-- the transaction of every change of status to a terminal one (whichever path ends the job),
+-- so a scrape reads a few rows instead of the whole history, and pruning never lowers them.
+-- The same statements are upgrade_to_8 in queries_sqlite.sql, which also counts the jobs of
+-- an older file.
+CREATE TABLE IF NOT EXISTS andon_stop_buckets (
+    le REAL PRIMARY KEY                        -- upper bounds of the stop-time histogram, seconds (one is +Inf)
+);
+INSERT OR IGNORE INTO andon_stop_buckets (le) VALUES
+    (0.001), (0.0025), (0.005), (0.01), (0.025), (0.05), (0.1), (0.25), (0.5), (1.0), (2.5), (5.0), (10.0),
+    (30.0), (60.0), (9e999);
+CREATE TABLE IF NOT EXISTS andon_ended_counts (
+    kind   TEXT NOT NULL,
+    status TEXT NOT NULL,                      -- succeeded | failed | cancelled
+    n      INTEGER NOT NULL,                   -- times a job of the kind reached it (a resumed job can twice)
+    PRIMARY KEY (kind, status)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS andon_stop_counts (
+    kind    TEXT NOT NULL,
+    method  TEXT NOT NULL,                     -- the stop method (withdrawn, cooperative, injected...)
+    reason  TEXT NOT NULL,                     -- the cancel reason
+    le      REAL NOT NULL,                     -- the smallest bucket bound >= the stop time
+    n       INTEGER NOT NULL,
+    seconds REAL NOT NULL,                     -- the stop times (cancel_stopped_at - cancel_requested_at) added up
+    PRIMARY KEY (kind, method, reason, le)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS andon_jobs_ended AFTER UPDATE OF status ON andon_jobs
+WHEN NEW.status IN ('succeeded', 'failed', 'cancelled') AND OLD.status NOT IN ('succeeded', 'failed', 'cancelled')
+BEGIN
+    INSERT INTO andon_ended_counts (kind, status, n) VALUES (NEW.kind, NEW.status, 1)
+    ON CONFLICT (kind, status) DO UPDATE SET n = n + 1;
+    INSERT INTO andon_stop_counts (kind, method, reason, le, n, seconds)
+    SELECT NEW.kind, NEW.cancel_stop_method, COALESCE(NEW.cancel_reason, ''),
+           (SELECT min(le) FROM andon_stop_buckets WHERE le >= stop.s), 1, stop.s
+    FROM (SELECT MAX(0.0, NEW.cancel_stopped_at - COALESCE(NEW.cancel_requested_at, NEW.cancel_stopped_at)) AS s) AS stop
+    WHERE NEW.cancel_stopped_at IS NOT NULL AND NEW.cancel_stop_method IS NOT NULL
+    ON CONFLICT (kind, method, reason, le) DO UPDATE SET n = n + 1, seconds = seconds + excluded.seconds;
+END;
 INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '8');

@@ -19,6 +19,7 @@ from andon import dashboard
 from andon._sizes import MAX_REQUEST_BYTES
 from andon.api._auth import Authenticator
 from andon.api._guard import LOOPBACK_HOSTS, RETRY_AFTER, Guard
+from andon.api._metrics import metrics_registry, metrics_router
 from andon.api._routes import router, session_router
 from andon.api._runtime import Runtime, RuntimeState
 from andon.api._schemas import ErrorBody, ErrorDetail
@@ -211,8 +212,10 @@ def _fastapi(runtime: Runtime, lifespan: Callable[[FastAPI], AbstractAsyncContex
         openapi_url="/openapi.json",
     )
     api.state.andon = runtime
+    api.state.andon_metrics = metrics_registry(runtime)
     api.include_router(router)
     api.include_router(session_router)
+    api.include_router(metrics_router)
     api.include_router(dashboard.router)
     api.add_exception_handler(andon.AndonError, _andon_error)
     api.add_exception_handler(RequestValidationError, _invalid_request)

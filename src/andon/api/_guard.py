@@ -9,9 +9,9 @@ In order, it refuses:
    rather than opening it to every name;
 2. a state-changing request (POST, PUT, PATCH, DELETE) whose ``Origin`` (or, without one,
    ``Referer``) is another site (403): cross-site request forgery;
-3. an API request that does not prove who it is, when auth is required (401): a bearer
-   token (the server's or one from ``andon token create``) or the dashboard's session
-   cookie (``_auth.py``); the caller is put in ``scope["state"]["andon.caller"]``;
+3. an API request (``/metrics`` included) that does not prove who it is, when auth is
+   required (401): a bearer token (the server's or one from ``andon token create``) or
+   the dashboard's session cookie (``_auth.py``); the caller is put in ``scope["state"]["andon.caller"]``;
 4. an API request before the service's lifespan ran, when it has a worker to start (503
    ``not_started``): its jobs would stay queued;
 5. a body larger than the limit (413), or a body that is not declared JSON (415).
@@ -37,9 +37,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import andon
 from andon.api._auth import SESSION_COOKIE, Authenticator, Caller
 
-__all__ = ["CALLER_KEY", "LOOPBACK_HOSTS", "RETRY_AFTER", "Guard", "route_path"]
+__all__ = ["CALLER_KEY", "LOOPBACK_HOSTS", "METRICS_PATH", "RETRY_AFTER", "Guard", "route_path"]
 
 CALLER_KEY: Final = "andon.caller"
+METRICS_PATH: Final = "/metrics"
+"""The scrape target: guarded as the API is (whoever may read jobs may scrape)."""
 
 LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1"})
 RETRY_AFTER: Final = {"retry-after": "1"}
@@ -99,7 +101,7 @@ class Guard:
         if refusal is not None:
             await _answer(send, *refusal)
             return
-        is_api = path.startswith("/api/")
+        is_api = path.startswith("/api/") or path == METRICS_PATH
         if is_api and (not_ready := self._readiness()) is not None:
             await _answer(send, 503, "not_started", not_ready)
             return
