@@ -53,6 +53,7 @@ def deaf(ctx: andon.Context) -> None:
 def stubborn(ctx: andon.Context) -> None:
     """Ignores SIGTERM and never checks: only SIGKILL stops it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ctx.emit({"deaf to": "SIGTERM"})  # the test cancels only after this: a SIGTERM before it would end it
     while True:
         time.sleep(0.01)
 
@@ -103,6 +104,11 @@ def wait_status(http: httpx.Client, job_id: str, status: str) -> None:
 def run_and_cancel(http: httpx.Client, kind: str) -> dict[str, Any]:
     job_id = submit(http, kind)
     wait_status(http, job_id, "running")
+    if kind == "stubborn":  # its SIGTERM must find the handler ignoring it, however slow the start
+        deadline = time.monotonic() + 60
+        while http.get(f"/api/v1/jobs/{job_id}").json()["items_count"] < 1:
+            assert time.monotonic() < deadline, f"job {job_id} never said it ignores SIGTERM"
+            time.sleep(0.02)
     answer = http.post(f"/api/v1/jobs/{job_id}/cancel?wait=true&timeout=30")
     assert answer.status_code == 200, answer.text
     job: dict[str, Any] = answer.json()
