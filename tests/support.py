@@ -12,7 +12,7 @@ from typing import TypeVar
 import andon
 from andon._ids import new_job_id
 from andon._jobs import Outcome, OutcomeKind
-from andon._storage import NewJob
+from andon._storage import JobFilter, NewJob
 from andon._storage._engine import StoreEngine
 
 T = TypeVar("T")
@@ -100,3 +100,15 @@ def stopped_by_cancel(store: StoreEngine, kind: str, seconds: float, method: and
     assert asked is not None
     outcome = Outcome(OutcomeKind.STOPPED, stop_method=method, stopped_at=asked.requested_at + seconds)
     store.settle("stats-worker", running.attempt, job.id, outcome, None)
+
+
+def every_job(store: andon.Store) -> list[andon.Job]:
+    """Every job in ``store``, page after page."""
+    jobs: list[andon.Job] = []
+    cursor = None
+    while True:
+        page = store.list_jobs(JobFilter(), 500, cursor)
+        jobs += page.items
+        if page.next_cursor is None:
+            return jobs
+        cursor = page.next_cursor

@@ -21,11 +21,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import andon
-from andon._storage import JobFilter
 from andon._storage._postgres import PostgresStore
 from andon.api import Service
 from tests.acceptance.threaded_server import serve_in_thread
 from tests.postgres import fresh_schema
+from tests.support import every_job
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -135,17 +135,6 @@ def by(samples: list[tuple[dict[str, str], float]], *labels: str) -> dict[tuple[
         key = tuple(sample_labels[label] for label in labels)
         added[key] = added.get(key, 0.0) + value
     return added
-
-
-def every_job(store: andon.Store) -> list[andon.Job]:
-    jobs: list[andon.Job] = []
-    cursor = None
-    while True:
-        page = store.list_jobs(JobFilter(), 500, cursor)
-        jobs += page.items
-        if page.next_cursor is None:
-            return jobs
-        cursor = page.next_cursor
 
 
 def test_metrics_agree_with_the_stores_history(store: andon.Store, http: httpx.Client) -> None:

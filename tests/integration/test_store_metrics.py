@@ -23,17 +23,7 @@ from andon._storage._postgres import PostgresStore
 from tests.integration.conftest import Backend
 from tests.integration.test_store_contract import LEASE_S, claim, fail, settle, submit, succeed
 from tests.postgres import fresh_schema
-
-
-def every_job(store: StoreEngine) -> list[andon.Job]:
-    jobs: list[andon.Job] = []
-    cursor = None
-    while True:
-        page = store.list_jobs(JobFilter(), 500, cursor)
-        jobs += page.items
-        if page.next_cursor is None:
-            return jobs
-        cursor = page.next_cursor
+from tests.support import every_job
 
 
 def stopped(store: StoreEngine, job: andon.Job, method: StopMethod, clock: ManualClock) -> andon.Job:
