@@ -164,7 +164,7 @@ class CancelBody(BaseModel):
     model_config = _STRICT
 
     message: Text | None = Field(default=None, validation_alias=AliasChoices("message", "reason"))
-    grace_s: float | None = Field(default=None, ge=0, allow_inf_nan=False, description=_GRACE_DESCRIPTION)
+    grace_s: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True, description=_GRACE_DESCRIPTION)
 
 
 class FailBody(BaseModel):
@@ -195,7 +195,7 @@ class BulkCancelBody(BaseModel):
     status: list[andon.JobStatus] | andon.JobStatus = Field(default_factory=list)
     kind: list[Name] | Name = Field(default_factory=list, max_length=100)
     message: Text | None = Field(default=None, validation_alias=AliasChoices("message", "reason"))
-    grace_s: float | None = Field(default=None, ge=0, allow_inf_nan=False, description=_GRACE_DESCRIPTION)
+    grace_s: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True, description=_GRACE_DESCRIPTION)
 
     @property
     def statuses(self) -> list[andon.JobStatus]:
