@@ -133,8 +133,23 @@ def cpu_loop_grace0(ctx: andon.Context, path: str) -> None:
 
 @app.job("cpu_loop", isolation="process")
 def cpu_loop(ctx: andon.Context, path: str) -> None:
-    """A pure-Python loop that never checks; SIGTERM after the default grace."""
+    """A pure-Python loop that never looks at its context: default settings give it no grace
+    (it does not listen), so SIGTERM comes at once."""
     _cpu_loop(path)
+
+
+@app.job("cpu_loop_thread")
+def cpu_loop_thread(ctx: andon.Context, path: str) -> None:
+    """The same loop in a thread, default settings: ``Cancelled`` is injected at once."""
+    steps = StepFile(path)
+    steps.step()
+    try:
+        while True:
+            for _ in range(2_000):
+                pass
+            steps.step()
+    finally:
+        steps.stopped()
 
 
 @app.job("blocked_sleep_grace0", isolation="process", grace=0)
@@ -145,7 +160,7 @@ def blocked_sleep_grace0(ctx: andon.Context, path: str) -> None:
 
 @app.job("blocked_sleep", isolation="process")
 def blocked_sleep(ctx: andon.Context, path: str) -> None:
-    """Blocked in ``time.sleep(3600)``; SIGTERM after the default grace."""
+    """Blocked in ``time.sleep(3600)``, never looked at its context: SIGTERM at once."""
     _blocked_sleep(path)
 
 

@@ -610,17 +610,19 @@ class AsyncClient:
         message: str | None = None,
         wait: bool = False,
         timeout: float | None = None,
+        grace: float | None = None,
     ) -> CancelResult:
         """:meth:`Client.cancel`: a queued job never starts; a running one is stopped. With
         ``wait=True`` it then awaits the stop (notifications, no thread held) and returns
-        the job in its terminal state.
+        the job in its terminal state. ``grace=0`` stops it at once.
 
         Raises:
             JobNotFound: unknown id.
             JobFinished: the job already succeeded or failed.
             WaitTimeout: ``wait=True`` and the job did not stop within ``timeout``.
+            ValueError: ``grace`` is negative or not finite (``TypeError``: not a number).
         """
-        return await self._stop(job_id, reason, message, retry=True, wait=wait, timeout=timeout)
+        return await self._stop(job_id, reason, message, retry=True, wait=wait, timeout=timeout, grace=grace)
 
     async def fail(
         self,
@@ -643,10 +645,13 @@ class AsyncClient:
         retry: bool,
         wait: bool,
         timeout: float | None,
+        grace: float | None = None,
     ) -> CancelResult:
         # The request through the sync client (its checks, the local workers told at once);
         # the wait here, on the loop.
-        result = await self._call(self._sync._stop, job_id, reason, message, retry=retry, wait=False, timeout=None)
+        result = await self._call(
+            self._sync._stop, job_id, reason, message, retry=retry, wait=False, timeout=None, grace=grace
+        )
         if wait and not result.job.is_terminal:
             return CancelResult(await self.wait_stopped(job_id, timeout), result.outcome)
         return result
@@ -658,9 +663,12 @@ class AsyncClient:
         statuses: Collection[JobStatus | str] = (),
         kinds: Collection[str] = (),
         message: str | None = None,
+        grace: float | None = None,
     ) -> BulkCancel:
         """:meth:`Client.cancel_many`: cancel every active job matching the filter."""
-        return await self._call(self._sync.cancel_many, ids=ids, statuses=statuses, kinds=kinds, message=message)
+        return await self._call(
+            self._sync.cancel_many, ids=ids, statuses=statuses, kinds=kinds, message=message, grace=grace
+        )
 
     async def delete(self, job_id: str, *, timeout: float | None = 60.0) -> None:
         """:meth:`Client.delete`: cancel the job if it is active (reason ``deleted``), await

@@ -55,6 +55,8 @@ class Attempt:
             grace_s=spec.grace_s,
             timeout_at=now + job.timeout_s if job.timeout_s is not None else None,
             lease_ok_at=now if claimed_at is None else claimed_at,
+            token=self.token,
+            grace_always=spec.grace_always,
         )
         self.refused_items = 0
         """Items the store refused because this attempt no longer held the job."""

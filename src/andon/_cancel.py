@@ -120,6 +120,10 @@ class CancelToken:
         self.reason: CancelReason | None = None
         self.message: str | None = None
         self.acknowledged_at: float | None = None
+        self.listening = False
+        """The work has shown it listens for a stop in this attempt (it reached a cancel point
+        or read ``ctx.cancelled``), so it may stop by itself: the stop path gives it the grace
+        period (``andon._stop.first_grace``). Set once, by the work's own thread."""
         self.vouched_until = math.inf
         """The moment (``clock.monotonic()``) after which the work must not go on: past it, its worker can
         no longer vouch that it still holds the job (a lease it could not renew, or a
@@ -139,6 +143,10 @@ class CancelToken:
         for callback in callbacks:
             callback(reason)
         return True
+
+    def listen(self) -> None:
+        """Note that the work listens for a stop (see :attr:`listening`)."""
+        self.listening = True
 
     def acknowledge(self) -> None:
         """Note the first moment the work observed the request."""

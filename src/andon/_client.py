@@ -7,6 +7,7 @@ import datetime
 import functools
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, final
@@ -595,19 +596,27 @@ class Client:
         message: str | None = None,
         wait: bool = False,
         timeout: float | None = None,
+        grace: float | None = None,
     ) -> CancelResult:
         """Cancel a job: a queued job never starts; a running one is stopped.
 
-        A second cancel is a no-op reporting the current state. With ``wait=True`` this
-        blocks until the work has stopped (a cancel point for nothing: it just waits) and
-        returns the job in its terminal state.
+        A second cancel is a no-op reporting the current state, unless it asks for less
+        grace. With ``wait=True`` this blocks until the work has stopped (a cancel point for
+        nothing: it just waits) and returns the job in its terminal state.
+
+        Args:
+            grace: at most this many seconds for the work to stop by itself before andon
+                stops it by force; ``0`` stops it at once (``andon cancel --now``). ``None``:
+                the kind's rule (its grace for a handler that listens, none for one that
+                does not). It can shorten a stop already under way, never lengthen it.
 
         Raises:
             JobNotFound: unknown id.
             JobFinished: the job already succeeded or failed.
             WaitTimeout: ``wait=True`` and the job did not stop within ``timeout``.
+            ValueError: ``grace`` is negative or not finite (``TypeError``: not a number).
         """
-        return self._stop(job_id, reason, message, retry=True, wait=wait, timeout=timeout)
+        return self._stop(job_id, reason, message, retry=True, wait=wait, timeout=timeout, grace=grace)
 
     def fail(
         self,
@@ -635,12 +644,15 @@ class Client:
         retry: bool,
         wait: bool,
         timeout: float | None,
+        grace: float | None = None,
     ) -> CancelResult:
+        grace = checked_grace(grace)
         if self.principal is not None:
             self._require_visible(job_id)  # an owner never changes, so checking first is safe
-        result = self.store.request_cancel(_checked(job_id), reason, self.actor, message, retry)
-        if result.job.status is JobStatus.CANCELLING and result.job.cancel is not None:
-            deliver_here(job_id, result.job.cancel.reason, result.job.cancel.message)
+        result = self.store.request_cancel(_checked(job_id), reason, self.actor, message, retry, grace)
+        cancel = result.job.cancel
+        if result.job.status is JobStatus.CANCELLING and cancel is not None:
+            deliver_here(job_id, cancel.reason, cancel.message, cancel.grace_s)
         if wait and not result.job.is_terminal:
             return CancelResult(self.wait_stopped(job_id, timeout), result.outcome)
         return result
@@ -652,22 +664,26 @@ class Client:
         statuses: Collection[JobStatus | str] = (),
         kinds: Collection[str] = (),
         message: str | None = None,
+        grace: float | None = None,
     ) -> BulkCancel:
         """Cancel every active job matching the filter (all active jobs if it is empty).
 
         Queued jobs are withdrawn (answered by id); running ones are asked to stop
         (answered with their snapshots): wait on those with :meth:`wait_finished`.
+        ``grace`` as for :meth:`cancel` (``0``: stop them all at once).
         """
+        grace = checked_grace(grace)
         where = JobFilter(
             statuses=[JobStatus(s) for s in statuses],
             kinds=list(kinds),
             ids=[_checked(i) for i in ids],
             owners=self._owners,
         )
-        done = self.store.request_cancel_many(where, CancelReason.USER, self.actor, message)
+        done = self.store.request_cancel_many(where, CancelReason.USER, self.actor, message, grace)
         for result in done.stopping:
-            if result.job.status is JobStatus.CANCELLING:
-                deliver_here(result.job.id, CancelReason.USER, message)
+            cancel = result.job.cancel
+            if result.job.status is JobStatus.CANCELLING and cancel is not None:
+                deliver_here(result.job.id, cancel.reason, cancel.message, cancel.grace_s)
         return done
 
     def delete(self, job_id: str, *, timeout: float | None = 60.0) -> None:
@@ -947,3 +963,20 @@ def connect(url: str | None = None, app: App | None = None, *, actor: str | None
     """Open the store ``url`` names (default: ``$ANDON_DATABASE_URL`` or ``sqlite:///andon.db``)
     and return a client that closes it when closed."""
     return Client(open_store(url), app, actor=actor, owns_store=True)
+
+
+def checked_grace(grace: object) -> float | None:
+    """A cancel's ``grace`` as seconds (``None``: the kind's rule), or the caller's error.
+
+    Raises:
+        TypeError: not a number.
+        ValueError: negative, NaN or infinite.
+    """
+    if grace is None:
+        return None
+    if isinstance(grace, bool) or not isinstance(grace, int | float):
+        raise TypeError(f"a cancel's grace must be a number of seconds, not {type(grace).__name__}")
+    seconds = float(grace)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"a cancel's grace must be 0 or more seconds, not {grace!r}")
+    return seconds

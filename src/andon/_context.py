@@ -46,6 +46,11 @@ class Context:
     :attr:`cancelled` only reads the flag. :meth:`emit` and :meth:`progress` are not
     cancel points: work finished before the stop is kept, even when reported late.
 
+    A handler that has reached a cancel point or read :attr:`cancelled` in this attempt has
+    shown that it *listens*: a stop gives it the grace period to end by itself. One that has
+    not (``emit``, ``progress`` and ``checkpoint`` cannot tell it of a stop, so they do not
+    count) cannot stop by itself, and is stopped by force at once (``andon._stop.first_grace``).
+
     One rule holds for all of them, ``emit`` and ``progress`` too: once the worker can no
     longer vouch that this attempt still holds the job (it could not renew the lease, or
     the process was paused past it), the call raises :class:`Cancelled` (reason
@@ -64,6 +69,7 @@ class Context:
         child_grace_s: float,
         resumed: Any = None,  # Any: the JSON state of the checkpoint this attempt resumes from
         family: FamilyCalls | None = None,
+        on_listen: Callable[[], object] | None = None,
     ) -> None:
         self.job_id = job_id
         self.kind = kind
@@ -75,6 +81,8 @@ class Context:
         self._resumed = resumed
         self._family = family
         self._start_noted = False
+        self._listening = False
+        self._on_listen = on_listen
         self._cleanups: list[Callable[[], object]] = []
         self._children = ChildGroup(child_grace_s, sink.child_started)
         self._unsubscribe = token.on_request(lambda _reason: self._children.stop())
@@ -83,7 +91,10 @@ class Context:
 
     @property
     def cancelled(self) -> bool:
-        """``True`` once a cancel was requested. Cheap; not a cancel point (it never raises)."""
+        """``True`` once a cancel was requested. Cheap; not a cancel point (it never raises),
+        but reading it shows the handler listens (it gets the grace period)."""
+        if not self._listening:
+            self._listen()
         if self._token.requested:
             self._token.acknowledge()
             return True
@@ -91,7 +102,11 @@ class Context:
 
     def check(self) -> None:
         """Cancel point: raise :class:`Cancelled` if the job was asked to stop, or if its
-        worker can no longer vouch that it still holds the job (reason ``lease_lost``)."""
+        worker can no longer vouch that it still holds the job (reason ``lease_lost``).
+
+        Every other cancel point starts with it, so it also notes that the handler listens."""
+        if not self._listening:
+            self._listen()
         if self._token.requested or self._clock.monotonic() >= self._token.vouched_until:
             self._token.raise_if_stopped()
 
@@ -142,6 +157,13 @@ class Context:
         if not finished:
             raise TimeoutError(f"the future did not finish within {timeout} s")
         return waitable.result()
+
+    def _listen(self) -> None:
+        """The first cancel point (or read of :attr:`cancelled`) of this attempt: say so, once."""
+        self._listening = True
+        self._token.listen()
+        if self._on_listen is not None:
+            self._on_listen()
 
     async def sleep_async(self, seconds: float) -> None:
         """Checkpoint for async handlers: like :meth:`sleep` without blocking the loop."""

@@ -17,7 +17,7 @@ __all__ = ["LocalWorker", "deliver_here", "join", "leave", "wake_here"]
 
 
 class LocalWorker(Protocol):
-    def deliver(self, job_id: str, reason: CancelReason, message: str | None) -> bool: ...
+    def deliver(self, job_id: str, reason: CancelReason, message: str | None, grace_s: float | None = None) -> bool: ...
 
     def wake(self) -> None: ...
 
@@ -33,10 +33,11 @@ def leave(worker: LocalWorker) -> None:
     _workers.discard(worker)
 
 
-def deliver_here(job_id: str, reason: CancelReason, message: str | None) -> None:
-    """A cancel was recorded in this process: tell the workers here at once."""
+def deliver_here(job_id: str, reason: CancelReason, message: str | None, grace_s: float | None = None) -> None:
+    """A cancel was recorded in this process: tell the workers here at once (with the
+    grace it asked for, if any)."""
     for worker in list(_workers):
-        worker.deliver(job_id, reason, message)
+        worker.deliver(job_id, reason, message, grace_s)
 
 
 def wake_here() -> None:

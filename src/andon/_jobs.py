@@ -84,6 +84,7 @@ __all__ = [
     "decide_settlement",
     "life_stage",
     "retry_delay",
+    "shortest_grace",
     "stop_strength",
 ]
 
@@ -183,6 +184,9 @@ class CancelInfo:
     """The job whose cancel reached this one: an ancestor that was cancelled (reason
     ``parent_cancelled``), a parent that ended (``parent_ended``), the job that superseded it
     (``superseded``); ``None`` when it was asked of this job itself."""
+    grace_s: float | None = None
+    """The shortest grace its requests asked for (``cancel(..., grace=0)``: stop now), or
+    ``None`` for the kind's own grace (``andon._stop.first_grace``)."""
 
     @property
     def stop_seconds(self) -> float | None:
@@ -327,17 +331,27 @@ class CancelOutcome(enum.StrEnum):
     """The job was running; it is now ``cancelling`` until the work stops."""
     ESCALATED = "escalated"
     """A stronger stop request replaced the one in force of a ``cancelling`` job."""
+    HURRIED = "hurried"
+    """A request for a shorter grace (``cancel(..., grace=0)``) brought the stop of a
+    ``cancelling`` job forward; the request in force stays."""
     ALREADY = "already"
     """Nothing changed: the job was already cancelling or cancelled."""
 
 
-def decide_cancel(job: Job, reason: CancelReason, *, retry: bool = True) -> tuple[CancelOutcome, JobStatus]:
+def decide_cancel(
+    job: Job, reason: CancelReason, *, retry: bool = True, grace_s: float | None = None
+) -> tuple[CancelOutcome, JobStatus]:
     """Decide what a stop request does to ``job``; returns the outcome and the new status.
 
     ``retry`` matters only for a force-fail: whether the retry policy may run the job again.
     While a stop is in flight (``cancelling``) a stronger request replaces the one in force
     (:data:`CancelOutcome.ESCALATED`), a weaker or equal one changes nothing, so the job ends
     as the strongest request that was accepted asked (see :func:`stop_strength`).
+
+    ``grace_s`` is the most grace the request allows the work (``None``: the kind's). How
+    long the work gets is apart from how it ends: the shortest grace any accepted request
+    asked for holds (:func:`shortest_grace`), so a request that changes nothing else but asks
+    for less grace brings the stop forward (:data:`CancelOutcome.HURRIED`).
 
     Raises:
         JobFinished: the job already succeeded or failed (or is cancelled and this is a
@@ -354,10 +368,23 @@ def decide_cancel(job: Job, reason: CancelReason, *, retry: bool = True) -> tupl
         current = job.cancel
         if current is None or stop_strength(reason, retry) > stop_strength(current.reason, current.retry):
             return CancelOutcome.ESCALATED, status
+        if shortest_grace(current.grace_s, grace_s) != current.grace_s and job.awaiting is None:
+            return CancelOutcome.HURRIED, status
         return CancelOutcome.ALREADY, status
     if status is JobStatus.CANCELLED and reason is not CancelReason.FORCED:
         return CancelOutcome.ALREADY, status
     raise JobFinished(job.id, status.value, operation)
+
+
+def shortest_grace(current: float | None, asked: float | None) -> float | None:
+    """The grace of a stop once a request asking for ``asked`` joins it (``None``: the kind's).
+
+    A request can shorten the wait, never lengthen it: the kind's grace is what its author
+    judged the handler needs at most.
+    """
+    if asked is None:
+        return current
+    return asked if current is None else min(current, asked)
 
 
 def stop_strength(reason: CancelReason, retry: bool) -> int:

@@ -128,6 +128,10 @@ class JobKind:
     """At most this many jobs of the kind running or cancelling at once, across all workers."""
     rate: tuple[int, float] | None = None
     """At most ``rate[0]`` starts of the kind within any ``rate[1]`` seconds, across all workers."""
+    grace_always: bool = False
+    """The kind set ``grace=`` itself: every handler of it gets that grace before it is
+    stopped by force, whether it listens or not (``andon._stop.first_grace``). Otherwise the
+    app's default grace goes only to handlers that listen."""
 
     def params_schema(self) -> dict[str, Any]:  # Any: a JSON schema document
         """The JSON schema of this kind's params (for forms and API docs)."""
@@ -171,7 +175,10 @@ class App:
     Args:
         default_timeout: seconds a job may run before it is cancelled with reason
             ``timeout``, for kinds that do not set their own; ``None`` for no limit.
-        default_grace: seconds a handler gets to stop cooperatively before andon escalates.
+        default_grace: seconds a handler that listens (it has reached a cancel point,
+            such as ``ctx.check()``, or read ``ctx.cancelled``) gets to stop by itself before
+            andon escalates; one that has not is stopped by force at once. A kind's own
+            ``grace=`` is given to all of its handlers, listening or not.
     """
 
     def __init__(self, *, default_timeout: float | None = None, default_grace: float = 2.0) -> None:
@@ -243,6 +250,7 @@ class App:
                 isolation=chosen,
                 timeout_s=self.default_timeout if timeout is DEFAULT else timeout,
                 grace_s=self.default_grace if grace is None else grace,
+                grace_always=grace is not None,
                 retry=retry or Retry(),
                 description=description or inspect.getdoc(function) or "",
                 params_model=_params_model(name, function),

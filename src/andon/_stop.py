@@ -10,7 +10,11 @@ with the file of each):
    the same process, or the store's notice) and sets the attempt's token; the runtime
    pushes it to the work at once (:meth:`Execution.deliver`: a flag the cancel points read,
    the asyncio task cancelled, a message down the child's pipe).
-3. **Wait a grace period.** The handler may stop by itself (``cooperative``, ``async``).
+3. **Wait a grace period.** The handler may stop by itself (``cooperative``, ``async``),
+   if it listens: :func:`first_grace` gives the grace only to work that has shown it can
+   hear a stop (a cancel point reached, ``ctx.cancelled`` read, an async handler that has
+   awaited), or to every handler of a kind that set ``grace=`` itself. A request may ask
+   for less (``cancel(..., grace=0)``): the shortest asked for holds.
 4. **Escalate.** Each rung of the isolation's :data:`LADDERS` comes due on the schedule
    below (:func:`due`) and the runtime applies it (:meth:`Execution.apply`): an exception
    injected into the thread, SIGTERM then SIGKILL to the process group. Past the last
@@ -57,6 +61,7 @@ __all__ = [
     "ended_now",
     "error_outcome",
     "failure",
+    "first_grace",
     "outcome_of",
     "stop_method_of",
     "stopped",
@@ -125,12 +130,34 @@ class Execution(Protocol):
         ...
 
 
+def first_grace(grace_s: float, *, always: bool, listening: bool, asked_s: float | None) -> float:
+    """Seconds between a stop request and the first rung of its ladder.
+
+    The grace period exists so that a handler can stop by itself, cleanly. Only a handler
+    that listens can: one that has reached a cancel point or read ``ctx.cancelled`` in this
+    attempt (``emit``, ``progress`` and ``checkpoint`` cannot tell it of a stop, so they do
+    not count), or an async handler that has given its loop control at an ``await``. One
+    that has not would spend the grace running on, so the first rung comes at once.
+
+    Args:
+        grace_s: the kind's grace (``@app.job(grace=...)``, else ``App(default_grace=...)``).
+        always: the kind set ``grace=`` itself: every handler of it gets that grace,
+            listening or not.
+        listening: the work has shown it listens (``CancelToken.listening``).
+        asked_s: the shortest grace the stop's requests asked for (``cancel(..., grace=0)``),
+            or ``None``. A request can shorten the wait, never lengthen it.
+    """
+    grace = grace_s if always or listening else 0.0
+    return grace if asked_s is None else min(grace, asked_s)
+
+
 @dataclass(slots=True)
 class StopState:
     """Where one running attempt stands on the stop path (times on the worker's clock)."""
 
     ladder: tuple[Step, ...]
     grace_s: float
+    """The kind's grace period (see :func:`first_grace` for who gets it)."""
     timeout_at: float | None
     """When the job's own timeout comes due, or ``None``."""
     lease_ok_at: float
@@ -142,24 +169,51 @@ class StopState:
     """When the last rung was taken (the next one is measured from it, not from the request)."""
     timeout_sent: bool = False
     fenced: bool = False
+    token: CancelToken | None = None
+    """The attempt's token, whose ``listening`` says whether the work listens (``None``:
+    assume it does)."""
+    grace_always: bool = False
+    """The kind set its grace itself: it applies to work that does not listen too."""
+    asked_grace_s: float | None = None
+    """The shortest grace a request of this stop asked for (``None``: none asked)."""
 
     def next_step(self) -> Step | None:
         return self.ladder[self.steps_taken] if self.steps_taken < len(self.ladder) else None
 
+    def grace(self) -> float:
+        """The grace between rungs: the kind's, or less if a request asked for less."""
+        return self.grace_s if self.asked_grace_s is None else min(self.grace_s, self.asked_grace_s)
+
     def next_step_at(self) -> float | None:
-        """When the next rung is due: one grace after the request, then one grace (at least
-        :data:`MIN_SECOND_STEP_S`) after the rung before was taken. ``None`` without a request
-        or rungs left.
+        """When the next rung is due: :func:`first_grace` after the request, then one grace
+        (at least :data:`MIN_SECOND_STEP_S`) after the rung before was taken. ``None``
+        without a request or rungs left.
 
         Each rung is timed from when the one before it was really taken: a monitor that ran
         late (a handler holding the GIL, a loaded machine) must not find two rungs due at
-        once and abandon work it has just injected an exception into.
+        once and abandon work it has just injected an exception into. That spacing holds
+        for work that does not listen too: its first rung comes at once, the next a whole
+        grace later (an injected exception lands only when a C call returns; SIGTERM runs
+        the handler's cleanups).
         """
         if self.requested_at is None or self.next_step() is None:
             return None
         if self.stepped_at is None:
-            return self.requested_at + self.grace_s
-        return self.stepped_at + max(self.grace_s, MIN_SECOND_STEP_S)
+            listening = self.token is None or self.token.listening
+            return self.requested_at + first_grace(
+                self.grace_s, always=self.grace_always, listening=listening, asked_s=self.asked_grace_s
+            )
+        return self.stepped_at + max(self.grace(), MIN_SECOND_STEP_S)
+
+    def ask_grace(self, grace_s: float | None) -> bool:
+        """A request of this stop asked for at most ``grace_s`` seconds of grace (``None``:
+        the kind's). ``True`` if that makes the next rung come sooner."""
+        if grace_s is None or (self.asked_grace_s is not None and self.asked_grace_s <= grace_s):
+            return False
+        before = self.next_step_at()
+        self.asked_grace_s = grace_s
+        after = self.next_step_at()
+        return after is not None and (before is None or after < before)
 
     def fence_at(self, lease_s: float) -> float:
         return self.lease_ok_at + lease_s * FENCE_AT

@@ -361,11 +361,20 @@ class Worker:
 
     # -- delivery -------------------------------------------------------------
 
-    def deliver(self, job_id: str, reason: CancelReason, message: str | None) -> bool:
-        """Tell a running attempt to stop. ``True`` if it runs here and this was news to it."""
+    def deliver(self, job_id: str, reason: CancelReason, message: str | None, grace_s: float | None = None) -> bool:
+        """Tell a running attempt to stop. ``True`` if it runs here and this was news to it.
+
+        ``grace_s``: the request asked for at most this much grace (a second request for
+        less, on a stop already under way, brings its next rung forward).
+        """
         with self._lock:
             running = self._running.get(job_id)
-        if running is None or not running.attempt.request_stop(reason, message):
+        if running is None:
+            return False
+        # The grace first: the monitor must never see the request without it.
+        if running.attempt.stop.ask_grace(grace_s):
+            self._monitor_wake.set()
+        if not running.attempt.request_stop(reason, message):
             return False
         if running.trace is not None:
             running.trace.cancel_requested(reason, message, self.clock.now())
@@ -702,7 +711,7 @@ class Worker:
 
     def _deliver_notices(self) -> None:
         for notice in self.store.cancel_notices(self.id):
-            self.deliver(notice.job_id, notice.reason, notice.message)
+            self.deliver(notice.job_id, notice.reason, notice.message, notice.grace_s)
 
     def _fire_timeouts(self) -> None:
         for running in self._due().timeouts:

@@ -40,7 +40,7 @@ JSON_TYPE = {"content-type": "application/json"}
 stubborn_app = andon.App(default_grace=30.0)
 
 
-@stubborn_app.job("stubborn")
+@stubborn_app.job("stubborn", grace=30.0)  # its own grace: it holds although the handler never listens
 def stubborn(ctx: andon.Context, seconds: float = 1.5) -> str:
     """Ignores cancels (no checkpoint, long grace): a stop takes ``seconds``."""
     deadline = time.monotonic() + seconds

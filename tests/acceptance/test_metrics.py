@@ -49,7 +49,7 @@ def deaf(ctx: andon.Context) -> None:
         sum(range(1000))
 
 
-@app.job("stubborn", isolation="process")
+@app.job("stubborn", isolation="process", grace=0.2)  # a SIGTERM at the request could beat its SIG_IGN
 def stubborn(ctx: andon.Context) -> None:
     """Ignores SIGTERM and never checks: only SIGKILL stops it."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -26,7 +26,6 @@ from andon._storage import JobFilter, NewJob
 from andon._storage._engine import StoreEngine
 from andon._storage._postgres import PostgresStore
 from tests.postgres import fresh_schema
-from tests.support import wait_until
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -145,6 +144,9 @@ def test_a_delete_in_flight_is_never_overruled(store: StoreEngine) -> None:
 app = andon.App(default_grace=5.0)
 saw_stop = threading.Event()
 may_stop = threading.Event()
+listening = threading.Event()
+"""Set once the handler has reached a cancel point: it listens, so the stop gives it its
+grace instead of an injection at once (which could land before its ``try``)."""
 
 
 @app.job("slow_to_stop", retry=andon.Retry(max_attempts=3))
@@ -155,6 +157,7 @@ def slow_to_stop(ctx: andon.Context) -> None:
     try:
         while True:
             ctx.sleep(0.01)
+            listening.set()
     finally:
         saw_stop.set()
         may_stop.wait(10)  # held here until the test has sent its second request
@@ -165,12 +168,13 @@ def slow_to_stop(ctx: andon.Context) -> None:
 def test_a_worker_honours_a_cancel_sent_after_a_retrying_force_fail(store: StoreEngine, second: Request) -> None:
     saw_stop.clear()
     may_stop.clear()
+    listening.clear()
     client = andon.Client(store, app, actor="test")
     worker = andon.Worker(app, store, concurrency=1, shutdown_grace_s=0.5)
     worker.start()
     try:
         job = client.submit("slow_to_stop", {})
-        wait_until(lambda: client.get(job.id).status is JobStatus.RUNNING, timeout=20)
+        assert listening.wait(20)
         assert client.fail(job.id).job.status is JobStatus.CANCELLING
         assert saw_stop.wait(10)
         if second.reason is CancelReason.FORCED:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from andon import StopMethod
 from andon._cancel import CancelToken
 from andon._runtimes._inject import InjectionGuard, run_injectable
@@ -46,3 +48,20 @@ def test_no_injection_outside_the_handler() -> None:
     guard.enter()
     guard.leave()
     assert guard.inject() is False  # left
+
+
+def test_a_stop_due_before_the_handler_starts_is_raised_as_it_starts() -> None:
+    """Work that never listened is stopped at the request, which may come before its handler runs."""
+    guard = InjectionGuard()
+    assert guard.stop_handler() is True  # armed, not lost, and nothing stronger follows at once
+    with pytest.raises(InjectedCancel):
+        guard.enter()
+    guard.leave()
+
+
+def test_a_stop_due_after_the_handler_returned_asks_for_nothing_more() -> None:
+    guard = InjectionGuard()
+    guard.enter()
+    guard.leave()
+    assert guard.stop_handler() is True  # its slot is settling it: no abandon at once
+    assert guard.inject() is False  # and nothing was injected

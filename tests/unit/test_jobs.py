@@ -25,6 +25,7 @@ from andon._jobs import (
     decide_cancel,
     decide_settlement,
     retry_delay,
+    shortest_grace,
     stop_strength,
 )
 
@@ -390,3 +391,55 @@ def test_is_job_id_rejects_junk(text: str) -> None:
 @given(st.text())
 def test_is_job_id_never_raises(text: str) -> None:
     assert isinstance(is_job_id(text), bool)
+
+
+# -- the grace a stop asks for ----------------------------------------------------------
+
+
+GRACES = [None, 0.0, 0.5, 2.0, 30.0]
+
+
+@given(st.lists(st.tuples(st.sampled_from(REQUESTS), st.sampled_from(GRACES)), min_size=1, max_size=6))
+def test_while_stopping_the_shortest_grace_asked_for_holds(
+    requests: list[tuple[tuple[CancelReason, bool], float | None]],
+) -> None:
+    """Any sequence of stop requests with graces: how long the work gets is the shortest
+    grace any of them asked for (``None``: the kind's), whichever request is in force."""
+    job = make_job(R, max_attempts=3)
+    for (reason, retry), grace in requests:
+        outcome, status = decide_cancel(job, reason, retry=retry, grace_s=grace)
+        held = job.cancel.grace_s if job.cancel is not None else None
+        if outcome is CancelOutcome.HURRIED:
+            assert status is C
+            assert job.cancel is not None
+            shorter = dataclasses.replace(job.cancel, grace_s=shortest_grace(held, grace))
+            job = dataclasses.replace(job, cancel=shorter)
+        elif outcome is not CancelOutcome.ALREADY:
+            kept = grace if job.cancel is None else shortest_grace(held, grace)
+            job = dataclasses.replace(job, status=status, cancel=CancelInfo(100.0, reason, retry=retry, grace_s=kept))
+        else:
+            assert shortest_grace(held, grace) == held  # nothing shorter was asked
+    asked = [g for _, g in requests if g is not None]
+    assert job.cancel is not None
+    assert job.cancel.grace_s == (min(asked) if asked else None)
+
+
+def test_a_request_for_less_grace_hurries_a_stop_and_changes_nothing_else() -> None:
+    job = make_job(C, cancel_reason=CancelReason.DELETED)
+    assert decide_cancel(job, CancelReason.USER, grace_s=0.0) == (CancelOutcome.HURRIED, C)
+    assert decide_cancel(job, CancelReason.USER) == (CancelOutcome.ALREADY, C)
+    at_once = dataclasses.replace(
+        job, cancel=dataclasses.replace(job.cancel or CancelInfo(0.0, CancelReason.USER), grace_s=0.0)
+    )
+    assert decide_cancel(at_once, CancelReason.USER, grace_s=0.0) == (CancelOutcome.ALREADY, C)
+    assert decide_cancel(at_once, CancelReason.USER, grace_s=5.0) == (CancelOutcome.ALREADY, C)
+
+
+@pytest.mark.parametrize(
+    ("current", "asked", "held"),
+    [(None, None, None), (None, 0.0, 0.0), (2.0, None, 2.0), (2.0, 0.5, 0.5), (0.5, 2.0, 0.5)],
+)
+def test_a_request_shortens_the_grace_never_lengthens_it(
+    current: float | None, asked: float | None, held: float | None
+) -> None:
+    assert shortest_grace(current, asked) == held

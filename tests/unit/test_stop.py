@@ -25,6 +25,7 @@ from andon._stop import (
     Terminated,
     death_outcome,
     due,
+    first_grace,
     outcome_of,
     stop_method_of,
 )
@@ -211,3 +212,69 @@ def test_a_death_at_the_cpu_limit_says_so() -> None:
     assert outcome.error is not None
     assert outcome.error.type == "ProcessDied"
     assert "its limits" in outcome.error.message
+
+
+# -- who gets the grace ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("always", "listening", "asked", "grace"),
+    [
+        (False, True, None, 2.0),  # listens: the kind's grace
+        (False, False, None, 0.0),  # never listened: the first rung at once
+        (True, False, None, 2.0),  # the kind set grace itself: for everyone
+        (True, True, None, 2.0),
+        (False, True, 0.0, 0.0),  # a request for less (cancel --now)
+        (True, False, 0.5, 0.5),
+        (False, True, 30.0, 2.0),  # a request never lengthens it
+        (False, False, 30.0, 0.0),
+    ],
+)
+def test_first_grace(always: bool, listening: bool, asked: float | None, grace: float) -> None:
+    assert first_grace(2.0, always=always, listening=listening, asked_s=asked) == grace
+
+
+def listening_state(listening: bool, **fields: object) -> StopState:
+    token = CancelToken(ManualClock())
+    if listening:
+        token.listen()
+    return state(Isolation.THREAD, 2.0, token=token, **fields)
+
+
+def test_work_that_never_listened_gets_its_first_rung_at_the_request_and_the_next_a_grace_later() -> None:
+    stop = listening_state(False, requested_at=100.0)
+    assert stop.next_step_at() == 100.0
+    assert due(100.0, [("a", stop, True, True)], LEASE_S, TICK_S).steps == ["a"]
+    assert stop.climb(Runtime(Step.INJECT).apply, 100.0) == [Step.INJECT]
+    assert stop.next_step_at() == 102.0  # the injection may land only when a C call returns
+
+
+def test_work_that_starts_listening_gets_the_grace_from_then_on() -> None:
+    stop = listening_state(False, requested_at=100.0)
+    assert stop.token is not None
+    stop.token.listen()
+    assert stop.next_step_at() == 102.0
+
+
+def test_an_explicit_grace_holds_for_work_that_never_listened() -> None:
+    stop = listening_state(False, requested_at=100.0, grace_always=True)
+    assert stop.next_step_at() == 102.0
+
+
+def test_a_request_for_less_grace_brings_the_next_rung_forward() -> None:
+    stop = listening_state(True, requested_at=100.0)
+    assert stop.ask_grace(None) is False
+    assert stop.ask_grace(5.0) is False  # longer than the kind's: nothing changes
+    assert stop.next_step_at() == 102.0
+    assert stop.ask_grace(0.0) is True
+    assert stop.next_step_at() == 100.0
+    assert stop.ask_grace(0.0) is False  # asked already
+    stop.climb(Runtime(Step.INJECT).apply, 100.0)
+    assert stop.next_step_at() == 100.0 + MIN_SECOND_STEP_S  # rungs keep their least spacing
+
+
+def test_a_grace_asked_before_the_request_is_kept_for_it() -> None:
+    stop = listening_state(True)
+    assert stop.ask_grace(0.0) is False  # nothing is due yet
+    stop.requested_at = 50.0
+    assert stop.next_step_at() == 50.0

@@ -8,6 +8,7 @@ version of each stop stays in the acceptance tier (tests/acceptance/test_escalat
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +39,25 @@ def spin(ctx: andon.Context) -> None:
         n += 1
 
 
+@app.job("spin_after_a_check")
+def spin_after_a_check(ctx: andon.Context) -> None:
+    """Reached a cancel point once (it listens), then spins: it gets the grace, then the injection."""
+    ctx.check()
+    ctx.emit({"started": True})
+    n = 0
+    while not release.is_set():
+        n += 1
+
+
+@app.job("spin_with_its_own_grace", grace=GRACE_S)
+def spin_with_its_own_grace(ctx: andon.Context) -> None:
+    """Never listens, but its kind set a grace itself: that grace holds for it too."""
+    ctx.emit({"started": True})
+    n = 0
+    while not release.is_set():
+        n += 1
+
+
 @app.job("blocked")
 def blocked(ctx: andon.Context) -> None:
     """Blocked in C code: nothing reaches it, so andon stops waiting for it."""
@@ -59,6 +79,16 @@ async def spin_async(ctx: andon.Context) -> None:
         n += 1
 
 
+@app.job("spin_async_after_an_await", isolation="async")
+async def spin_async_after_an_await(ctx: andon.Context) -> None:
+    """Gave its loop control once (it listens), then blocks it with sync code."""
+    await asyncio.sleep(0)
+    ctx.emit({"started": True})
+    n = 0
+    while not release.is_set():
+        n += 1
+
+
 @app.job("polite")
 def polite(ctx: andon.Context) -> None:
     """Checks often, on real time (a ``ctx.sleep`` would wait for the manual clock)."""
@@ -66,6 +96,25 @@ def polite(ctx: andon.Context) -> None:
     while True:
         ctx.check()
         time.sleep(0.001)
+
+
+@app.job("spin_process_default", isolation="process")
+def spin_process_default(ctx: andon.Context) -> None:
+    """Default settings, never looks at its context: SIGTERM at once."""
+    ctx.emit({"started": True})
+    n = 0
+    while True:
+        n += 1
+
+
+@app.job("spin_process_after_a_check", isolation="process")
+def spin_process_after_a_check(ctx: andon.Context) -> None:
+    """Reached a cancel point once: its child tells the worker, and it gets the grace."""
+    ctx.check()
+    ctx.emit({"started": True})
+    n = 0
+    while True:
+        n += 1
 
 
 @app.job("spin_process", isolation="process", grace=GRACE_S)
@@ -125,8 +174,16 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
         rig.store.close()
 
 
-def test_injection_comes_one_grace_after_the_request(rig: Rig) -> None:
-    job = rig.started("spin")
+def injected(ended: andon.Job) -> bool:
+    return (
+        ended.status is JobStatus.CANCELLED
+        and ended.cancel is not None
+        and ended.cancel.stop_method is StopMethod.INJECTED
+    )
+
+
+def test_injection_comes_one_grace_after_the_request_to_a_handler_that_listens(rig: Rig) -> None:
+    job = rig.started("spin_after_a_check")
     rig.client.cancel(job.id)
     rig.clock.advance(GRACE_S - 0.01)
     time.sleep(0.05)  # the monitor had time to act on a rung that would be due
@@ -139,20 +196,87 @@ def test_injection_comes_one_grace_after_the_request(rig: Rig) -> None:
     assert ended.cancel.stop_method is StopMethod.INJECTED
 
 
-def test_an_async_handler_that_blocks_its_loop_gets_the_injection(rig: Rig) -> None:
+def test_a_handler_that_never_listened_is_injected_at_the_request(rig: Rig) -> None:
+    """Not a grace later: the manual clock does not move, and the injection comes."""
+    job = rig.started("spin")
+    rig.client.cancel(job.id)
+    assert injected(rig.ended(job.id))
+
+
+def test_a_kinds_own_grace_holds_for_a_handler_that_never_listened(rig: Rig) -> None:
+    job = rig.started("spin_with_its_own_grace")
+    rig.client.cancel(job.id)
+    rig.clock.advance(GRACE_S - 0.01)
+    time.sleep(0.05)  # the monitor had time to act on a rung that would be due
+    assert rig.steps(job.id) == 0
+    rig.clock.advance(0.02)
+    assert injected(rig.ended(job.id))
+
+
+def test_a_cancel_with_no_grace_stops_a_listening_handler_at_once(rig: Rig) -> None:
+    job = rig.started("spin_after_a_check")
+    result = rig.client.cancel(job.id, grace=0)
+    assert result.job.cancel is not None
+    assert result.job.cancel.grace_s == 0
+    assert injected(rig.ended(job.id))
+
+
+def test_a_second_cancel_with_no_grace_brings_a_stop_under_way_forward(rig: Rig) -> None:
+    job = rig.started("spin_after_a_check")
+    rig.client.cancel(job.id)
+    time.sleep(0.05)
+    assert rig.steps(job.id) == 0
+    again = rig.client.cancel(job.id, grace=0)
+    assert again.outcome is andon.CancelOutcome.HURRIED
+    assert injected(rig.ended(job.id))
+    hurried = [e for e in rig.client.events(job.id) if e.message == "asked to stop within 0 s"]
+    assert [(e.from_status, e.to_status, e.actor) for e in hurried] == [
+        (JobStatus.CANCELLING, JobStatus.CANCELLING, "test")
+    ]
+
+
+def test_an_async_handler_that_blocks_its_loop_from_the_start_gets_the_injection_at_once(rig: Rig) -> None:
     job = rig.started("spin_async")
     rig.client.cancel(job.id)
-    rig.clock.advance(GRACE_S)
+    assert injected(rig.ended(job.id))
+
+
+def test_an_async_handler_that_awaited_gets_the_grace_before_the_injection(rig: Rig) -> None:
+    job = rig.started("spin_async_after_an_await")
+    rig.client.cancel(job.id)
+    rig.clock.advance(GRACE_S - 0.01)
+    time.sleep(0.05)
+    assert rig.steps(job.id) == 0
+    rig.clock.advance(0.02)
+    assert injected(rig.ended(job.id))
+
+
+def test_a_process_that_never_looked_at_its_context_gets_sigterm_at_once(rig: Rig) -> None:
+    job = rig.started("spin_process_default")
+    rig.client.cancel(job.id)
     ended = rig.ended(job.id)
     assert ended.cancel is not None
-    assert ended.cancel.stop_method is StopMethod.INJECTED
+    assert ended.cancel.stop_method is StopMethod.TERMINATED
+
+
+def test_a_process_that_reached_a_cancel_point_gets_the_grace(rig: Rig) -> None:
+    job = rig.started("spin_process_after_a_check")
+    rig.client.cancel(job.id)
+    rig.clock.advance(GRACE_S - 0.01)
+    time.sleep(0.1)
+    assert rig.steps(job.id) == 0
+    assert rig.client.get(job.id).status is JobStatus.CANCELLING
+    rig.clock.advance(0.02)
+    ended = rig.ended(job.id)
+    assert ended.cancel is not None
+    assert ended.cancel.stop_method is StopMethod.TERMINATED
 
 
 def test_a_thread_blocked_in_c_code_is_abandoned_and_its_slot_replaced(rig: Rig) -> None:
     threads_before = set(threading.enumerate())
     job = rig.started("blocked")
     rig.client.cancel(job.id)
-    rig.clock.advance(GRACE_S)
+    # It never listened: the injection is due at once (it cannot land in C code).
     wait_until(lambda: rig.steps(job.id) == 1, timeout=10)
     assert rig.client.get(job.id).status is JobStatus.CANCELLING  # injected, still stuck
     rig.clock.advance(GRACE_S)

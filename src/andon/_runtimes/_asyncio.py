@@ -4,7 +4,8 @@ Guarantee: **immediate at an await.** A cancel cancels the handler's task, so it
 the ``await`` it is suspended on (``asyncio.CancelledError``, recorded as stop method
 ``async``); ``ctx.check()`` raises too (``cooperative``). A handler that swallows the
 cancellation or blocks the loop with sync code gets ``Cancelled`` injected into the loop's
-thread after ``grace`` seconds, and is abandoned after another grace period.
+thread after ``grace`` seconds, and is abandoned after another grace period. A handler that
+has never yielded to its loop (nor reached a cancel point) does not listen: it gets no grace.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ class AsyncExecution:
         attempt = self._attempt
         with self._lock:
             self._task = asyncio.current_task()
+        # An async handler listens once it gives the loop control at an await: from then on
+        # a cancel reaches it at its await (this callback runs only when the task first
+        # yields; a handler that blocks its loop from the start never shows it listens).
+        asyncio.get_running_loop().call_soon(attempt.token.listen)
         # A cancel that arrived before the task existed could not cancel it; look again.
         attempt.token.raise_if_requested()
         return await attempt.spec.handler(ctx, **attempt.job.params)
@@ -75,7 +80,7 @@ class AsyncExecution:
         """Nothing to push: the handler reads the attempt's own token."""
 
     def apply(self, step: Step) -> bool:
-        return step is Step.INJECT and self._guard.inject()
+        return step is Step.INJECT and self._guard.stop_handler()
 
 
 def _discard(loop: asyncio.AbstractEventLoop) -> None:

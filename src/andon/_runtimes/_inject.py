@@ -43,10 +43,16 @@ class InjectionGuard:
         self._lock = threading.Lock()
         self._thread_id: int | None = None
         self._pending = False
+        self._armed = False
+        self._left = False
 
     def enter(self) -> None:
         with self._lock:
             self._thread_id = threading.get_ident()
+            armed = self._armed
+        if armed:
+            # A stop came due before the handler started (see stop_handler): it never starts.
+            raise InjectedCancel
 
     def leave(self) -> None:
         # An injected exception can land on any bytecode, including inside this method
@@ -55,6 +61,7 @@ class InjectionGuard:
         while True:
             try:
                 with self._lock:
+                    self._left = True
                     thread_id, self._thread_id = self._thread_id, None
                     if self._pending and thread_id is not None:
                         _clear(thread_id)
@@ -70,6 +77,21 @@ class InjectionGuard:
                 return False
             self._pending = True
             return bool(_set_async_exc(self._thread_id, InjectedCancel) == 1)
+
+    def stop_handler(self) -> bool:
+        """The rung ``inject`` of a runtime: raise :class:`InjectedCancel` in the handler.
+
+        A stop may come due at once (work that does not listen has no grace), so also in the
+        moments around the handler: before it starts, :meth:`enter` raises instead; once it
+        has returned, the slot is settling it and there is nothing to stop (``True``, so
+        nothing stronger follows at once; its cleanups keep the next rung's spacing).
+        ``False`` only if the thread could not be reached.
+        """
+        with self._lock:
+            if self._thread_id is None:
+                self._armed = not self._left
+                return True
+        return self.inject()
 
 
 def _clear(thread_id: int) -> None:

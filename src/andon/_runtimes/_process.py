@@ -1,8 +1,9 @@
 """Handlers in a child process of their own, with the context proxied over a pipe.
 
 Guarantee: **always stops.** A cancel is first sent to the child as a flag (cancel points
-raise; stop method ``cooperative``). After ``grace`` seconds the child's whole process group
-gets SIGTERM, which raises ``Cancelled`` in the handler so its cleanups run (``terminated``);
+raise; stop method ``cooperative``). After ``grace`` seconds (at once for a handler that has
+not reached a cancel point: the child reports its first over the pipe) the child's whole
+process group gets SIGTERM, which raises ``Cancelled`` in the handler so its cleanups run (``terminated``);
 after another grace period it gets SIGKILL (``killed``). A pure-Python loop that never
 checks, a hung C call and plain ``subprocess.Popen`` children started by the handler all stop.
 
@@ -194,6 +195,8 @@ class ProcessExecution:
                     buffer.progress(*checked_progress(message[1], message[2], message[3]))
             elif tag == "checkpoint":
                 buffer.checkpoint(message[1], message[2])
+            elif tag == "listening":
+                token.listen()
             elif tag == "child":
                 with self._lock:
                     self._child_pids.append(message[1])
@@ -430,6 +433,8 @@ def _child_main(
         child_grace_s=child_grace_s,
         resumed=resumed,
         family=family,
+        # Once, at its first cancel point: from then on a stop gives it the grace period.
+        on_listen=lambda: send(("listening",)),
     )
     done: tuple[str, Any]
     try:

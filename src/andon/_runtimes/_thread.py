@@ -43,4 +43,4 @@ class ThreadExecution:
         """Nothing to push: the handler reads the attempt's own token."""
 
     def apply(self, step: Step) -> bool:
-        return step is Step.INJECT and self._guard.inject()
+        return step is Step.INJECT and self._guard.stop_handler()

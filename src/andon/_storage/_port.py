@@ -205,6 +205,8 @@ class CancelNotice:
     attempt: int
     reason: CancelReason
     message: str | None
+    grace_s: float | None = None
+    """The shortest grace its requests asked for (``cancel(..., grace=0)``), or ``None``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -587,8 +589,12 @@ class Store(Protocol):
         by: str | None,
         message: str | None = None,
         retry: bool = True,
+        grace_s: float | None = None,
     ) -> CancelResult:
         """Atomically apply :func:`andon._jobs.decide_cancel`.
+
+        ``grace_s``: the most grace the request allows the work (``None``: the kind's); it is
+        stored with the stop (``CancelInfo.grace_s``) and reaches the worker with its notice.
 
         Raises:
             JobNotFound: unknown id.
@@ -597,10 +603,17 @@ class Store(Protocol):
         ...
 
     def request_cancel_many(
-        self, where: JobFilter, reason: CancelReason, by: str | None, message: str | None = None
+        self,
+        where: JobFilter,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None = None,
+        grace_s: float | None = None,
     ) -> BulkCancel:
         """Cancel every active job matching ``where``, by the rule of
-        :func:`andon._jobs.decide_cancel`, in one transaction (queued ones in one statement)."""
+        :func:`andon._jobs.decide_cancel`, in one transaction (queued ones in one statement);
+        ``grace_s`` as for :meth:`request_cancel` (stops under way that would wait longer are
+        brought forward)."""
         ...
 
     def delete(self, job_id: str) -> None:

@@ -172,6 +172,7 @@ def job_from_row(row: Row) -> Job:
             stopped_at=row["cancel_stopped_at"],
             stop_method=StopMethod(row["cancel_stop_method"]) if row["cancel_stop_method"] else None,
             origin=row["cancel_origin"],
+            grace_s=row["cancel_grace_s"],
         )
     error = None
     if row["error_type"] is not None:

@@ -52,7 +52,7 @@ DEFAULT_BUSY_TIMEOUT_S: Final = 10.0
 # How long one attempt waits in SQLite's own busy handler before our loop looks at the
 # clock: an operation overruns its busy timeout by at most this much.
 _BUSY_ATTEMPT_S: Final = 0.25
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 _QUERIES: Final = read_blocks("queries_sqlite.sql")
 # Each step from the version it starts at: 1 -> 2, 2 -> 3, 3 -> 4; the schema script then adds what is new.
 _UPGRADES: Final = (
@@ -63,6 +63,7 @@ _UPGRADES: Final = (
     (5, _QUERIES["upgrade_to_6"]),
     (6, _QUERIES["upgrade_to_7"]),
     (7, _QUERIES["upgrade_to_8"]),
+    (8, _QUERIES["upgrade_to_9"]),
 )
 _SCHEMA_OBJECT: Final = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", re.IGNORECASE)
 

@@ -300,3 +300,7 @@ CROSS JOIN LATERAL (SELECT min(le) AS le FROM andon_stop_buckets WHERE le >= sto
 WHERE j.status IN ('succeeded', 'failed', 'cancelled') AND j.cancel_stopped_at IS NOT NULL
   AND j.cancel_stop_method IS NOT NULL
 GROUP BY 1, 2, 3, 4;
+
+-- migration 8: a stop's own grace
+-- A stop's own grace: the shortest grace its requests asked for (cancel(..., grace=0), --now).
+ALTER TABLE andon_jobs ADD COLUMN cancel_grace_s double precision;

@@ -182,13 +182,18 @@ WHERE id = %(id)s
 -- name: request_stop
 UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = %(reason)s,
     cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = %(retry)s, cancel_acknowledged_at = NULL,
-    cancel_stopped_at = NULL, cancel_stop_method = NULL, cancel_origin = %(origin)s
+    cancel_stopped_at = NULL, cancel_stop_method = NULL, cancel_origin = %(origin)s,
+    cancel_grace_s = %(grace_s)s
 WHERE id = %(id)s
 
 -- name: escalate
 UPDATE andon_jobs SET cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s,
-    cancel_retry = %(retry)s, cancel_origin = %(origin)s
+    cancel_retry = %(retry)s, cancel_origin = %(origin)s, cancel_grace_s = %(grace_s)s
 WHERE id = %(id)s
+
+-- A request for less grace while a stop is under way: only the wait changes.
+-- name: hurry
+UPDATE andon_jobs SET cancel_grace_s = %(grace_s)s WHERE id = %(id)s
 
 -- The rule of decide_cancel for many jobs at once, as two set-based statements: queued jobs
 -- are withdrawn (this one statement is the whole bulk cancel of a queue), running ones move
@@ -213,7 +218,7 @@ WITH requested AS (
     UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = %(reason)s,
         cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = true, cancel_acknowledged_at = NULL,
         cancel_stopped_at = NULL, cancel_stop_method = NULL, events_count = events_count + 1,
-        cancel_origin = %(origin)s
+        cancel_origin = %(origin)s, cancel_grace_s = %(grace_s)s
     WHERE status = 'running' AND {where}
     RETURNING *
 ), events AS (
@@ -223,6 +228,13 @@ WITH requested AS (
     FROM requested
 )
 SELECT * FROM requested
+
+-- A hurried bulk cancel: the stops under way that would wait longer than it asks.
+-- name: stopping_slower_than
+SELECT * FROM andon_jobs
+WHERE status = 'cancelling' AND awaiting_status IS NULL
+  AND (cancel_grace_s IS NULL OR cancel_grace_s > %(grace_s)s::double precision) AND {where}
+ORDER BY id FOR UPDATE
 
 -- name: retrying_force_fails
 SELECT * FROM andon_jobs
@@ -540,7 +552,7 @@ FROM jsonb_to_recordset(%(events)s::jsonb) AS e (
     message text)
 
 -- name: cancel_notices
-SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs
+SELECT id, attempt, cancel_reason, cancel_message, cancel_grace_s FROM andon_jobs
 WHERE worker_id = %(worker)s AND status = 'cancelling' AND awaiting_status IS NULL
 
 -- Leases are set and judged on the database server's clock (lease_base NULL), unless a test
@@ -673,7 +685,8 @@ SELECT id, events_count, %(now)s, %(type)s, 'queued', 'queued', %(by)s, %(reason
 -- name: pause_running
 WITH stopping AS (
     UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = %(now)s, cancel_reason = 'paused',
-        cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = true, events_count = events_count + 1
+        cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = true, events_count = events_count + 1,
+        cancel_grace_s = NULL
     WHERE status = 'running' AND kind = %(kind)s
     RETURNING *
 ), noted AS (

@@ -116,6 +116,11 @@ SELECT kind, method, reason, (SELECT min(le) FROM andon_stop_buckets WHERE le >=
 GROUP BY 1, 2, 3, 4;
 UPDATE andon_meta SET value = '8' WHERE key = 'schema_version'
 
+-- name: upgrade_to_9
+-- A stop's own grace: the shortest grace its requests asked for (cancel(..., grace=0), --now).
+ALTER TABLE andon_jobs ADD COLUMN cancel_grace_s REAL;
+UPDATE andon_meta SET value = '9' WHERE key = 'schema_version'
+
 -- == clients ============================================================================
 
 -- name: insert_job
@@ -246,13 +251,17 @@ WHERE id = :id
 -- name: request_stop
 UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now, cancel_reason = :reason,
     cancel_by = :by, cancel_message = :message, cancel_retry = :retry, cancel_acknowledged_at = NULL,
-    cancel_stopped_at = NULL, cancel_stop_method = NULL, cancel_origin = :origin
+    cancel_stopped_at = NULL, cancel_stop_method = NULL, cancel_origin = :origin, cancel_grace_s = :grace_s
 WHERE id = :id
 
 -- name: escalate
 UPDATE andon_jobs SET cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = :retry,
-    cancel_origin = :origin
+    cancel_origin = :origin, cancel_grace_s = :grace_s
 WHERE id = :id
+
+-- A request for less grace while a stop is under way: only the wait changes.
+-- name: hurry
+UPDATE andon_jobs SET cancel_grace_s = :grace_s WHERE id = :id
 
 -- Bulk cancel: the jobs' one event each (seq events_count + 1) first, then the jobs
 -- themselves; both by the same filter, under the same write lock, so they match.
@@ -273,12 +282,19 @@ FROM andon_jobs WHERE status = 'running' AND {where};
 UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now,
     cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 1,
     cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL,
-    events_count = events_count + 1, cancel_origin = :origin
+    events_count = events_count + 1, cancel_origin = :origin, cancel_grace_s = :grace_s
 WHERE status = 'running' AND {where} RETURNING *
 
 -- name: retrying_force_fails
 SELECT * FROM andon_jobs
 WHERE status = 'cancelling' AND cancel_reason = 'forced' AND cancel_retry = 1 AND {where}
+ORDER BY id
+
+-- A hurried bulk cancel: the stops under way that would wait longer than it asks.
+-- name: stopping_slower_than
+SELECT * FROM andon_jobs
+WHERE status = 'cancelling' AND awaiting_status IS NULL AND (cancel_grace_s IS NULL OR cancel_grace_s > :grace_s)
+  AND {where}
 ORDER BY id
 
 -- name: active_for_update
@@ -565,7 +581,7 @@ INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, 
 VALUES (:job_id, :seq, :at, :type, :from_status, :to_status, :actor, :reason, :message, :attempt)
 
 -- name: cancel_notices
-SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs
+SELECT id, attempt, cancel_reason, cancel_message, cancel_grace_s FROM andon_jobs
 WHERE worker_id = :worker AND status = 'cancelling' AND awaiting_status IS NULL
 
 -- name: renew_leases
@@ -690,7 +706,7 @@ INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, 
 SELECT id, events_count + 1, :now, 'cancel requested', 'running', 'cancelling', :by, 'paused', :message, attempt
 FROM andon_jobs WHERE status = 'running' AND kind = :kind;
 UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now, cancel_reason = 'paused', cancel_by = :by,
-    cancel_message = :message, cancel_retry = 1, events_count = events_count + 1
+    cancel_message = :message, cancel_retry = 1, events_count = events_count + 1, cancel_grace_s = NULL
 WHERE status = 'running' AND kind = :kind
 RETURNING *
 

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS andon_jobs (
     cancel_origin          TEXT,                -- the job whose cancel reached it (a parent's, a superseding job's)
     awaiting_status        TEXT,                -- its own work stopped; it ends so once its descendants have
     schedule_name          TEXT,                -- the schedule whose tick made it
-    pruned_at              REAL                 -- its history was pruned: a tombstone
+    pruned_at              REAL,                -- its history was pruned: a tombstone
+    cancel_grace_s         REAL                 -- the shortest grace its stop's requests asked for (NULL: the kind's)
 );
 CREATE INDEX IF NOT EXISTS andon_jobs_queue ON andon_jobs (priority DESC, id) WHERE status = 'queued';
 CREATE INDEX IF NOT EXISTS andon_jobs_held ON andon_jobs (worker_id) WHERE status IN ('running', 'cancelling');
@@ -240,4 +241,4 @@ BEGIN
     WHERE NEW.cancel_stopped_at IS NOT NULL AND NEW.cancel_stop_method IS NOT NULL
     ON CONFLICT (kind, method, reason, le) DO UPDATE SET n = n + 1, seconds = seconds + excluded.seconds;
 END;
-INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '8');
+INSERT OR IGNORE INTO andon_meta (key, value) VALUES ('schema_version', '9');

@@ -280,7 +280,12 @@ def _job_out(client: andon.Client, job: andon.Job) -> JobOut:
 async def cancel_jobs(rt: Ctx, client: Caller, body: OptionalBulkCancel) -> BulkCancelOut:
     """Cancel every active job matching all the filters given (every active job if none is)."""
     done = await rt.call(
-        client.cancel_many, ids=body.ids, statuses=body.statuses, kinds=body.kinds, message=body.message
+        client.cancel_many,
+        ids=body.ids,
+        statuses=body.statuses,
+        kinds=body.kinds,
+        message=body.message,
+        grace=body.grace_s,
     )
     return BulkCancelOut(cancelled=len(done), ids=done.ids)
 
@@ -320,11 +325,14 @@ async def cancel_job(
 ) -> JobOut:
     """Cancel: a queued job never starts (`cancelled` at once); a running one is `cancelling`
     until its work stops. Cancelling again answers the current state; a job that already
-    succeeded or failed is a 409. With `wait=true`, answers once the job is terminal."""
+    succeeded or failed is a 409. With `wait=true`, answers once the job is terminal.
+    `grace_s: 0` stops the work at once (a second cancel with it brings a stop under way forward)."""
     if wait:
-        result = await rt.wait(client.cancel, job_id, message=body.message, wait=True, timeout=wait_timeout)
+        result = await rt.wait(
+            client.cancel, job_id, message=body.message, wait=True, timeout=wait_timeout, grace=body.grace_s
+        )
     else:
-        result = await rt.call(client.cancel, job_id, message=body.message)
+        result = await rt.call(client.cancel, job_id, message=body.message, grace=body.grace_s)
     return await rt.call(_job_out, client, result.job)
 
 

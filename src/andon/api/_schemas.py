@@ -150,13 +150,21 @@ class ScheduleBody(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
 
+_GRACE_DESCRIPTION = (
+    "At most this many seconds for the work to stop by itself before it is stopped by force; "
+    "0 stops it at once. Left out: the kind's rule. It can shorten a stop under way, never lengthen it."
+)
+
+
 class CancelBody(BaseModel):
     """``POST /api/v1/jobs/{id}/cancel``: why, in words (kept as the cancel's ``message``;
-    the cancel's ``reason`` code is ``user``). ``reason`` and ``message`` are the same field."""
+    the cancel's ``reason`` code is ``user``). ``reason`` and ``message`` are the same field.
+    ``grace_s``: ``0`` stops the work at once (``andon cancel --now``)."""
 
     model_config = _STRICT
 
     message: Text | None = Field(default=None, validation_alias=AliasChoices("message", "reason"))
+    grace_s: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True, description=_GRACE_DESCRIPTION)
 
 
 class FailBody(BaseModel):
@@ -187,6 +195,7 @@ class BulkCancelBody(BaseModel):
     status: list[andon.JobStatus] | andon.JobStatus = Field(default_factory=list)
     kind: list[Name] | Name = Field(default_factory=list, max_length=100)
     message: Text | None = Field(default=None, validation_alias=AliasChoices("message", "reason"))
+    grace_s: float | None = Field(default=None, ge=0, allow_inf_nan=False, strict=True, description=_GRACE_DESCRIPTION)
 
     @property
     def statuses(self) -> list[andon.JobStatus]:
@@ -231,6 +240,9 @@ class CancelOut(BaseModel):
     """The job whose cancel reached this one: the ancestor that was cancelled (reason
     ``parent_cancelled``), the parent that ended (``parent_ended``), the job that superseded
     it (``superseded``); ``null`` when the cancel was asked of this job itself."""
+    grace_s: float | None = None
+    """The shortest grace its requests asked for (``0``: stop at once); ``null`` for the
+    kind's rule."""
 
     @classmethod
     def of(cls, cancel: andon.CancelInfo) -> CancelOut:
@@ -245,6 +257,7 @@ class CancelOut(BaseModel):
             stop_method=cancel.stop_method,
             stop_seconds=cancel.stop_seconds,
             origin=cancel.origin,
+            grace_s=cancel.grace_s,
         )
 
 

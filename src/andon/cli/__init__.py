@@ -627,13 +627,22 @@ def cancel(
     status: StatusOption = None,
     kind: KindOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before cancelling every active job.")] = False,
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="Stop the work at once, with no grace period (also brings forward a stop under way).",
+        ),
+    ] = False,
     db: DbOption = None,
     app_ref: AppOption = None,
 ) -> None:
     """Cancel jobs: a queued job never starts, a running one is stopped.
 
-    Give job ids, or --all (optionally with --status/--kind) for every active job.
+    Give job ids, or --all (optionally with --status/--kind) for every active job. A handler
+    that listens gets its grace period to stop by itself; --now stops it at once.
     """
+    grace = 0.0 if now else None
     if all_jobs and job_ids:
         raise typer.BadParameter("give job ids or --all, not both", param_hint="'--all'")
     if not all_jobs and not job_ids:
@@ -644,14 +653,14 @@ def cancel(
         typer.confirm("Cancel every active job?", abort=True)
     with _client(db) as client:
         if all_jobs:
-            done = client.cancel_many(statuses=status or (), kinds=kind or (), message=message)
+            done = client.cancel_many(statuses=status or (), kinds=kind or (), message=message, grace=grace)
             if not done:
                 console.print(Text("no active jobs matched; nothing to cancel", style="dim"))
             for job_id in done.withdrawn:
                 console.print(fmt.withdrawn_line(job_id), soft_wrap=True)
             requested, failed = done.stopping, False
         else:
-            requested, failed = _request_each(client, job_ids or [], message)
+            requested, failed = _request_each(client, job_ids or [], message, grace)
         # All requests go out first, so with --wait the jobs stop in parallel, not one by one.
         for result in requested:
             if wait and not result.job.is_terminal:
@@ -662,15 +671,15 @@ def cancel(
 
 
 def _request_each(
-    client: andon.Client, job_ids: list[str], message: str | None
+    client: andon.Client, job_ids: list[str], message: str | None, grace: float | None
 ) -> tuple[list[andon.CancelResult], bool]:
     """Cancel each job; an error about one id is printed and the others still go ahead."""
     if len(job_ids) == 1:
-        return [client.cancel(job_ids[0], message=message)], False
+        return [client.cancel(job_ids[0], message=message, grace=grace)], False
     requested, failed = [], False
     for job_id in job_ids:
         try:
-            requested.append(client.cancel(job_id, message=message))
+            requested.append(client.cancel(job_id, message=message, grace=grace))
         except andon.AndonError as exc:
             _print_error(exc)
             failed = True

@@ -213,7 +213,12 @@ def cancel_outcome(result: andon.CancelResult) -> tuple[str, str, str]:
         forced = job.cancel is not None and job.cancel.reason is andon.CancelReason.FORCED
         if outcome is andon.CancelOutcome.ESCALATED:
             return "failing", "the force-fail replaced the earlier cancel; the work is stopping", "yellow"
-        return ("failing" if forced else "cancelling"), "stop requested; the work is stopping", "yellow"
+        label = "failing" if forced else "cancelling"
+        if outcome is andon.CancelOutcome.HURRIED:
+            return label, "the stop under way was brought forward; the work is being stopped now", "yellow"
+        if job.cancel is not None and job.cancel.grace_s == 0:
+            return label, "stop requested with no grace; the work is being stopped now", "yellow"
+        return label, "stop requested; the work is stopping", "yellow"
     if job.status is andon.JobStatus.QUEUED:
         return "requeued", "force-failed; its retry policy allows another attempt", "cyan"
     if job.cancel is not None and job.cancel.stop_method is not None:

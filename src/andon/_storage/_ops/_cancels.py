@@ -24,13 +24,14 @@ class CancelOperations(TreeOperations[C]):
         by: str | None,
         message: str | None = None,
         retry: bool = True,
+        grace_s: float | None = None,
     ) -> CancelResult:
         def body(tx: Tx) -> CancelResult:
             row = tx.one("get_for_update", {"id": job_id})
             if row is None:
                 raise JobNotFound(job_id)
             job = job_from_row(row)
-            outcome, changes = self._stop_job(tx, job, reason, by, message, retry=retry)
+            outcome, changes = self._stop_job(tx, job, reason, by, message, retry=retry, grace_s=grace_s)
             if outcome is not CancelOutcome.ALREADY:
                 job = _reread(tx, job_id)
                 tx.notify(changes)
@@ -40,12 +41,18 @@ class CancelOperations(TreeOperations[C]):
         return self._db.write(body, IfUnsure.RETRY)
 
     def request_cancel_many(
-        self, where: JobFilter, reason: CancelReason, by: str | None, message: str | None = None
+        self,
+        where: JobFilter,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None = None,
+        grace_s: float | None = None,
     ) -> BulkCancel:
         if reason is CancelReason.FORCED:
             return self._force_fail_many(where, by, message)
         clause, _, args = self._db.job_filter(where, None, self._clock.now())
-        args |= {"now": self._clock.now(), "reason": reason.value, "by": by, "message": message, "origin": None}
+        now = self._clock.now()
+        args |= {"now": now, "reason": reason.value, "by": by, "message": message, "origin": None, "grace_s": grace_s}
 
         def body(tx: Tx) -> BulkCancel:
             # The rule of decide_cancel, set-based: queued jobs are withdrawn, running ones
@@ -59,15 +66,24 @@ class CancelOperations(TreeOperations[C]):
             for row in tx.all("retrying_force_fails", args, where=clause):
                 job = job_from_row(row)
                 self._apply_cancel(
-                    tx, job, CancelOutcome.ESCALATED, job.status, reason, by, message, True, None, args["now"]
+                    tx, job, CancelOutcome.ESCALATED, job.status, reason, by, message, True, None, now, grace_s
                 )
                 stopping.append(CancelResult(_reread(tx, job.id), CancelOutcome.ESCALATED))
+            if grace_s is not None:
+                # Asking for less grace brings forward the stops already under way (rare: a
+                # second, hurried bulk cancel), job by job.
+                seen = {r.job.id for r in stopping}
+                for row in tx.all("stopping_slower_than", args, where=clause):
+                    job = job_from_row(row)
+                    if job.id not in seen:
+                        self._hurry(tx, job, reason, by, message, grace_s, now)
+                        stopping.append(CancelResult(_reread(tx, job.id), CancelOutcome.HURRIED))
             changes = _cancel_changes(withdrawn, stopping)
             # Their trees stop with them (only the jobs that have children are looked at again).
             stopped = {r.job.id: r.job for r in stopping} | {r["id"]: None for r in withdrawn_rows}
             for parent_id in sorted(self._held_for_descendants(tx, stopped)):
                 parent = stopped[parent_id] or _reread(tx, parent_id)
-                changes += self._stop_descendants(tx, parent, reason, by)
+                changes += self._stop_descendants(tx, parent, reason, by, grace_s)
             self._finish_awaiting(tx, [row["parent_id"] for row in withdrawn_rows if row["parent_id"]])
             tx.notify(changes)
             return BulkCancel(withdrawn=withdrawn, stopping=stopping)

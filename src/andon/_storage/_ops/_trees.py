@@ -27,7 +27,15 @@ from typing import Any
 
 from andon._cancel import CancelReason
 from andon._errors import JobNotFound, ParentStopping
-from andon._jobs import FAILING_REASONS, CancelOutcome, Job, JobStatus, check_transition, decide_cancel
+from andon._jobs import (
+    FAILING_REASONS,
+    CancelOutcome,
+    Job,
+    JobStatus,
+    check_transition,
+    decide_cancel,
+    shortest_grace,
+)
 from andon._storage._connector import Tx
 from andon._storage._ops._base import C, Operations
 from andon._storage._port import Change
@@ -57,12 +65,20 @@ class TreeOperations(Operations[C]):
         *,
         retry: bool = True,
         origin: str | None = None,
+        grace_s: float | None = None,
     ) -> tuple[CancelOutcome, list[Change]]:
-        """Apply ``decide_cancel`` to ``job`` (locked by the caller) and to its subtree."""
-        outcome, status = decide_cancel(job, reason, retry=retry)
+        """Apply ``decide_cancel`` to ``job`` (locked by the caller) and to its subtree.
+
+        ``grace_s``: the most grace the request allows (``None``: the kind's); it reaches the
+        running descendants this stop asks to stop, and nothing already stopping below.
+        """
+        outcome, status = decide_cancel(job, reason, retry=retry, grace_s=grace_s)
         if outcome is CancelOutcome.ALREADY:
             return outcome, []
         now = self._clock.now()
+        if outcome is CancelOutcome.HURRIED:
+            self._hurry(tx, job, reason, by, message, grace_s, now)
+            return outcome, [Change.CANCEL]
         # Only a job that has run can have children (they come from a running attempt).
         waits_for_children = (
             outcome is CancelOutcome.WITHDRAWN
@@ -74,18 +90,18 @@ class TreeOperations(Operations[C]):
             # attempt still run: it ends once they have stopped, like any stopped parent.
             check_transition(job.status, JobStatus.CANCELLING)
             self._event(tx, job, "cancel requested", job.status, JobStatus.CANCELLING, by, reason.value, message, now)
-            args = self._cancel_args(job.id, reason, by, message, retry, origin, now)
+            args = self._cancel_args(job.id, reason, by, message, retry, origin, now, grace_s)
             tx.one("request_stop", args)
             tx.one("await_descendants", {"id": job.id, "status": status.value})
         else:
-            self._apply_cancel(tx, job, outcome, status, reason, by, message, retry, origin, now)
+            self._apply_cancel(tx, job, outcome, status, reason, by, message, retry, origin, now, grace_s)
             if job.awaiting is not None:
                 # Its work has stopped already; a stronger request changes how it will end.
                 final = JobStatus.FAILED if reason in FAILING_REASONS else JobStatus.CANCELLED
                 tx.one("await_descendants", {"id": job.id, "status": final.value})
         changes = [Change.ENDED if outcome is CancelOutcome.WITHDRAWN else Change.CANCEL]
         if reason not in _NOT_PROPAGATED:
-            changes += self._stop_descendants(tx, job, reason, by)
+            changes += self._stop_descendants(tx, job, reason, by, grace_s)
         if waits_for_children:
             self._finish_awaiting(tx, [job.id])
         return outcome, changes
@@ -99,6 +115,7 @@ class TreeOperations(Operations[C]):
         retry: bool,
         origin: str | None,
         now: float,
+        grace_s: float | None = None,
     ) -> dict[str, Any]:
         return {
             "id": job_id,
@@ -108,7 +125,25 @@ class TreeOperations(Operations[C]):
             "message": message,
             "retry": retry,
             "origin": origin,
+            "grace_s": grace_s,
         }
+
+    def _hurry(
+        self,
+        tx: Tx,
+        job: Job,
+        reason: CancelReason,
+        by: str | None,
+        message: str | None,
+        grace_s: float | None,
+        now: float,
+    ) -> None:
+        """A request for less grace joins the stop in force: only the wait changes (recorded)."""
+        grace = shortest_grace(job.cancel.grace_s if job.cancel else None, grace_s)
+        assert grace is not None  # decide_cancel answers HURRIED only for a shorter grace
+        note = f"asked to stop within {grace:g} s" + (f": {message}" if message else "")
+        self._event(tx, job, "cancel requested", job.status, job.status, by, reason.value, note, now)
+        tx.one("hurry", {"id": job.id, "grace_s": grace})
 
     def _apply_cancel(
         self,
@@ -122,12 +157,15 @@ class TreeOperations(Operations[C]):
         retry: bool,
         origin: str | None,
         now: float,
+        grace_s: float | None = None,
     ) -> None:
         check_transition(job.status, status)
         # One event per change: withdrawing a queued job is its request and its end at once.
         what = "withdrawn" if outcome is CancelOutcome.WITHDRAWN else "cancel requested"
         self._event(tx, job, what, job.status, status, by, reason.value, message, now)
-        args = self._cancel_args(job.id, reason, by, message, retry, origin, now)
+        if outcome is CancelOutcome.ESCALATED:
+            grace_s = shortest_grace(job.cancel.grace_s if job.cancel else None, grace_s)
+        args = self._cancel_args(job.id, reason, by, message, retry, origin, now, grace_s)
         if outcome is CancelOutcome.WITHDRAWN:
             failing = status is JobStatus.FAILED
             forced = reason is CancelReason.FORCED
@@ -147,7 +185,9 @@ class TreeOperations(Operations[C]):
         else:  # ESCALATED: a stronger request takes over the one in force (stop_strength)
             tx.one("escalate", args)
 
-    def _stop_descendants(self, tx: Tx, origin: Job, reason: CancelReason, by: str | None) -> list[Change]:
+    def _stop_descendants(
+        self, tx: Tx, origin: Job, reason: CancelReason, by: str | None, grace_s: float | None = None
+    ) -> list[Change]:
         """Withdraw ``origin``'s queued descendants and ask its running ones to stop, set-based."""
         if origin.attempt == 0 and origin.status is JobStatus.QUEUED:
             return []  # never ran: no children (they come from a running attempt)
@@ -158,7 +198,7 @@ class TreeOperations(Operations[C]):
             return []
         now = self._clock.now()
         message = f"job {origin.id} ({origin.kind}) {_what(reason)}"
-        args = self._cancel_args(origin.id, CancelReason.PARENT_CANCELLED, by, message, True, origin.id, now)
+        args = self._cancel_args(origin.id, CancelReason.PARENT_CANCELLED, by, message, True, origin.id, now, grace_s)
         tx.one("lock_subtree", {"origin": origin.id}, where=clause)
         withdrawn = tx.all("withdraw_many", args, where=clause)
         requested = tx.all("request_stop_many", args, where=clause)
@@ -176,6 +216,7 @@ class TreeOperations(Operations[C]):
                 True,
                 origin.id,
                 now,
+                grace_s,
             )
             requested.append(row)
         # A withdrawn job may be the last active child of a job already waiting for it.

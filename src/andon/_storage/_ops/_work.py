@@ -263,7 +263,10 @@ class WorkOperations(TreeOperations[C]):
     def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
         rows = self._db.read(lambda tx: tx.all("cancel_notices", {"worker": worker_id}))
         return [
-            CancelNotice(r["id"], r["attempt"], CancelReason(r["cancel_reason"]), r["cancel_message"]) for r in rows
+            CancelNotice(
+                r["id"], r["attempt"], CancelReason(r["cancel_reason"]), r["cancel_message"], r["cancel_grace_s"]
+            )
+            for r in rows
         ]
 
     def renew_leases(
