@@ -170,6 +170,35 @@ def test_schemas_keep_their_jobs_apart(url: str) -> None:
             watcher.close()
 
 
+# -- the claim's plan ----------------------------------------------------------------------
+
+
+def test_a_claim_after_a_burst_reads_the_queue_index_not_the_queue(store: PostgresStore) -> None:
+    """Statistics taken while the table was empty, then a burst of submits: the claim still
+    walks the queue index in order and stops at the first rows it can lock (migration 8),
+    where a plan from those statistics would read and sort the whole queue for each claim."""
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(store.schema)))
+        conn.execute("ANALYZE andon_jobs")
+        queued = 3_000
+        jobs = [NewJob(new_job_id(), "noop", {}, priority=i % 3) for i in range(queued)]
+        store.submit(jobs, "test")
+        best = sorted(jobs, key=lambda j: (-j.priority, j.id))
+        for _ in range(6):  # past the first plans of a connection, to its cached one
+            with conn.transaction():
+                conn.execute(
+                    "SELECT * FROM andon_claim(%s, ARRAY['noop'], 2, 'w', NULL, 30.0, 't', 'worker:w')", [time.time()]
+                )
+                row = conn.execute(
+                    "SELECT pg_stat_get_xact_tuples_returned('andon_jobs'::regclass)"
+                    " + pg_stat_get_xact_tuples_fetched('andon_jobs'::regclass)"
+                ).fetchone()
+            assert row is not None
+            assert row[0] < 100, f"one claim of 2 read {row[0]} rows of a queue of {queued}"
+    claimed = store.claim_many("w", ["noop"], 30.0, 3)
+    assert [job.id for job in claimed] == [job.id for job in best[12:15]]
+
+
 # -- dropped connections ------------------------------------------------------------------
 
 

@@ -283,20 +283,6 @@ SELECT le FROM andon_stop_buckets ORDER BY le
 
 -- == workers ============================================================================
 
--- One statement, one transaction: take the best queued job nobody else is taking, start
--- it, and write its event. SKIP LOCKED passes over rows another claim (or a cancel) holds.
--- The plan must walk andon_jobs_queue in order and stop at the first row it can lock.
--- kind COLLATE "C" (equality is the same under any deterministic collation) keeps the
--- kind index out of it: with statistics taken while the queue was empty, the planner would
--- otherwise AND both indexes, fetch the whole queue and sort it, for every claim.
--- Paused kinds are read once per claim (an InitPlan) and filter the index walk: a NOT EXISTS
--- per row was an anti-join that cost no-op jobs a fifth of their rate. A keyed job waits
--- while another of its kind and key is running, cancelling or queued ahead of it
--- (andon._keys): the OR leaves unkeyed rows at their "job_key IS NULL". Two claims at once
--- cannot both start jobs of one key: each sees the other's first as queued ahead, at least.
--- A claim of kinds of which none is limited (andon_kind_limits) is this one statement; the
--- uncorrelated NOT EXISTS is a one-time filter. If any is limited it claims nothing, and
--- the claim goes the way of the limits (claim_limits and after, _ops/_work.py).
 -- == job trees ===========================================================================
 
 -- A condition on andon_jobs: the row is a descendant of the top-level job %(origin)s (an
@@ -368,35 +354,11 @@ WHERE parent_id = %(id)s AND detached AND status IN ('queued', 'running', 'cance
 SELECT min(available_at) AS due FROM andon_jobs
 WHERE status = 'queued' AND available_at > %(now)s AND kind COLLATE "C" = ANY(%(kinds)s)
 
+-- The claim's statement is the function andon_claim (migrations_postgres.sql, migration 8):
+-- its plan must walk andon_jobs_queue in order however stale the statistics are, which only
+-- a function's own planner settings can promise.
 -- name: claim
-WITH next AS (
-    SELECT id FROM andon_jobs
-    WHERE status = 'queued' AND available_at <= %(now)s AND kind COLLATE "C" = ANY(%(kinds)s)
-      AND kind COLLATE "C" <> ALL (ARRAY(SELECT paused.kind FROM andon_paused AS paused))
-      AND (job_key IS NULL OR NOT EXISTS (
-          SELECT 1 FROM andon_jobs AS other
-          WHERE other.kind = andon_jobs.kind AND other.job_key = andon_jobs.job_key
-            AND other.status IN ('queued', 'running', 'cancelling')
-            AND (other.status <> 'queued' OR other.id < andon_jobs.id)))
-      AND NOT EXISTS (SELECT FROM andon_kind_limits AS limited WHERE limited.kind = ANY(%(kinds)s))
-    ORDER BY priority DESC, id
-    LIMIT %(n)s
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE andon_jobs AS job SET status = 'running', attempt = job.attempt + 1, started_at = %(now)s,
-        worker_id = %(worker)s, lease_expires_at =
-            COALESCE(%(lease_base)s::double precision, extract(epoch FROM clock_timestamp())) + %(lease_s)s,
-        claim_token = %(token)s,
-        events_count = job.events_count + 1, progress_done = NULL, progress_total = NULL, progress_message = NULL
-    FROM next
-    WHERE job.id = next.id
-    RETURNING job.*
-), started AS (
-    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
-    SELECT id, events_count, %(now)s, 'started', 'queued', 'running', %(actor)s, NULL, NULL, attempt
-    FROM claimed
-)
-SELECT * FROM claimed
+SELECT * FROM andon_claim(%(now)s, %(kinds)s, %(n)s, %(worker)s, %(lease_base)s, %(lease_s)s, %(token)s, %(actor)s)
 
 -- == limits per kind (max_running, rate) ================================================
 
