@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
 import pytest
-from psycopg import Transaction, sql
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 import andon
@@ -22,7 +22,7 @@ from andon import CancelReason, JobStatus
 from andon._ids import new_job_id
 from andon._jobs import Outcome, OutcomeKind
 from andon._storage import Change, JobFilter, NewJob
-from andon._storage._postgres import SCHEMA_VERSION, PostgresStore
+from andon._storage._postgres import SCHEMA_VERSION, PostgresStore, _PgTx
 from andon.examples import app
 from tests.postgres import (
     SERVER_URL,
@@ -226,7 +226,7 @@ def test_a_claim_whose_commit_is_in_doubt_is_looked_up_by_its_token(store: Postg
     def execute_then_break(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(self, query, *args, **kwargs)
         text = query.decode() if isinstance(query, bytes) else query  # the store's queries are bytes
-        if isinstance(text, str) and "FOR UPDATE SKIP LOCKED" in text and not broken.is_set():
+        if isinstance(text, str) and "andon_claim(" in text and not broken.is_set():
             broken.set()
             raise psycopg.OperationalError("connection lost just after the claim committed (simulated)")
         return result
@@ -244,18 +244,17 @@ def test_a_claim_whose_commit_is_in_doubt_is_looked_up_by_its_token(store: Postg
 def test_an_unknown_submit_commit_is_checked_not_repeated(store: PostgresStore) -> None:
     new = [NewJob(new_job_id(), "a", {"n": i}) for i in range(3)]
     failed = threading.Event()
-    # The transaction block ends with an error after the server committed.
-    exit_original = Transaction.__exit__
+    # The COMMIT ends with an error after the server committed.
+    commit_original = _PgTx.commit
 
-    def exit_then_fail(self: Transaction, *exc: object) -> bool:
-        result = exit_original(self, *exc)  # type: ignore[arg-type]  # passing through
-        if exc[0] is None and not failed.is_set():
+    def commit_then_fail(self: _PgTx) -> None:
+        commit_original(self)
+        if not failed.is_set():
             failed.set()
             raise psycopg.OperationalError("connection lost while committing (simulated)")
-        return bool(result)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Transaction, "__exit__", exit_then_fail)
+        patch.setattr(_PgTx, "commit", commit_then_fail)
         jobs = store.submit(new, actor="x")
     assert failed.is_set()
     assert [j.id for j in jobs] == [n.id for n in new]
@@ -265,14 +264,14 @@ def test_an_unknown_submit_commit_is_checked_not_repeated(store: PostgresStore) 
 
 def test_bulk_cancel_whose_commit_is_in_doubt_is_reported(store: PostgresStore) -> None:
     store.submit([NewJob(new_job_id(), "a", {})], actor=None)
-    exit_original = Transaction.__exit__
+    commit_original = _PgTx.commit
 
-    def exit_then_fail(self: Transaction, *exc: object) -> bool:
-        exit_original(self, *exc)  # type: ignore[arg-type]  # passing through
+    def commit_then_fail(self: _PgTx) -> None:
+        commit_original(self)
         raise psycopg.OperationalError("connection lost while committing (simulated)")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Transaction, "__exit__", exit_then_fail)
+        patch.setattr(_PgTx, "commit", commit_then_fail)
         with pytest.raises(andon.StorageUnavailable, match="may or may not have been applied"):
             store.request_cancel_many(JobFilter(), CancelReason.USER, by=None)
 

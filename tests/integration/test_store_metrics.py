@@ -205,9 +205,11 @@ def test_a_postgres_schema_before_migration_7_counts_its_jobs_when_upgraded() ->
                 " DROP TABLE andon_ended_counts, andon_stop_counts, andon_stop_buckets;"
                 # the rest of migration 7: the stop-statistics index, sessions, the workers registry
                 " DROP INDEX andon_jobs_stopped; DROP TABLE andon_sessions, andon_workers;"
-                " DELETE FROM andon_migrations WHERE version = 7"
+                # and migration 8 after it: the claim function
+                " DROP FUNCTION andon_claim;"
+                " DELETE FROM andon_migrations WHERE version >= 7"
             )
-        assert PostgresStore(url).upgrade() == (6, 7)
+        assert PostgresStore(url).upgrade() == (6, 8)
         with PostgresStore(url, clock=clock) as store:
             figures = store.metrics()
             assert (figures.ended, sorted(figures.stops, key=repr)) == (
