@@ -199,6 +199,33 @@ def test_a_claim_after_a_burst_reads_the_queue_index_not_the_queue(store: Postgr
     assert [job.id for job in claimed] == [job.id for job in best[12:15]]
 
 
+def test_settling_after_a_burst_reads_the_jobs_it_ends_not_the_table(url: str) -> None:
+    """The same burst: claiming and ending jobs one at a time never reads the whole table
+    (the settlement's plan once did, as the planner cannot see into its JSON)."""
+    queued = 3_000
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(PostgresStore(url).schema)))
+        conn.execute("ANALYZE andon_jobs")
+        with PostgresStore(url) as store:
+            store.submit([NewJob(new_job_id(), "noop", {}) for _ in range(queued)], "test")
+            before = _rows_scanned(conn)
+            for _ in range(8):  # past the first plans of a connection, to its cached ones
+                (job,) = store.claim_many("w", ["noop"], 30.0, 1)
+                store.settle("w", job.attempt, job.id, Outcome(OutcomeKind.SUCCEEDED), None)
+        # The store's connections are closed: their counters have reached the server.
+        assert _rows_scanned(conn) - before < queued
+
+
+def _rows_scanned(conn: psycopg.Connection[Any]) -> int:
+    """Rows of andon_jobs read by sequential scans so far (every backend's, as reported)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT seq_tup_read FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = 'andon_jobs'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 # -- dropped connections ------------------------------------------------------------------
 
 

@@ -529,7 +529,7 @@ class PostgresConnector:
 
     def settle_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> list[Row]:
         """Every attempt in one statement: the rows travel as one JSON text."""
-        return tx.all("settle_all", {"rows": json.dumps(rows)})
+        return tx.all("settle_all", {"rows": json.dumps(rows), "ids": [row["id"] for row in rows]})
 
     def insert_events(self, tx: Tx, at: float, events: Sequence[dict[str, Any]]) -> None:
         tx.one("insert_events", {"at": at, "events": json.dumps(events)})

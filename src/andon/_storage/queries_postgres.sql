@@ -469,7 +469,10 @@ ON CONFLICT (job_id, seq) DO NOTHING
 COPY andon_items (job_id, seq, attempt, at, data) FROM STDIN
 
 -- Every attempt a worker ends in one statement: the per-job values arrive as one JSON array
--- of objects (psycopg adapts one text parameter far faster than fifteen Python lists).
+-- of objects (psycopg adapts one text parameter far faster than fifteen Python lists). The
+-- ids come again as an array, for the planner: it cannot see into the JSON and guesses 100
+-- rows, so with a few thousand jobs in the table it hashed them and read the whole table,
+-- once per settlement (8,000 rows read to end one job; 2.4 ms instead of 0.1).
 -- name: settle_all
 UPDATE andon_jobs AS job SET status = v.status, finished_at = v.finished, lease_expires_at = NULL,
     claim_token = NULL, result = v.result, error_type = v.error_type, error_message = v.error_message,
@@ -491,7 +494,7 @@ FROM jsonb_to_recordset(%(rows)s::jsonb) AS v (
     id text, status text, finished float8, result text, error_type text, error_message text,
     error_traceback text, failed int, available float8, acknowledged_at float8, has_cancel bool,
     clear_cancel bool, stopped float8, method text, events int, resume bool, awaiting text)
-WHERE job.id = v.id
+WHERE job.id = v.id AND job.id = ANY(%(ids)s::text[])
 RETURNING job.*
 
 -- name: insert_events
