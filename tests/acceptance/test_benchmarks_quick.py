@@ -155,4 +155,5 @@ def test_jobpath_benchmark_runs_quick() -> None:
         assert label in done.stdout, done.stdout
     # A job costs at least its claim and its end: the counts come from real traces.
     trips = re.search(r"round trips per no-op job, 1 slot\(s\), worker side, PostgreSQL: ([0-9.]+)", done.stdout)
-    assert trips is not None and float(trips.group(1)) >= 1, done.stdout
+    assert trips is not None, done.stdout
+    assert float(trips.group(1)) >= 1, done.stdout
