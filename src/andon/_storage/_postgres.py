@@ -527,12 +527,12 @@ class PostgresConnector:
             }
             tx.one("insert_items", args)
 
-    def settle_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> list[Row]:
-        """Every attempt in one statement: the rows travel as one JSON text."""
-        return tx.all("settle_all", {"rows": json.dumps(rows), "ids": [row["id"] for row in rows]})
-
-    def insert_events(self, tx: Tx, at: float, events: Sequence[dict[str, Any]]) -> None:
-        tx.one("insert_events", {"at": at, "events": json.dumps(events)})
+    def settle_rows(
+        self, tx: Tx, rows: Sequence[dict[str, Any]], at: float, events: Sequence[dict[str, Any]]
+    ) -> list[Row]:
+        """Every attempt and its events in one statement: rows and events travel as JSON texts."""
+        args = {"rows": json.dumps(rows), "ids": [row["id"] for row in rows], "at": at, "events": json.dumps(events)}
+        return tx.all("settle_all", args)
 
     def expired_args(self, tx: Tx) -> dict[str, Any]:
         return {"lease_base": self.lease_base(), "lease_s": 0.0}

@@ -472,37 +472,43 @@ COPY andon_items (job_id, seq, attempt, at, data) FROM STDIN
 -- of objects (psycopg adapts one text parameter far faster than fifteen Python lists). The
 -- ids come again as an array, for the planner: it cannot see into the JSON and guesses 100
 -- rows, so with a few thousand jobs in the table it hashed them and read the whole table,
--- once per settlement (8,000 rows read to end one job; 2.4 ms instead of 0.1).
+-- once per settlement (8,000 rows read to end one job; 2.4 ms instead of 0.1). Their events
+-- are written by the same statement: the k-th of a job's n new events is numbered from its
+-- raised events_count (a round trip fewer per settlement than a statement of their own).
 -- name: settle_all
-UPDATE andon_jobs AS job SET status = v.status, finished_at = v.finished, lease_expires_at = NULL,
-    claim_token = NULL, result = v.result, error_type = v.error_type, error_message = v.error_message,
-    error_traceback = v.error_traceback, failures = job.failures + v.failed, available_at = v.available,
-    events_count = job.events_count + v.events,
-    cancel_acknowledged_at = CASE WHEN v.clear_cancel THEN NULL
-                                  ELSE COALESCE(job.cancel_acknowledged_at, v.acknowledged_at) END,
-    cancel_stopped_at = CASE WHEN v.clear_cancel THEN NULL
-                             WHEN v.has_cancel THEN v.stopped ELSE job.cancel_stopped_at END,
-    cancel_stop_method = CASE WHEN v.clear_cancel THEN NULL
-                              WHEN v.has_cancel THEN v.method ELSE job.cancel_stop_method END,
-    cancel_requested_at = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_requested_at END,
-    cancel_reason = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_reason END,
-    cancel_by = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_by END,
-    cancel_message = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_message END,
-    cancel_retry = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_retry END,
-    resume = v.resume, awaiting_status = v.awaiting
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS v (
-    id text, status text, finished float8, result text, error_type text, error_message text,
-    error_traceback text, failed int, available float8, acknowledged_at float8, has_cancel bool,
-    clear_cancel bool, stopped float8, method text, events int, resume bool, awaiting text)
-WHERE job.id = v.id AND job.id = ANY(%(ids)s::text[])
-RETURNING job.*
-
--- name: insert_events
-INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
-SELECT e.job_id, e.seq, %(at)s, e.type, e.from_status, e.to_status, e.actor, e.reason, e.message, e.attempt
-FROM jsonb_to_recordset(%(events)s::jsonb) AS e (
-    job_id text, seq int, attempt int, type text, from_status text, to_status text, actor text, reason text,
-    message text)
+WITH settled AS (
+    UPDATE andon_jobs AS job SET status = v.status, finished_at = v.finished, lease_expires_at = NULL,
+        claim_token = NULL, result = v.result, error_type = v.error_type, error_message = v.error_message,
+        error_traceback = v.error_traceback, failures = job.failures + v.failed, available_at = v.available,
+        events_count = job.events_count + v.events,
+        cancel_acknowledged_at = CASE WHEN v.clear_cancel THEN NULL
+                                      ELSE COALESCE(job.cancel_acknowledged_at, v.acknowledged_at) END,
+        cancel_stopped_at = CASE WHEN v.clear_cancel THEN NULL
+                                 WHEN v.has_cancel THEN v.stopped ELSE job.cancel_stopped_at END,
+        cancel_stop_method = CASE WHEN v.clear_cancel THEN NULL
+                                  WHEN v.has_cancel THEN v.method ELSE job.cancel_stop_method END,
+        cancel_requested_at = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_requested_at END,
+        cancel_reason = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_reason END,
+        cancel_by = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_by END,
+        cancel_message = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_message END,
+        cancel_retry = CASE WHEN v.clear_cancel THEN NULL ELSE job.cancel_retry END,
+        resume = v.resume, awaiting_status = v.awaiting
+    FROM jsonb_to_recordset(%(rows)s::jsonb) AS v (
+        id text, status text, finished float8, result text, error_type text, error_message text,
+        error_traceback text, failed int, available float8, acknowledged_at float8, has_cancel bool,
+        clear_cancel bool, stopped float8, method text, events int, resume bool, awaiting text)
+    WHERE job.id = v.id AND job.id = ANY(%(ids)s::text[])
+    RETURNING job.*
+), logged AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT e.job_id, s.events_count - e.n + e.k, %(at)s, e.type, e.from_status, e.to_status, e.actor, e.reason,
+           e.message, e.attempt
+    FROM jsonb_to_recordset(%(events)s::jsonb) AS e (
+        job_id text, k int, n int, attempt int, type text, from_status text, to_status text, actor text,
+        reason text, message text)
+    JOIN settled AS s ON s.id = e.job_id
+)
+SELECT * FROM settled
 
 -- name: cancel_notices
 SELECT id, attempt, cancel_reason, cancel_message FROM andon_jobs
