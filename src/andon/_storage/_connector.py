@@ -135,7 +135,9 @@ class Connector(Protocol):
     ) -> list[Row]:
         """Apply the settlement ``rows`` (:func:`settlement_write` columns and ``id``) and
         write their ``events`` at ``at``; the jobs after it. Each event is the ``k``-th of
-        the ``n`` its job gets: its ``seq`` is the job's new events_count - n + k."""
+        the ``n`` its job gets: its ``seq`` is the job's new events_count - n + k. A row
+        may say ``active_children`` (a bool): false, the job has no active child (so the
+        engine need not ask)."""
         ...
 
     def expired_args(self, tx: Tx) -> dict[str, Any]:

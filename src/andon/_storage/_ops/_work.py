@@ -258,7 +258,7 @@ class WorkOperations(TreeOperations[C]):
             settled[job_id] = row
         tx.notify(sorted(changes))
         ended = [job_from_row(settled[job.id]) for job, _ in ending]
-        self._after_ends(tx, ended, actor)
+        self._after_ends(tx, ended, actor, {job_id for job_id, row in settled.items() if _childless(row)})
         return ended
 
     def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
@@ -357,6 +357,14 @@ def _settled_now(tx: Tx, worker_id: str, ends: Sequence[AttemptEnd]) -> list[Set
             return Resolution.NOT_APPLIED
         found.append(job)
     return found
+
+
+def _childless(row: Row) -> bool:
+    """The settlement's row says the job has no active child (PostgreSQL's do)."""
+    try:
+        return row["active_children"] is False
+    except (KeyError, IndexError):  # a row that does not say (SQLite's)
+        return False
 
 
 def _job(tx: Tx, job_id: str) -> Job:
