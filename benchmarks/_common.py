@@ -61,16 +61,34 @@ def postgres_version(url: str) -> str:
 
 @contextlib.contextmanager
 def andon_workers(
-    url: str, count: int, concurrency: int, *, log_level: str = "warning", app: str = BENCH_APP
+    url: str,
+    count: int,
+    concurrency: int,
+    *,
+    log_level: str = "warning",
+    app: str = BENCH_APP,
+    command: list[str] | None = None,
 ) -> Iterator[None]:
     """``count`` real ``andon worker`` processes on ``app`` (the bench app), stopped (SIGTERM) afterwards.
+    ``command``: what runs in place of ``andon`` (``_traced_worker.py`` and its folder).
 
     Returns once each has claimed its first job or printed its banner (it is then serving).
     """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     procs = [
         subprocess.Popen(
-            [str(ANDON), "worker", "--db", url, "--app", app, "-c", str(concurrency), "--log-level", log_level],
+            [
+                *(command or [str(ANDON)]),
+                "worker",
+                "--db",
+                url,
+                "--app",
+                app,
+                "-c",
+                str(concurrency),
+                "--log-level",
+                log_level,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

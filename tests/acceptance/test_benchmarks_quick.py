@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,27 @@ def test_metrics_benchmark_runs_quick() -> None:
     for store in ("SQLite", "PostgreSQL"):
         assert f"metrics: scrape of /metrics, 30,080 jobs (10,080 active), {store}" in done.stdout, done.stdout
         assert f"plan of metrics_active on {store}" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_jobpath_benchmark_runs_quick() -> None:
+    """The job path's rows: rates at 1 and 10 slots, 4 processes, the backlog, what a job
+    costs the database (counted from a traced worker), and the floor of a plain loop."""
+    require_postgres()
+    done = run_benchmark("jobpath.py", "--quick", "--db", SERVER_URL, timeout=280)
+    for label in (
+        "no-op jobs/s after the first, 1 worker process, 1 slot(s), SQLite",
+        "no-op jobs/s after the first, 1 worker process, 10 slot(s), PostgreSQL",
+        "no-op jobs/s after the first, 4 worker processes x 10 slots, PostgreSQL",
+        "no-op jobs/s at 1 slot, 3,000 queued",
+        "round trips per no-op job, 1 slot(s), worker side, PostgreSQL",
+        "transactions per no-op job, 10 slot(s), worker side, PostgreSQL",
+        "andon_jobs updates that were HOT",
+        "floor: plain psycopg loop, claim, commit, finish, commit, PostgreSQL",
+    ):
+        assert label in done.stdout, done.stdout
+    # A job costs at least its claim and its end: the counts come from real traces.
+    trips = re.search(r"round trips per no-op job, 1 slot\(s\), worker side, PostgreSQL: ([0-9.]+)", done.stdout)
+    assert trips is not None, done.stdout
+    assert float(trips.group(1)) >= 1, done.stdout

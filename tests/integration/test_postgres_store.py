@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
 import pytest
-from psycopg import Transaction, sql
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 import andon
@@ -22,7 +22,7 @@ from andon import CancelReason, JobStatus
 from andon._ids import new_job_id
 from andon._jobs import Outcome, OutcomeKind
 from andon._storage import Change, JobFilter, NewJob
-from andon._storage._postgres import SCHEMA_VERSION, PostgresStore
+from andon._storage._postgres import SCHEMA_VERSION, PostgresStore, _PgTx
 from andon.examples import app
 from tests.postgres import (
     SERVER_URL,
@@ -170,6 +170,62 @@ def test_schemas_keep_their_jobs_apart(url: str) -> None:
             watcher.close()
 
 
+# -- the claim's plan ----------------------------------------------------------------------
+
+
+def test_a_claim_after_a_burst_reads_the_queue_index_not_the_queue(store: PostgresStore) -> None:
+    """Statistics taken while the table was empty, then a burst of submits: the claim still
+    walks the queue index in order and stops at the first rows it can lock (migration 8),
+    where a plan from those statistics would read and sort the whole queue for each claim."""
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(store.schema)))
+        conn.execute("ANALYZE andon_jobs")
+        queued = 3_000
+        jobs = [NewJob(new_job_id(), "noop", {}, priority=i % 3) for i in range(queued)]
+        store.submit(jobs, "test")
+        best = sorted(jobs, key=lambda j: (-j.priority, j.id))
+        for _ in range(6):  # past the first plans of a connection, to its cached one
+            with conn.transaction():
+                conn.execute(
+                    "SELECT * FROM andon_claim(%s, ARRAY['noop'], 2, 'w', NULL, 30.0, 't', 'worker:w')", [time.time()]
+                )
+                row = conn.execute(
+                    "SELECT pg_stat_get_xact_tuples_returned('andon_jobs'::regclass)"
+                    " + pg_stat_get_xact_tuples_fetched('andon_jobs'::regclass)"
+                ).fetchone()
+            assert row is not None
+            assert row[0] < 100, f"one claim of 2 read {row[0]} rows of a queue of {queued}"
+    claimed = store.claim_many("w", ["noop"], 30.0, 3)
+    assert [job.id for job in claimed] == [job.id for job in best[12:15]]
+
+
+def test_settling_after_a_burst_reads_the_jobs_it_ends_not_the_table(url: str) -> None:
+    """The same burst: claiming and ending jobs one at a time never reads the whole table
+    (the settlement's plan once did, as the planner cannot see into its JSON)."""
+    queued = 3_000
+    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(PostgresStore(url).schema)))
+        conn.execute("ANALYZE andon_jobs")
+        with PostgresStore(url) as store:
+            store.submit([NewJob(new_job_id(), "noop", {}) for _ in range(queued)], "test")
+            before = _rows_scanned(conn)
+            for _ in range(8):  # past the first plans of a connection, to its cached ones
+                (job,) = store.claim_many("w", ["noop"], 30.0, 1)
+                store.settle("w", job.attempt, job.id, Outcome(OutcomeKind.SUCCEEDED), None)
+        # The store's connections are closed: their counters have reached the server.
+        assert _rows_scanned(conn) - before < queued
+
+
+def _rows_scanned(conn: psycopg.Connection[Any]) -> int:
+    """Rows of andon_jobs read by sequential scans so far (every backend's, as reported)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute(
+        "SELECT seq_tup_read FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = 'andon_jobs'"
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 # -- dropped connections ------------------------------------------------------------------
 
 
@@ -197,7 +253,7 @@ def test_a_claim_whose_commit_is_in_doubt_is_looked_up_by_its_token(store: Postg
     def execute_then_break(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
         result = original(self, query, *args, **kwargs)
         text = query.decode() if isinstance(query, bytes) else query  # the store's queries are bytes
-        if isinstance(text, str) and "FOR UPDATE SKIP LOCKED" in text and not broken.is_set():
+        if isinstance(text, str) and "andon_claim(" in text and not broken.is_set():
             broken.set()
             raise psycopg.OperationalError("connection lost just after the claim committed (simulated)")
         return result
@@ -215,18 +271,17 @@ def test_a_claim_whose_commit_is_in_doubt_is_looked_up_by_its_token(store: Postg
 def test_an_unknown_submit_commit_is_checked_not_repeated(store: PostgresStore) -> None:
     new = [NewJob(new_job_id(), "a", {"n": i}) for i in range(3)]
     failed = threading.Event()
-    # The transaction block ends with an error after the server committed.
-    exit_original = Transaction.__exit__
+    # The COMMIT ends with an error after the server committed.
+    commit_original = _PgTx.commit
 
-    def exit_then_fail(self: Transaction, *exc: object) -> bool:
-        result = exit_original(self, *exc)  # type: ignore[arg-type]  # passing through
-        if exc[0] is None and not failed.is_set():
+    def commit_then_fail(self: _PgTx) -> None:
+        commit_original(self)
+        if not failed.is_set():
             failed.set()
             raise psycopg.OperationalError("connection lost while committing (simulated)")
-        return bool(result)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Transaction, "__exit__", exit_then_fail)
+        patch.setattr(_PgTx, "commit", commit_then_fail)
         jobs = store.submit(new, actor="x")
     assert failed.is_set()
     assert [j.id for j in jobs] == [n.id for n in new]
@@ -236,14 +291,14 @@ def test_an_unknown_submit_commit_is_checked_not_repeated(store: PostgresStore) 
 
 def test_bulk_cancel_whose_commit_is_in_doubt_is_reported(store: PostgresStore) -> None:
     store.submit([NewJob(new_job_id(), "a", {})], actor=None)
-    exit_original = Transaction.__exit__
+    commit_original = _PgTx.commit
 
-    def exit_then_fail(self: Transaction, *exc: object) -> bool:
-        exit_original(self, *exc)  # type: ignore[arg-type]  # passing through
+    def commit_then_fail(self: _PgTx) -> None:
+        commit_original(self)
         raise psycopg.OperationalError("connection lost while committing (simulated)")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(Transaction, "__exit__", exit_then_fail)
+        patch.setattr(_PgTx, "commit", commit_then_fail)
         with pytest.raises(andon.StorageUnavailable, match="may or may not have been applied"):
             store.request_cancel_many(JobFilter(), CancelReason.USER, by=None)
 

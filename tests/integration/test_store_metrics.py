@@ -151,7 +151,7 @@ def test_a_resumed_job_that_ends_again_counts_each_end(store: StoreEngine, clock
 
 
 def _drop_counters_sqlite(path: str) -> None:
-    """Make the file what version 7 was: no counters, no trigger."""
+    """Make the file what version 7 was: no counters, no trigger (and no version 9 column)."""
     with sqlite3.connect(path) as conn:
         conn.executescript(
             """
@@ -159,6 +159,7 @@ def _drop_counters_sqlite(path: str) -> None:
             DROP TABLE andon_ended_counts;
             DROP TABLE andon_stop_counts;
             DROP TABLE andon_stop_buckets;
+            ALTER TABLE andon_jobs DROP COLUMN cancel_grace_s;
             UPDATE andon_meta SET value = '7' WHERE key = 'schema_version';
             """
         )
@@ -172,7 +173,7 @@ def test_a_version_7_sqlite_file_counts_its_jobs_when_upgraded(tmp_path: Path) -
         expected = store.metrics()
     _drop_counters_sqlite(path)
     done = andon.upgrade_database(f"sqlite:///{path}")
-    assert (done.before, done.after) == (7, 8)
+    assert (done.before, done.after) == (7, 9)
     with andon.SqliteStore(path, clock=clock) as store:
         figures = store.metrics()
         assert (figures.ended, figures.stops) == (expected.ended, expected.stops)
@@ -195,9 +196,11 @@ def test_a_postgres_schema_before_migration_7_counts_its_jobs_when_upgraded() ->
                 " DROP TABLE andon_ended_counts, andon_stop_counts, andon_stop_buckets;"
                 # the rest of migration 7: the stop-statistics index, sessions, the workers registry
                 " DROP INDEX andon_jobs_stopped; DROP TABLE andon_sessions, andon_workers;"
-                " DELETE FROM andon_migrations WHERE version = 7"
+                # and migration 8 after it: the claim function, a stop's own grace
+                " DROP FUNCTION andon_claim; ALTER TABLE andon_jobs DROP COLUMN cancel_grace_s;"
+                " DELETE FROM andon_migrations WHERE version >= 7"
             )
-        assert PostgresStore(url).upgrade() == (6, 7)
+        assert PostgresStore(url).upgrade() == (6, 8)
         with PostgresStore(url, clock=clock) as store:
             figures = store.metrics()
             assert (figures.ended, sorted(figures.stops, key=repr)) == (

@@ -130,11 +130,15 @@ class Connector(Protocol):
 
     def insert_items(self, tx: Tx, update: ProgressUpdate) -> None: ...
 
-    def settle_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> list[Row]:
-        """Apply the settlement ``rows`` (:func:`settlement_write` columns and ``id``); the jobs after it."""
+    def settle_rows(
+        self, tx: Tx, rows: Sequence[dict[str, Any]], at: float, events: Sequence[dict[str, Any]]
+    ) -> list[Row]:
+        """Apply the settlement ``rows`` (:func:`settlement_write` columns and ``id``) and
+        write their ``events`` at ``at``; the jobs after it. Each event is the ``k``-th of
+        the ``n`` its job gets: its ``seq`` is the job's new events_count - n + k. A row
+        may say ``active_children`` (a bool): false, the job has no active child (so the
+        engine need not ask)."""
         ...
-
-    def insert_events(self, tx: Tx, at: float, events: Sequence[dict[str, Any]]) -> None: ...
 
     def expired_args(self, tx: Tx) -> dict[str, Any]:
         """The parameters of the ``expired`` query (which leases are over)."""

@@ -133,6 +133,7 @@ class _PgTx:
     def __init__(self, cur: Cursor, channel: str) -> None:
         self.cur = cur
         self._channel = channel
+        self._changes: list[Change] = []
 
     @staticmethod
     def _query(name: str, fragments: dict[str, str]) -> bytes:
@@ -154,8 +155,25 @@ class _PgTx:
         self.cur.executemany(_QUERIES[name], rows)
 
     def notify(self, changes: Collection[Change]) -> None:
-        for change in changes:
+        """Kept until :meth:`commit` (or :meth:`send_notifications`): NOTIFY is delivered at
+        commit anyway, and sent with the COMMIT it costs no round trip of its own."""
+        self._changes += [change for change in changes if change not in self._changes]
+
+    def send_notifications(self) -> None:
+        """The notifications kept so far, sent now (in a transaction not ours to commit)."""
+        for change in self._changes:
             self.cur.execute(_QUERIES["notify"], {"channel": self._channel, "payload": change.value})
+        self._changes = []
+
+    def commit(self) -> None:
+        """COMMIT, with the notifications kept so far in the same round trip (one simple
+        query: the channel and payloads are ours, quoted as literals)."""
+        notifies = [
+            sql.SQL("SELECT pg_notify({}, {})").format(sql.Literal(self._channel), sql.Literal(change.value))
+            for change in self._changes
+        ]
+        self._changes = []
+        self.cur.execute(sql.SQL("; ").join([*notifies, sql.SQL("COMMIT")]))
 
 
 @final
@@ -282,27 +300,21 @@ class PostgresConnector:
             raise StorageUnavailable(f"cannot connect to PostgreSQL at {self.url}: {one_line(exc)}") from exc
 
     def read(self, body: Callable[[_PgTx], T]) -> T:
-        return self._run(lambda cur: body(_PgTx(cur, self._channel)), _Mode.READ)
+        return self._run(body, _Mode.READ)
 
     def write(
         self, body: Callable[[_PgTx], T], if_unsure: IfUnsure | Resolver[T] = IfUnsure.RAISE, *, single: bool = False
     ) -> T:
-        resolve: IfUnsure | _Resolver[T]
-        if isinstance(if_unsure, IfUnsure):
-            resolve = if_unsure
-        else:
-            resolver = if_unsure
-            resolve = lambda cur: resolver(_PgTx(cur, self._channel))  # noqa: E731
         mode = _Mode.STATEMENT if single else _Mode.TRANSACTION
-        return self._run(lambda cur: body(_PgTx(cur, self._channel)), mode, resolve)
+        return self._run(body, mode, if_unsure)
 
     # -- running statements ---------------------------------------------------
 
     def _run(
         self,
-        body: Callable[[Cursor], T],
+        body: Callable[[_PgTx], T],
         mode: _Mode,
-        if_unsure: IfUnsure | _Resolver[T] = IfUnsure.RAISE,
+        if_unsure: IfUnsure | Resolver[T] = IfUnsure.RAISE,
     ) -> T:
         """Run ``body`` on a pooled connection, through dropped connections and restarts.
 
@@ -341,30 +353,22 @@ class PostgresConnector:
             pause = min(1.0, 0.02 * 2**failures) * random.uniform(0.5, 1.0)
             time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
-    def _attempt(self, body: Callable[[Cursor], T], mode: _Mode, deadline: float) -> T:
+    def _attempt(self, body: Callable[[_PgTx], T], mode: _Mode, deadline: float) -> T:
         try:
             with self._connection(deadline) as conn, conn.cursor(row_factory=dict_row) as cur:
+                tx = _PgTx(cur, self._channel)
                 if mode is _Mode.READ:
-                    return body(cur)
+                    return body(tx)
                 if mode is _Mode.STATEMENT:
                     try:
-                        return body(cur)
+                        value = body(tx)
+                        tx.send_notifications()
+                        return value
                     except psycopg.errors.TransactionRollback:
                         raise
                     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                         raise _CommitUnsure() from exc
-                committing = False
-                try:
-                    with conn.transaction():
-                        value = body(cur)
-                        committing = True  # the COMMIT is sent when the block exits
-                except psycopg.errors.TransactionRollback:
-                    raise
-                except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    if committing:
-                        raise _CommitUnsure() from exc
-                    raise
-                return value
+                return _in_transaction(conn, tx, body)
         except PoolClosed as exc:
             raise LifecycleError("this store is closed") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -457,7 +461,9 @@ class PostgresConnector:
             assert row is not None
             saved = row["path"]
             cur.execute(_QUERIES["set_search_path"], {"path": self.schema})
-            yield _PgTx(cur, self._channel)
+            tx = _PgTx(cur, self._channel)
+            yield tx
+            tx.send_notifications()  # delivered at the caller's commit, if it comes
             # The caller's own statements after this see their search path again.
             cur.execute(_QUERIES["set_search_path"], {"path": saved})
 
@@ -521,12 +527,12 @@ class PostgresConnector:
             }
             tx.one("insert_items", args)
 
-    def settle_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> list[Row]:
-        """Every attempt in one statement: the rows travel as one JSON text."""
-        return tx.all("settle_all", {"rows": json.dumps(rows)})
-
-    def insert_events(self, tx: Tx, at: float, events: Sequence[dict[str, Any]]) -> None:
-        tx.one("insert_events", {"at": at, "events": json.dumps(events)})
+    def settle_rows(
+        self, tx: Tx, rows: Sequence[dict[str, Any]], at: float, events: Sequence[dict[str, Any]]
+    ) -> list[Row]:
+        """Every attempt and its events in one statement: rows and events travel as JSON texts."""
+        args = {"rows": json.dumps(rows), "ids": [row["id"] for row in rows], "at": at, "events": json.dumps(events)}
+        return tx.all("settle_all", args)
 
     def expired_args(self, tx: Tx) -> dict[str, Any]:
         return {"lease_base": self.lease_base(), "lease_s": 0.0}
@@ -576,7 +582,25 @@ class PostgresStore(Engine[PostgresConnector]):
         self.close()
 
 
-_Resolver = Callable[[Cursor], T | Resolution]
+def _in_transaction(conn: psycopg.Connection[Any], tx: _PgTx, body: Callable[[_PgTx], T]) -> T:
+    """``body`` between BEGIN and a COMMIT that carries its notifications (one round trip
+    fewer than a NOTIFY of its own). Only a failure during the COMMIT leaves the outcome in
+    doubt (_CommitUnsure); any failure before it rolls back."""
+    tx.cur.execute(b"BEGIN")
+    try:
+        value = body(tx)
+    except BaseException:
+        if not conn.broken and conn.info.transaction_status is not TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                conn.rollback()
+        raise
+    try:
+        tx.commit()
+    except psycopg.errors.TransactionRollback:
+        raise  # a deferred check or a serialization failure at commit: rolled back for sure
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        raise _CommitUnsure() from exc
+    return value
 
 
 def _schema_version(conn: psycopg.Connection[Any]) -> int:

@@ -386,12 +386,18 @@ class SqliteConnector:
     def insert_items(self, tx: Tx, update: ProgressUpdate) -> None:
         tx.many("insert_item", [(update.job_id, seq, update.attempt, at, data) for seq, at, data in update.items])
 
-    def settle_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> list[Row]:
-        settled = [tx.one("settle", row) for row in rows]
-        return [row for row in settled if row is not None]
-
-    def insert_events(self, tx: Tx, at: float, events: Sequence[dict[str, Any]]) -> None:
-        tx.many("insert_event", [{**event, "at": at} for event in events])
+    def settle_rows(
+        self, tx: Tx, rows: Sequence[dict[str, Any]], at: float, events: Sequence[dict[str, Any]]
+    ) -> list[Row]:
+        settled = [row for row in (tx.one("settle", row) for row in rows) if row is not None]
+        after = {row["id"]: row["events_count"] for row in settled}
+        numbered = [
+            {key: value for key, value in event.items() if key not in ("k", "n")}
+            | {"seq": after[event["job_id"]] - event["n"] + event["k"], "at": at}
+            for event in events
+        ]
+        tx.many("insert_event", numbered)
+        return settled
 
     def expired_args(self, tx: Tx) -> dict[str, Any]:
         """Every worker of an earlier boot of this machine is gone: a reboot expires every lease."""

@@ -301,6 +301,63 @@ WHERE j.status IN ('succeeded', 'failed', 'cancelled') AND j.cancel_stopped_at I
   AND j.cancel_stop_method IS NOT NULL
 GROUP BY 1, 2, 3, 4;
 
--- migration 8: a stop's own grace
+-- migration 8: a stop's own grace, and a claim whose plan does not depend on the statistics
 -- A stop's own grace: the shortest grace its requests asked for (cancel(..., grace=0), --now).
 ALTER TABLE andon_jobs ADD COLUMN cancel_grace_s double precision;
+-- The claim (queries_postgres.sql "claim" calls it): take the best queued jobs nobody else is
+-- taking, start them, and write their events, in one statement. SKIP LOCKED passes over rows
+-- another claim (or a cancel) holds. The plan must walk andon_jobs_queue in order and stop at
+-- the first rows it can lock. As a plain statement it did so only while the statistics knew
+-- the queue: after a burst of submits into a table analyzed while it was quiet, the planner
+-- (custom and generic plans alike) fetched the whole queue by a bitmap of andon_jobs_due or
+-- a sequential scan and sorted it, for every claim: 65 ms a claim with 100,000 queued, and
+-- long-lived connections kept such plans. The function's own settings leave the ordered walk
+-- as the only plan (every statement here is an index lookup), planned once per connection.
+-- kind COLLATE "C" (equality is the same under any deterministic collation) keeps the kind
+-- index out of it. Paused kinds are read once per claim (an InitPlan) and filter the index
+-- walk: a NOT EXISTS per row was an anti-join that cost no-op jobs a fifth of their rate. A
+-- keyed job waits while another of its kind and key is running, cancelling or queued ahead of
+-- it (andon._keys): the OR leaves unkeyed rows at their "job_key IS NULL". Two claims at once
+-- cannot both start jobs of one key: each sees the other's first as queued ahead, at least.
+-- A claim of kinds of which none is limited (andon_kind_limits) is this one statement; the
+-- uncorrelated NOT EXISTS is a one-time filter. If any is limited it claims nothing, and the
+-- claim goes the way of the limits (claim_limits and after, _ops/_work.py).
+CREATE FUNCTION andon_claim(p_now double precision, p_kinds text[], p_n integer, p_worker text,
+                            p_lease_base double precision, p_lease_s double precision, p_token text, p_actor text)
+RETURNS SETOF andon_jobs LANGUAGE plpgsql
+SET search_path FROM CURRENT
+SET enable_seqscan = off SET enable_bitmapscan = off SET enable_sort = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH next AS (
+        SELECT q.id FROM andon_jobs AS q
+        WHERE q.status = 'queued' AND q.available_at <= p_now AND q.kind COLLATE "C" = ANY(p_kinds)
+          AND q.kind COLLATE "C" <> ALL (ARRAY(SELECT paused.kind FROM andon_paused AS paused))
+          AND (q.job_key IS NULL OR NOT EXISTS (
+              SELECT 1 FROM andon_jobs AS other
+              WHERE other.kind = q.kind AND other.job_key = q.job_key
+                AND other.status IN ('queued', 'running', 'cancelling')
+                AND (other.status <> 'queued' OR other.id < q.id)))
+          AND NOT EXISTS (SELECT FROM andon_kind_limits AS limited WHERE limited.kind = ANY(p_kinds))
+        ORDER BY q.priority DESC, q.id
+        LIMIT p_n
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE andon_jobs AS job SET status = 'running', attempt = job.attempt + 1, started_at = p_now,
+            worker_id = p_worker,
+            lease_expires_at = COALESCE(p_lease_base, extract(epoch FROM clock_timestamp())) + p_lease_s,
+            claim_token = p_token, events_count = job.events_count + 1,
+            progress_done = NULL, progress_total = NULL, progress_message = NULL
+        FROM next
+        WHERE job.id = next.id
+        RETURNING job.*
+    ), started AS (
+        INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+        SELECT c.id, c.events_count, p_now, 'started', 'queued', 'running', p_actor, NULL, NULL, c.attempt
+        FROM claimed AS c
+    )
+    SELECT * FROM claimed;
+END
+$$;

@@ -251,8 +251,9 @@ class TreeOperations(Operations[C]):
             return set()
         return {row["id"] for row in tx.all("with_active_children", self._ids(job_ids))}
 
-    def _after_ends(self, tx: Tx, ended: Sequence[Job], actor: str) -> None:
-        """What the end of these jobs (settled this transaction) does to their trees."""
+    def _after_ends(self, tx: Tx, ended: Sequence[Job], actor: str, childless: Collection[str] = ()) -> None:
+        """What the end of these jobs (settled this transaction) does to their trees
+        (``childless``: jobs known to have no active child)."""
         parents: list[str] = []
         for job in ended:
             if job.status.is_terminal and job.parent_id is not None:
@@ -260,7 +261,9 @@ class TreeOperations(Operations[C]):
                 if job.status is JobStatus.FAILED and job.fail_parent:
                     self._fail_parent(tx, job, actor)
         # One query for the whole batch: most jobs never start children.
-        ended_by_themselves = [j for j in ended if j.status.is_terminal and j.status is not JobStatus.CANCELLED]
+        ended_by_themselves = [
+            j for j in ended if j.status.is_terminal and j.status is not JobStatus.CANCELLED and j.id not in childless
+        ]
         with_children = self._held_for_descendants(tx, [j.id for j in ended_by_themselves])
         for job in ended_by_themselves:
             if job.id in with_children:

@@ -230,21 +230,17 @@ class WorkOperations(TreeOperations[C]):
                 resumes.append((job.id, write.resume_from))
             rows.append({"id": job.id, **write.columns})
             events.extend((job.id, job.attempt, *event) for event in write.events)
-        settled = {row["id"]: row for row in self._db.settle_rows(tx, rows)}
-        for job_id, from_seq in resumes:
-            # Resumed from its checkpoint: the next attempt redoes what came after it.
-            row = tx.one("drop_items_after_checkpoint", {"id": job_id, "from_seq": from_seq})
-            assert row is not None, f"job {job_id} vanished inside its own transaction"
-            settled[job_id] = row
-        # Each job's new events are the last ``events`` of its (now raised) events_count.
-        next_seq = {row["id"]: settled[row["id"]]["events_count"] - row["events"] for row in rows}
-        numbered = []
+        # Each job's new events are the last ``n`` of its (raised) events_count, in order (``k``).
+        count = {row["id"]: row["events"] for row in rows}
+        order: dict[str, int] = {}
+        pending = []
         for job_id, attempt, type_, from_, to, why, text in events:
-            next_seq[job_id] += 1
-            numbered.append(
+            order[job_id] = order.get(job_id, 0) + 1
+            pending.append(
                 {
                     "job_id": job_id,
-                    "seq": next_seq[job_id],
+                    "k": order[job_id],
+                    "n": count[job_id],
                     "attempt": attempt,
                     "type": type_,
                     "from_status": from_.value,
@@ -254,10 +250,15 @@ class WorkOperations(TreeOperations[C]):
                     "message": text,
                 }
             )
-        self._db.insert_events(tx, now, numbered)
+        settled = {row["id"]: row for row in self._db.settle_rows(tx, rows, now, pending)}
+        for job_id, from_seq in resumes:
+            # Resumed from its checkpoint: the next attempt redoes what came after it.
+            row = tx.one("drop_items_after_checkpoint", {"id": job_id, "from_seq": from_seq})
+            assert row is not None, f"job {job_id} vanished inside its own transaction"
+            settled[job_id] = row
         tx.notify(sorted(changes))
         ended = [job_from_row(settled[job.id]) for job, _ in ending]
-        self._after_ends(tx, ended, actor)
+        self._after_ends(tx, ended, actor, {job_id for job_id, row in settled.items() if _childless(row)})
         return ended
 
     def cancel_notices(self, worker_id: str) -> list[CancelNotice]:
@@ -359,6 +360,14 @@ def _settled_now(tx: Tx, worker_id: str, ends: Sequence[AttemptEnd]) -> list[Set
             return Resolution.NOT_APPLIED
         found.append(job)
     return found
+
+
+def _childless(row: Row) -> bool:
+    """The settlement's row says the job has no active child (PostgreSQL's do)."""
+    try:
+        return row["active_children"] is False
+    except (KeyError, IndexError):  # a row that does not say (SQLite's)
+        return False
 
 
 def _job(tx: Tx, job_id: str) -> Job:
