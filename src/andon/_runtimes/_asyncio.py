@@ -4,7 +4,9 @@ Guarantee: **immediate at an await.** A cancel cancels the handler's task, so it
 the ``await`` it is suspended on (``asyncio.CancelledError``, recorded as stop method
 ``async``); ``ctx.check()`` raises too (``cooperative``). A handler that swallows the
 cancellation or blocks the loop with sync code gets ``Cancelled`` injected into the loop's
-thread after ``grace`` seconds, and is abandoned after another grace period.
+thread after ``grace`` seconds, and is abandoned after another grace period. As for
+thread handlers, the process's switch interval is short while it runs
+(``andon._runtimes._switching``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from andon._cancel import StopMethod
 from andon._context import Context
 from andon._jobs import Outcome
 from andon._runtimes._inject import InjectionGuard, run_injectable
+from andon._runtimes._switching import handing_off
 from andon._stop import Step, ended_now, failure
 
 __all__ = ["AsyncExecution"]
@@ -57,10 +60,11 @@ class AsyncExecution:
         loop = _slot_loop()
         self._loop = loop
         ctx = attempt.context()
-        outcome = run_injectable(self._guard, token, lambda: loop.run_until_complete(self._main(ctx)))
-        if outcome.stop_method is StopMethod.INJECTED:
-            _discard(loop)
-        errors = ctx._close()
+        with handing_off():
+            outcome = run_injectable(self._guard, token, lambda: loop.run_until_complete(self._main(ctx)))
+            if outcome.stop_method is StopMethod.INJECTED:
+                _discard(loop)
+            errors = ctx._close()
         if errors and outcome.error is None and not token.requested:
             outcome = failure(errors[0], token)
         return ended_now(outcome, attempt.clock)
