@@ -132,3 +132,18 @@ def test_metrics_benchmark_runs_quick() -> None:
     for store in ("SQLite", "PostgreSQL"):
         assert f"metrics: scrape of /metrics, 30,080 jobs (10,080 active), {store}" in done.stdout, done.stdout
         assert f"plan of metrics_active on {store}" in done.stdout, done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_gil_benchmark_runs_quick() -> None:
+    """A handler holding the GIL beside cooperative ones, on both stores (its rounds check
+    that every job ended cancelled)."""
+    require_postgres()
+    done = run_benchmark("gil.py", "--quick", "--db", SERVER_URL, timeout=150)
+    for store in ("SQLite", "PostgreSQL"):
+        for measurement in (
+            "thread isolation, pure-Python CPU loop, grace 2 s: cancel -> stopped",
+            "cooperative cancel of another job while one handler spins: cancel -> last step",
+        ):
+            assert f"GIL-holding handler: {store}, {measurement}" in done.stdout, done.stdout

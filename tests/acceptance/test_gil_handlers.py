@@ -58,6 +58,19 @@ def spin(ctx: andon.Context) -> None:
         ctx.emit({"finally": True})
 
 
+@app.job("spin_async", grace=SPIN_GRACE_S)
+async def spin_async(ctx: andon.Context) -> None:
+    """``spin`` as an async handler: it blocks its event loop as well as the GIL."""
+    seen_intervals.append(sys.getswitchinterval())
+    ctx.emit({"started": True})
+    spins = 0
+    try:
+        while True:
+            spins += 1
+    finally:
+        ctx.emit({"finally": True})
+
+
 @app.job("steps")
 def steps(ctx: andon.Context) -> None:
     """Cooperative: a millisecond of sleep (the GIL let go), then ``ctx.check()``."""
@@ -140,13 +153,14 @@ def test_neighbours_stop_promptly_and_the_spinning_handler_is_injected_on_time(a
     assert [item.data for item in client.results(spinning.id)] == [{"started": True}, {"finally": True}]
 
 
+@pytest.mark.parametrize("kind", ["spin", "spin_async"])
 def test_the_switch_interval_is_short_only_while_a_handler_runs_on_a_worker_thread(
-    any_store: Store, long_switch_interval: float
+    any_store: Store, long_switch_interval: float, kind: str
 ) -> None:
     client = andon.Client(any_store, app, actor="test")
     seen_intervals.clear()
     with running(any_store, concurrency=2) as worker:
-        job = client.submit("spin")
+        job = client.submit(kind)
         started(client, job.id)
         assert seen_intervals == [pytest.approx(HANDOFF_S)]
         cancel_through_the_store(any_store, job.id)
