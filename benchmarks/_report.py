@@ -67,11 +67,17 @@ def latency_row(
     *,
     target_p99_ms: float | None = None,
     target_p50_ms: float | None = None,
+    target_p95_ms: float | None = None,
     note: str = "",
 ) -> dict[str, Any]:  # Any: JSON values
-    """A latency (``samples`` in seconds) with an optional p99 and/or p50 bound in ms."""
+    """A latency (``samples`` in seconds) with an optional p99, p95 and/or p50 bound in ms.
+
+    A row with a p95 bound also carries its p95 (``p95_ms``), shown beside p50 / p99 / max.
+    """
     row = summary(label, samples)
     row.update(group=group, kind="latency", note=note, target_p99_ms=target_p99_ms, target_p50_ms=target_p50_ms)
+    if target_p95_ms is not None:
+        row.update(target_p95_ms=target_p95_ms, p95_ms=ms(percentile(samples, 95)))
     return row
 
 
@@ -105,6 +111,8 @@ def target_text(row: dict[str, Any]) -> str:  # Any: JSON values
         parts = []
         if row.get("target_p50_ms") is not None:
             parts.append(f"p50 <= {row['target_p50_ms']:g} ms")
+        if row.get("target_p95_ms") is not None:
+            parts.append(f"p95 <= {row['target_p95_ms']:g} ms")
         if row.get("target_p99_ms") is not None:
             parts.append(f"p99 <= {row['target_p99_ms']:g} ms")
         return ", ".join(parts)
@@ -121,6 +129,8 @@ def met(row: dict[str, Any]) -> bool | None:  # Any: JSON values
     if row["kind"] == "latency":
         if row.get("target_p50_ms") is not None and row["p50_ms"] is not None:
             checks.append(row["p50_ms"] <= row["target_p50_ms"])
+        if row.get("target_p95_ms") is not None and row.get("p95_ms") is not None:
+            checks.append(row["p95_ms"] <= row["target_p95_ms"])
         if row.get("target_p99_ms") is not None and row["p99_ms"] is not None:
             checks.append(row["p99_ms"] <= row["target_p99_ms"])
     else:
@@ -139,7 +149,8 @@ def _number(value: float) -> str:
 
 def figure_text(row: dict[str, Any]) -> str:  # Any: JSON values
     if row["kind"] == "latency":
-        return f"{_cell(row['p50_ms'])} / {_cell(row['p99_ms'])} / {_cell(row['max_ms'])} ms"
+        text = f"{_cell(row['p50_ms'])} / {_cell(row['p99_ms'])} / {_cell(row['max_ms'])} ms"
+        return text if row.get("p95_ms") is None else f"{text} (p95 {_cell(row['p95_ms'])})"
     return f"{_number(row['value'])} {row['unit']}"
 
 

@@ -4,7 +4,7 @@ Usage::
 
     ./scripts/bench [--quick] [--only GROUPS] [--db POSTGRES_URL | --no-postgres] [--out DIR]
 
-Runs the measurement modules in turn (``stops``, ``throughput``, ``jobpath``, ``overheads``, ``scale``,
+Runs the measurement modules in turn (``stops``, ``gil``, ``throughput``, ``jobpath``, ``overheads``, ``scale``,
 ``startup``, ``limits``, ``metrics``; ``--only stops,scale`` for some), prints their rows as
 one table and writes ``suite.json`` (every row with its samples, and the machine) and ``suite.md`` (the table
 in Markdown, as the README shows it) to ``benchmarks/out/`` (or ``--out``).
@@ -32,7 +32,7 @@ import psycopg
 import _common
 from _report import markdown_table, met, rows_table
 
-MODULES = ("stops", "throughput", "jobpath", "overheads", "scale", "retention", "startup", "limits", "metrics")
+MODULES = ("stops", "gil", "throughput", "jobpath", "overheads", "scale", "retention", "startup", "limits", "metrics")
 
 
 def postgres_or_none(url: str, required: bool) -> str | None:

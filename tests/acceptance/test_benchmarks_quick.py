@@ -157,3 +157,18 @@ def test_jobpath_benchmark_runs_quick() -> None:
     trips = re.search(r"round trips per no-op job, 1 slot\(s\), worker side, PostgreSQL: ([0-9.]+)", done.stdout)
     assert trips is not None, done.stdout
     assert float(trips.group(1)) >= 1, done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_gil_benchmark_runs_quick() -> None:
+    """A handler holding the GIL beside cooperative ones, on both stores (its rounds check
+    that every job ended cancelled)."""
+    require_postgres()
+    done = run_benchmark("gil.py", "--quick", "--db", SERVER_URL, timeout=150)
+    for store in ("SQLite", "PostgreSQL"):
+        for measurement in (
+            "thread isolation, pure-Python CPU loop, grace 2 s: cancel -> stopped",
+            "cooperative cancel of another job while one handler spins: cancel -> last step",
+        ):
+            assert f"GIL-holding handler: {store}, {measurement}" in done.stdout, done.stdout

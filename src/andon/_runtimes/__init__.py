@@ -11,6 +11,10 @@ async      the task is cancelled at its ``await``  ``Cancelled`` injected, then 
 thread     cooperative: cancel points raise    ``Cancelled`` injected, then abandoned
 process    cooperative (flag sent to the child)    SIGTERM, then SIGKILL: always stops
 =========  ======================================  =====================================
+
+The async and thread runtimes run handlers on the worker's own threads; while they do, the
+process's switch interval is short (``andon._runtimes._switching``), so a handler that
+holds the GIL does not delay the worker's other threads (cancels, escalation, other slots).
 """
 
 from __future__ import annotations

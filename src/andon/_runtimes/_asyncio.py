@@ -6,6 +6,8 @@ the ``await`` it is suspended on (``asyncio.CancelledError``, recorded as stop m
 cancellation or blocks the loop with sync code gets ``Cancelled`` injected into the loop's
 thread after ``grace`` seconds, and is abandoned after another grace period. A handler that
 has never yielded to its loop (nor reached a cancel point) does not listen: it gets no grace.
+As for thread handlers, the process's switch interval is short while it runs
+(``andon._runtimes._switching``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from andon._cancel import StopMethod
 from andon._context import Context
 from andon._jobs import Outcome
 from andon._runtimes._inject import InjectionGuard, run_injectable
+from andon._runtimes._switching import handing_off
 from andon._stop import Step, ended_now, failure
 
 __all__ = ["AsyncExecution"]
@@ -62,10 +65,11 @@ class AsyncExecution:
         loop = _slot_loop()
         self._loop = loop
         ctx = attempt.context()
-        outcome = run_injectable(self._guard, token, lambda: loop.run_until_complete(self._main(ctx)))
-        if outcome.stop_method is StopMethod.INJECTED:
-            _discard(loop)
-        errors = ctx._close()
+        with handing_off():
+            outcome = run_injectable(self._guard, token, lambda: loop.run_until_complete(self._main(ctx)))
+            if outcome.stop_method is StopMethod.INJECTED:
+                _discard(loop)
+            errors = ctx._close()
         if errors and outcome.error is None and not token.requested:
             outcome = failure(errors[0], token)
         return ended_now(outcome, attempt.clock)
