@@ -63,7 +63,7 @@ from andon._registry import App, Isolation
 from andon._runtimes import close_slot_loop, execution_for
 from andon._scheduler import DEFAULT_SCHEDULER_LEASE_S, Scheduler
 from andon._stop import Due, Execution, Step, due, ended_now, failure, stopped
-from andon._storage import Change, ChangeWatcher, KindLimit, Store
+from andon._storage import CancelNotice, Change, ChangeWatcher, KindLimit, Store
 from andon._tracing import AttemptTrace, attempt_tracer
 from andon._workers import LOOKOUT_EVERY_S, Lookout, WorkerRegistration, this_process
 
@@ -226,7 +226,8 @@ class Worker:
             raise LifecycleError(f"this worker is {self.state.value}; a worker starts once")
         # New work wakes idle slots; cancels are delivered. Jobs ending elsewhere do not
         # matter. Taken first: if the store cannot watch, the worker has not started.
-        self._watcher = self.store.watch({Change.WORK, Change.CANCEL})
+        # A stop the store names without a read (PostgreSQL's notification) is flagged at once.
+        self._watcher = self.store.watch({Change.WORK, Change.CANCEL}, on_stop=self._heard)
         # The app's limits per kind reach the store before any claim: claims enforce them there.
         try:
             self.store.sync_kind_limits([KindLimit(k.kind, k.max_running, k.rate) for k in self.app.kinds], self.id)
@@ -372,6 +373,15 @@ class Worker:
         running.execution.deliver()
         self._monitor_wake.set()  # its escalation is now due at some point
         return True
+
+    def _heard(self, notice: CancelNotice) -> None:
+        """A committed stop request named by the store's notification (on the store's
+        listener thread): deliver it now if it is for the attempt running here; the control
+        thread reads the cancel notices all the same."""
+        with self._lock:
+            running = self._running.get(notice.job_id)
+        if running is not None and running.attempt.job.attempt == notice.attempt:
+            self.deliver(notice.job_id, notice.reason, notice.message)
 
     def wake(self) -> None:
         """Wake idle slots to claim (jobs were submitted in this process)."""

@@ -1,30 +1,90 @@
 """The PostgreSQL store's notifications: one ``LISTEN`` connection per store, on a thread
-of its own, and the watchers it wakes."""
+of its own, and the watchers it wakes.
+
+A notification's payload is the :class:`Change` it reports, or, for a cancel, ``cancel:``
+and a JSON object naming the attempts asked to stop (:func:`stop_payloads`), so that a
+worker can flag them before it reads anything: PostgreSQL delivers a notification only
+once its transaction has committed. Anything else is read as "every change".
+"""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import select
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Final, final
 
 import psycopg
 from psycopg import sql
 
+from andon._cancel import CancelReason
 from andon._errors import StorageUnavailable
-from andon._storage._port import ALL_CHANGES, Change
+from andon._storage._port import ALL_CHANGES, CancelNotice, Change
 from andon._storage._url import one_line
 
-__all__ = ["PROBE_INTERVAL_S", "Listener", "Watcher"]
+__all__ = ["PROBE_INTERVAL_S", "Listener", "StopHeard", "Watcher", "read_stops", "stop_payloads"]
 
 log = logging.getLogger("andon.postgres")
 
 PROBE_INTERVAL_S: Final = 1.0
 """How often an idle listener checks that its connection is alive (the fallback poll)."""
+MAX_PAYLOAD: Final = 7900
+"""Bytes of one payload at most (PostgreSQL's limit is 8000)."""
+_STOPS: Final = "cancel:"
+
+StopHeard = Callable[[CancelNotice], None]
+"""Called on the listener's thread with each stop request a notification names."""
+
+
+def stop_payloads(notices: Iterable[CancelNotice]) -> list[str]:
+    """Payloads naming ``notices``: one per reason and message, split to fit; a notice too
+    large for any payload (a very long message) is left out, the plain ``cancel`` covers it."""
+    groups: dict[tuple[str, str | None], list[list[Any]]] = {}  # Any: a job id and its attempt
+    for notice in notices:
+        groups.setdefault((notice.reason.value, notice.message), []).append([notice.job_id, notice.attempt])
+    payloads = []
+    for (reason, message), attempts in groups.items():
+        head = f'{_STOPS}{{"reason":{json.dumps(reason)},"message":{json.dumps(message)},"attempts":['
+        if len(head.encode()) + 2 > MAX_PAYLOAD:
+            continue
+        chunk: list[str] = []
+        size = len(head.encode()) + 2
+        for attempt in attempts:
+            one = json.dumps(attempt)
+            if chunk and size + len(one) + 1 > MAX_PAYLOAD:
+                payloads.append(head + ",".join(chunk) + "]}")
+                chunk, size = [], len(head.encode()) + 2
+            if size + len(one) + 1 <= MAX_PAYLOAD:
+                chunk.append(one)
+                size += len(one) + 1
+        if chunk:
+            payloads.append(head + ",".join(chunk) + "]}")
+    return payloads
+
+
+def read_stops(payload: str) -> list[CancelNotice] | None:
+    """The stop requests a ``cancel:`` payload names; ``None`` if it is not one (or is malformed)."""
+    if not payload.startswith(_STOPS):
+        return None
+    try:
+        body = json.loads(payload[len(_STOPS) :])
+        reason = CancelReason(body["reason"])
+        message = body["message"]
+        if message is not None and not isinstance(message, str):
+            return None
+        notices = []
+        for job_id, attempt in body["attempts"]:
+            if not isinstance(job_id, str) or type(attempt) is not int:
+                return None
+            notices.append(CancelNotice(job_id, attempt, reason, message))
+        return notices
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 @final
@@ -44,6 +104,7 @@ class Listener:
         self._display = display
         self._changed = threading.Condition()
         self._counts = dict.fromkeys(Change, 0)
+        self._hearers: dict[int, StopHeard] = {}
         self.connected = threading.Event()
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
@@ -51,10 +112,19 @@ class Listener:
         self._thread = threading.Thread(target=self._run, name="andon-pg-listener", daemon=True)
         self._thread.start()
 
-    def watcher(self, changes: frozenset[Change], timeout: float) -> Watcher:
+    def watcher(self, changes: frozenset[Change], timeout: float, on_stop: StopHeard | None = None) -> Watcher:
         if not self.connected.wait(timeout):
             raise StorageUnavailable(f"cannot listen for changes on PostgreSQL at {self._display}")
-        return Watcher(self, changes, self.seen(changes))
+        watcher = Watcher(self, changes, self.seen(changes))
+        if on_stop is not None:
+            with self._changed:
+                self._hearers[id(watcher)] = on_stop
+        return watcher
+
+    def forget(self, watcher: Watcher) -> None:
+        with self._changed:
+            self._hearers.pop(id(watcher), None)
+            self._changed.notify_all()
 
     def seen(self, changes: frozenset[Change]) -> int:
         with self._changed:
@@ -147,17 +217,36 @@ class Listener:
         self._drain(conn)
 
     def _drain(self, conn: psycopg.Connection[Any]) -> bool:
-        """Count the notifications received so far; ``True`` if there were any."""
+        """Count the notifications received so far, and pass on the stops they name;
+        ``True`` if there were any."""
         changes: set[Change] = set()
+        stops: list[CancelNotice] = []
         received = False
         for notification in conn.notifies(timeout=0):
             received = True
+            named = read_stops(notification.payload)
+            if named is not None:
+                stops += named
+                changes.add(Change.CANCEL)
+                continue
             try:
                 changes.add(Change(notification.payload))
             except ValueError:  # from a newer andon: it may be anything
                 changes.update(ALL_CHANGES)
+        if stops:
+            self._hear(stops)
         self._count(changes)
         return received
+
+    def _hear(self, stops: list[CancelNotice]) -> None:
+        with self._changed:
+            hearers = list(self._hearers.values())
+        for hearer in hearers:
+            for notice in stops:
+                try:
+                    hearer(notice)
+                except Exception:  # a bug of the hearer's: the store read after still delivers
+                    log.exception("a stop named in a notification could not be passed on")
 
     def _pause(self, seconds: float) -> None:
         with contextlib.suppress(OSError, ValueError):
@@ -183,4 +272,4 @@ class Watcher:
 
     def close(self) -> None:
         self._closed = True
-        self._listener.wake_all()
+        self._listener.forget(self)

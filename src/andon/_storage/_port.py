@@ -681,11 +681,16 @@ class Store(Protocol):
         """
         ...
 
-    def watch(self, changes: Collection[Change] = ALL_CHANGES) -> ChangeWatcher:
+    def watch(
+        self, changes: Collection[Change] = ALL_CHANGES, *, on_stop: Callable[[CancelNotice], None] | None = None
+    ) -> ChangeWatcher:
         """A watcher for ``changes`` made by any process; the caller closes it.
 
         A store may wake it for other changes too (SQLite wakes it on every commit); it
-        must not miss one of ``changes``.
+        must not miss one of ``changes``. ``on_stop`` is called, on a thread of the store's,
+        with stop requests the store learns of without reading them: only committed ones
+        (PostgreSQL: named in the notification of the cancel's commit). The watcher still
+        reports the change, so its owner reads the cancels as always; a store may never call it.
         """
         ...
 

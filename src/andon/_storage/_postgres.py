@@ -57,8 +57,8 @@ from andon._output import ProgressUpdate
 from andon._storage._connector import Args, IfUnsure, Resolution, Resolver, Tx
 from andon._storage._engine import Engine
 from andon._storage._pg_async_listener import AsyncListener
-from andon._storage._pg_listener import Listener, Watcher
-from andon._storage._port import Change, JobFilter, NewJob
+from andon._storage._pg_listener import Listener, StopHeard, Watcher, stop_payloads
+from andon._storage._port import CancelNotice, Change, JobFilter, NewJob
 from andon._storage._rows import Row
 from andon._storage._sql import postgres_filter, read_blocks, read_sql
 from andon._storage._url import one_line, parse_postgres_url, redact_url
@@ -133,6 +133,7 @@ class _PgTx:
     def __init__(self, cur: Cursor, channel: str) -> None:
         self.cur = cur
         self._channel = channel
+        self._stopping: list[CancelNotice] = []
 
     @staticmethod
     def _query(name: str, fragments: dict[str, str]) -> bytes:
@@ -154,8 +155,16 @@ class _PgTx:
         self.cur.executemany(_QUERIES[name], rows)
 
     def notify(self, changes: Collection[Change]) -> None:
-        for change in changes:
-            self.cur.execute(_QUERIES["notify"], {"channel": self._channel, "payload": change.value})
+        """One statement: the changes, and the attempts named by :meth:`stopping` so far."""
+        payloads = [change.value for change in changes]
+        if self._stopping:
+            payloads += stop_payloads(self._stopping)
+            self._stopping = []
+        if payloads:
+            self.cur.execute(_QUERIES["notify_many"], {"channel": self._channel, "payloads": payloads})
+
+    def stopping(self, notices: Collection[CancelNotice]) -> None:
+        self._stopping += notices
 
 
 @final
@@ -403,10 +412,11 @@ class PostgresConnector:
         if since is not None:
             log.warning("PostgreSQL at %s is reachable again after %.1f s", self.url, time.monotonic() - since)
 
-    def watch(self, changes: frozenset[Change]) -> Watcher:
+    def watch(self, changes: frozenset[Change], on_stop: StopHeard | None = None) -> Watcher:
         """A watcher woken by NOTIFY of ``changes`` from any process (one LISTEN connection per store).
 
         Waits until that connection listens, so no change after this call is missed.
+        ``on_stop`` hears, on the listener's thread, each stop request a notification names.
 
         Raises:
             StorageUnavailable: the server could not be reached in time.
@@ -419,7 +429,7 @@ class PostgresConnector:
             if self._listener is None:
                 self._listener = Listener(self._connect, self._channel, self.url)
             listener = self._listener
-        return listener.watcher(changes, timeout=self._reconnect_timeout_s)
+        return listener.watcher(changes, timeout=self._reconnect_timeout_s, on_stop=on_stop)
 
     def watch_async(self, changes: frozenset[Change]) -> AsyncListener:
         """A feed woken by NOTIFY of ``changes``: ``LISTEN`` on an async connection of its own."""

@@ -30,8 +30,8 @@ from andon._errors import JobNotFound, ParentStopping
 from andon._jobs import FAILING_REASONS, CancelOutcome, Job, JobStatus, check_transition, decide_cancel
 from andon._storage._connector import Tx
 from andon._storage._ops._base import C, Operations
-from andon._storage._port import Change
-from andon._storage._rows import job_from_row
+from andon._storage._port import CancelNotice, Change
+from andon._storage._rows import cancel_notices_of, job_from_row
 
 __all__ = ["TreeOperations"]
 
@@ -144,8 +144,10 @@ class TreeOperations(Operations[C]):
             )
         elif outcome is CancelOutcome.REQUESTED:
             tx.one("request_stop", args)
+            tx.stopping([CancelNotice(job.id, job.attempt, reason, message)])
         else:  # ESCALATED: a stronger request takes over the one in force (stop_strength)
             tx.one("escalate", args)
+            tx.stopping([CancelNotice(job.id, job.attempt, reason, message)])
 
     def _stop_descendants(self, tx: Tx, origin: Job, reason: CancelReason, by: str | None) -> list[Change]:
         """Withdraw ``origin``'s queued descendants and ask its running ones to stop, set-based."""
@@ -162,6 +164,7 @@ class TreeOperations(Operations[C]):
         tx.one("lock_subtree", {"origin": origin.id}, where=clause)
         withdrawn = tx.all("withdraw_many", args, where=clause)
         requested = tx.all("request_stop_many", args, where=clause)
+        tx.stopping(cancel_notices_of(requested))
         for row in tx.all("retrying_force_fails", args, where=clause):
             # A cancel outranks a retrying force-fail in flight (stop_strength).
             job = job_from_row(row)
