@@ -3,8 +3,11 @@
 Threads of one worker:
 
 * ``slot-N`` (``concurrency`` of them): claim a job, run it in its runtime, settle it.
-* ``control``: wakes on every commit to the store (``Store.watch``) and on its own
-  schedule; delivers cancel requests to running attempts and fires timeouts.
+* ``control``: wakes on every commit to the store (``Store.watch``: at once when a
+  writer of this machine pokes it, see ``_storage/_wake.py``) and on its own schedule;
+  delivers cancel requests to running attempts and fires timeouts. A stop the store names
+  without a read (PostgreSQL's signed notification) is delivered on the store's listener
+  thread at once (:meth:`Worker._heard`); the control thread reads the notices all the same.
 * ``lease``: renews the leases of the running attempts every third of ``lease_s`` (sooner
   after a failure) and recovers jobs whose worker was lost.
 * ``monitor``: never touches the store, so a store that hangs or is gone cannot hold it up:

@@ -8,6 +8,8 @@ the cancel within the test's bounds.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import socket
 import stat
@@ -237,29 +239,46 @@ def test_the_notification_names_the_attempts_asked_to_stop(pg_url: str) -> None:
             watcher.close()
 
 
+def _cancel_with_plain_sql(store: PostgresStore, job_id: str, payload: str) -> None:
+    """Commit a cancel (message ``from the store``) and, in the same transaction, ``payload``."""
+    with admin_connection() as conn, conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "UPDATE {}.andon_jobs SET status = 'cancelling', cancel_reason = 'user',"
+                " cancel_message = 'from the store', cancel_requested_at = extract(epoch FROM now()),"
+                " cancel_retry = true WHERE id = %s"
+            ).format(sql.Identifier(store.schema)),
+            (job_id,),
+        )
+        conn.execute("SELECT pg_notify(%s, %s)", (f"{store.schema}_changes", payload))
+
+
+def _notify_key(store: PostgresStore) -> bytes:
+    with admin_connection() as conn:
+        row = conn.execute(
+            sql.SQL("SELECT key FROM {}.andon_notify_key").format(sql.Identifier(store.schema))
+        ).fetchone()
+    assert row is not None
+    return str(row[0]).encode()
+
+
 @pytest.mark.usefixtures("slow_control")
-def test_a_stop_named_in_the_notification_flags_the_attempt_before_any_read(pg_url: str) -> None:
-    """The cancel is committed with plain SQL, its notification naming it with a message of
-    its own: the handler sees that message, so the notification flagged the attempt before
-    the worker read the store's (which names the same cancel, another message)."""
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "forged"])
+def test_a_signed_stop_in_the_notification_flags_the_attempt_before_any_read(pg_url: str, signed: bool) -> None:
+    """The cancel is committed with plain SQL, its notification naming it with a message of its
+    own. Signed with the store's key, the handler sees that message: the notification flagged
+    the attempt before the worker read the store. Signed with another key (anyone may NOTIFY),
+    it names nothing, and the handler sees the store's message: delivered by the read."""
     with PostgresStore(pg_url) as store:
         client = andon.Client(store, app, actor="test")
+        key = _notify_key(store) if signed else b"not the store's key"
         with andon.Worker(app, store, concurrency=1, shutdown_grace_s=0.5):
             job = client.submit("looping")
             assert started.wait(30)
-            (payload,) = stop_payloads([CancelNotice(job.id, 1, CancelReason.USER, "from the notification")])
-            with admin_connection() as conn, conn.transaction():
-                conn.execute(
-                    sql.SQL(
-                        "UPDATE {}.andon_jobs SET status = 'cancelling', cancel_reason = 'user',"
-                        " cancel_message = 'from the store', cancel_requested_at = extract(epoch FROM now()),"
-                        " cancel_retry = true WHERE id = %s"
-                    ).format(sql.Identifier(store.schema)),
-                    (job.id,),
-                )
-                conn.execute("SELECT pg_notify(%s, %s)", (f"{store.schema}_changes", payload))
+            (payload,) = stop_payloads([CancelNotice(job.id, 1, CancelReason.USER, "from the notification")], key)
+            _cancel_with_plain_sql(store, job.id, payload)
             finished = client.wait_finished(job.id, timeout=30)
-    assert seen_messages == ["from the notification"]
+    assert seen_messages == ["from the notification" if signed else "from the store"]
     assert finished.status is JobStatus.CANCELLED
     assert finished.cancel is not None
     assert finished.cancel.message == "from the store"
@@ -267,23 +286,28 @@ def test_a_stop_named_in_the_notification_flags_the_attempt_before_any_read(pg_u
 
 def test_stop_payloads_fit_and_anything_else_is_not_read_as_stops() -> None:
     many = [CancelNotice(f"job-{n:06d}", 1, CancelReason.PARENT_CANCELLED, "parent stopped") for n in range(2000)]
-    payloads = stop_payloads(many)
+    key = b"a key"
+    payloads = stop_payloads(many, key)
     assert len(payloads) > 1
     assert all(len(p.encode()) <= MAX_PAYLOAD for p in payloads)
-    assert [n for p in payloads for n in (read_stops(p) or [])] == many
+    assert [n for p in payloads for n in (read_stops(p, key) or [])] == many
+    assert all(read_stops(p, b"another key") == [] for p in payloads)
+    assert all(read_stops(p, None) == [] for p in payloads)
     # A message too long for any payload: left out (the plain ``cancel`` change covers it).
-    assert stop_payloads([CancelNotice("job", 1, CancelReason.USER, "x" * MAX_PAYLOAD)]) == []
-    for bogus in (
-        "cancel",
-        "cancel:",
-        "cancel:[]",
-        'cancel:{"reason":"nope","message":null,"attempts":[["j",1]]}',
-        'cancel:{"reason":"user","message":3,"attempts":[["j",1]]}',
-        'cancel:{"reason":"user","message":null,"attempts":[["j","1"]]}',
-        'cancel:{"reason":"user","message":null,"attempts":[[1,1]]}',
-        'cancel:{"reason":"user","message":null}',
+    assert stop_payloads([CancelNotice("job", 1, CancelReason.USER, "x" * MAX_PAYLOAD)], key) == []
+    assert read_stops("cancel", key) is None
+    assert read_stops("ended", key) is None
+    for body in (
+        "",
+        "[]",
+        '{"reason":"nope","message":null,"attempts":[["j",1]]}',
+        '{"reason":"user","message":3,"attempts":[["j",1]]}',
+        '{"reason":"user","message":null,"attempts":[["j","1"]]}',
+        '{"reason":"user","message":null,"attempts":[[1,1]]}',
+        '{"reason":"user","message":null}',
     ):
-        assert read_stops(bogus) is None, bogus
+        signature = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:32]
+        assert read_stops(f"cancel:{signature}:{body}", key) == [], body
 
 
 # -- settled at once, not at the next flush ------------------------------------------------------

@@ -1,15 +1,21 @@
 """The PostgreSQL store's notifications: one ``LISTEN`` connection per store, on a thread
 of its own, and the watchers it wakes.
 
-A notification's payload is the :class:`Change` it reports, or, for a cancel, ``cancel:``
-and a JSON object naming the attempts asked to stop (:func:`stop_payloads`), so that a
-worker can flag them before it reads anything: PostgreSQL delivers a notification only
-once its transaction has committed. Anything else is read as "every change".
+A notification's payload is the :class:`Change` it reports, or, for a cancel, ``cancel:``,
+a signature and a JSON object naming the attempts asked to stop (:func:`stop_payloads`), so
+that a worker can flag them before it reads anything: PostgreSQL delivers a notification only
+once its transaction has committed. Any role that may connect to the database may send a
+notification on any channel, so the stops are signed (HMAC-SHA256) with the store's key
+(``andon_notify_key``, which only roles that can read andon's tables can read); a payload
+without a valid signature still counts as a cancel change, but names nothing. Anything else
+is read as "every change".
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
 import os
@@ -41,50 +47,63 @@ StopHeard = Callable[[CancelNotice], None]
 """Called on the listener's thread with each stop request a notification names."""
 
 
-def stop_payloads(notices: Iterable[CancelNotice]) -> list[str]:
-    """Payloads naming ``notices``: one per reason and message, split to fit; a notice too
-    large for any payload (a very long message) is left out, the plain ``cancel`` covers it."""
+_SIGNATURE_CHARS: Final = 32
+
+
+def _signature(key: bytes, body: str) -> str:
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:_SIGNATURE_CHARS]
+
+
+def stop_payloads(notices: Iterable[CancelNotice], key: bytes) -> list[str]:
+    """Payloads naming ``notices``, signed with ``key``: one per reason and message, split to
+    fit; a notice too large for any payload (a very long message) is left out, the plain
+    ``cancel`` change covers it."""
     groups: dict[tuple[str, str | None], list[list[Any]]] = {}  # Any: a job id and its attempt
     for notice in notices:
         groups.setdefault((notice.reason.value, notice.message), []).append([notice.job_id, notice.attempt])
-    payloads = []
+    bodies = []
+    room = MAX_PAYLOAD - len(_STOPS) - _SIGNATURE_CHARS - 1
     for (reason, message), attempts in groups.items():
-        head = f'{_STOPS}{{"reason":{json.dumps(reason)},"message":{json.dumps(message)},"attempts":['
-        if len(head.encode()) + 2 > MAX_PAYLOAD:
+        head = f'{{"reason":{json.dumps(reason)},"message":{json.dumps(message)},"attempts":['
+        if len(head.encode()) + 2 > room:
             continue
         chunk: list[str] = []
         size = len(head.encode()) + 2
         for attempt in attempts:
             one = json.dumps(attempt)
-            if chunk and size + len(one) + 1 > MAX_PAYLOAD:
-                payloads.append(head + ",".join(chunk) + "]}")
+            if chunk and size + len(one) + 1 > room:
+                bodies.append(head + ",".join(chunk) + "]}")
                 chunk, size = [], len(head.encode()) + 2
-            if size + len(one) + 1 <= MAX_PAYLOAD:
+            if size + len(one) + 1 <= room:
                 chunk.append(one)
                 size += len(one) + 1
         if chunk:
-            payloads.append(head + ",".join(chunk) + "]}")
-    return payloads
+            bodies.append(head + ",".join(chunk) + "]}")
+    return [f"{_STOPS}{_signature(key, body)}:{body}" for body in bodies]
 
 
-def read_stops(payload: str) -> list[CancelNotice] | None:
-    """The stop requests a ``cancel:`` payload names; ``None`` if it is not one (or is malformed)."""
+def read_stops(payload: str, key: bytes | None) -> list[CancelNotice] | None:
+    """The stop requests a ``cancel:`` payload names; ``None`` if it is not one. One that is
+    malformed, or not signed with ``key`` (``None``: no key known), names none: ``[]``."""
     if not payload.startswith(_STOPS):
         return None
+    signature, _, text = payload[len(_STOPS) :].partition(":")
+    if key is None or not hmac.compare_digest(signature, _signature(key, text)):
+        return []
     try:
-        body = json.loads(payload[len(_STOPS) :])
+        body = json.loads(text)
         reason = CancelReason(body["reason"])
         message = body["message"]
         if message is not None and not isinstance(message, str):
-            return None
+            return []
         notices = []
         for job_id, attempt in body["attempts"]:
             if not isinstance(job_id, str) or type(attempt) is not int:
-                return None
+                return []
             notices.append(CancelNotice(job_id, attempt, reason, message))
         return notices
     except (ValueError, KeyError, TypeError):
-        return None
+        return []
 
 
 @final
@@ -98,8 +117,11 @@ class Listener:
     a word (network cut) is noticed and replaced within a second or two.
     """
 
-    def __init__(self, connect: Callable[[], psycopg.Connection[Any]], channel: str, display: str) -> None:
+    def __init__(
+        self, connect: Callable[[], psycopg.Connection[Any]], channel: str, display: str, key: bytes | None = None
+    ) -> None:
         self._connect = connect
+        self._key = key
         self._listen = sql.SQL("LISTEN {}").format(sql.Identifier(channel))
         self._display = display
         self._changed = threading.Condition()
@@ -224,7 +246,7 @@ class Listener:
         received = False
         for notification in conn.notifies(timeout=0):
             received = True
-            named = read_stops(notification.payload)
+            named = read_stops(notification.payload, self._key)
             if named is not None:
                 stops += named
                 changes.add(Change.CANCEL)

@@ -10,7 +10,8 @@ PostgreSQL is the whole distributed engine; there is no coordinator of our own:
   (UUIDv7, so age). A partial index holds only queued jobs, so history does not slow it.
 * **Cancel delivery**: every change that matters sends ``NOTIFY`` in its own transaction;
   each process keeps one ``LISTEN`` connection (``_pg_listener.py``) that wakes its
-  watchers on commit. The listener probes its connection every second and reports a
+  watchers on commit. A cancel's notification names the attempts it stops, signed with the
+  schema's key (``andon_notify_key``), so their workers flag them before any read. The listener probes its connection every second and reports a
   change after every reconnect, as notifications may have been lost meanwhile.
 * **Connections** come from a ``psycopg_pool`` pool. A dropped connection (server restart,
   ``pg_terminate_backend``, network cut) is replaced and the operation retried with
@@ -130,9 +131,11 @@ class _CommitUnsure(Exception):
 class _PgTx:
     """A :class:`~andon._storage._engine.Tx` on one cursor of a pooled connection."""
 
-    def __init__(self, cur: Cursor, channel: str) -> None:
+    def __init__(self, cur: Cursor, channel: str, key: bytes | None = None) -> None:
         self.cur = cur
         self._channel = channel
+        self._key = key
+        """Signs the stops a notification names; without it, they are not named."""
         self._stopping: list[CancelNotice] = []
 
     @staticmethod
@@ -157,9 +160,9 @@ class _PgTx:
     def notify(self, changes: Collection[Change]) -> None:
         """One statement: the changes, and the attempts named by :meth:`stopping` so far."""
         payloads = [change.value for change in changes]
-        if self._stopping:
-            payloads += stop_payloads(self._stopping)
-            self._stopping = []
+        if self._stopping and self._key is not None:
+            payloads += stop_payloads(self._stopping, self._key)
+        self._stopping = []
         if payloads:
             self.cur.execute(_QUERIES["notify_many"], {"channel": self._channel, "payloads": payloads})
 
@@ -182,6 +185,7 @@ class PostgresConnector:
         self._dbname = psycopg.conninfo.conninfo_to_dict(self._target.conninfo).get("dbname")
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._listener: Listener | None = None
+        self._notify_key: bytes | None = None
         self._lock = threading.Lock()
         self._closed = False
         self._outage_since: float | None = None
@@ -208,8 +212,9 @@ class PostgresConnector:
                 return
         with self._connect() as conn:
             version = _schema_version(conn)
-        if version != SCHEMA_VERSION:
-            raise ConfigurationError(self._version_problem(version))
+            if version != SCHEMA_VERSION:
+                raise ConfigurationError(self._version_problem(version))
+            key = _notify_key(conn)
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self._target.conninfo,
             kwargs={"autocommit": True},
@@ -228,6 +233,7 @@ class PostgresConnector:
                     raise LifecycleError("this store was closed while it opened")
                 return
             self._pool = pool
+            self._notify_key = key
 
     def _version_problem(self, version: int) -> str:
         where = f"schema {self.schema!r} of {self.url}"
@@ -291,7 +297,7 @@ class PostgresConnector:
             raise StorageUnavailable(f"cannot connect to PostgreSQL at {self.url}: {one_line(exc)}") from exc
 
     def read(self, body: Callable[[_PgTx], T]) -> T:
-        return self._run(lambda cur: body(_PgTx(cur, self._channel)), _Mode.READ)
+        return self._run(lambda cur: body(_PgTx(cur, self._channel, self._notify_key)), _Mode.READ)
 
     def write(
         self, body: Callable[[_PgTx], T], if_unsure: IfUnsure | Resolver[T] = IfUnsure.RAISE, *, single: bool = False
@@ -301,9 +307,9 @@ class PostgresConnector:
             resolve = if_unsure
         else:
             resolver = if_unsure
-            resolve = lambda cur: resolver(_PgTx(cur, self._channel))  # noqa: E731
+            resolve = lambda cur: resolver(_PgTx(cur, self._channel, self._notify_key))  # noqa: E731
         mode = _Mode.STATEMENT if single else _Mode.TRANSACTION
-        return self._run(lambda cur: body(_PgTx(cur, self._channel)), mode, resolve)
+        return self._run(lambda cur: body(_PgTx(cur, self._channel, self._notify_key)), mode, resolve)
 
     # -- running statements ---------------------------------------------------
 
@@ -427,7 +433,7 @@ class PostgresConnector:
                     "this store is closed" if self._closed else "open the store first (store.open() or a with block)"
                 )
             if self._listener is None:
-                self._listener = Listener(self._connect, self._channel, self.url)
+                self._listener = Listener(self._connect, self._channel, self.url, self._notify_key)
             listener = self._listener
         return listener.watcher(changes, timeout=self._reconnect_timeout_s, on_stop=on_stop)
 
@@ -467,7 +473,7 @@ class PostgresConnector:
             assert row is not None
             saved = row["path"]
             cur.execute(_QUERIES["set_search_path"], {"path": self.schema})
-            yield _PgTx(cur, self._channel)
+            yield _PgTx(cur, self._channel, self._notify_key)
             # The caller's own statements after this see their search path again.
             cur.execute(_QUERIES["set_search_path"], {"path": saved})
 
@@ -644,3 +650,14 @@ def _submit_args(jobs: Sequence[NewJob], now: float, actor: str | None) -> dict[
         "schedule_names": [j.schedule for j in jobs],
         "available_ats": [j.available_at for j in jobs],
     }
+
+
+def _notify_key(conn: psycopg.Connection[Any]) -> bytes | None:
+    """The key that signs the stops named in notifications; ``None`` if this role cannot read
+    it (its notifications then name none, and it acts on none: the store read still delivers)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(_QUERIES["notify_key"]).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    return str(row[0]).encode() if row else None

@@ -198,6 +198,7 @@ class WakeSocket:
     def __init__(self, sock: socket.socket, path: Path) -> None:
         self.sock = sock
         self.path = path
+        self._pid = os.getpid()
         self.received = 0
         """Well-formed wake-ups taken so far (tests look at it)."""
 
@@ -224,6 +225,7 @@ class WakeSocket:
             self.sock.sendto(b"", str(self.path))
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
+        if os.getpid() == self._pid:  # a forked child closing its copy leaves the parent's socket
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
         self.sock.close()

@@ -300,3 +300,13 @@ CROSS JOIN LATERAL (SELECT min(le) AS le FROM andon_stop_buckets WHERE le >= sto
 WHERE j.status IN ('succeeded', 'failed', 'cancelled') AND j.cancel_stopped_at IS NOT NULL
   AND j.cancel_stop_method IS NOT NULL
 GROUP BY 1, 2, 3, 4;
+
+-- migration 8: cancel delivery (issue 20)
+-- Cancel delivery: the key that signs the stops a notification names (``_pg_listener.py``).
+-- Anyone who may connect to the database may NOTIFY on any channel; only a role that can read
+-- this table can name a stop a worker acts on before it reads the store.
+CREATE TABLE andon_notify_key (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    key      text NOT NULL
+);
+INSERT INTO andon_notify_key (key) VALUES (replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));
