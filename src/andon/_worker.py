@@ -208,6 +208,8 @@ class Worker:
         self._monitor_wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watcher: ChangeWatcher | None = None
+        self._unheard = False
+        """A stop was named while a claim was in flight: the control thread reads the notices."""
         # Claimed jobs not yet taken by a slot (each is already in _running), and how many
         # slots a claim in progress is for: claims never take more jobs than idle slots.
         self._ready: collections.deque[_Running] = collections.deque()
@@ -383,6 +385,8 @@ class Worker:
         thread reads the cancel notices all the same."""
         with self._lock:
             running = self._running.get(notice.job_id)
+            if running is None and self._reserved:
+                self._unheard = True  # a claim in flight may be taking it: read the notices
         if running is not None and running.attempt.job.attempt == notice.attempt:
             self.deliver(notice.job_id, notice.reason, notice.message)
 
@@ -687,12 +691,18 @@ class Worker:
         failures = 0
         while not self._halt.is_set():
             try:
-                if self._watcher.wait(self._due().timeout_in):
+                changed = self._watcher.wait(self._due().timeout_in)
+                if changed:
                     self._notify()
                 with self._lock:
                     busy = bool(self._running)
                 if busy:
-                    self._deliver_notices()
+                    # Cancels the store named (and _heard delivered) need no read now; the
+                    # next tick reads the notices all the same.
+                    with self._lock:
+                        unheard, self._unheard = self._unheard, False
+                    if unheard or not (changed and self._watcher.cancels_named):
+                        self._deliver_notices()
                     self._fire_timeouts()
                 failures = 0
             except AndonError as exc:

@@ -275,7 +275,8 @@ def test_a_signed_stop_in_the_notification_flags_the_attempt_before_any_read(pg_
         with andon.Worker(app, store, concurrency=1, shutdown_grace_s=0.5):
             job = client.submit("looping")
             assert started.wait(30)
-            (payload,) = stop_payloads([CancelNotice(job.id, 1, CancelReason.USER, "from the notification")], key)
+            notice = CancelNotice(job.id, 1, CancelReason.USER, "from the notification")
+            (payload,), _ = stop_payloads([notice], key)
             _cancel_with_plain_sql(store, job.id, payload)
             finished = client.wait_finished(job.id, timeout=30)
     assert seen_messages == ["from the notification" if signed else "from the store"]
@@ -287,14 +288,15 @@ def test_a_signed_stop_in_the_notification_flags_the_attempt_before_any_read(pg_
 def test_stop_payloads_fit_and_anything_else_is_not_read_as_stops() -> None:
     many = [CancelNotice(f"job-{n:06d}", 1, CancelReason.PARENT_CANCELLED, "parent stopped") for n in range(2000)]
     key = b"a key"
-    payloads = stop_payloads(many, key)
+    payloads, left_out = stop_payloads(many, key)
+    assert left_out == 0
     assert len(payloads) > 1
     assert all(len(p.encode()) <= MAX_PAYLOAD for p in payloads)
     assert [n for p in payloads for n in (read_stops(p, key) or [])] == many
     assert all(read_stops(p, b"another key") == [] for p in payloads)
     assert all(read_stops(p, None) == [] for p in payloads)
     # A message too long for any payload: left out (the plain ``cancel`` change covers it).
-    assert stop_payloads([CancelNotice("job", 1, CancelReason.USER, "x" * MAX_PAYLOAD)], key) == []
+    assert stop_payloads([CancelNotice("job", 1, CancelReason.USER, "x" * MAX_PAYLOAD)], key) == ([], 1)
     assert read_stops("cancel", key) is None
     assert read_stops("ended", key) is None
     for body in (

@@ -54,18 +54,20 @@ def _signature(key: bytes, body: str) -> str:
     return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:_SIGNATURE_CHARS]
 
 
-def stop_payloads(notices: Iterable[CancelNotice], key: bytes) -> list[str]:
+def stop_payloads(notices: Iterable[CancelNotice], key: bytes) -> tuple[list[str], int]:
     """Payloads naming ``notices``, signed with ``key``: one per reason and message, split to
-    fit; a notice too large for any payload (a very long message) is left out, the plain
-    ``cancel`` change covers it."""
+    fit; and how many notices were left out, too large for any payload (a very long message):
+    a plain ``cancel`` change must then go with them."""
     groups: dict[tuple[str, str | None], list[list[Any]]] = {}  # Any: a job id and its attempt
     for notice in notices:
         groups.setdefault((notice.reason.value, notice.message), []).append([notice.job_id, notice.attempt])
     bodies = []
+    left_out = 0
     room = MAX_PAYLOAD - len(_STOPS) - _SIGNATURE_CHARS - 1
     for (reason, message), attempts in groups.items():
         head = f'{{"reason":{json.dumps(reason)},"message":{json.dumps(message)},"attempts":['
         if len(head.encode()) + 2 > room:
+            left_out += len(attempts)
             continue
         chunk: list[str] = []
         size = len(head.encode()) + 2
@@ -77,9 +79,11 @@ def stop_payloads(notices: Iterable[CancelNotice], key: bytes) -> list[str]:
             if size + len(one) + 1 <= room:
                 chunk.append(one)
                 size += len(one) + 1
+            else:
+                left_out += 1
         if chunk:
             bodies.append(head + ",".join(chunk) + "]}")
-    return [f"{_STOPS}{_signature(key, body)}:{body}" for body in bodies]
+    return [f"{_STOPS}{_signature(key, body)}:{body}" for body in bodies], left_out
 
 
 def read_stops(payload: str, key: bytes | None) -> list[CancelNotice] | None:
@@ -127,6 +131,9 @@ class Listener:
         self._changed = threading.Condition()
         self._counts = dict.fromkeys(Change, 0)
         self._hearers: dict[int, StopHeard] = {}
+        self.unnamed_cancels = 0
+        """Cancel changes counted that did not name their stops (a plain ``cancel``, a payload
+        not signed with this store's key, a reconnection): whoever waits must read them."""
         self.connected = threading.Event()
         self._closed = False
         self._wake_r, self._wake_w = os.pipe()
@@ -172,11 +179,14 @@ class Listener:
         with self._changed:
             self._changed.notify_all()
 
-    def _count(self, changes: Collection[Change]) -> None:
+    def _count(self, changes: Collection[Change], *, named: bool = False) -> None:
+        """Count ``changes``; ``named``: their cancels all came as signed stops, already heard."""
         if changes:
             with self._changed:
                 for change in changes:
                     self._counts[change] += 1
+                if Change.CANCEL in changes and not named:
+                    self.unnamed_cancels += 1
                 self._changed.notify_all()
 
     def close(self) -> None:
@@ -243,12 +253,17 @@ class Listener:
         ``True`` if there were any."""
         changes: set[Change] = set()
         stops: list[CancelNotice] = []
+        unnamed = False
         received = False
         for notification in conn.notifies(timeout=0):
             received = True
             named = read_stops(notification.payload, self._key)
-            if named is not None:
+            if named:
                 stops += named
+                changes.add(Change.CANCEL)
+                continue
+            unnamed = True
+            if named is not None:  # a stop payload we cannot trust: a cancel, but no names
                 changes.add(Change.CANCEL)
                 continue
             try:
@@ -257,7 +272,7 @@ class Listener:
                 changes.update(ALL_CHANGES)
         if stops:
             self._hear(stops)
-        self._count(changes)
+        self._count(changes, named=not unnamed)
         return received
 
     def _hear(self, stops: list[CancelNotice]) -> None:
@@ -283,13 +298,21 @@ class Watcher:
         self._listener = listener
         self._changes = changes
         self._seen = seen
+        self._unnamed_seen = listener.unnamed_cancels
         self._closed = False
+        self.cancels_named = False
+        """After a :meth:`wait` that saw a change: every cancel since the one before came
+        with its stops named (and heard), so a worker need not read its notices for them."""
 
     def wait(self, timeout: float) -> bool:
         found = self._listener.wait_change(self._changes, self._seen, timeout, lambda: self._closed)
         if found is None:
             return False
         self._seen = found
+        # Read after the wait: an unnamed cancel counted meanwhile is read now, not missed.
+        unnamed = self._listener.unnamed_cancels
+        self.cancels_named = unnamed == self._unnamed_seen
+        self._unnamed_seen = unnamed
         return True
 
     def close(self) -> None:

@@ -450,6 +450,10 @@ ALL_CHANGES: Final = frozenset(Change)
 class ChangeWatcher(Protocol):
     """Wakes a waiter when the store may have changed (a commit by anyone, anywhere)."""
 
+    cancels_named: bool
+    """After a :meth:`wait` that returned ``True``: every cancel it saw named its stops to the
+    watcher's ``on_stop`` (:meth:`Store.watch`), so nothing about them is left to read."""
+
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; ``True`` if something may have changed."""
         ...

@@ -11,8 +11,9 @@ PostgreSQL is the whole distributed engine; there is no coordinator of our own:
 * **Cancel delivery**: every change that matters sends ``NOTIFY`` in its own transaction;
   each process keeps one ``LISTEN`` connection (``_pg_listener.py``) that wakes its
   watchers on commit. A cancel's notification names the attempts it stops, signed with the
-  schema's key (``andon_notify_key``), so their workers flag them before any read. The listener probes its connection every second and reports a
-  change after every reconnect, as notifications may have been lost meanwhile.
+  schema's key (``andon_notify_key``), so their workers flag them before any read. The
+  listener probes its connection every second and reports a change after every
+  reconnect, as notifications may have been lost meanwhile.
 * **Connections** come from a ``psycopg_pool`` pool. A dropped connection (server restart,
   ``pg_terminate_backend``, network cut) is replaced and the operation retried with
   backoff for up to ``reconnect_timeout_s``, then :class:`~andon.StorageUnavailable` is
@@ -158,11 +159,15 @@ class _PgTx:
         self.cur.executemany(_QUERIES[name], rows)
 
     def notify(self, changes: Collection[Change]) -> None:
-        """One statement: the changes, and the attempts named by :meth:`stopping` so far."""
-        payloads = [change.value for change in changes]
+        """One statement: the changes, and the attempts named by :meth:`stopping` so far
+        (which stand for the ``cancel`` change when they name every one of them)."""
+        named: list[str] = []
         if self._stopping and self._key is not None:
-            payloads += stop_payloads(self._stopping, self._key)
+            named, left_out = stop_payloads(self._stopping, self._key)
+            if not left_out:
+                changes = [change for change in changes if change is not Change.CANCEL]
         self._stopping = []
+        payloads = [change.value for change in changes] + named
         if payloads:
             self.cur.execute(_QUERIES["notify_many"], {"channel": self._channel, "payloads": payloads})
 

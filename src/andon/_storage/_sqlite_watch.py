@@ -38,6 +38,8 @@ class DataVersionWatcher:
         self._wake = wake
         self._closed = threading.Event()
         self._version = read_version()
+        self.cancels_named = False
+        """Never: a wake-up names nothing the watcher's owner may act on without reading."""
 
     @property
     def wake(self) -> WakeSocket | None:
