@@ -18,6 +18,12 @@ cooperative stop
     was cancelled) -> store reads ``cancelled``. Three setups: the worker in this process
     (SQLite), in another process (SQLite), in another process (PostgreSQL, only with
     ``--db``, in a schema of its own dropped afterwards).
+cooperative stop through the REST API
+    The same sync handler, run by an ``andon worker`` process, cancelled through a separate
+    ``andon serve --no-worker`` process: ``POST /api/v1/jobs/{id}/cancel?wait=true`` on a
+    kept-alive connection. Figures: cancel request -> the work's last step; cancel request ->
+    the answer (the job ``cancelled``, read through the API). SQLite, and PostgreSQL with
+    ``--db``; the targets are the client's (issue 20) plus the 1.5 ms the API may add.
 uncooperative stop
     Process-isolated handlers that never check: a pure-Python CPU loop, and one blocked in
     ``time.sleep(3600)``, each with ``grace=0`` and with default settings (which give a
@@ -49,11 +55,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import http.client
 import itertools
 import json
 import os
 import random
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -65,11 +74,12 @@ from typing import Any
 
 import _report
 import andon
-from _common import OUT, andon_workers, fresh_schema, machine
+from _common import ANDON, HERE, OUT, andon_workers, fresh_schema, machine
 from _report import figure_row, latency_row, rows_table
 from _stops_jobs import STEP_S, app, create_step_file, read_steps
 
 COOPERATIVE = "cooperative stop"
+THROUGH_API = "cooperative stop through the REST API"
 UNCOOPERATIVE = "uncooperative stop"
 CHILDREN = "child processes"
 DEFAULT_OUT = OUT / "stops.json"
@@ -77,6 +87,8 @@ POLL_S = 0.0005
 WAIT_BOUND_S = 30.0
 ORPHAN_AFTER_S = 1.0
 CANCEL_AFTER_S = 0.010
+CLIENT_TARGETS_MS = {"SQLite": (0.5, 3.0), "PostgreSQL": (1.5, 6.0)}
+"""Issue 20's p50 targets for a worker in another process: cancel -> last step, cancel -> status read."""
 """The cancel lands at a uniformly random moment this long after the work's first step."""
 
 
@@ -212,19 +224,35 @@ def cooperative_runs(client: andon.Client, kind: str, runs: int, rng: random.Ran
 
 
 def cooperative_rows(
-    setup: str, client: andon.Client, target_ms: float | None, runs: int, rng: random.Random, files: Files
+    setup: str,
+    client: andon.Client,
+    target_ms: float | None,
+    runs: int,
+    rng: random.Random,
+    files: Files,
+    p50_targets_ms: tuple[float, float] | None = None,
 ) -> list[dict[str, Any]]:  # Any: JSON values
+    """``target_ms``: the last step's p99; ``p50_targets_ms``: the sync handler's p50 (stop,
+    status read), issue 20's targets for a worker in another process."""
     rows = []
     for kind, handler in (("coop_sync", "sync check"), ("coop_async", "async await")):
         progress(f"cooperative, {setup}, {handler}")
         series = cooperative_runs(client, kind, runs, rng, files)
         label = f"{setup}, {handler} per {STEP_S * 1000:g} ms"
         note = methods_note(series.methods)
+        stop_p50, status_p50 = p50_targets_ms if p50_targets_ms and kind == "coop_sync" else (None, None)
         rows += [
             latency_row(
-                COOPERATIVE, f"{label}: cancel -> last step", series.last_step, target_p99_ms=target_ms, note=note
+                COOPERATIVE,
+                f"{label}: cancel -> last step",
+                series.last_step,
+                target_p99_ms=target_ms,
+                target_p50_ms=stop_p50,
+                note=note,
             ),
-            latency_row(COOPERATIVE, f"{label}: cancel -> store reads cancelled", series.store),
+            latency_row(
+                COOPERATIVE, f"{label}: cancel -> store reads cancelled", series.store, target_p50_ms=status_p50
+            ),
             latency_row(
                 COOPERATIVE,
                 f"{label}: work stopped -> store reads cancelled",
@@ -233,6 +261,95 @@ def cooperative_rows(
             ),
         ]
     return rows
+
+
+# -- cooperative stop through the REST API -------------------------------------------------
+
+API_TARGETS_MS = {setup: (stop + 1.5, status + 1.5) for setup, (stop, status) in CLIENT_TARGETS_MS.items()}
+"""p50 targets (stop, status read) through the API: the client's, plus the 1.5 ms the API may add."""
+_JSON = {"content-type": "application/json"}
+
+
+@contextlib.contextmanager
+def served(url: str) -> Iterator[http.client.HTTPConnection]:
+    """``andon serve --no-worker`` on ``url`` (a free loopback port), and a kept-alive connection to it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env.pop("ANDON_TOKEN", None)
+    command = [str(ANDON), "serve", "--db", url, "--app", "_stops_jobs:app", "--no-worker", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+    )
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=WAIT_BOUND_S)
+
+    def answers() -> bool:
+        try:
+            connection.request("GET", "/api/v1/info")
+            connection.getresponse().read()
+            return True
+        except OSError:
+            connection.close()
+            return False
+
+    try:
+        _report.wait_for(answers, "andon serve to answer", WAIT_BOUND_S, 0.05)
+        yield connection
+    finally:
+        connection.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def api_cancel_runs(
+    client: andon.Client, connection: http.client.HTTPConnection, runs: int, rng: random.Random, files: Files
+) -> CooperativeSeries:
+    """Cancel through the API with ``wait=true``; ``store``: when the answer (``cancelled``) came."""
+    series = CooperativeSeries()
+    for run in range(runs + 1):
+        path = files.new()
+        job = client.submit("coop_sync", {"path": str(path)})
+        wait_started(client, job.id, path, f"coop_sync job {job.id} to make its first step")
+        time.sleep(rng.uniform(0.0, CANCEL_AFTER_S))
+        called = time.time()
+        connection.request("POST", f"/api/v1/jobs/{job.id}/cancel?wait=true", body=b"{}", headers=_JSON)
+        answer = connection.getresponse()
+        body = json.loads(answer.read())
+        read_at = time.time()
+        if answer.status != 200 or body.get("status") != "cancelled":
+            raise SystemExit(f"cancel of job {job.id} through the API answered {answer.status}: {body}")
+        steps = read_steps(path)
+        if run == 0:
+            continue  # warm-up
+        series.methods[body["cancel"]["stop_method"]] += 1
+        series.last_step.append(steps.last_at - called)
+        series.store.append(read_at - called)
+        series.stopped_to_store.append(read_at - steps.stopped_at)
+    return series
+
+
+def api_rows(setup: str, url: str, runs: int, rng: random.Random, files: Files) -> list[dict[str, Any]]:  # Any: JSON
+    """The API rows of one store: an ``andon worker`` process and an ``andon serve --no-worker`` process."""
+    progress(f"cooperative through the API, {setup}")
+    with worker_elsewhere(url) as client, served(url) as connection:
+        series = api_cancel_runs(client, connection, runs, rng, files)
+    label = f"other process {setup} via API, sync check per {STEP_S * 1000:g} ms"
+    stop_ms, status_ms = API_TARGETS_MS[setup]
+    return [
+        latency_row(
+            THROUGH_API,
+            f"{label}: cancel?wait=true -> last step",
+            series.last_step,
+            target_p50_ms=stop_ms,
+            note=methods_note(series.methods),
+        ),
+        latency_row(THROUGH_API, f"{label}: cancel?wait=true -> answer", series.store, target_p50_ms=status_ms),
+    ]
 
 
 # -- uncooperative stop --------------------------------------------------------------------
@@ -459,11 +576,25 @@ def measure(quick: bool, postgres_url: str | None) -> list[dict[str, Any]]:  # A
         try:
             with worker_here(Path(folder) / "here.db") as client:
                 rows += cooperative_rows("in-process SQLite", client, 5.0, plan.cooperative, rng, files)
-            with worker_elsewhere(f"sqlite:///{Path(folder) / 'elsewhere.db'}") as client:
-                rows += cooperative_rows("other process SQLite", client, 20.0, plan.cooperative, rng, files)
+            elsewhere = f"sqlite:///{Path(folder) / 'elsewhere.db'}"
+            with worker_elsewhere(elsewhere) as client:
+                rows += cooperative_rows(
+                    "other process SQLite", client, 20.0, plan.cooperative, rng, files, CLIENT_TARGETS_MS["SQLite"]
+                )
+            rows += api_rows("SQLite", elsewhere, plan.cooperative, rng, files)
             if postgres_url is not None:
-                with fresh_schema(postgres_url, "stops") as url, worker_elsewhere(url) as client:
-                    rows += cooperative_rows("other process PostgreSQL", client, 20.0, plan.cooperative, rng, files)
+                with fresh_schema(postgres_url, "stops") as url:
+                    with worker_elsewhere(url) as client:
+                        rows += cooperative_rows(
+                            "other process PostgreSQL",
+                            client,
+                            20.0,
+                            plan.cooperative,
+                            rng,
+                            files,
+                            CLIENT_TARGETS_MS["PostgreSQL"],
+                        )
+                    rows += api_rows("PostgreSQL", url, plan.cooperative, rng, files)
             with worker_here(Path(folder) / "uncooperative.db") as client:
                 rows += uncooperative_rows(client, plan, rng, files)
             with worker_here(Path(folder) / "children.db") as client:

@@ -3,8 +3,11 @@
 Threads of one worker:
 
 * ``slot-N`` (``concurrency`` of them): claim a job, run it in its runtime, settle it.
-* ``control``: wakes on every commit to the store (``Store.watch``) and on its own
-  schedule; delivers cancel requests to running attempts and fires timeouts.
+* ``control``: wakes on every commit to the store (``Store.watch``: at once when a
+  writer of this machine pokes it, see ``_storage/_wake.py``) and on its own schedule;
+  delivers cancel requests to running attempts and fires timeouts. A stop the store names
+  without a read (PostgreSQL's signed notification) is delivered on the store's listener
+  thread at once (:meth:`Worker._heard`); the control thread reads the notices all the same.
 * ``lease``: renews the leases of the running attempts every third of ``lease_s`` (sooner
   after a failure) and recovers jobs whose worker was lost.
 * ``monitor``: never touches the store, so a store that hangs or is gone cannot hold it up:
@@ -63,7 +66,7 @@ from andon._registry import App, Isolation
 from andon._runtimes import close_slot_loop, execution_for
 from andon._scheduler import DEFAULT_SCHEDULER_LEASE_S, Scheduler
 from andon._stop import Due, Execution, Step, due, ended_now, failure, stopped
-from andon._storage import Change, ChangeWatcher, KindLimit, Store
+from andon._storage import CancelNotice, Change, ChangeWatcher, KindLimit, Store
 from andon._tracing import AttemptTrace, attempt_tracer
 from andon._workers import LOOKOUT_EVERY_S, Lookout, WorkerRegistration, this_process
 
@@ -205,6 +208,8 @@ class Worker:
         self._monitor_wake = threading.Event()
         self._threads: list[threading.Thread] = []
         self._watcher: ChangeWatcher | None = None
+        self._unheard = False
+        """A stop was named while a claim was in flight: the control thread reads the notices."""
         # Claimed jobs not yet taken by a slot (each is already in _running), and how many
         # slots a claim in progress is for: claims never take more jobs than idle slots.
         self._ready: collections.deque[_Running] = collections.deque()
@@ -226,7 +231,8 @@ class Worker:
             raise LifecycleError(f"this worker is {self.state.value}; a worker starts once")
         # New work wakes idle slots; cancels are delivered. Jobs ending elsewhere do not
         # matter. Taken first: if the store cannot watch, the worker has not started.
-        self._watcher = self.store.watch({Change.WORK, Change.CANCEL})
+        # A stop the store names without a read (PostgreSQL's notification) is flagged at once.
+        self._watcher = self.store.watch({Change.WORK, Change.CANCEL}, on_stop=self._heard)
         # The app's limits per kind reach the store before any claim: claims enforce them there.
         try:
             self.store.sync_kind_limits([KindLimit(k.kind, k.max_running, k.rate) for k in self.app.kinds], self.id)
@@ -381,6 +387,17 @@ class Worker:
         running.execution.deliver()
         self._monitor_wake.set()  # its escalation is now due at some point
         return True
+
+    def _heard(self, notice: CancelNotice) -> None:
+        """A committed stop request named by the store's notification (on the store's
+        listener thread): deliver it now if it is for the attempt running here; the control
+        thread reads the cancel notices all the same."""
+        with self._lock:
+            running = self._running.get(notice.job_id)
+            if running is None and self._reserved:
+                self._unheard = True  # a claim in flight may be taking it: read the notices
+        if running is not None and running.attempt.job.attempt == notice.attempt:
+            self.deliver(notice.job_id, notice.reason, notice.message, notice.grace_s)
 
     def wake(self) -> None:
         """Wake idle slots to claim (jobs were submitted in this process)."""
@@ -683,12 +700,18 @@ class Worker:
         failures = 0
         while not self._halt.is_set():
             try:
-                if self._watcher.wait(self._due().timeout_in):
+                changed = self._watcher.wait(self._due().timeout_in)
+                if changed:
                     self._notify()
                 with self._lock:
                     busy = bool(self._running)
                 if busy:
-                    self._deliver_notices()
+                    # Cancels the store named (and _heard delivered) need no read now; the
+                    # next tick reads the notices all the same.
+                    with self._lock:
+                        unheard, self._unheard = self._unheard, False
+                    if unheard or not (changed and self._watcher.cancels_named):
+                        self._deliver_notices()
                     self._fire_timeouts()
                 failures = 0
             except AndonError as exc:

@@ -196,8 +196,9 @@ def test_a_postgres_schema_before_migration_7_counts_its_jobs_when_upgraded() ->
                 " DROP TABLE andon_ended_counts, andon_stop_counts, andon_stop_buckets;"
                 # the rest of migration 7: the stop-statistics index, sessions, the workers registry
                 " DROP INDEX andon_jobs_stopped; DROP TABLE andon_sessions, andon_workers;"
-                # and migration 8 after it: the claim function, a stop's own grace
+                # and migration 8 after it: the claim function, a stop's own grace, the notify key
                 " DROP FUNCTION andon_claim; ALTER TABLE andon_jobs DROP COLUMN cancel_grace_s;"
+                " DROP TABLE andon_notify_key;"
                 " DELETE FROM andon_migrations WHERE version >= 7"
             )
         assert PostgresStore(url).upgrade() == (6, 8)

@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar
 
 from andon._output import ProgressUpdate
 from andon._storage._async_watch import AsyncChanges
-from andon._storage._port import Change, ChangeWatcher, JobFilter, NewJob
+from andon._storage._port import CancelNotice, Change, ChangeWatcher, JobFilter, NewJob
 from andon._storage._rows import Row
 
 __all__ = ["Args", "Connector", "IfUnsure", "Resolution", "Resolver", "Tx"]
@@ -54,6 +54,13 @@ class Tx(Protocol):
 
     def notify(self, changes: Collection[Change]) -> None:
         """Tell every watcher, at commit, what kind of change this transaction made."""
+        ...
+
+    def stopping(self, notices: Collection[CancelNotice]) -> None:
+        """Name the attempts this transaction asks to stop, for the notification of its
+        ``cancel`` change (call it before :meth:`notify`): a worker may hear of them without
+        a read (PostgreSQL), or is woken at once (SQLite, ``_wake.py``). A hint only: the
+        store stays the record of every cancel."""
         ...
 
 
@@ -102,7 +109,9 @@ class Connector(Protocol):
         a commit's outcome does then, or a resolver that looks whether the commit happened."""
         ...
 
-    def watch(self, changes: frozenset[Change]) -> ChangeWatcher: ...
+    def watch(self, changes: frozenset[Change], on_stop: Callable[[CancelNotice], None] | None = None) -> ChangeWatcher:
+        """A watcher of ``changes``; ``on_stop``: see :meth:`~andon._storage.Store.watch`."""
+        ...
 
     def watch_async(self, changes: frozenset[Change]) -> AsyncChanges:
         """A change feed for one event loop (see ``_async_watch.py``), not started yet."""

@@ -14,7 +14,7 @@ from what it read.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, TypeAlias
 
 from andon._storage._async_watch import AsyncChanges
@@ -30,7 +30,7 @@ from andon._storage._ops._sessions import SessionOperations
 from andon._storage._ops._tokens import TokenOperations
 from andon._storage._ops._work import Settled, WorkOperations
 from andon._storage._ops._workers import WorkerOperations
-from andon._storage._port import ALL_CHANGES, Change, ChangeWatcher
+from andon._storage._port import ALL_CHANGES, CancelNotice, Change, ChangeWatcher
 
 __all__ = ["Engine", "Settled", "StoreEngine"]
 
@@ -67,9 +67,11 @@ class Engine(
         connector's ``upgrade`` for what each database does and raises."""
         return self._db.upgrade()
 
-    def watch(self, changes: Collection[Change] = ALL_CHANGES) -> ChangeWatcher:
+    def watch(
+        self, changes: Collection[Change] = ALL_CHANGES, *, on_stop: Callable[[CancelNotice], None] | None = None
+    ) -> ChangeWatcher:
         """A watcher for ``changes`` made by any process; the caller closes it."""
-        return self._db.watch(frozenset(changes))
+        return self._db.watch(frozenset(changes), on_stop)
 
     def watch_async(self, changes: Collection[Change] = ALL_CHANGES) -> AsyncChanges:
         """A change feed for asyncio (not started yet); the caller closes it."""

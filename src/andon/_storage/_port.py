@@ -452,6 +452,10 @@ ALL_CHANGES: Final = frozenset(Change)
 class ChangeWatcher(Protocol):
     """Wakes a waiter when the store may have changed (a commit by anyone, anywhere)."""
 
+    cancels_named: bool
+    """After a :meth:`wait` that returned ``True``: every cancel it saw named its stops to the
+    watcher's ``on_stop`` (:meth:`Store.watch`), so nothing about them is left to read."""
+
     def wait(self, timeout: float) -> bool:
         """Block up to ``timeout`` seconds; ``True`` if something may have changed."""
         ...
@@ -694,11 +698,16 @@ class Store(Protocol):
         """
         ...
 
-    def watch(self, changes: Collection[Change] = ALL_CHANGES) -> ChangeWatcher:
+    def watch(
+        self, changes: Collection[Change] = ALL_CHANGES, *, on_stop: Callable[[CancelNotice], None] | None = None
+    ) -> ChangeWatcher:
         """A watcher for ``changes`` made by any process; the caller closes it.
 
         A store may wake it for other changes too (SQLite wakes it on every commit); it
-        must not miss one of ``changes``.
+        must not miss one of ``changes``. ``on_stop`` is called, on a thread of the store's,
+        with stop requests the store learns of without reading them: only committed ones
+        (PostgreSQL: named in the notification of the cancel's commit). The watcher still
+        reports the change, so its owner reads the cancels as always; a store may never call it.
         """
         ...
 

@@ -10,8 +10,10 @@ PostgreSQL is the whole distributed engine; there is no coordinator of our own:
   (UUIDv7, so age). A partial index holds only queued jobs, so history does not slow it.
 * **Cancel delivery**: every change that matters sends ``NOTIFY`` in its own transaction;
   each process keeps one ``LISTEN`` connection (``_pg_listener.py``) that wakes its
-  watchers on commit. The listener probes its connection every second and reports a
-  change after every reconnect, as notifications may have been lost meanwhile.
+  watchers on commit. A cancel's notification names the attempts it stops, signed with the
+  schema's key (``andon_notify_key``), so their workers flag them before any read. The
+  listener probes its connection every second and reports a change after every
+  reconnect, as notifications may have been lost meanwhile.
 * **Connections** come from a ``psycopg_pool`` pool. A dropped connection (server restart,
   ``pg_terminate_backend``, network cut) is replaced and the operation retried with
   backoff for up to ``reconnect_timeout_s``, then :class:`~andon.StorageUnavailable` is
@@ -57,8 +59,8 @@ from andon._output import ProgressUpdate
 from andon._storage._connector import Args, IfUnsure, Resolution, Resolver, Tx
 from andon._storage._engine import Engine
 from andon._storage._pg_async_listener import AsyncListener
-from andon._storage._pg_listener import Listener, Watcher
-from andon._storage._port import Change, JobFilter, NewJob
+from andon._storage._pg_listener import Listener, StopHeard, Watcher, stop_payloads
+from andon._storage._port import CancelNotice, Change, JobFilter, NewJob
 from andon._storage._rows import Row
 from andon._storage._sql import postgres_filter, read_blocks, read_sql
 from andon._storage._url import one_line, parse_postgres_url, redact_url
@@ -130,10 +132,13 @@ class _CommitUnsure(Exception):
 class _PgTx:
     """A :class:`~andon._storage._engine.Tx` on one cursor of a pooled connection."""
 
-    def __init__(self, cur: Cursor, channel: str) -> None:
+    def __init__(self, cur: Cursor, channel: str, key: bytes | None = None) -> None:
         self.cur = cur
         self._channel = channel
+        self._key = key
+        """Signs the stops a notification names; without it, they are not named."""
         self._changes: list[Change] = []
+        self._stopping: list[CancelNotice] = []
 
     @staticmethod
     def _query(name: str, fragments: dict[str, str]) -> bytes:
@@ -159,20 +164,35 @@ class _PgTx:
         commit anyway, and sent with the COMMIT it costs no round trip of its own."""
         self._changes += [change for change in changes if change not in self._changes]
 
+    def stopping(self, notices: Collection[CancelNotice]) -> None:
+        """Running attempts this transaction stops: the notifications name them (signed)."""
+        self._stopping += notices
+
+    def _payloads(self) -> list[str]:
+        """The changes kept so far and the attempts named by :meth:`stopping` (which stand for
+        the ``cancel`` change when they name every one of them); both lists emptied."""
+        changes, self._changes = self._changes, []
+        named: list[str] = []
+        if self._stopping and self._key is not None:
+            named, left_out = stop_payloads(self._stopping, self._key)
+            if not left_out:
+                changes = [change for change in changes if change is not Change.CANCEL]
+        self._stopping = []
+        return [change.value for change in changes] + named
+
     def send_notifications(self) -> None:
         """The notifications kept so far, sent now (in a transaction not ours to commit)."""
-        for change in self._changes:
-            self.cur.execute(_QUERIES["notify"], {"channel": self._channel, "payload": change.value})
-        self._changes = []
+        payloads = self._payloads()
+        if payloads:
+            self.cur.execute(_QUERIES["notify_many"], {"channel": self._channel, "payloads": payloads})
 
     def commit(self) -> None:
         """COMMIT, with the notifications kept so far in the same round trip (one simple
         query: the channel and payloads are ours, quoted as literals)."""
         notifies = [
-            sql.SQL("SELECT pg_notify({}, {})").format(sql.Literal(self._channel), sql.Literal(change.value))
-            for change in self._changes
+            sql.SQL("SELECT pg_notify({}, {})").format(sql.Literal(self._channel), sql.Literal(payload))
+            for payload in self._payloads()
         ]
-        self._changes = []
         self.cur.execute(sql.SQL("; ").join([*notifies, sql.SQL("COMMIT")]))
 
 
@@ -191,6 +211,7 @@ class PostgresConnector:
         self._dbname = psycopg.conninfo.conninfo_to_dict(self._target.conninfo).get("dbname")
         self._pool: ConnectionPool[psycopg.Connection[Any]] | None = None
         self._listener: Listener | None = None
+        self._notify_key: bytes | None = None
         self._lock = threading.Lock()
         self._closed = False
         self._outage_since: float | None = None
@@ -217,8 +238,9 @@ class PostgresConnector:
                 return
         with self._connect() as conn:
             version = _schema_version(conn)
-        if version != SCHEMA_VERSION:
-            raise ConfigurationError(self._version_problem(version))
+            if version != SCHEMA_VERSION:
+                raise ConfigurationError(self._version_problem(version))
+            key = _notify_key(conn)
         pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             self._target.conninfo,
             kwargs={"autocommit": True},
@@ -237,6 +259,7 @@ class PostgresConnector:
                     raise LifecycleError("this store was closed while it opened")
                 return
             self._pool = pool
+            self._notify_key = key
 
     def _version_problem(self, version: int) -> str:
         where = f"schema {self.schema!r} of {self.url}"
@@ -356,7 +379,7 @@ class PostgresConnector:
     def _attempt(self, body: Callable[[_PgTx], T], mode: _Mode, deadline: float) -> T:
         try:
             with self._connection(deadline) as conn, conn.cursor(row_factory=dict_row) as cur:
-                tx = _PgTx(cur, self._channel)
+                tx = _PgTx(cur, self._channel, self._notify_key)
                 if mode is _Mode.READ:
                     return body(tx)
                 if mode is _Mode.STATEMENT:
@@ -407,10 +430,11 @@ class PostgresConnector:
         if since is not None:
             log.warning("PostgreSQL at %s is reachable again after %.1f s", self.url, time.monotonic() - since)
 
-    def watch(self, changes: frozenset[Change]) -> Watcher:
+    def watch(self, changes: frozenset[Change], on_stop: StopHeard | None = None) -> Watcher:
         """A watcher woken by NOTIFY of ``changes`` from any process (one LISTEN connection per store).
 
         Waits until that connection listens, so no change after this call is missed.
+        ``on_stop`` hears, on the listener's thread, each stop request a notification names.
 
         Raises:
             StorageUnavailable: the server could not be reached in time.
@@ -421,9 +445,9 @@ class PostgresConnector:
                     "this store is closed" if self._closed else "open the store first (store.open() or a with block)"
                 )
             if self._listener is None:
-                self._listener = Listener(self._connect, self._channel, self.url)
+                self._listener = Listener(self._connect, self._channel, self.url, self._notify_key)
             listener = self._listener
-        return listener.watcher(changes, timeout=self._reconnect_timeout_s)
+        return listener.watcher(changes, timeout=self._reconnect_timeout_s, on_stop=on_stop)
 
     def watch_async(self, changes: frozenset[Change]) -> AsyncListener:
         """A feed woken by NOTIFY of ``changes``: ``LISTEN`` on an async connection of its own."""
@@ -461,7 +485,7 @@ class PostgresConnector:
             assert row is not None
             saved = row["path"]
             cur.execute(_QUERIES["set_search_path"], {"path": self.schema})
-            tx = _PgTx(cur, self._channel)
+            tx = _PgTx(cur, self._channel, self._notify_key)
             yield tx
             tx.send_notifications()  # delivered at the caller's commit, if it comes
             # The caller's own statements after this see their search path again.
@@ -658,3 +682,14 @@ def _submit_args(jobs: Sequence[NewJob], now: float, actor: str | None) -> dict[
         "schedule_names": [j.schedule for j in jobs],
         "available_ats": [j.available_at for j in jobs],
     }
+
+
+def _notify_key(conn: psycopg.Connection[Any]) -> bytes | None:
+    """The key that signs the stops named in notifications; ``None`` if this role cannot read
+    it (its notifications then name none, and it acts on none: the store read still delivers)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(_QUERIES["notify_key"]).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    return str(row[0]).encode() if row else None

@@ -28,12 +28,13 @@ from andon._jobs import (
     check_transition,
     decide_settlement,
 )
-from andon._storage._port import ROW_OVERHEAD_BYTES
+from andon._storage._port import ROW_OVERHEAD_BYTES, CancelNotice
 from andon._workers import WorkerEnd, WorkerInfo, WorkerRegistration, worker_status
 
 __all__ = [
     "Row",
     "SettlementWrite",
+    "cancel_notices_of",
     "event_from_row",
     "item_from_row",
     "job_from_row",
@@ -303,3 +304,12 @@ def worker_from_row(row: Row, held: Sequence[tuple[str, str | None]], visible_ow
         running=len(held),
         job_ids=tuple(job_id for job_id, owner in held if visible_owner is None or owner == visible_owner),
     )
+
+
+def cancel_notices_of(rows: Iterable[Row]) -> list[CancelNotice]:
+    """The stop requests in ``rows`` of jobs a worker holds (each row as the cancel left it)."""
+    return [
+        CancelNotice(r["id"], r["attempt"], CancelReason(r["cancel_reason"]), r["cancel_message"], r["cancel_grace_s"])
+        for r in rows
+        if r["worker_id"] is not None
+    ]

@@ -37,10 +37,11 @@ from andon._output import ProgressUpdate
 from andon._storage._async_watch import ThreadedChanges
 from andon._storage._connector import Args, IfUnsure, Resolver, Tx
 from andon._storage._engine import Engine
-from andon._storage._port import Change, JobFilter, NewJob
+from andon._storage._port import CancelNotice, Change, JobFilter, NewJob
 from andon._storage._rows import Row
 from andon._storage._sql import read_blocks, read_sql, sqlite_filter
 from andon._storage._sqlite_watch import DataVersionWatcher
+from andon._storage._wake import WOKEN_CHANGES, WakeFolder, wake_folder
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_S", "SCHEMA_VERSION", "SqliteConnector", "SqliteStore"]
 
@@ -85,6 +86,10 @@ class _SqliteTx:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
+        self.changes: set[Change] = set()
+        """What this transaction changed, for the wake-ups sent after its commit."""
+        self.stopped: list[str] = []
+        """The jobs it asked to stop (named in the wake-ups: a hint, the store says what)."""
 
     def _run(self, name: str, args: Args, fragments: dict[str, str]) -> sqlite3.Cursor:
         *before, last = _QUERIES[name]
@@ -115,7 +120,13 @@ class _SqliteTx:
         self.conn.executemany(statement, rows)
 
     def notify(self, changes: Collection[Change]) -> None:
-        """Nothing to send: every commit changes ``PRAGMA data_version``, which watchers poll."""
+        """Noted for after the commit: every commit changes ``PRAGMA data_version``, which
+        watchers poll, and the connector pokes this machine's watchers of a cancel or an end
+        at once (``_wake.py``)."""
+        self.changes.update(changes)
+
+    def stopping(self, notices: Collection[CancelNotice]) -> None:
+        self.stopped.extend(notice.job_id for notice in notices)
 
 
 @final
@@ -141,6 +152,7 @@ class SqliteConnector:
         self._opened = False
         self._closed = False
         self._checkpointer: Checkpointer | None = None
+        self._wake: WakeFolder | None = None
         if path == ":memory:":
             # A private in-memory database shared by this store's connections.
             self._target = f"file:andon-{id(self)}?mode=memory&cache=shared"
@@ -161,6 +173,7 @@ class SqliteConnector:
             return
         conn = self._connect()
         self._create_schema(conn)
+        self._wake = wake_folder(self.path)  # the file exists now: its identity names the folder
         self._opened = True
 
     def upgrade(self) -> tuple[int, int]:
@@ -185,6 +198,8 @@ class SqliteConnector:
             checkpointer, self._checkpointer = self._checkpointer, None
         if checkpointer is not None:
             checkpointer.stop()
+        if self._wake is not None:
+            self._wake.close()
         with self._lock:
             connections = list(self._connections)
         for conn in connections:
@@ -264,16 +279,21 @@ class SqliteConnector:
         (A commit's outcome is never in doubt here: ``if_unsure`` and ``single`` do not apply.)"""
         conn = self._conn()
         deadline = time.monotonic() + self.busy_timeout_s
+        committed = _SqliteTx(conn)
 
         def attempt() -> T:
+            nonlocal committed
             if not self._write_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 raise StorageBusy(self.path, self.busy_timeout_s)
             try:
-                return _transaction(conn, body)
+                committed = _SqliteTx(conn)
+                return _transaction(committed, body)
             finally:
                 self._write_lock.release()
 
         value = self._retry_busy(lambda: self._use(conn, attempt), deadline)
+        if self._wake is not None and committed.changes & WOKEN_CHANGES:
+            self._wake.poke(committed.changes, committed.stopped)
         self._wrote()
         return value
 
@@ -292,8 +312,12 @@ class SqliteConnector:
                 self._checkpointer = Checkpointer(self)
             self._checkpointer.writes += 1
 
-    def watch(self, changes: frozenset[Change]) -> DataVersionWatcher:
-        """A watcher woken by every commit of any connection (whatever ``changes`` it asks for)."""
+    def watch(
+        self, changes: frozenset[Change], on_stop: Callable[[CancelNotice], None] | None = None
+    ) -> DataVersionWatcher:
+        """A watcher woken by every commit of any connection (whatever ``changes`` it asks for),
+        at once when a writer of this machine pokes it. ``on_stop`` is never called: a
+        wake-up is not trusted to say what was cancelled, the watcher's owner reads it."""
         conn = self._connect()
         tx = _SqliteTx(conn)
 
@@ -302,7 +326,8 @@ class SqliteConnector:
                 self._retry_busy(lambda: self._use(conn, lambda: _first(tx.one("data_version", {}), "data_version")))
             )
 
-        return DataVersionWatcher(conn, read_version, self._poll_interval_s, self._release)
+        wake = self._wake.listen(changes) if self._wake is not None else None
+        return DataVersionWatcher(conn, read_version, self._poll_interval_s, self._release, wake)
 
     def watch_async(self, changes: frozenset[Change]) -> ThreadedChanges:
         """The blocking watcher on a thread of its own, its wake-ups handed to the loop."""
@@ -492,11 +517,12 @@ class SqliteStore(Engine[SqliteConnector]):
         self.close()
 
 
-def _transaction(conn: sqlite3.Connection, body: Callable[[_SqliteTx], T]) -> T:
+def _transaction(tx: _SqliteTx, body: Callable[[_SqliteTx], T]) -> T:
     """``body`` in one ``BEGIN IMMEDIATE`` transaction, committed whole or rolled back."""
+    conn = tx.conn
     conn.execute("BEGIN IMMEDIATE")
     try:
-        value = body(_SqliteTx(conn))
+        value = body(tx)
         conn.execute("COMMIT")
     except BaseException:
         # A COMMIT that failed (busy) leaves the transaction open: end it here, or the next

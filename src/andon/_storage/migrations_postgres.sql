@@ -301,7 +301,7 @@ WHERE j.status IN ('succeeded', 'failed', 'cancelled') AND j.cancel_stopped_at I
   AND j.cancel_stop_method IS NOT NULL
 GROUP BY 1, 2, 3, 4;
 
--- migration 8: a stop's own grace, and a claim whose plan does not depend on the statistics
+-- migration 8: a stop's own grace, a claim whose plan does not depend on the statistics, signed stop notifications
 -- A stop's own grace: the shortest grace its requests asked for (cancel(..., grace=0), --now).
 ALTER TABLE andon_jobs ADD COLUMN cancel_grace_s double precision;
 -- The claim (queries_postgres.sql "claim" calls it): take the best queued jobs nobody else is
@@ -361,3 +361,11 @@ BEGIN
     SELECT * FROM claimed;
 END
 $$;
+-- Cancel delivery: the key that signs the stops a notification names (``_pg_listener.py``).
+-- Anyone who may connect to the database may NOTIFY on any channel; only a role that can read
+-- this table can name a stop a worker acts on before it reads the store.
+CREATE TABLE andon_notify_key (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    key      text NOT NULL
+);
+INSERT INTO andon_notify_key (key) VALUES (replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''));

@@ -26,6 +26,14 @@ SELECT pg_advisory_xact_lock(hashtext('andon migrations ' || %(schema)s))
 -- name: notify
 SELECT pg_notify(%(channel)s, %(payload)s)
 
+-- The key that signs the stops named in notifications (_pg_listener.py).
+-- name: notify_key
+SELECT key FROM andon_notify_key
+
+-- Several payloads in one round trip (each a change, or the stops of a cancel).
+-- name: notify_many
+SELECT pg_notify(%(channel)s, payload) FROM unnest(%(payloads)s::text[]) AS payload
+
 -- == clients ============================================================================
 
 -- The caller's search path, kept while a submit runs inside their transaction.

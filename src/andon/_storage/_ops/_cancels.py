@@ -11,7 +11,7 @@ from andon._storage._connector import IfUnsure, Tx
 from andon._storage._ops._base import C
 from andon._storage._ops._trees import TreeOperations
 from andon._storage._port import BulkCancel, CancelResult, Change, JobFilter
-from andon._storage._rows import job_from_row
+from andon._storage._rows import cancel_notices_of, job_from_row
 
 __all__ = ["CancelOperations"]
 
@@ -60,6 +60,7 @@ class CancelOperations(TreeOperations[C]):
             withdrawn_rows = tx.all("withdraw_many", args, where=clause)
             withdrawn = [row["id"] for row in withdrawn_rows]
             requested = tx.all("request_stop_many", args, where=clause)
+            tx.stopping(cancel_notices_of(requested))
             stopping = [CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested]
             # A cancel outranks a retrying force-fail in flight (stop_strength); such jobs
             # are rare, so they take the one-job path.

@@ -8,7 +8,7 @@ from andon._jobs import RESUMABLE_STATUSES, Job, JobStatus, check_transition, de
 from andon._storage._connector import Resolution, Tx
 from andon._storage._ops._base import C, Operations
 from andon._storage._port import Change, PausedKind, PauseResult
-from andon._storage._rows import job_from_row, resumes_from
+from andon._storage._rows import cancel_notices_of, job_from_row, resumes_from
 
 __all__ = ["ControlOperations"]
 
@@ -46,8 +46,10 @@ class ControlOperations(Operations[C]):
             note = {**args, "type": "kind paused", "reason": "paused"}
             if added:
                 tx.one("note_on_queued", note)
-            stopping = [job_from_row(r) for r in tx.all("pause_running", args)] if now else []
+            rows = tx.all("pause_running", args) if now else []
+            stopping = [job_from_row(r) for r in rows]
             if stopping:
+                tx.stopping(cancel_notices_of(rows))
                 tx.notify([Change.CANCEL])
             return PauseResult(kind, added, stopping)
 

@@ -38,8 +38,8 @@ from andon._jobs import (
 )
 from andon._storage._connector import Tx
 from andon._storage._ops._base import C, Operations
-from andon._storage._port import Change
-from andon._storage._rows import job_from_row
+from andon._storage._port import CancelNotice, Change
+from andon._storage._rows import cancel_notices_of, job_from_row
 
 __all__ = ["TreeOperations"]
 
@@ -144,6 +144,10 @@ class TreeOperations(Operations[C]):
         note = f"asked to stop within {grace:g} s" + (f": {message}" if message else "")
         self._event(tx, job, "cancel requested", job.status, job.status, by, reason.value, note, now)
         tx.one("hurry", {"id": job.id, "grace_s": grace})
+        # The stop in force, with its new grace, named to the worker (as a request would be).
+        in_force = job.cancel
+        if in_force is not None and in_force.reason is not None:
+            tx.stopping([CancelNotice(job.id, job.attempt, in_force.reason, in_force.message, grace)])
 
     def _apply_cancel(
         self,
@@ -182,8 +186,10 @@ class TreeOperations(Operations[C]):
             )
         elif outcome is CancelOutcome.REQUESTED:
             tx.one("request_stop", args)
+            tx.stopping([CancelNotice(job.id, job.attempt, reason, message, grace_s)])
         else:  # ESCALATED: a stronger request takes over the one in force (stop_strength)
             tx.one("escalate", args)
+            tx.stopping([CancelNotice(job.id, job.attempt, reason, message, grace_s)])
 
     def _stop_descendants(
         self, tx: Tx, origin: Job, reason: CancelReason, by: str | None, grace_s: float | None = None
@@ -202,6 +208,7 @@ class TreeOperations(Operations[C]):
         tx.one("lock_subtree", {"origin": origin.id}, where=clause)
         withdrawn = tx.all("withdraw_many", args, where=clause)
         requested = tx.all("request_stop_many", args, where=clause)
+        tx.stopping(cancel_notices_of(requested))
         for row in tx.all("retrying_force_fails", args, where=clause):
             # A cancel outranks a retrying force-fail in flight (stop_strength).
             job = job_from_row(row)
