@@ -39,18 +39,26 @@ def test_stops_benchmark_runs_quick_and_leaves_no_orphans(tmp_path: Path) -> Non
     report = json.loads(out.read_text())
     assert report["meta"]["quick"] is True
     rows = report["rows"]
-    assert {row["group"] for row in rows} == {"cooperative stop", "uncooperative stop", "child processes"}
+    assert {row["group"] for row in rows} == {
+        "cooperative stop",
+        "cooperative stop through the REST API",
+        "uncooperative stop",
+        "child processes",
+    }
     labels = [row["label"] for row in rows]
     for setup in ("in-process SQLite", "other process SQLite", "other process PostgreSQL"):
         for handler in ("sync check", "async await"):
             assert sum(label.startswith(f"{setup}, {handler}") for label in labels) == 3, labels
+    for store in ("SQLite", "PostgreSQL"):  # the REST API's cancel?wait=true: the work's last step, the answer
+        assert sum(label.startswith(f"other process {store} via API, sync check") for label in labels) == 2, labels
     for case in (
         "CPU loop, grace 0 s",
-        "CPU loop, grace 2 s",
+        "CPU loop, default settings, never looks at its context",
         "time.sleep(3600), grace 0 s",
-        "time.sleep(3600), grace 2 s",
+        "time.sleep(3600), default settings, never looks at its context",
     ):
         assert sum(label.startswith(case) for label in labels) == 2, labels
+    assert "thread, CPU loop, default settings, never looks at its context: cancel -> injected stop" in labels
     latencies = [row for row in rows if row["kind"] == "latency"]
     assert all(row["runs"] > 0 and len(row["samples_ms"]) == row["runs"] for row in latencies), latencies
     orphans = [row for row in rows if row["kind"] == "figure"]
