@@ -72,6 +72,10 @@ from andon._workers import LOOKOUT_EVERY_S, Lookout, WorkerRegistration, this_pr
 
 __all__ = ["Worker", "WorkerState"]
 
+_jitter: Final = random.Random()
+"""Jitter for backoffs and start-up spreads: a generator of andon's own, so the process-wide
+``random`` state of the app andon runs in is never touched (nor read by a seeded test)."""
+
 log = logging.getLogger("andon.worker")
 
 _CONTROL_TICK_S: Final = 0.25
@@ -855,7 +859,7 @@ class Worker:
         assert self.retention_s is not None
         # The first pass comes at a random point of the first period, so workers started
         # together do not all prune at once (if they do, each batch still checks its jobs).
-        wait_s = random.uniform(0, self.retention_every_s)
+        wait_s = _jitter.uniform(0, self.retention_every_s)
         while not self.clock.wait(self._halt, wait_s):
             wait_s = self.retention_every_s
             try:
@@ -991,4 +995,4 @@ def _degraded(end: AttemptEnd, exc: BaseException) -> AttemptEnd:
 
 def _backoff(failures: int) -> float:
     """Seconds to wait after ``failures`` failures in a row: doubling, capped, jittered."""
-    return min(_MAX_BACKOFF_S, 0.05 * 2.0 ** min(failures, 10)) * random.uniform(0.5, 1.0)
+    return min(_MAX_BACKOFF_S, 0.05 * 2.0 ** min(failures, 10)) * _jitter.uniform(0.5, 1.0)

@@ -67,6 +67,10 @@ from andon._storage._url import one_line, parse_postgres_url, redact_url
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresConnector", "PostgresStore", "redact_url"]
 
+_jitter: Final = random.Random()
+"""Jitter for backoffs and start-up spreads: a generator of andon's own, so the process-wide
+``random`` state of the app andon runs in is never touched (nor read by a seeded test)."""
+
 log = logging.getLogger("andon.postgres")
 
 T = TypeVar("T")
@@ -373,7 +377,7 @@ class PostgresConnector:
             if time.monotonic() >= deadline:
                 raise StorageUnavailable(f"PostgreSQL at {self.url} is unreachable: {one_line(cause)}") from cause
             self._unreachable(cause)
-            pause = min(1.0, 0.02 * 2**failures) * random.uniform(0.5, 1.0)
+            pause = min(1.0, 0.02 * 2**failures) * _jitter.uniform(0.5, 1.0)
             time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
     def _attempt(self, body: Callable[[_PgTx], T], mode: _Mode, deadline: float) -> T:
