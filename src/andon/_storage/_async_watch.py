@@ -10,11 +10,11 @@ data_version`` polling) on a thread of its own and hands each wake-up to the loo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable
 from typing import Final, Protocol, final
 
+from andon._aio import wait_event
 from andon._storage._port import ChangeWatcher
 
 __all__ = ["AsyncChanges", "Generations", "ThreadedChanges"]
@@ -61,9 +61,7 @@ class Generations:
 
     async def wait(self, seen: int, at_most_s: float) -> int:
         if self.count == seen:
-            event = self._next
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(event.wait(), at_most_s)
+            await wait_event(self._next, at_most_s)
         return self.count
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol, final
 
 import andon
+from andon._aio import wait_event
 from andon.api._schemas import JobSummary
 
 __all__ = ["Broadcaster", "JobChange", "ServerEvent", "Subscription", "changes"]
@@ -163,9 +164,7 @@ class Subscription:
             if self.closed:
                 return None
             self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), keepalive_s)
-            except TimeoutError:
+            if not await wait_event(self._ready, keepalive_s):
                 return KEEP_ALIVE
         if self.closed:
             return None
