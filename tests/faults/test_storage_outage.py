@@ -118,15 +118,20 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def disk_full(mount: Path) -> Iterator[None]:
+    """Fills ``mount`` to the last byte, then frees it again.
+
+    Unbuffered writes until ENOSPC: a buffered file kept the tail of a short write in its
+    buffer and raised ENOSPC again from ``close``, so under load (the worker taking the last
+    pages first) the outage failed to begin and the test hung in ``worker.stop``, whose
+    journal could never drain. A disk the worker filled already counts as full."""
     filler = mount / "filler"
-    with open(filler, "wb") as out, contextlib.suppress(OSError):
-        while True:
-            out.write(b"\0" * 65536)
-            out.flush()
     try:
+        with contextlib.suppress(OSError), open(filler, "wb", buffering=0) as out:
+            while True:
+                out.write(b"\0" * 65536)
         yield
     finally:
-        filler.unlink()
+        filler.unlink(missing_ok=True)
 
 
 def test_sqlite_a_job_that_ends_while_the_disk_is_full_keeps_everything(small_disk: Path) -> None:
