@@ -6,6 +6,7 @@ and the faults are real: backends are terminated with ``pg_terminate_backend``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from psycopg_pool import ConnectionPool
 import andon
 from andon import CancelReason, JobStatus
 from andon._ids import new_job_id
-from andon._jobs import Outcome, OutcomeKind
+from andon._jobs import CancelOutcome, Outcome, OutcomeKind
 from andon._storage import Change, JobFilter, NewJob
 from andon._storage._postgres import SCHEMA_VERSION, PostgresStore, _PgTx
 from andon.examples import app
@@ -268,25 +269,48 @@ def test_a_claim_whose_commit_is_in_doubt_is_looked_up_by_its_token(store: Postg
     assert store.claim("w1", ["a"], 30) is None
 
 
-def test_an_unknown_submit_commit_is_checked_not_repeated(store: PostgresStore) -> None:
-    new = [NewJob(new_job_id(), "a", {"n": i}) for i in range(3)]
-    failed = threading.Event()
-    # The COMMIT ends with an error after the server committed.
-    commit_original = _PgTx.commit
+@contextlib.contextmanager
+def connection_lost_after(marker: str) -> Iterator[threading.Event]:
+    """The first statement containing ``marker`` runs (and, on its own, commits), then its
+    connection reports itself lost, as if the answer never came back."""
+    original = psycopg.Cursor.execute
+    broken = threading.Event()
 
-    def commit_then_fail(self: _PgTx) -> None:
-        commit_original(self)
-        if not failed.is_set():
-            failed.set()
-            raise psycopg.OperationalError("connection lost while committing (simulated)")
+    # Any: whatever the real execute takes and returns is passed through.
+    def execute_then_break(self: psycopg.Cursor[Any], query: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(self, query, *args, **kwargs)
+        text = query.decode() if isinstance(query, bytes) else query  # the store's queries are bytes
+        if isinstance(text, str) and marker in text and not broken.is_set():
+            broken.set()
+            raise psycopg.OperationalError("connection lost just after the statement committed (simulated)")
+        return result
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_PgTx, "commit", commit_then_fail)
+        patch.setattr(psycopg.Cursor, "execute", execute_then_break)
+        yield broken
+    assert broken.is_set()
+
+
+def test_an_unknown_submit_commit_is_checked_not_repeated(store: PostgresStore) -> None:
+    """A plain submit is one self-committing statement: its connection lost as it answered,
+    the store looks whether the jobs are there rather than inserting them again."""
+    new = [NewJob(new_job_id(), "a", {"n": i}) for i in range(3)]
+    with connection_lost_after("INSERT INTO andon_jobs"):
         jobs = store.submit(new, actor="x")
-    assert failed.is_set()
     assert [j.id for j in jobs] == [n.id for n in new]
     for job in jobs:
         assert [e.type for e in store.events(job.id)] == ["submitted"]
+
+
+def test_a_cancel_of_a_queued_job_in_doubt_is_withdrawn_once(store: PostgresStore) -> None:
+    """A queued job's cancel is one self-committing statement: asked again after its answer
+    was lost, it reports the job as it is (withdrawn), with one withdrawal in its history."""
+    job = store.submit([NewJob(new_job_id(), "a", {})], actor=None)[0]
+    with connection_lost_after("cancel_stop_method = 'withdrawn'"):
+        result = store.request_cancel(job.id, CancelReason.USER, "alice")
+    assert result.job.status is JobStatus.CANCELLED
+    assert result.outcome in (CancelOutcome.WITHDRAWN, CancelOutcome.ALREADY)
+    assert [e.type for e in store.events(job.id)] == ["submitted", "withdrawn"]
 
 
 def test_bulk_cancel_whose_commit_is_in_doubt_is_reported(store: PostgresStore) -> None:

@@ -110,6 +110,10 @@ def _read_queries() -> dict[str, bytes]:
     return queries
 
 
+_NOTIFYING: Final = {"submit": Change.WORK, "withdraw_fresh": Change.ENDED}
+"""Statements that send their change's notification themselves (to ``%(channel)s``), so that
+one of them alone is a whole operation, committed on its own in one round trip."""
+
 MIGRATIONS: Final = _read_migrations()
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
 _QUERIES: Final = _read_queries()
@@ -142,6 +146,8 @@ class _PgTx:
         self._key = key
         """Signs the stops a notification names; without it, they are not named."""
         self._changes: list[Change] = []
+        self._sent: set[Change] = set()
+        """Changes a statement of this transaction notified by itself (:data:`_NOTIFYING`)."""
         self._stopping: list[CancelNotice] = []
 
     @staticmethod
@@ -149,16 +155,24 @@ class _PgTx:
         query = _QUERIES[name]
         return query.decode().format(**fragments).encode() if fragments else query
 
+    def _args(self, name: str, args: Args) -> Args:
+        """``args``, with the channel for a statement that notifies by itself (noted as sent)."""
+        change = _NOTIFYING.get(name)
+        if change is None:
+            return args
+        self._sent.add(change)
+        return {**args, "channel": self._channel}
+
     def one(self, name: str, args: Args, **fragments: str) -> Row | None:
-        cur = self.cur.execute(self._query(name, fragments), args)
+        cur = self.cur.execute(self._query(name, fragments), self._args(name, args))
         return cur.fetchone() if cur.description is not None else None  # None: it returns no rows
 
     def all(self, name: str, args: Args, **fragments: str) -> list[Row]:
-        cur = self.cur.execute(self._query(name, fragments), args)
+        cur = self.cur.execute(self._query(name, fragments), self._args(name, args))
         return list(cur.fetchall()) if cur.description is not None else []
 
     def scan(self, name: str, args: Args, **fragments: str) -> Iterator[Row]:
-        return iter(self.cur.execute(self._query(name, fragments), args))
+        return iter(self.cur.execute(self._query(name, fragments), self._args(name, args)))
 
     def many(self, name: str, rows: Sequence[Args] | Sequence[Sequence[Any]]) -> None:
         self.cur.executemany(_QUERIES[name], rows)
@@ -166,7 +180,7 @@ class _PgTx:
     def notify(self, changes: Collection[Change]) -> None:
         """Kept until :meth:`commit` (or :meth:`send_notifications`): NOTIFY is delivered at
         commit anyway, and sent with the COMMIT it costs no round trip of its own."""
-        self._changes += [change for change in changes if change not in self._changes]
+        self._changes += [c for c in changes if c not in self._changes and c not in self._sent]
 
     def stopping(self, notices: Collection[CancelNotice]) -> None:
         """Running attempts this transaction stops: the notifications name them (signed)."""
@@ -511,7 +525,8 @@ class PostgresConnector:
         return self._clock.lease_now()
 
     def insert_jobs(self, tx: Tx, jobs: Sequence[NewJob], now: float, actor: str | None) -> None:
-        """Every job and its first event in one statement, the values as arrays."""
+        """Every job, its first event and the ``work`` notification in one statement, the
+        values as arrays."""
         tx.one("submit", _submit_args(jobs, now, actor))
 
     async def insert_jobs_async(
@@ -530,8 +545,7 @@ class PostgresConnector:
             row = await cur.fetchone()
             assert row is not None
             await cur.execute(_QUERIES["set_search_path"], {"path": self.schema})
-            await cur.execute(_QUERIES["submit"], _submit_args(jobs, now, actor))
-            await cur.execute(_QUERIES["notify"], {"channel": self._channel, "payload": Change.WORK.value})
+            await cur.execute(_QUERIES["submit"], {**_submit_args(jobs, now, actor), "channel": self._channel})
             await cur.execute(_QUERIES["set_search_path"], {"path": row["path"]})
 
     def insert_items(self, tx: Tx, update: ProgressUpdate) -> None:

@@ -23,9 +23,6 @@ INSERT INTO andon_migrations (version, name, applied_at) VALUES (%(v)s, %(name)s
 -- name: migration_lock
 SELECT pg_advisory_xact_lock(hashtext('andon migrations ' || %(schema)s))
 
--- name: notify
-SELECT pg_notify(%(channel)s, %(payload)s)
-
 -- The key that signs the stops named in notifications (_pg_listener.py).
 -- name: notify_key
 SELECT key FROM andon_notify_key
@@ -44,6 +41,8 @@ SELECT current_setting('search_path') AS path
 -- name: set_search_path
 SELECT set_config('search_path', %(path)s, true)
 
+-- The jobs, their first events and the wake-up of the workers, in one statement: a plain
+-- submit is this statement alone, committed on its own (one round trip, no BEGIN/COMMIT).
 -- name: submit
 WITH new AS (
     INSERT INTO andon_jobs (id, kind, params, status, priority, created_at, available_at,
@@ -60,9 +59,11 @@ WITH new AS (
          AS new (id, kind, params, priority, max_attempts, retry_backoff_s, timeout_s, retry_of, owner,
                  retry_resume, parent_id, root_id, detached, fail_parent, job_key, schedule_name, available_at)
     RETURNING id
+), events AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, 1, %(now)s, 'submitted', NULL, 'queued', %(actor)s, NULL, NULL, 0 FROM new
 )
-INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
-SELECT id, 1, %(now)s, 'submitted', NULL, 'queued', %(actor)s, NULL, NULL, 0 FROM new
+SELECT pg_notify(%(channel)s, 'work')
 
 -- == keyed jobs and idempotency keys (andon._keys) =======================================
 
@@ -206,6 +207,24 @@ UPDATE andon_jobs SET cancel_grace_s = %(grace_s)s WHERE id = %(id)s
 -- The rule of decide_cancel for many jobs at once, as two set-based statements: queued jobs
 -- are withdrawn (this one statement is the whole bulk cancel of a queue), running ones move
 -- to cancelling; everything else is left alone. Each writes its events in the same statement.
+-- A cancel of a queued job that never ran and has no parent (so no tree to look at) is
+-- this one statement, committed on its own: the withdrawal, its event and the notification.
+-- No row: the job is in another state, and the cancel takes the general path.
+-- name: withdraw_fresh
+WITH withdrawn AS (
+    UPDATE andon_jobs SET status = 'cancelled', finished_at = %(now)s, cancel_requested_at = %(now)s,
+        cancel_reason = %(reason)s, cancel_by = %(by)s, cancel_message = %(message)s, cancel_retry = false,
+        cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', events_count = events_count + 1,
+        cancel_origin = NULL
+    WHERE id = %(id)s AND status = 'queued' AND attempt = 0 AND parent_id IS NULL
+    RETURNING *
+), events AS (
+    INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+    SELECT id, events_count, %(now)s, 'withdrawn', 'queued', 'cancelled', %(by)s, %(reason)s, %(message)s, attempt
+    FROM withdrawn
+)
+SELECT withdrawn.*, pg_notify(%(channel)s, 'ended') AS notified FROM withdrawn
+
 -- name: withdraw_many
 WITH withdrawn AS (
     UPDATE andon_jobs SET status = 'cancelled', finished_at = %(now)s, cancel_requested_at = %(now)s,

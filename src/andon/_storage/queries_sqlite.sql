@@ -265,6 +265,18 @@ UPDATE andon_jobs SET cancel_grace_s = :grace_s WHERE id = :id
 
 -- Bulk cancel: the jobs' one event each (seq events_count + 1) first, then the jobs
 -- themselves; both by the same filter, under the same write lock, so they match.
+-- A cancel of a queued job that never ran and has no parent (so no tree to look at): the
+-- withdrawal and its event. No row: the job is in another state (the general path).
+-- name: withdraw_fresh
+INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
+SELECT id, events_count + 1, :now, 'withdrawn', 'queued', 'cancelled', :by, :reason, :message, attempt
+FROM andon_jobs WHERE id = :id AND status = 'queued' AND attempt = 0 AND parent_id IS NULL;
+UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested_at = :now,
+    cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 0,
+    cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 1,
+    cancel_origin = NULL
+WHERE id = :id AND status = 'queued' AND attempt = 0 AND parent_id IS NULL RETURNING *
+
 -- name: withdraw_many
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
 SELECT id, events_count + 1, :now, 'withdrawn', 'queued', 'cancelled', :by, :reason, :message, attempt

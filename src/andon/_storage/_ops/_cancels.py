@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from andon._cancel import CancelReason
 from andon._errors import JobNotFound
-from andon._jobs import CancelOutcome, Job
+from andon._jobs import FAILING_REASONS, CancelOutcome, Job
 from andon._storage._connector import IfUnsure, Tx
 from andon._storage._ops._base import C
 from andon._storage._ops._trees import TreeOperations
 from andon._storage._port import BulkCancel, CancelResult, Change, JobFilter
-from andon._storage._rows import cancel_notices_of, job_from_row
+from andon._storage._rows import Row, cancel_notices_of, job_from_row
 
 __all__ = ["CancelOperations"]
 
@@ -37,8 +37,27 @@ class CancelOperations(TreeOperations[C]):
                 tx.notify(changes)
             return CancelResult(job, outcome)
 
+        if reason not in FAILING_REASONS:
+            withdrawn = self._withdraw_fresh(job_id, reason, by, message)
+            if withdrawn is not None:
+                return CancelResult(withdrawn, CancelOutcome.WITHDRAWN)
         # Asking again after an unknown commit is harmless: it reports the state as it is.
         return self._db.write(body, IfUnsure.RETRY)
+
+    def _withdraw_fresh(self, job_id: str, reason: CancelReason, by: str | None, message: str | None) -> Job | None:
+        """The commonest cancel, in one statement: a queued job that never ran and has no
+        parent is withdrawn (what ``decide_cancel`` decides for it, with no tree to look at).
+        ``None``: the job is in any other state, and nothing was written."""
+        args = {"id": job_id, "now": self._clock.now(), "reason": reason.value, "by": by, "message": message}
+
+        def body(tx: Tx) -> Row | None:
+            row = tx.one("withdraw_fresh", args)
+            if row is not None:
+                tx.notify([Change.ENDED])
+            return row
+
+        row = self._db.write(body, IfUnsure.RETRY, single=True)
+        return job_from_row(row) if row is not None else None
 
     def request_cancel_many(
         self,

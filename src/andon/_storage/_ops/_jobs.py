@@ -190,7 +190,9 @@ class JobOperations(TreeOperations[C]):
             with self._db.caller_tx(connection) as tx:
                 created = body(tx)
         else:
-            created = self._db.write(body, applied)
+            # Without a parent to check the body is one statement (PostgreSQL: it commits on
+            # its own, in one round trip).
+            created = self._db.write(body, applied, single=parent is None)
         return [_queued(j, now) for j in created]
 
     def get(self, job_id: str) -> Job:
