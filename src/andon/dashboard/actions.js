@@ -10,18 +10,47 @@ import { forget, historyChanged, remember, shown } from "./state.js";
 // A cancel reaches the job's whole subtree: when that is more than the job, say how much
 // (counted now, not when the page was drawn) and ask first.
 async function cancel(job, button) {
-  const active = await activeDescendants(job, button);
-  if (active === null) return;
-  if (active > 0) {
-    const sure = await confirmAction(
-      `Cancel this job and its ${plural(active, "active descendant")}?`,
-      `Job ${job.kind} ${shortId(job.id)} is stopped, and with it every job it started that is still active: queued ones are withdrawn, running ones are stopped. Partial results are kept.`,
-      `Cancel ${active + 1} jobs`,
-    );
-    if (!sure) return;
-  }
+  if (!(await cancelsDescendants(job, button, "Cancel", "queued ones are withdrawn, running ones are stopped"))) return;
   const updated = await act(button, () => api("POST", `${jobPath(job.id)}/cancel`, {}));
   if (updated) remember(updated);
+}
+
+// Whether to go on with a cancel of `job` (`label` on the confirmation's button), asking
+// first when it also stops active descendants; false when kept or when the count failed.
+async function cancelsDescendants(job, button, label, how) {
+  const active = await activeDescendants(job, button);
+  if (active === null) return false;
+  if (active === 0) return true;
+  return confirmAction(
+    `${label} this job and its ${plural(active, "active descendant")}?`,
+    `Job ${job.kind} ${shortId(job.id)} is stopped, and with it every job it started that is still active: ${how}. Partial results are kept.`,
+    `${label} ${active + 1} jobs`,
+  );
+}
+
+// A stop under way that still waits for its grace, which a cancel asking for none brings
+// forward (the server's "hurried" outcome). Not while a cancel would replace the stop in
+// force (then "cancel" is among job.actions: a pause, or a force-fail that allows a retry,
+// would end otherwise), nor once the work has stopped (it waits for its descendants).
+const canHurry = (job) =>
+  job.status === "cancelling" && !job.actions.includes("cancel") && !!job.cancel && job.cancel.grace_s !== 0 && !job.cancel.stopped_at && !job.awaiting;
+
+const STOP_NOW_RUNNING =
+  "Stop the work at once, without waiting for the handler to finish its current step. Items it emitted so far are kept; the job ends cancelled.";
+const STOP_NOW_STOPPING =
+  "The work was asked to stop and is given time to finish its current step. Stop it at once instead, without waiting for that step; items it emitted so far are kept.";
+
+// Cancel with no grace (grace_s 0, as `andon cancel --now`): a running job is stopped at
+// once, with its running descendants; a job already stopping is stopped now (hurried).
+async function stopNow(job, button) {
+  const what = `${job.kind} ${shortId(job.id)}`;
+  if (job.status === "running" && !(await cancelsDescendants(job, button, "Stop", "queued ones are withdrawn, running ones are stopped at once"))) return;
+  const updated = await act(button, () => api("POST", `${jobPath(job.id)}/cancel`, { grace_s: 0 }));
+  if (!updated) return;
+  remember(updated);
+  // The answer is the job as it is now; while its work is still being stopped, say that.
+  if (updated.status === "cancelling" && updated.cancel && updated.cancel.grace_s === 0) toast(`Stopping ${what} now, without waiting for its current step.`);
+  else if (updated.status !== "cancelled") toast(`${what} is ${updated.status}.`);
 }
 
 // How many jobs under this one are still active, counted now; null when it cannot be read
@@ -114,14 +143,14 @@ function dismissCard(job) {
   if (next) next.focus();
 }
 
-function actionButton(label, job, action, style = "") {
-  const button = h("button", { class: `btn small ${style}`, type: "button", "data-key": `${label}:${job.id}` }, label);
+function actionButton(label, job, action, style = "", title = null) {
+  const button = h("button", { class: `btn small ${style}`, type: "button", "data-key": `${label}:${job.id}`, title }, label);
   button.addEventListener("click", () => action(job, button));
   return button;
 }
 
 // What the buttons of a job depend on: rebuild them only when this changes.
-export const buttonsKey = (job) => `${job.status}:${job.actions.join(",")}`;
+export const buttonsKey = (job) => `${job.status}:${job.actions.join(",")}:${canHurry(job) ? "hurry" : ""}`;
 
 // The buttons for what the job allows; `compact` leaves out the rarer ones (history rows),
 // `dismiss` adds one that takes a finished job's card away.
@@ -135,6 +164,9 @@ export function jobButtons(job, { dismiss = false, compact = false } = {}) {
   }
   if (isActive(job)) {
     if (compact) return buttons;
+    // A queued job needs none: Cancel withdraws it at once. Offered to whoever may cancel it.
+    if (job.status === "running" && allows.has("cancel")) buttons.push(actionButton("Stop now", job, stopNow, "stop", STOP_NOW_RUNNING));
+    if (canHurry(job)) buttons.push(actionButton("Stop now", job, stopNow, "stop", STOP_NOW_STOPPING));
     if (allows.has("delete")) buttons.push(actionButton("Cancel & delete", job, cancelAndDelete));
     if (allows.has("fail")) buttons.push(actionButton("Force fail", job, forceFail));
   } else {

@@ -125,7 +125,10 @@ function idleText(job) {
   const due = dueText(job);
   if (due) return due;
   if (job.status === "queued") return "waiting for a free worker slot";
-  if (job.status === "cancelling") return `${stopWord(job)}; waiting for the work to stop`;
+  if (job.status === "cancelling") {
+    const now = job.cancel && job.cancel.grace_s === 0 && !job.awaiting ? ", at once" : "";
+    return `${stopWord(job)}${now}; waiting for the work to stop`;
+  }
   return job.progress ? "" : "running (this job reports no progress)";
 }
 

@@ -1,7 +1,7 @@
 // The page of one job (#/jobs/<id>): overview, tree, cancel, params, result, error, timeline
 // and result items. Each section re-renders only when its own data changed.
 
-import { jobButtons } from "./actions.js";
+import { buttonsKey, jobButtons } from "./actions.js";
 import { API, api, jobPath } from "./api.js";
 import { $, h, replaceKeepingFocus } from "./dom.js";
 import { badge, dueText, duration, elapsedText, isActive, isScheduled, json, jobHref, number, plural, shortId, stopTime, timeCell } from "./format.js";
@@ -91,7 +91,7 @@ function renderJobPage(job, events, results, children) {
   const view = $("job-view");
   const family = { parent: job.parent_id, root: job.root_id, children: job.children, descendants: job.descendants, page: children };
   const sections = [
-    ["head", { id: job.id, kind: job.kind, status: job.status, actions: job.actions }, () => jobHead(job)],
+    ["head", { id: job.id, kind: job.kind, buttons: buttonsKey(job) }, () => jobHead(job)],
     ["facts", job, () => jobFacts(job)],
     ["tree", family, () => hasFamily(job) && treeSection(job, children)],
     ["cancel", job.cancel, () => job.cancel && cancelSection(job)],
@@ -177,12 +177,18 @@ function cancelSection(job) {
     h(
       "ol",
       { class: "cancel-steps" },
-      h("li", { class: "done" }, h("strong", null, "Requested "), timeCell(cancel.requested_at), ` by ${cancel.by || "?"} · reason ${cancel.reason}`, cancel.message ? ` · “${cancel.message}”` : "", cancel.origin ? [" · from ", h("a", { href: jobHref(cancel.origin) }, shortId(cancel.origin))] : null),
+      h("li", { class: "done" }, h("strong", null, "Requested "), timeCell(cancel.requested_at), ` by ${cancel.by || "?"} · reason ${cancel.reason}`, cancel.message ? ` · “${cancel.message}”` : "", graceText(cancel.grace_s), cancel.origin ? [" · from ", h("a", { href: jobHref(cancel.origin) }, shortId(cancel.origin))] : null),
       h("li", { class: cancel.acknowledged_at ? "done" : "" }, h("strong", null, "Seen by the work "), cancel.acknowledged_at ? timeCell(cancel.acknowledged_at) : "not yet"),
       h("li", { class: cancel.stopped_at ? "done" : "" }, h("strong", null, "Stopped "), cancel.stopped_at ? [timeCell(cancel.stopped_at), ` · ${cancel.stop_method} · ${stopTime(cancel.stop_seconds)} after the request`] : "not yet"),
       job.awaiting || job.descendants.active ? h("li", { class: job.descendants.active ? "" : "done" }, h("strong", null, "Descendants stopped "), job.descendants.active ? `not yet: ${job.descendants.active} still active` : "yes") : null,
     ),
   );
+}
+
+// How long the work may take to stop by itself: what the requests asked (the shortest).
+function graceText(grace) {
+  if (grace === null || grace === undefined) return "";
+  return grace === 0 ? " · stop at once (no grace)" : ` · grace ${duration(grace)}`;
 }
 
 function checkpointSection(job) {
