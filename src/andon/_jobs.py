@@ -580,17 +580,29 @@ def _failure(job: Job, event: str, *, allow_retry: bool, resume: bool = False) -
     return Settlement(JobStatus.QUEUED, "retry scheduled", requeue_delay=delay, counts_as_failure=True, resume=resume)
 
 
-def decide_resume(job: Job) -> Checkpoint:
+def decide_resume(job: Job, parent_status: JobStatus | None = None) -> Checkpoint:
     """Check that ``job`` can be resumed; returns the checkpoint its next attempt starts from.
 
+    ``parent_status``: its parent's status, for a child that is not detached (``None``: the
+    parent is gone). Such a child runs only under a running parent: resumed after its parent
+    stopped or ended, it would run on as work nobody waits for, beyond the parent's cancel.
+
     Raises:
-        InvalidTransition: the job is not cancelled or failed, or it has no checkpoint.
+        InvalidTransition: the job is not cancelled or failed, it has no checkpoint, or it
+            is a child whose parent is not running.
     """
     if job.status not in RESUMABLE_STATUSES:
         message = f"job {job.id} is {job.status.value}; only a cancelled or failed job can be resumed"
         raise InvalidTransition(job.id, job.status.value, "resume", message)
     if job.checkpoint is None:
         message = f"job {job.id} has no checkpoint to resume from (its handler never stored one); retry it instead"
+        raise InvalidTransition(job.id, job.status.value, "resume", message)
+    if job.parent_id is not None and not job.detached and parent_status is not JobStatus.RUNNING:
+        state = "gone" if parent_status is None else parent_status.value
+        message = (
+            f"job {job.id} is a child of job {job.parent_id}, which is {state}: it is resumed only while its"
+            " parent runs (retry it as a job of its own instead)"
+        )
         raise InvalidTransition(job.id, job.status.value, "resume", message)
     return job.checkpoint
 

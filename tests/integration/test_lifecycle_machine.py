@@ -277,7 +277,13 @@ class Lifecycle(RuleBasedStateMachine):
             with pytest.raises(JobNotFound):
                 self.store.resume(job_id, "client")
             return
-        if before.status not in RESUMABLE_STATUSES or before.checkpoint is None:
+        orphaned = False
+        if before.parent_id is not None and not before.detached:
+            parent = self.last.get(before.parent_id)
+            orphaned = parent is None or parent.status is not JobStatus.RUNNING
+        if before.status not in RESUMABLE_STATUSES or before.checkpoint is None or orphaned:
+            # (A child whose parent no longer runs stays stopped: found by this machine, which
+            # saw one resumed under a failed parent.)
             with pytest.raises(InvalidTransition):
                 self.store.resume(job_id, "client")
             assert self.store.get(job_id) == before

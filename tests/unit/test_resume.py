@@ -71,6 +71,18 @@ def test_a_job_without_a_checkpoint_cannot_be_resumed() -> None:
         decide_resume(job(X, checkpoint=None))
 
 
+def test_a_child_is_resumed_only_while_its_parent_runs() -> None:
+    child = job(X, parent_id="p", root_id="p")
+    assert decide_resume(child, R) == CHECKPOINT
+    for parent in (C, FAIL, X, OK, Q, None):
+        with pytest.raises(InvalidTransition, match="child of job p, which is"):
+            decide_resume(child, parent)
+
+
+def test_a_detached_child_is_resumed_whatever_its_parent_does() -> None:
+    assert decide_resume(job(X, parent_id="p", root_id="p", detached=True), FAIL) == CHECKPOINT
+
+
 def items_and_checkpoint(out: OutputBuffer) -> tuple[list[int], int | None]:
     with out.flush_lock:
         update = out.take(None)

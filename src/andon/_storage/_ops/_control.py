@@ -17,7 +17,12 @@ class ControlOperations(Operations[C]):
     def resume(self, job_id: str, by: str | None) -> Job:
         def body(tx: Tx) -> Job:
             job = _locked(tx, job_id)
-            checkpoint = decide_resume(job)
+            parent_status = None
+            if job.parent_id is not None and not job.detached:
+                # Held (FOR SHARE) until the commit: the parent cannot end meanwhile.
+                parent = tx.one("parent_for_children", {"id": job.parent_id})
+                parent_status = JobStatus(parent["status"]) if parent is not None else None
+            checkpoint = decide_resume(job, parent_status)
             check_transition(job.status, JobStatus.QUEUED)
             now = self._clock.now()
             tx.one("resume", {"id": job_id, "now": now})
