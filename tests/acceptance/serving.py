@@ -89,6 +89,22 @@ class Served(LoggedProcess):
         self.wait_until(answers, START_S, "andon serve to answer")
 
 
+def serve_test_app(folder: Path, app: str, concurrency: int) -> Served:
+    """``andon serve`` with a worker on ``app`` (``tests.acceptance.x_app:app``, importable
+    from the repository's root) and a SQLite store in ``folder``."""
+    root = str(Path(__file__).resolve().parents[2])
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, before]))
+    try:
+        store = f"sqlite:///{folder / 'andon.db'}"
+        return serve(folder, "--db", store, "--app", app, "--concurrency", str(concurrency), "--shutdown-grace", "0.5")
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
 def serve(folder: Path, *args: str, token: str | None = None) -> Served:
     """Start ``andon serve ARGS`` on a free port and wait until it answers."""
     port = free_port()

@@ -22,7 +22,6 @@ found"), so no role sees a job without the right to cancel it; Stop now follows 
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,13 +32,12 @@ from playwright.sync_api import Locator, Page, Route, expect
 import andon
 from tests import support
 from tests.acceptance.dashboard_page import card, open_dashboard
-from tests.acceptance.serving import Served, serve
+from tests.acceptance.serving import Served, serve_test_app
 from tests.acceptance.stop_now_app import GRACE_S
 from tests.acceptance.stop_now_app import app as stop_now_app
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
 WAIT_S = 20.0
 STOPPED_WITHIN_MS = 10_000  # generous, and still far below the kind's GRACE_S
 HURRIED = "asked to stop within 0 s"
@@ -50,25 +48,7 @@ expect.set_options(timeout=15_000)
 @pytest.fixture(scope="module")
 def server(folder: Path) -> Iterator[Served]:
     """``andon serve`` of the stop-now app (importable from the repository's root)."""
-    before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), before]))
-    try:
-        served = serve(
-            folder,
-            "--db",
-            f"sqlite:///{folder / 'andon.db'}",
-            "--app",
-            "tests.acceptance.stop_now_app:app",
-            "--concurrency",
-            "4",
-            "--shutdown-grace",
-            "0.5",
-        )
-    finally:
-        if before is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = before
+    served = serve_test_app(folder, "tests.acceptance.stop_now_app:app", 4)
     yield served
     assert served.stop() == 0, served.output()
 

@@ -14,7 +14,6 @@ against a real ``andon serve`` of ``tests.acceptance.truth_app`` over a SQLite f
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from playwright.sync_api import Page, expect
 import andon
 from tests import support
 from tests.acceptance.dashboard_page import card, history_row, open_dashboard
-from tests.acceptance.serving import Served, serve
+from tests.acceptance.serving import Served, serve_test_app
 from tests.acceptance.truth_app import app as truth_app
 
 pytestmark = [pytest.mark.timeout(90), pytest.mark.slow]
@@ -40,25 +39,7 @@ expect.set_options(timeout=15_000)
 @pytest.fixture(scope="module")
 def server(folder: Path) -> Iterator[Served]:
     """``andon serve`` of the truth app (importable from the repository's root)."""
-    before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), before]))
-    try:
-        served = serve(
-            folder,
-            "--db",
-            f"sqlite:///{folder / 'andon.db'}",
-            "--app",
-            "tests.acceptance.truth_app:app",
-            "--concurrency",
-            "8",
-            "--shutdown-grace",
-            "0.5",
-        )
-    finally:
-        if before is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = before
+    served = serve_test_app(folder, "tests.acceptance.truth_app:app", 8)
     yield served
     assert served.stop() == 0, served.output()
 
