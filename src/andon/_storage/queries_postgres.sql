@@ -204,9 +204,6 @@ WHERE id = %(id)s
 -- name: hurry
 UPDATE andon_jobs SET cancel_grace_s = %(grace_s)s WHERE id = %(id)s
 
--- The rule of decide_cancel for many jobs at once, as two set-based statements: queued jobs
--- are withdrawn (this one statement is the whole bulk cancel of a queue), running ones move
--- to cancelling; everything else is left alone. Each writes its events in the same statement.
 -- A cancel of a queued job that never ran and has no parent (so no tree to look at) is
 -- this one statement, committed on its own: the withdrawal, its event and the notification.
 -- No row: the job is in another state, and the cancel takes the general path.
@@ -225,6 +222,9 @@ WITH withdrawn AS (
 )
 SELECT withdrawn.*, pg_notify(%(channel)s, 'ended') AS notified FROM withdrawn
 
+-- The rule of decide_cancel for many jobs at once, as two set-based statements: queued jobs
+-- are withdrawn (this one statement is the whole bulk cancel of a queue), running ones move
+-- to cancelling; everything else is left alone. Each writes its events in the same statement.
 -- name: withdraw_many
 WITH withdrawn AS (
     UPDATE andon_jobs SET status = 'cancelled', finished_at = %(now)s, cancel_requested_at = %(now)s,

@@ -263,8 +263,6 @@ WHERE id = :id
 -- name: hurry
 UPDATE andon_jobs SET cancel_grace_s = :grace_s WHERE id = :id
 
--- Bulk cancel: the jobs' one event each (seq events_count + 1) first, then the jobs
--- themselves; both by the same filter, under the same write lock, so they match.
 -- A cancel of a queued job that never ran and has no parent (so no tree to look at): the
 -- withdrawal and its event. No row: the job is in another state (the general path).
 -- name: withdraw_fresh
@@ -277,6 +275,8 @@ UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested
     cancel_origin = NULL
 WHERE id = :id AND status = 'queued' AND attempt = 0 AND parent_id IS NULL RETURNING *
 
+-- Bulk cancel: the jobs' one event each (seq events_count + 1) first, then the jobs
+-- themselves; both by the same filter, under the same write lock, so they match.
 -- name: withdraw_many
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
 SELECT id, events_count + 1, :now, 'withdrawn', 'queued', 'cancelled', :by, :reason, :message, attempt
