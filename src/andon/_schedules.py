@@ -256,7 +256,10 @@ def plan_ticks(spec: ScheduleSpec, next_at: float, now: float) -> TickPlan:
         return TickPlan(next_at, None, following)
     if spec.every_s is not None:
         first = round(next_at / spec.every_s)  # next_at is a tick: k * every_s
-        count = math.floor((now - next_at) / spec.every_s + 1e-9) + 1
+        # The last tick at or before now, by next_after's own arithmetic (counting from the
+        # difference now - next_at lost the tick at exactly now to rounding: planned as
+        # the next one, it was not after now).
+        count = max(1, math.floor(now / spec.every_s + 1e-9) - first + 1)
         while count > 1 and (first + count - 1) * spec.every_s > now:  # float rounding
             count -= 1
         latest = (first + count - 1) * spec.every_s

@@ -225,6 +225,7 @@ SELECT withdrawn.*, pg_notify(%(channel)s, 'ended') AS notified FROM withdrawn
 -- The rule of decide_cancel for many jobs at once, as two set-based statements: queued jobs
 -- are withdrawn (this one statement is the whole bulk cancel of a queue), running ones move
 -- to cancelling; everything else is left alone. Each writes its events in the same statement.
+-- Not withdrawn here: a queued job with an active child of an earlier attempt (requeued_parents).
 -- name: withdraw_many
 WITH withdrawn AS (
     UPDATE andon_jobs SET status = 'cancelled', finished_at = %(now)s, cancel_requested_at = %(now)s,
@@ -232,6 +233,8 @@ WITH withdrawn AS (
         cancel_stopped_at = %(now)s, cancel_stop_method = 'withdrawn', events_count = events_count + 1,
         cancel_origin = %(origin)s
     WHERE status = 'queued' AND {where}
+      AND NOT (attempt > 0 AND EXISTS (SELECT 1 FROM andon_jobs AS child WHERE child.parent_id = andon_jobs.id
+                                       AND child.status IN ('queued', 'running', 'cancelling')))
     RETURNING *
 ), events AS (
     INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
@@ -261,6 +264,16 @@ SELECT * FROM requested
 SELECT * FROM andon_jobs
 WHERE status = 'cancelling' AND awaiting_status IS NULL
   AND (cancel_grace_s IS NULL OR cancel_grace_s > %(grace_s)s::double precision) AND {where}
+ORDER BY id FOR UPDATE
+
+-- Queued jobs that ran before and still have an active child (queued again by a shutdown or
+-- a lost worker while their children ran): a bulk cancel stops each the one-job way, so it
+-- waits for its children rather than ending under them.
+-- name: requeued_parents
+SELECT * FROM andon_jobs
+WHERE status = 'queued' AND attempt > 0 AND {where}
+  AND EXISTS (SELECT 1 FROM andon_jobs AS child
+              WHERE child.parent_id = andon_jobs.id AND child.status IN ('queued', 'running', 'cancelling'))
 ORDER BY id FOR UPDATE
 
 -- name: retrying_force_fails

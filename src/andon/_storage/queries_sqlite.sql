@@ -276,16 +276,22 @@ UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested
 WHERE id = :id AND status = 'queued' AND attempt = 0 AND parent_id IS NULL RETURNING *
 
 -- Bulk cancel: the jobs' one event each (seq events_count + 1) first, then the jobs
--- themselves; both by the same filter, under the same write lock, so they match.
+-- themselves; both by the same filter, under the same write lock, so they match. Not
+-- withdrawn here: a queued job with an active child of an earlier attempt (requeued_parents).
 -- name: withdraw_many
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
 SELECT id, events_count + 1, :now, 'withdrawn', 'queued', 'cancelled', :by, :reason, :message, attempt
-FROM andon_jobs WHERE status = 'queued' AND {where};
+FROM andon_jobs WHERE status = 'queued' AND {where}
+  AND NOT (attempt > 0 AND EXISTS (SELECT 1 FROM andon_jobs AS child WHERE child.parent_id = andon_jobs.id
+                                   AND child.status IN ('queued', 'running', 'cancelling')));
 UPDATE andon_jobs SET status = 'cancelled', finished_at = :now, cancel_requested_at = :now,
     cancel_reason = :reason, cancel_by = :by, cancel_message = :message, cancel_retry = 0,
     cancel_stopped_at = :now, cancel_stop_method = 'withdrawn', events_count = events_count + 1,
     cancel_origin = :origin
-WHERE status = 'queued' AND {where} RETURNING id, parent_id
+WHERE status = 'queued' AND {where}
+  AND NOT (attempt > 0 AND EXISTS (SELECT 1 FROM andon_jobs AS child WHERE child.parent_id = andon_jobs.id
+                                   AND child.status IN ('queued', 'running', 'cancelling')))
+RETURNING id, parent_id
 
 -- name: request_stop_many
 INSERT INTO andon_events (job_id, seq, at, type, from_status, to_status, actor, reason, message, attempt)
@@ -296,6 +302,16 @@ UPDATE andon_jobs SET status = 'cancelling', cancel_requested_at = :now,
     cancel_acknowledged_at = NULL, cancel_stopped_at = NULL, cancel_stop_method = NULL,
     events_count = events_count + 1, cancel_origin = :origin, cancel_grace_s = :grace_s
 WHERE status = 'running' AND {where} RETURNING *
+
+-- Queued jobs that ran before and still have an active child (queued again by a shutdown or
+-- a lost worker while their children ran): a bulk cancel stops each the one-job way, so it
+-- waits for its children rather than ending under them.
+-- name: requeued_parents
+SELECT * FROM andon_jobs
+WHERE status = 'queued' AND attempt > 0 AND {where}
+  AND EXISTS (SELECT 1 FROM andon_jobs AS child
+              WHERE child.parent_id = andon_jobs.id AND child.status IN ('queued', 'running', 'cancelling'))
+ORDER BY id
 
 -- name: retrying_force_fails
 SELECT * FROM andon_jobs

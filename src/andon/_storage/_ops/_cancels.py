@@ -74,6 +74,7 @@ class CancelOperations(TreeOperations[C]):
         args |= {"now": now, "reason": reason.value, "by": by, "message": message, "origin": None, "grace_s": grace_s}
 
         def body(tx: Tx) -> BulkCancel:
+            requeued = [job_from_row(row) for row in tx.all("requeued_parents", args, where=clause)]
             # The rule of decide_cancel, set-based: queued jobs are withdrawn, running ones
             # move to cancelling (each with its event); everything else is left alone.
             withdrawn_rows = tx.all("withdraw_many", args, where=clause)
@@ -81,6 +82,14 @@ class CancelOperations(TreeOperations[C]):
             requested = tx.all("request_stop_many", args, where=clause)
             tx.stopping(cancel_notices_of(requested))
             stopping = [CancelResult(job_from_row(r), CancelOutcome.REQUESTED) for r in requested]
+            # Then the requeued parents, each waiting for its children still active (if any).
+            self._stop_requeued(tx, requeued, reason, by, message, grace_s)
+            for job in requeued:
+                after = _reread(tx, job.id)
+                if after.status.is_terminal:
+                    withdrawn.append(job.id)  # none of its children was left running
+                else:
+                    stopping.append(CancelResult(after, CancelOutcome.WITHDRAWN))
             # A cancel outranks a retrying force-fail in flight (stop_strength); such jobs
             # are rare, so they take the one-job path.
             for row in tx.all("retrying_force_fails", args, where=clause):

@@ -206,6 +206,7 @@ class TreeOperations(Operations[C]):
         message = f"job {origin.id} ({origin.kind}) {_what(reason)}"
         args = self._cancel_args(origin.id, CancelReason.PARENT_CANCELLED, by, message, True, origin.id, now, grace_s)
         tx.one("lock_subtree", {"origin": origin.id}, where=clause)
+        requeued = [job_from_row(row) for row in tx.all("requeued_parents", args, where=clause)]
         withdrawn = tx.all("withdraw_many", args, where=clause)
         requested = tx.all("request_stop_many", args, where=clause)
         tx.stopping(cancel_notices_of(requested))
@@ -226,9 +227,29 @@ class TreeOperations(Operations[C]):
                 grace_s,
             )
             requested.append(row)
+        self._stop_requeued(tx, requeued, CancelReason.PARENT_CANCELLED, by, message, grace_s, origin.id)
         # A withdrawn job may be the last active child of a job already waiting for it.
         self._finish_awaiting(tx, [row["parent_id"] for row in withdrawn if row["parent_id"]])
-        return [*([Change.ENDED] if withdrawn else []), *([Change.CANCEL] if requested else [])]
+        return [*([Change.ENDED] if withdrawn else []), *([Change.CANCEL] if requested or requeued else [])]
+
+    def _stop_requeued(
+        self,
+        tx: Tx,
+        jobs: list[Job],
+        reason: CancelReason,
+        by: str | None,
+        message: str | None,
+        grace_s: float | None,
+        origin: str | None = None,
+    ) -> None:
+        """Stop, one by one, queued jobs that had active children of an earlier attempt (queued
+        again by a shutdown or a lost worker; ``requeued_parents``, read before the set-based
+        statements, which leave them alone): withdrawn in bulk they would end while their
+        children run. ``_stop_job`` makes each wait for the children still active now (the
+        bulk statements may have stopped some) and stops those; rare, usually none."""
+        for job in jobs:
+            _, changes = self._stop_job(tx, job, reason, by, message, origin=origin, grace_s=grace_s)
+            tx.notify(changes)
 
     # -- children ----------------------------------------------------------------------
 
