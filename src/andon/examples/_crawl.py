@@ -36,8 +36,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import shutil
 import tempfile
+import time
 import urllib.parse
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from pydantic import Field
@@ -94,7 +97,7 @@ def crawl(
     # Cleanups run in reverse order: close the browser, stop the driver, then remove the
     # profile folder (Chromium writes to it until it exits). The job id in the folder's
     # name lets anyone find this job's browser processes by their command line.
-    profile = ctx.enter(tempfile.TemporaryDirectory(prefix=f"andon-crawl-{ctx.job_id}-", ignore_cleanup_errors=True))
+    profile = ctx.enter(_profile_folder(ctx.job_id))
     playwright = ctx.enter(sync_playwright())
     browser = playwright.chromium.launch_persistent_context(
         profile, executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *_confined_args(host)]
@@ -117,6 +120,27 @@ def crawl(
         site.save(ctx)
         ctx.progress(site.crawled, min(max_pages, site.crawled + len(site.frontier)), url)
     return {"start_url": start, "pages": site.crawled, "not_crawled": len(site.frontier)}
+
+
+_PROFILE_REMOVAL_S: Final = 1.5
+"""How long the profile folder's removal keeps trying while a closing Chromium writes to it."""
+
+
+@contextlib.contextmanager
+def _profile_folder(job_id: str) -> Iterator[str]:
+    """The browser's profile folder, removed when the job ends. Chromium may still be writing
+    to it as it exits (it leaves when the driver's pipe closes, in a session of its own): a
+    single removal then left files created behind it (seen under a CPU hog), so the removal
+    goes on until the folder is gone, for a moment at most (the grace bounds the cleanups)."""
+    folder = tempfile.mkdtemp(prefix=f"andon-crawl-{job_id}-")
+    try:
+        yield folder
+    finally:
+        give_up = time.monotonic() + _PROFILE_REMOVAL_S
+        shutil.rmtree(folder, ignore_errors=True)
+        while os.path.exists(folder) and time.monotonic() < give_up:
+            time.sleep(0.05)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 class _Crawl:
