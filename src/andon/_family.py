@@ -22,7 +22,7 @@ from andon._hub import deliver_here, wake_here
 from andon._ids import new_job_id
 from andon._jobs import Job, JobStatus, ResultItem
 from andon._keys import check_key, on_conflict_of
-from andon._storage._port import JobFilter, NewJob
+from andon._storage._records import JobFilter, NewJob
 
 if TYPE_CHECKING:
     from andon._registry import App, JobKind

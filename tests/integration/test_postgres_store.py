@@ -23,7 +23,8 @@ from andon import CancelReason, JobStatus
 from andon._ids import new_job_id
 from andon._jobs import CancelOutcome, Outcome, OutcomeKind
 from andon._storage import Change, JobFilter, NewJob
-from andon._storage._postgres import SCHEMA_VERSION, PostgresStore, _PgTx
+from andon._storage._pg_tx import PgTx
+from andon._storage._postgres import SCHEMA_VERSION, PostgresStore
 from andon.examples import app
 from tests.postgres import (
     SERVER_URL,
@@ -315,14 +316,14 @@ def test_a_cancel_of_a_queued_job_in_doubt_is_withdrawn_once(store: PostgresStor
 
 def test_bulk_cancel_whose_commit_is_in_doubt_is_reported(store: PostgresStore) -> None:
     store.submit([NewJob(new_job_id(), "a", {})], actor=None)
-    commit_original = _PgTx.commit
+    commit_original = PgTx.commit
 
-    def commit_then_fail(self: _PgTx) -> None:
+    def commit_then_fail(self: PgTx) -> None:
         commit_original(self)
         raise psycopg.OperationalError("connection lost while committing (simulated)")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(_PgTx, "commit", commit_then_fail)
+        patch.setattr(PgTx, "commit", commit_then_fail)
         with pytest.raises(andon.StorageUnavailable, match="may or may not have been applied"):
             store.request_cancel_many(JobFilter(), CancelReason.USER, by=None)
 

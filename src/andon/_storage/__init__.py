@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from andon._storage._open import SchemaUpgrade, open_store, upgrade_database
-from andon._storage._port import (
-    ALL_CHANGES,
+from andon._storage._port import ALL_CHANGES, Change, ChangeWatcher, Store
+from andon._storage._records import (
     PAGE_MAX_BYTES,
     ActiveJobs,
     BulkCancel,
     CancelNotice,
     CancelResult,
-    Change,
-    ChangeWatcher,
     IdempotencyKey,
     JobFilter,
     KindLimit,
@@ -28,7 +26,6 @@ from andon._storage._port import (
     SessionRecord,
     StopStats,
     StopTimes,
-    Store,
     Submission,
 )
 

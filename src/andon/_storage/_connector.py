@@ -10,7 +10,8 @@ from typing import Any, Protocol, TypeVar
 
 from andon._output import ProgressUpdate
 from andon._storage._async_watch import AsyncChanges
-from andon._storage._port import CancelNotice, Change, ChangeWatcher, JobFilter, NewJob
+from andon._storage._port import Change, ChangeWatcher
+from andon._storage._records import CancelNotice, JobFilter, NewJob
 from andon._storage._rows import Row
 
 __all__ = ["Args", "Connector", "IfUnsure", "Resolution", "Resolver", "Tx"]

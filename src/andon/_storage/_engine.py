@@ -30,7 +30,8 @@ from andon._storage._ops._sessions import SessionOperations
 from andon._storage._ops._tokens import TokenOperations
 from andon._storage._ops._work import Settled, WorkOperations
 from andon._storage._ops._workers import WorkerOperations
-from andon._storage._port import ALL_CHANGES, CancelNotice, Change, ChangeWatcher
+from andon._storage._port import ALL_CHANGES, Change, ChangeWatcher
+from andon._storage._records import CancelNotice
 
 __all__ = ["Engine", "Settled", "StoreEngine"]
 

@@ -31,7 +31,8 @@ from psycopg import sql
 
 from andon._cancel import CancelReason
 from andon._errors import StorageUnavailable
-from andon._storage._port import ALL_CHANGES, CancelNotice, Change
+from andon._storage._port import ALL_CHANGES, Change
+from andon._storage._records import CancelNotice
 from andon._storage._url import one_line
 
 __all__ = ["PROBE_INTERVAL_S", "Listener", "StopHeard", "Watcher", "read_stops", "stop_payloads"]

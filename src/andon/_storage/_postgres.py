@@ -35,7 +35,6 @@ timestamps come from each machine's clock, which should be kept in sync.
 from __future__ import annotations
 
 import contextlib
-import enum
 import json
 import logging
 import random
@@ -50,19 +49,21 @@ from typing import Any, Final, TypeVar, final
 import psycopg
 from psycopg import ConnectionInfo, sql
 from psycopg.pq import TransactionStatus
-from psycopg.rows import DictRow, dict_row
+from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolClosed
 
 from andon._clock import Clock, SystemClock
 from andon._errors import ConfigurationError, LifecycleError, StorageError, StorageUnavailable, UsageError
 from andon._output import ProgressUpdate
-from andon._storage._connector import Args, IfUnsure, Resolution, Resolver, Tx
+from andon._storage._connector import IfUnsure, Resolution, Resolver, Tx
 from andon._storage._engine import Engine
 from andon._storage._pg_async_listener import AsyncListener
-from andon._storage._pg_listener import Listener, StopHeard, Watcher, stop_payloads
-from andon._storage._port import CancelNotice, Change, JobFilter, NewJob
+from andon._storage._pg_listener import Listener, StopHeard, Watcher
+from andon._storage._pg_tx import QUERIES, CommitUnsure, Mode, PgTx, Transient, in_transaction
+from andon._storage._port import Change
+from andon._storage._records import JobFilter, NewJob
 from andon._storage._rows import Row
-from andon._storage._sql import postgres_filter, read_blocks, read_sql
+from andon._storage._sql import postgres_filter, read_sql
 from andon._storage._url import one_line, parse_postgres_url, redact_url
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresConnector", "PostgresStore", "redact_url"]
@@ -74,7 +75,6 @@ _jitter: Final = random.Random()
 log = logging.getLogger("andon.postgres")
 
 T = TypeVar("T")
-Cursor = psycopg.Cursor[DictRow]
 
 _POOL_RECONNECT_S: Final = 2.0
 """How long the pool retries one lost connection before giving up on that attempt. Its
@@ -101,117 +101,8 @@ def _read_migrations() -> tuple[Migration, ...]:
     return found
 
 
-def _read_queries() -> dict[str, bytes]:
-    """The named statements, each one statement (one round trip), as psycopg takes them."""
-    queries = {}
-    for name, statements in read_blocks("queries_postgres.sql").items():
-        (statement,) = statements
-        queries[name] = statement.encode()
-    return queries
-
-
-_NOTIFYING: Final = {"submit": Change.WORK, "withdraw_fresh": Change.ENDED}
-"""Statements that send their change's notification themselves (to ``%(channel)s``), so that
-one of them alone is a whole operation, committed on its own in one round trip."""
-
 MIGRATIONS: Final = _read_migrations()
 SCHEMA_VERSION: Final = MIGRATIONS[-1].version
-_QUERIES: Final = _read_queries()
-
-
-class _Mode(enum.Enum):
-    READ = "read"
-    """No transaction; nothing to be unsure about."""
-    TRANSACTION = "transaction"
-    """BEGIN ... COMMIT around the body; only a failing COMMIT leaves the outcome unknown."""
-    STATEMENT = "statement"
-    """One self-committing statement; a connection lost during it leaves the outcome unknown."""
-
-
-class _Transient(Exception):
-    """The connection failed before anything could have been committed: try again."""
-
-
-class _CommitUnsure(Exception):
-    """The connection failed while a commit may have been under way."""
-
-
-@final
-class _PgTx:
-    """A :class:`~andon._storage._engine.Tx` on one cursor of a pooled connection."""
-
-    def __init__(self, cur: Cursor, channel: str, key: bytes | None = None) -> None:
-        self.cur = cur
-        self._channel = channel
-        self._key = key
-        """Signs the stops a notification names; without it, they are not named."""
-        self._changes: list[Change] = []
-        self._sent: set[Change] = set()
-        """Changes a statement of this transaction notified by itself (:data:`_NOTIFYING`)."""
-        self._stopping: list[CancelNotice] = []
-
-    @staticmethod
-    def _query(name: str, fragments: dict[str, str]) -> bytes:
-        query = _QUERIES[name]
-        return query.decode().format(**fragments).encode() if fragments else query
-
-    def _args(self, name: str, args: Args) -> Args:
-        """``args``, with the channel for a statement that notifies by itself (noted as sent)."""
-        change = _NOTIFYING.get(name)
-        if change is None:
-            return args
-        self._sent.add(change)
-        return {**args, "channel": self._channel}
-
-    def one(self, name: str, args: Args, **fragments: str) -> Row | None:
-        cur = self.cur.execute(self._query(name, fragments), self._args(name, args))
-        return cur.fetchone() if cur.description is not None else None  # None: it returns no rows
-
-    def all(self, name: str, args: Args, **fragments: str) -> list[Row]:
-        cur = self.cur.execute(self._query(name, fragments), self._args(name, args))
-        return list(cur.fetchall()) if cur.description is not None else []
-
-    def scan(self, name: str, args: Args, **fragments: str) -> Iterator[Row]:
-        return iter(self.cur.execute(self._query(name, fragments), self._args(name, args)))
-
-    def many(self, name: str, rows: Sequence[Args] | Sequence[Sequence[Any]]) -> None:
-        self.cur.executemany(_QUERIES[name], rows)
-
-    def notify(self, changes: Collection[Change]) -> None:
-        """Kept until :meth:`commit` (or :meth:`send_notifications`): NOTIFY is delivered at
-        commit anyway, and sent with the COMMIT it costs no round trip of its own."""
-        self._changes += [c for c in changes if c not in self._changes and c not in self._sent]
-
-    def stopping(self, notices: Collection[CancelNotice]) -> None:
-        """Running attempts this transaction stops: the notifications name them (signed)."""
-        self._stopping += notices
-
-    def _payloads(self) -> list[str]:
-        """The changes kept so far and the attempts named by :meth:`stopping` (which stand for
-        the ``cancel`` change when they name every one of them); both lists emptied."""
-        changes, self._changes = self._changes, []
-        named: list[str] = []
-        if self._stopping and self._key is not None:
-            named, left_out = stop_payloads(self._stopping, self._key)
-            if not left_out:
-                changes = [change for change in changes if change is not Change.CANCEL]
-        self._stopping = []
-        return [change.value for change in changes] + named
-
-    def send_notifications(self) -> None:
-        """The notifications kept so far, sent now (in a transaction not ours to commit)."""
-        payloads = self._payloads()
-        if payloads:
-            self.cur.execute(_QUERIES["notify_many"], {"channel": self._channel, "payloads": payloads})
-
-    def commit(self) -> None:
-        """COMMIT, with the notifications kept so far in the same round trip (one simple
-        query: the channel and payloads are ours, quoted as literals)."""
-        notifies = [
-            sql.SQL("SELECT pg_notify({}, {})").format(sql.Literal(self._channel), sql.Literal(payload))
-            for payload in self._payloads()
-        ]
-        self.cur.execute(sql.SQL("; ").join([*notifies, sql.SQL("COMMIT")]))
 
 
 @final
@@ -302,9 +193,9 @@ class PostgresConnector:
         with self._connect() as conn:
             try:
                 with conn.transaction():
-                    conn.execute(_QUERIES["migration_lock"], {"schema": self.schema})
+                    conn.execute(QUERIES["migration_lock"], {"schema": self.schema})
                     conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-                    conn.execute(_QUERIES["create_migrations_table"])
+                    conn.execute(QUERIES["create_migrations_table"])
                     before = _schema_version(conn)
                     if before > SCHEMA_VERSION:
                         raise ConfigurationError(self._version_problem(before))
@@ -312,7 +203,7 @@ class PostgresConnector:
                         if migration.version > before:
                             conn.execute(migration.sql.encode())
                             conn.execute(
-                                _QUERIES["record_migration"],
+                                QUERIES["record_migration"],
                                 {"v": migration.version, "name": migration.name, "at": time.time()},
                             )
             except psycopg.OperationalError as exc:
@@ -340,21 +231,21 @@ class PostgresConnector:
         except psycopg.Error as exc:
             raise StorageUnavailable(f"cannot connect to PostgreSQL at {self.url}: {one_line(exc)}") from exc
 
-    def read(self, body: Callable[[_PgTx], T]) -> T:
-        return self._run(body, _Mode.READ)
+    def read(self, body: Callable[[PgTx], T]) -> T:
+        return self._run(body, Mode.READ)
 
     def write(
-        self, body: Callable[[_PgTx], T], if_unsure: IfUnsure | Resolver[T] = IfUnsure.RAISE, *, single: bool = False
+        self, body: Callable[[PgTx], T], if_unsure: IfUnsure | Resolver[T] = IfUnsure.RAISE, *, single: bool = False
     ) -> T:
-        mode = _Mode.STATEMENT if single else _Mode.TRANSACTION
+        mode = Mode.STATEMENT if single else Mode.TRANSACTION
         return self._run(body, mode, if_unsure)
 
     # -- running statements ---------------------------------------------------
 
     def _run(
         self,
-        body: Callable[[_PgTx], T],
-        mode: _Mode,
+        body: Callable[[PgTx], T],
+        mode: Mode,
         if_unsure: IfUnsure | Resolver[T] = IfUnsure.RAISE,
     ) -> T:
         """Run ``body`` on a pooled connection, through dropped connections and restarts.
@@ -369,7 +260,7 @@ class PostgresConnector:
             try:
                 if resolving:
                     assert callable(if_unsure)
-                    found = self._attempt(if_unsure, _Mode.READ, deadline)
+                    found = self._attempt(if_unsure, Mode.READ, deadline)
                     resolving = False
                     if found is not Resolution.NOT_APPLIED:
                         self._reachable_again()
@@ -377,7 +268,7 @@ class PostgresConnector:
                 value = self._attempt(body, mode, deadline)
                 self._reachable_again()
                 return value
-            except _CommitUnsure as exc:
+            except CommitUnsure as exc:
                 if if_unsure is IfUnsure.RAISE:
                     raise StorageUnavailable(
                         f"lost PostgreSQL at {self.url} while committing; the change may or may not"
@@ -385,7 +276,7 @@ class PostgresConnector:
                     ) from exc
                 resolving = callable(if_unsure)
                 cause: BaseException = exc.__cause__ or exc
-            except _Transient as exc:
+            except Transient as exc:
                 cause = exc.__cause__ or exc
             failures += 1
             if time.monotonic() >= deadline:
@@ -394,13 +285,13 @@ class PostgresConnector:
             pause = min(1.0, 0.02 * 2**failures) * _jitter.uniform(0.5, 1.0)
             time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
-    def _attempt(self, body: Callable[[_PgTx], T], mode: _Mode, deadline: float) -> T:
+    def _attempt(self, body: Callable[[PgTx], T], mode: Mode, deadline: float) -> T:
         try:
             with self._connection(deadline) as conn, conn.cursor(row_factory=dict_row) as cur:
-                tx = _PgTx(cur, self._channel, self._notify_key)
-                if mode is _Mode.READ:
+                tx = PgTx(cur, self._channel, self._notify_key)
+                if mode is Mode.READ:
                     return body(tx)
-                if mode is _Mode.STATEMENT:
+                if mode is Mode.STATEMENT:
                     try:
                         value = body(tx)
                         tx.send_notifications()
@@ -408,14 +299,14 @@ class PostgresConnector:
                     except psycopg.errors.TransactionRollback:
                         raise
                     except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                        raise _CommitUnsure() from exc
-                return _in_transaction(conn, tx, body)
+                        raise CommitUnsure() from exc
+                return in_transaction(conn, tx, body)
         except PoolClosed as exc:
             raise LifecycleError("this store is closed") from exc
         except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
             # Includes deadlocks and serialization failures (rolled back for sure) and
             # PoolTimeout (no connection came free or could be made in time).
-            raise _Transient() from exc
+            raise Transient() from exc
         except psycopg.Error as exc:
             raise StorageError(f"PostgreSQL error: {one_line(exc)}") from exc
 
@@ -499,18 +390,18 @@ class PostgresConnector:
             )
         self._check_caller(connection.autocommit, connection.info)
         with connection.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(_QUERIES["search_path"]).fetchone()
+            row = cur.execute(QUERIES["search_path"]).fetchone()
             assert row is not None
             saved = row["path"]
-            cur.execute(_QUERIES["set_search_path"], {"path": self.schema})
-            tx = _PgTx(cur, self._channel, self._notify_key)
+            cur.execute(QUERIES["set_search_path"], {"path": self.schema})
+            tx = PgTx(cur, self._channel, self._notify_key)
             yield tx
             tx.send_notifications()  # delivered at the caller's commit, if it comes
             # The caller's own statements after this see their search path again.
-            cur.execute(_QUERIES["set_search_path"], {"path": saved})
+            cur.execute(QUERIES["set_search_path"], {"path": saved})
 
     def subtree_clause(self, *, root: bool = False) -> str:
-        return _QUERIES["tree_clause" if root else "subtree_clause"].decode()
+        return QUERIES["tree_clause" if root else "subtree_clause"].decode()
 
     def job_filter(self, where: JobFilter, cursor: str | None, now: float = 0.0) -> tuple[str, str, dict[str, Any]]:
         return postgres_filter(where, cursor, now)
@@ -541,22 +432,22 @@ class PostgresConnector:
             )
         self._check_caller(connection.autocommit, connection.info)
         async with connection.cursor(row_factory=dict_row) as cur:
-            await cur.execute(_QUERIES["search_path"])
+            await cur.execute(QUERIES["search_path"])
             row = await cur.fetchone()
             assert row is not None
-            await cur.execute(_QUERIES["set_search_path"], {"path": self.schema})
-            await cur.execute(_QUERIES["submit"], {**_submit_args(jobs, now, actor), "channel": self._channel})
-            await cur.execute(_QUERIES["set_search_path"], {"path": row["path"]})
+            await cur.execute(QUERIES["set_search_path"], {"path": self.schema})
+            await cur.execute(QUERIES["submit"], {**_submit_args(jobs, now, actor), "channel": self._channel})
+            await cur.execute(QUERIES["set_search_path"], {"path": row["path"]})
 
     def insert_items(self, tx: Tx, update: ProgressUpdate) -> None:
         """Store an attempt's items: COPY (2-3x the rows per second of an INSERT here), in a
         savepoint. Items already stored (a flush that committed but was not confirmed, then
         sent again) make the COPY fail on the primary key; then the savepoint is rolled back
         and an INSERT that skips the stored ones does the work."""
-        assert isinstance(tx, _PgTx)
+        assert isinstance(tx, PgTx)
         cur = tx.cur
         try:
-            with cur.connection.transaction(), cur.copy(_QUERIES["copy_items"]) as copy:
+            with cur.connection.transaction(), cur.copy(QUERIES["copy_items"]) as copy:
                 for seq, at, data in update.items:
                     copy.write_row((update.job_id, seq, update.attempt, at, data))
         except psycopg.errors.UniqueViolation:
@@ -624,32 +515,11 @@ class PostgresStore(Engine[PostgresConnector]):
         self.close()
 
 
-def _in_transaction(conn: psycopg.Connection[Any], tx: _PgTx, body: Callable[[_PgTx], T]) -> T:
-    """``body`` between BEGIN and a COMMIT that carries its notifications (one round trip
-    fewer than a NOTIFY of its own). Only a failure during the COMMIT leaves the outcome in
-    doubt (_CommitUnsure); any failure before it rolls back."""
-    tx.cur.execute(b"BEGIN")
-    try:
-        value = body(tx)
-    except BaseException:
-        if not conn.broken and conn.info.transaction_status is not TransactionStatus.IDLE:
-            with contextlib.suppress(psycopg.Error):
-                conn.rollback()
-        raise
-    try:
-        tx.commit()
-    except psycopg.errors.TransactionRollback:
-        raise  # a deferred check or a serialization failure at commit: rolled back for sure
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        raise _CommitUnsure() from exc
-    return value
-
-
 def _schema_version(conn: psycopg.Connection[Any]) -> int:
     """The schema's migration version; 0 if it has none (or does not exist)."""
     try:
         with conn.transaction():
-            row = conn.execute(_QUERIES["schema_version"]).fetchone()
+            row = conn.execute(QUERIES["schema_version"]).fetchone()
     except psycopg.errors.UndefinedTable:
         return 0
     return int(row[0]) if row else 0
@@ -707,7 +577,7 @@ def _notify_key(conn: psycopg.Connection[Any]) -> bytes | None:
     it (its notifications then name none, and it acts on none: the store read still delivers)."""
     try:
         with conn.transaction():
-            row = conn.execute(_QUERIES["notify_key"]).fetchone()
+            row = conn.execute(QUERIES["notify_key"]).fetchone()
     except psycopg.errors.InsufficientPrivilege:
         return None
     return str(row[0]).encode() if row else None

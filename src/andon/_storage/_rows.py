@@ -28,7 +28,7 @@ from andon._jobs import (
     check_transition,
     decide_settlement,
 )
-from andon._storage._port import ROW_OVERHEAD_BYTES, CancelNotice
+from andon._storage._records import ROW_OVERHEAD_BYTES, CancelNotice
 from andon._workers import WorkerEnd, WorkerInfo, WorkerRegistration, worker_status
 
 __all__ = [

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-from andon._storage._port import JobFilter
+from andon._storage._records import JobFilter
 
 __all__ = ["postgres_filter", "read_blocks", "read_sql", "sqlite_filter"]
 

@@ -20,7 +20,6 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any, Final, TypeVar, final
 
 from andon._clock import Clock, SystemClock
@@ -37,11 +36,13 @@ from andon._output import ProgressUpdate
 from andon._storage._async_watch import ThreadedChanges
 from andon._storage._connector import Args, IfUnsure, Resolver, Tx
 from andon._storage._engine import Engine
-from andon._storage._port import CancelNotice, Change, JobFilter, NewJob
+from andon._storage._port import Change
+from andon._storage._records import CancelNotice, JobFilter, NewJob
 from andon._storage._rows import Row
 from andon._storage._sql import read_blocks, read_sql, sqlite_filter
 from andon._storage._sqlite_watch import DataVersionWatcher
 from andon._storage._wake import WOKEN_CHANGES, WakeFolder, wake_folder
+from andon._workers import this_machine
 
 __all__ = ["DEFAULT_BUSY_TIMEOUT_S", "SCHEMA_VERSION", "SqliteConnector", "SqliteStore"]
 
@@ -67,17 +68,6 @@ _UPGRADES: Final = (
     (8, _QUERIES["upgrade_to_9"]),
 )
 _SCHEMA_OBJECT: Final = re.compile(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", re.IGNORECASE)
-
-
-def _read_boot_id() -> str:
-    """This boot of the machine (the kernel's random boot id); a reboot changes it."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:  # no /proc: a reboot is then found by lease expiry alone
-        return "unknown"
-
-
-_BOOT_ID: Final = _read_boot_id()
 
 
 @final
@@ -427,9 +417,10 @@ class SqliteConnector:
     def expired_args(self, tx: Tx) -> dict[str, Any]:
         """Every worker of an earlier boot of this machine is gone: a reboot expires every lease."""
         boot = tx.one("boot_id", {})
-        if boot is None or boot["value"] != _BOOT_ID:
-            tx.one("set_boot_id", {"boot_id": _BOOT_ID})
-        return {"lease_base": self.lease_base(), "rebooted": boot is not None and boot["value"] != _BOOT_ID}
+        boot_id = this_machine().boot_id  # "unknown" without /proc: a reboot is then found by lease expiry alone
+        if boot is None or boot["value"] != boot_id:
+            tx.one("set_boot_id", {"boot_id": boot_id})
+        return {"lease_base": self.lease_base(), "rebooted": boot is not None and boot["value"] != boot_id}
 
     # -- schema ---------------------------------------------------------------
 

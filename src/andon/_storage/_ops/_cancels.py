@@ -10,7 +10,8 @@ from andon._jobs import FAILING_REASONS, CancelOutcome, Job
 from andon._storage._connector import IfUnsure, Tx
 from andon._storage._ops._base import C
 from andon._storage._ops._trees import TreeOperations
-from andon._storage._port import BulkCancel, CancelResult, Change, JobFilter
+from andon._storage._port import Change
+from andon._storage._records import BulkCancel, CancelResult, JobFilter
 from andon._storage._rows import Row, cancel_notices_of, job_from_row
 
 __all__ = ["CancelOperations"]

@@ -7,7 +7,8 @@ from andon._errors import JobNotFound
 from andon._jobs import RESUMABLE_STATUSES, Job, JobStatus, check_transition, decide_resume
 from andon._storage._connector import Resolution, Tx
 from andon._storage._ops._base import C, Operations
-from andon._storage._port import Change, PausedKind, PauseResult
+from andon._storage._port import Change
+from andon._storage._records import PausedKind, PauseResult
 from andon._storage._rows import cancel_notices_of, job_from_row, resumes_from
 
 __all__ = ["ControlOperations"]

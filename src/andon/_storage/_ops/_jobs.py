@@ -14,8 +14,8 @@ from andon._keys import IDEMPOTENCY_WINDOW_S, OnConflict, decide_conflict
 from andon._storage._connector import Args, Resolution, Tx
 from andon._storage._ops._base import C
 from andon._storage._ops._trees import TreeOperations
-from andon._storage._port import (
-    Change,
+from andon._storage._port import Change
+from andon._storage._records import (
     IdempotencyKey,
     JobFilter,
     KindStats,

@@ -31,7 +31,7 @@ from typing import Any
 
 from andon._storage._connector import Tx
 from andon._storage._ops._base import C, Operations
-from andon._storage._port import KindLimit, KindLimitUse
+from andon._storage._records import KindLimit, KindLimitUse
 from andon._storage._rows import Row
 
 __all__ = ["LimitOperations", "claim_limited", "rate_due", "room_of"]

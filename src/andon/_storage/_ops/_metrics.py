@@ -11,7 +11,7 @@ from __future__ import annotations
 from andon._jobs import JobStatus
 from andon._storage._connector import Tx
 from andon._storage._ops._base import C, Operations
-from andon._storage._port import ActiveJobs, MetricsSnapshot, StopTimes
+from andon._storage._records import ActiveJobs, MetricsSnapshot, StopTimes
 from andon._storage._rows import Row
 
 __all__ = ["MetricsOperations"]

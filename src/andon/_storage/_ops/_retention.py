@@ -25,7 +25,8 @@ from andon._errors import UsageError
 from andon._jobs import TERMINAL_STATUSES, JobStatus
 from andon._storage._connector import IfUnsure, Tx
 from andon._storage._ops._base import C, Operations
-from andon._storage._port import Change, PruneResult
+from andon._storage._port import Change
+from andon._storage._records import PruneResult
 from andon._storage._rows import Row
 
 __all__ = ["DEFAULT_PRUNE_BATCH", "MAX_PRUNE_BATCH", "RetentionOperations"]

@@ -37,7 +37,7 @@ from andon._schedules import (
 from andon._storage._connector import IfUnsure, Resolution, Tx
 from andon._storage._ops._base import C
 from andon._storage._ops._jobs import JobOperations
-from andon._storage._port import NewJob, SchedulerLease, Submission
+from andon._storage._records import NewJob, SchedulerLease, Submission
 from andon._storage._rows import Row
 
 __all__ = ["JobMaker", "ScheduleOperations"]

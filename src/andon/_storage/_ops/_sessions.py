@@ -20,7 +20,7 @@ from andon._access import Role, TokenRecord
 from andon._errors import UsageError
 from andon._storage._connector import IfUnsure, Resolution, Tx
 from andon._storage._ops._base import C, Operations
-from andon._storage._port import SessionRecord
+from andon._storage._records import SessionRecord
 from andon._storage._rows import Row
 
 __all__ = ["MAX_SESSIONS_PER_TOKEN", "SessionOperations"]

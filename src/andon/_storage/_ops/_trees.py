@@ -38,7 +38,8 @@ from andon._jobs import (
 )
 from andon._storage._connector import Tx
 from andon._storage._ops._base import C, Operations
-from andon._storage._port import CancelNotice, Change
+from andon._storage._port import Change
+from andon._storage._records import CancelNotice
 from andon._storage._rows import cancel_notices_of, job_from_row
 
 __all__ = ["TreeOperations"]

@@ -17,7 +17,8 @@ from andon._storage._connector import IfUnsure, Resolution, Tx
 from andon._storage._ops._base import C
 from andon._storage._ops._limits import claim_limited, rate_due
 from andon._storage._ops._trees import TreeOperations
-from andon._storage._port import CancelNotice, Change
+from andon._storage._port import Change
+from andon._storage._records import CancelNotice
 from andon._storage._rows import (
     LOST_ATTEMPT_EVENT,
     Row,
