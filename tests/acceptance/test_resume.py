@@ -17,7 +17,7 @@ import andon
 from andon.examples import app as example_app
 from tests.postgres import fresh_database
 from tests.subprocesses import WorkerProcess
-from tests.support import wait_until
+from tests.support import wait_items, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -43,16 +43,12 @@ def worker(db: str, tmp_path: Path) -> Iterator[WorkerProcess]:
         process.kill()
 
 
-def wait_items(client: andon.Client, job_id: str, at_least: int) -> None:
-    wait_until(lambda: client.get(job_id).items_count >= at_least, timeout=60)
-
-
 def test_count_cancelled_and_resumed_again_and_again_counts_each_number_once(db: str, worker: WorkerProcess) -> None:
     rng = random.Random(15)
     with andon.connect(db, example_app, actor="tester") as client:
         job = client.submit("count", {"n": N, "interval_s": 0.01})
         for _ in range(ROUNDS):
-            wait_items(client, job.id, client.get(job.id).items_count + rng.randint(1, 8))
+            wait_items(client, job.id, client.get(job.id).items_count + rng.randint(1, 8), timeout=60)
             stopped = client.cancel(job.id, wait=True, timeout=30).job
             assert stopped.status is andon.JobStatus.CANCELLED
             assert stopped.checkpoint is not None
