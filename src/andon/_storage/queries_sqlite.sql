@@ -433,9 +433,10 @@ SELECT 1 AS n FROM andon_jobs WHERE status IN ('queued', 'running', 'cancelling'
 -- name: parent_for_children
 SELECT id, status, worker_id, attempt, root_id, awaiting_status, cancel_reason FROM andon_jobs WHERE id = :id
 
--- Which of these jobs have a child still active.
+-- Which of these jobs have a child still active. Run for every settled batch: by the parent
+-- index, as without it the planner walks the status index through every queued job.
 -- name: with_active_children
-SELECT DISTINCT parent_id AS id FROM andon_jobs
+SELECT DISTINCT parent_id AS id FROM andon_jobs INDEXED BY andon_jobs_parent
 WHERE parent_id IN (SELECT value FROM json_each(:ids)) AND status IN ('queued', 'running', 'cancelling')
 
 -- Jobs waiting for their descendants that have none active any more.
