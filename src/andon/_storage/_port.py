@@ -2,7 +2,8 @@
 
 Every method is one atomic operation; the rules for what a state change means live in
 ``andon._jobs`` and are applied by each store inside its own transaction. Methods block
-(they are plain function calls); callers that must not block run them in a thread.
+(they are plain function calls); callers that must not block run them in a thread. The
+records the methods take and give are in ``_records.py``.
 """
 
 from __future__ import annotations
